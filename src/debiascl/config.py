@@ -1,0 +1,375 @@
+"""Typed run configuration: dataclasses, YAML presets, command-line overrides, validation.
+
+A run is described by one :class:`Config`. It is built in layers, each overriding the last:
+the dataclass defaults, a preset from ``debiascl/configs/<name>.yaml`` (or a user YAML file),
+explicit command-line flags, then ``--set key=value`` overrides. Keys are dotted
+(``method.tau_plus``); a bare key (``tau_plus``) is accepted when exactly one section has it.
+Every problem raises :class:`~debiascl.errors.DebiasclError` naming the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from debiascl.errors import DebiasclError
+
+PRESET_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass
+class DataConfig:
+    """Which data set, where, and how views are made (SPEC section 5, augmentation row)."""
+
+    name: str = "biased-digits"
+    root: str | None = None
+    download: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+    augmentation: str = "simclr"
+    image_size: int | None = None
+    noise_std: float = 0.1
+    corruption_rate: float = 0.6
+    num_workers: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """Backbone and projection head of every encoder (SPEC section 5)."""
+
+    backbone: str = "small_cnn"
+    cifar_stem: bool = False
+    pretrained: str | None = None
+    mlp_hidden_dims: list[int] = field(default_factory=lambda: [256, 256])
+    head: str = "mlp"
+    head_hidden_dim: int = 512
+    proj_dim: int = 128
+
+
+@dataclass
+class MethodConfig:
+    """The training objective and its hyper-parameters (SPEC sections 2-3)."""
+
+    name: str = "wcl"
+    temperature: float = 0.5
+    tau_plus: float = 0.1
+    beta: float = 1.0
+    detach_weights: bool = False
+    triplet_debias: bool = True
+    jtt_epochs: int = 1
+    jtt_upweight: float = 20.0
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer and step schedule, one per encoder (E_d uses lr, E_b uses lr_b)."""
+
+    name: str = "adam"
+    lr: float = 1e-3
+    lr_b: float = 1e-2
+    weight_decay: float = 1e-6
+    momentum: float = 0.9
+    milestones: list[int] = field(default_factory=list)
+    gamma: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    """The training loop: length, batch, device, precision, logging and checkpoints."""
+
+    epochs: int = 20
+    batch_size: int = 256
+    device: str = "auto"
+    precision: str = "32"
+    channels_last: bool = False
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 100
+    knn_every: int = 5
+    knn_k: int = 200
+    max_consecutive_skips: int = 10
+    progress: bool = True
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation of frozen representations (SPEC section 7)."""
+
+    probe: str = "fast"
+    probe_epochs: int = 100
+    probe_lr: float = 1e-3
+    probe_batch_size: int = 256
+    knn_k: int = 200
+    tsne_samples: int = 2000
+
+
+@dataclass
+class Config:
+    """Everything that defines one run; saved as ``config.yaml`` in the run directory."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain nested dict (YAML/JSON serialisable)."""
+        return asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        """Write the resolved configuration as YAML."""
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+_SECTION_TYPES = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "method": MethodConfig,
+    "optim": OptimConfig,
+    "train": TrainConfig,
+    "eval": EvalConfig,
+}
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "data.augmentation": ("simclr", "crop_flip", "gaussian_noise", "scarf", "none"),
+    "model.backbone": ("resnet18", "resnet50", "mlp", "small_cnn"),
+    "model.head": ("cifar", "biased", "mlp"),
+    "method.name": ("simclr", "dcl", "hcl", "triplet", "wcl", "erm", "jtt"),
+    "optim.name": ("adam", "sgd"),
+    "train.precision": ("32", "bf16", "fp16"),
+    "eval.probe": ("fast", "authors"),
+}
+
+
+def list_presets() -> list[str]:
+    """Names of the bundled YAML presets (``debiascl/configs/*.yaml``)."""
+    return sorted(path.stem for path in PRESET_DIR.glob("*.yaml"))
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Convert ``value`` to the type named by ``annotation`` or raise a DebiasclError."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        if isinstance(value, str) and value.lower() in ("none", "null") and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        return _coerce(value, non_none[0], key)
+    if annotation is Any:
+        return value
+    if origin is list:
+        (item_type,) = args
+        if isinstance(value, str):
+            value = [part for part in value.strip("[]").split(",") if part.strip()]
+        if not isinstance(value, list | tuple):
+            raise DebiasclError(f"setting '{key}': expected a list, got {value!r}")
+        return [_coerce(item, item_type, key) for item in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise DebiasclError(f"setting '{key}': expected a mapping, got {value!r}")
+        return dict(value)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("false", "no", "0", "off"):
+            return False
+        raise DebiasclError(f"setting '{key}': expected true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, bool):
+            raise DebiasclError(f"setting '{key}': expected an integer, got {value!r}")
+        try:
+            as_float = float(value)
+        except (TypeError, ValueError):
+            raise DebiasclError(f"setting '{key}': expected an integer, got {value!r}") from None
+        if not as_float.is_integer():
+            raise DebiasclError(f"setting '{key}': expected an integer, got {value!r}")
+        return int(as_float)
+    if annotation is float:
+        if isinstance(value, bool):
+            raise DebiasclError(f"setting '{key}': expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise DebiasclError(f"setting '{key}': expected a number, got {value!r}") from None
+    if annotation is str:
+        if isinstance(value, dict | list):
+            raise DebiasclError(f"setting '{key}': expected a string, got {value!r}")
+        return str(value)
+    raise TypeError(f"unsupported annotation {annotation!r} for {key}")
+
+
+def _field_types(section_type: type) -> dict[str, Any]:
+    return typing.get_type_hints(section_type)
+
+
+def _resolve_key(key: str) -> tuple[str, str]:
+    """Split ``section.name`` or find the one section that holds a bare ``name``."""
+    if "." in key:
+        section, name = key.split(".", 1)
+        if section not in _SECTION_TYPES:
+            raise DebiasclError(
+                f"unknown setting '{key}': sections are {', '.join(_SECTION_TYPES)}"
+            )
+        if section == "data" and name.startswith("options."):
+            return section, name
+        if name not in _field_types(_SECTION_TYPES[section]):
+            known = ", ".join(_field_types(_SECTION_TYPES[section]))
+            raise DebiasclError(f"unknown setting '{key}': '{section}' has {known}")
+        return section, name
+    holders = [s for s, t in _SECTION_TYPES.items() if key in _field_types(t)]
+    if len(holders) == 1:
+        return holders[0], key
+    if not holders:
+        raise DebiasclError(f"unknown setting '{key}': use section.name, e.g. method.tau_plus")
+    options = ", ".join(f"{s}.{key}" for s in holders)
+    raise DebiasclError(f"ambiguous setting '{key}': write one of {options}")
+
+
+def set_value(config: Config, key: str, value: Any) -> None:
+    """Set one (possibly bare) dotted key, converting ``value`` to the field's type."""
+    section_name, name = _resolve_key(key)
+    section = getattr(config, section_name)
+    if name.startswith("options."):
+        section.options[name.removeprefix("options.")] = yaml.safe_load(str(value))
+        return
+    annotation = _field_types(type(section))[name]
+    setattr(section, name, _coerce(value, annotation, f"{section_name}.{name}"))
+
+
+def apply_mapping(config: Config, mapping: dict[str, Any], source: str) -> None:
+    """Apply a nested mapping (as read from YAML) onto ``config``."""
+    if not isinstance(mapping, dict):
+        raise DebiasclError(
+            f"{source}: expected a mapping of sections, got {type(mapping).__name__}"
+        )
+    for section_name, values in mapping.items():
+        if section_name not in _SECTION_TYPES:
+            raise DebiasclError(
+                f"{source}: unknown section '{section_name}'; expected {', '.join(_SECTION_TYPES)}"
+            )
+        if not isinstance(values, dict):
+            raise DebiasclError(f"{source}: section '{section_name}' must be a mapping")
+        for name, value in values.items():
+            if name == "options" and section_name == "data":
+                if not isinstance(value, dict):
+                    raise DebiasclError(f"{source}: data.options must be a mapping")
+                config.data.options.update(value)
+                continue
+            try:
+                set_value(config, f"{section_name}.{name}", value)
+            except DebiasclError as error:
+                raise DebiasclError(f"{source}: {error}") from None
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML file into a dict, with a clear error for a missing or malformed file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DebiasclError(f"config file '{path}' does not exist")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise DebiasclError(f"config file '{path}' is not valid YAML: {error}") from None
+    return loaded or {}
+
+
+def preset_path(name: str) -> Path:
+    """The file of a bundled preset, or a DebiasclError listing the presets."""
+    path = PRESET_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise DebiasclError(f"unknown preset '{name}'; presets: {', '.join(list_presets())}")
+    return path
+
+
+def build_config(
+    preset: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    sets: list[str] | None = None,
+) -> Config:
+    """Build and validate a config: defaults < preset < file < overrides < ``key=value`` sets."""
+    config = Config()
+    if preset is not None:
+        path = preset_path(preset)
+        apply_mapping(config, load_yaml(path), str(path))
+    if config_file is not None:
+        apply_mapping(config, load_yaml(config_file), str(config_file))
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            set_value(config, key, value)
+    for item in sets or []:
+        if "=" not in item:
+            raise DebiasclError(f"--set expects key=value, got '{item}'")
+        key, value = item.split("=", 1)
+        set_value(config, key.strip(), yaml.safe_load(value) if value.strip() else value)
+    validate(config)
+    return config
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a saved ``config.yaml`` (e.g. from a run directory) and validate it."""
+    config = Config()
+    apply_mapping(config, load_yaml(path), str(path))
+    validate(config)
+    return config
+
+
+def _check(condition: bool, key: str, expected: str, value: Any) -> None:
+    if not condition:
+        raise DebiasclError(f"setting '{key}' = {value!r} is out of range: expected {expected}")
+
+
+def validate(config: Config) -> None:
+    """Reject impossible settings with a message naming the key and the allowed range."""
+    for key, allowed in CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        if value not in allowed:
+            raise DebiasclError(
+                f"setting '{key}' = {value!r}: expected one of {', '.join(allowed)}"
+            )
+    m, o, t, d, e = config.method, config.optim, config.train, config.data, config.eval
+    _check(m.temperature > 0, "method.temperature", "> 0", m.temperature)
+    _check(0 <= m.tau_plus < 1, "method.tau_plus", "in [0, 1)", m.tau_plus)
+    _check(m.beta >= 0, "method.beta", ">= 0", m.beta)
+    _check(m.jtt_epochs >= 1, "method.jtt_epochs", ">= 1", m.jtt_epochs)
+    _check(m.jtt_upweight >= 1, "method.jtt_upweight", ">= 1", m.jtt_upweight)
+    _check(o.lr > 0, "optim.lr", "> 0", o.lr)
+    _check(o.lr_b > 0, "optim.lr_b", "> 0", o.lr_b)
+    _check(o.weight_decay >= 0, "optim.weight_decay", ">= 0", o.weight_decay)
+    _check(0 <= o.momentum < 1, "optim.momentum", "in [0, 1)", o.momentum)
+    _check(0 < o.gamma <= 1, "optim.gamma", "in (0, 1]", o.gamma)
+    _check(all(ms > 0 for ms in o.milestones), "optim.milestones", "positive epochs", o.milestones)
+    _check(t.epochs >= 1, "train.epochs", ">= 1", t.epochs)
+    _check(t.batch_size >= 2, "train.batch_size", ">= 2", t.batch_size)
+    _check(t.log_every >= 1, "train.log_every", ">= 1", t.log_every)
+    _check(t.checkpoint_every >= 1, "train.checkpoint_every", ">= 1", t.checkpoint_every)
+    _check(t.knn_every >= 0, "train.knn_every", ">= 0 (0 turns the monitor off)", t.knn_every)
+    _check(t.knn_k >= 1, "train.knn_k", ">= 1", t.knn_k)
+    _check(
+        t.max_consecutive_skips >= 1, "train.max_consecutive_skips", ">= 1", t.max_consecutive_skips
+    )
+    _check(
+        t.device == "auto" or t.device == "cpu" or t.device.startswith("cuda"),
+        "train.device",
+        "auto, cpu, cuda or cuda:N",
+        t.device,
+    )
+    _check(d.noise_std >= 0, "data.noise_std", ">= 0", d.noise_std)
+    _check(0 <= d.corruption_rate < 1, "data.corruption_rate", "in [0, 1)", d.corruption_rate)
+    _check(d.num_workers >= 0, "data.num_workers", ">= 0", d.num_workers)
+    _check(d.image_size is None or d.image_size >= 8, "data.image_size", ">= 8", d.image_size)
+    _check(config.model.proj_dim >= 1, "model.proj_dim", ">= 1", config.model.proj_dim)
+    _check(e.probe_epochs >= 1, "eval.probe_epochs", ">= 1", e.probe_epochs)
+    _check(e.probe_lr > 0, "eval.probe_lr", "> 0", e.probe_lr)
+    _check(e.knn_k >= 1, "eval.knn_k", ">= 1", e.knn_k)

@@ -1,0 +1,21 @@
+"""Data sets with bias labels, the built-in biased benchmarks, and batched view pipelines."""
+
+# Importing the modules registers their data sets.
+from debiascl.data import images, synthetic, tabular  # noqa: F401
+from debiascl.data.base import (
+    DATASETS,
+    SPLITS,
+    BiasedDataset,
+    build_dataset,
+    list_datasets,
+    register_dataset,
+)
+
+__all__ = [
+    "DATASETS",
+    "SPLITS",
+    "BiasedDataset",
+    "build_dataset",
+    "list_datasets",
+    "register_dataset",
+]

@@ -1,0 +1,114 @@
+"""The dataset contract: every data set yields ``(index, x, y, a)`` and describes itself."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import torch
+from torch.utils.data import Dataset
+
+from debiascl.errors import DebiasclError
+
+SPLITS = ("train", "val", "test")
+
+
+class BiasedDataset(Dataset):
+    """A labelled data set with an optional bias attribute.
+
+    Subclasses set the attributes below in ``__init__`` and implement ``load(i) -> x``.
+
+    Attributes:
+        name: registry name of the data set.
+        split: "train", "val" or "test".
+        kind: "image" or "table".
+        input_shape: (C, H, W) for images (fixed size), (F,) for tables.
+        num_classes: number of target classes.
+        num_attributes: number of bias-attribute values (0 when there is no bias attribute).
+        class_names: one name per class.
+        attribute_names: one name per bias value (empty when there is none).
+        targets: (n,) int64 class of each sample.
+        attributes: (n,) int64 bias attribute of each sample, -1 where unknown.
+        mean, std: per-channel normalisation statistics for images; empty tuples for tables
+            (tables are standardised by the loader with training statistics).
+    """
+
+    name: str
+    split: str
+    kind: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+    num_attributes: int
+    class_names: list[str]
+    attribute_names: list[str]
+    targets: torch.Tensor
+    attributes: torch.Tensor
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+
+    def load(self, index: int) -> torch.Tensor:
+        """The input of sample ``index``: float32 in [0, 1] of ``input_shape`` (images) or (F,)."""
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return int(self.targets.shape[0])
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor, int, int]:
+        return index, self.load(index), int(self.targets[index]), int(self.attributes[index])
+
+    @property
+    def groups(self) -> torch.Tensor:
+        """(n,) int64 group id g = y * num_attributes + a (SPEC 8); -1 where a is unknown."""
+        if self.num_attributes == 0:
+            return torch.full_like(self.targets, -1)
+        groups = self.targets * self.num_attributes + self.attributes
+        return torch.where(self.attributes < 0, torch.full_like(groups, -1), groups)
+
+
+class DatasetBuilder(Protocol):
+    """Signature of a registered builder."""
+
+    def __call__(
+        self, root: str | None, split: str, download: bool = False, **options: object
+    ) -> BiasedDataset: ...
+
+
+DATASETS: dict[str, DatasetBuilder] = {}
+
+
+def register_dataset(name: str) -> Callable[[DatasetBuilder], DatasetBuilder]:
+    """Decorator adding a builder to :data:`DATASETS` under ``name``."""
+
+    def decorator(builder: DatasetBuilder) -> DatasetBuilder:
+        if name in DATASETS:
+            raise ValueError(f"dataset '{name}' is registered twice")
+        DATASETS[name] = builder
+        return builder
+
+    return decorator
+
+
+def build_dataset(
+    name: str, root: str | None, split: str, download: bool = False, **options: object
+) -> BiasedDataset:
+    """Build a registered data set.
+
+    Args:
+        name: a name from :func:`list_datasets`.
+        root: folder holding the data in its standard layout (None: the data set's default).
+        split: "train", "val" or "test".
+        download: fetch the files when the source allows it (never by default).
+        **options: data-set specific options (e.g. rho, target_attr, bias_attr).
+    """
+    if name not in DATASETS:
+        raise DebiasclError(f"unknown dataset '{name}'; available: {', '.join(list_datasets())}")
+    if split not in SPLITS:
+        raise DebiasclError(
+            f"unknown split '{split}' for dataset '{name}'; expected one of {SPLITS}"
+        )
+    return DATASETS[name](root, split, download=download, **options)
+
+
+def list_datasets() -> list[str]:
+    """Names of every registered data set, sorted."""
+    return sorted(DATASETS)
