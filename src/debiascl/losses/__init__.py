@@ -1,0 +1,35 @@
+"""The losses of debiascl: InfoNCE, DCL, HCL, the self-supervised triplet loss and WCL.
+
+Functions take the projections ``z1, z2`` (B, D) of two views and return a scalar; the
+nn.Module wrappers hold the hyper-parameters. Formulas: SPEC sections 2-4 and 6.
+"""
+
+from debiascl.losses.functional import (
+    dcl_loss,
+    hcl_loss,
+    info_nce_loss,
+    relative_difficulty,
+    triplet_loss,
+    wcl_loss,
+)
+from debiascl.losses.modules import (
+    DebiasedContrastiveLoss,
+    HardNegativeContrastiveLoss,
+    InfoNCELoss,
+    SelfSupervisedTripletLoss,
+    WCLLoss,
+)
+
+__all__ = [
+    "DebiasedContrastiveLoss",
+    "HardNegativeContrastiveLoss",
+    "InfoNCELoss",
+    "SelfSupervisedTripletLoss",
+    "WCLLoss",
+    "dcl_loss",
+    "hcl_loss",
+    "info_nce_loss",
+    "relative_difficulty",
+    "triplet_loss",
+    "wcl_loss",
+]

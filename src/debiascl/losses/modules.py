@@ -1,0 +1,215 @@
+"""nn.Module wrappers that hold each loss's hyper-parameters (see :mod:`.functional`).
+
+Each module checks its hyper-parameters once, when it is built, and its ``forward`` calls the
+matching function of :mod:`debiascl.losses.functional`.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from debiascl.losses import functional as LF
+
+
+class InfoNCELoss(nn.Module):
+    """SimCLR's InfoNCE / NT-Xent loss (SPEC section 2; Chen et al., ICML 2020).
+
+    Args:
+        temperature: t > 0.
+        gather_distributed: with an initialised process group, contrast every anchor with the
+            views of all ranks (SPEC section 6).
+
+    Shape:
+        z1, z2: (B, D) projections of the two views, row i of each is the same sample.
+        Output: scalar.
+
+    Example:
+        >>> loss_fn = InfoNCELoss(temperature=0.5)
+        >>> loss = loss_fn(torch.randn(8, 128), torch.randn(8, 128))
+    """
+
+    def __init__(self, temperature: float = 0.5, gather_distributed: bool = False) -> None:
+        super().__init__()
+        LF.check_temperature(temperature)
+        self.temperature = temperature
+        self.gather_distributed = gather_distributed
+
+    def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
+        return LF.info_nce_loss(z1, z2, self.temperature, self.gather_distributed)
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}, gather_distributed={self.gather_distributed}"
+
+
+class DebiasedContrastiveLoss(nn.Module):
+    """Debiased contrastive loss, DCL (SPEC section 2; Chuang et al., NeurIPS 2020).
+
+    Args:
+        temperature: t > 0.
+        tau_plus: prior probability of a false negative, in [0, 1).
+        gather_distributed: contrast with the views of all ranks (SPEC section 6).
+
+    Shape:
+        z1, z2: (B, D) projections of the two views. Output: scalar.
+
+    Example:
+        >>> loss_fn = DebiasedContrastiveLoss(temperature=0.5, tau_plus=0.1)
+        >>> loss = loss_fn(torch.randn(8, 128), torch.randn(8, 128))
+    """
+
+    def __init__(
+        self, temperature: float = 0.5, tau_plus: float = 0.1, gather_distributed: bool = False
+    ) -> None:
+        super().__init__()
+        LF.check_temperature(temperature)
+        LF.check_tau_plus(tau_plus)
+        self.temperature = temperature
+        self.tau_plus = tau_plus
+        self.gather_distributed = gather_distributed
+
+    def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
+        return LF.dcl_loss(z1, z2, self.temperature, self.tau_plus, self.gather_distributed)
+
+    def extra_repr(self) -> str:
+        return (
+            f"temperature={self.temperature}, tau_plus={self.tau_plus}, "
+            f"gather_distributed={self.gather_distributed}"
+        )
+
+
+class HardNegativeContrastiveLoss(nn.Module):
+    """Hard-negative contrastive loss, HCL (SPEC section 2; Robinson et al., ICLR 2021).
+
+    Args:
+        temperature: t > 0.
+        tau_plus: prior probability of a false negative, in [0, 1).
+        beta: concentration of the importance weights, >= 0 (0 gives DCL).
+        gather_distributed: contrast with the views of all ranks (SPEC section 6).
+        detach_weights: stop the gradient through the importance weights (default False, as
+            the authors' code).
+
+    Shape:
+        z1, z2: (B, D) projections of the two views. Output: scalar.
+
+    Example:
+        >>> loss_fn = HardNegativeContrastiveLoss(temperature=0.5, tau_plus=0.1, beta=1.0)
+        >>> loss = loss_fn(torch.randn(8, 128), torch.randn(8, 128))
+    """
+
+    def __init__(
+        self,
+        temperature: float = 0.5,
+        tau_plus: float = 0.1,
+        beta: float = 1.0,
+        gather_distributed: bool = False,
+        detach_weights: bool = False,
+    ) -> None:
+        super().__init__()
+        LF.check_temperature(temperature)
+        LF.check_tau_plus(tau_plus)
+        LF.check_beta(beta)
+        self.temperature = temperature
+        self.tau_plus = tau_plus
+        self.beta = beta
+        self.gather_distributed = gather_distributed
+        self.detach_weights = detach_weights
+
+    def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
+        return LF.hcl_loss(
+            z1,
+            z2,
+            self.temperature,
+            self.tau_plus,
+            self.beta,
+            self.gather_distributed,
+            self.detach_weights,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"temperature={self.temperature}, tau_plus={self.tau_plus}, beta={self.beta}, "
+            f"gather_distributed={self.gather_distributed}, detach_weights={self.detach_weights}"
+        )
+
+
+class SelfSupervisedTripletLoss(nn.Module):
+    """Self-supervised (debiased) triplet loss of WCL's biased encoder (SPEC 3.1).
+
+    From Jang & Wang, "Difficulty-Based Sampling for Debiased Contrastive Representation
+    Learning", CVPR 2023: squared Euclidean distances between normalised projections, no margin.
+
+    Args:
+        tau_plus: prior probability of a false negative, in [0, 1).
+        debias: use the debiased form; False gives the mean over negatives of (d+ - d_j).
+        gather_distributed: use the views of all ranks as negatives (SPEC section 6).
+
+    Shape:
+        z1, z2: (B, D) E_b's projections of the two views. Output: scalar.
+
+    Example:
+        >>> loss_fn = SelfSupervisedTripletLoss(tau_plus=0.1)
+        >>> loss = loss_fn(torch.randn(8, 128), torch.randn(8, 128))
+    """
+
+    def __init__(
+        self, tau_plus: float = 0.1, debias: bool = True, gather_distributed: bool = False
+    ) -> None:
+        super().__init__()
+        LF.check_tau_plus(tau_plus)
+        self.tau_plus = tau_plus
+        self.debias = debias
+        self.gather_distributed = gather_distributed
+
+    def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
+        return LF.triplet_loss(z1, z2, self.tau_plus, self.debias, self.gather_distributed)
+
+    def extra_repr(self) -> str:
+        return (
+            f"tau_plus={self.tau_plus}, debias={self.debias}, "
+            f"gather_distributed={self.gather_distributed}"
+        )
+
+
+class WCLLoss(nn.Module):
+    """WCL's weighted, debiased contrastive loss for the debiased encoder E_d (SPEC 3.2-3.3).
+
+    From Jang & Wang, "Difficulty-Based Sampling for Debiased Contrastive Representation
+    Learning", CVPR 2023. The relative-difficulty weights come from both encoders' projections
+    and are detached, so only E_d receives a gradient.
+
+    Args:
+        temperature: t > 0, used by the loss and by the weights.
+        tau_plus: prior probability of a false negative, in [0, 1).
+        gather_distributed: use the views of all ranks as negatives (SPEC section 6).
+
+    Shape:
+        zd1, zd2: (B, D) E_d's projections of the two views.
+        zb1, zb2: (B, D') E_b's projections of the same views.
+        Output: scalar.
+
+    Example:
+        >>> loss_fn = WCLLoss(temperature=0.5, tau_plus=0.1)
+        >>> zd1, zd2, zb1, zb2 = torch.randn(4, 8, 128).unbind(0)
+        >>> loss = loss_fn(zd1, zd2, zb1, zb2)
+    """
+
+    def __init__(
+        self, temperature: float = 0.5, tau_plus: float = 0.1, gather_distributed: bool = False
+    ) -> None:
+        super().__init__()
+        LF.check_temperature(temperature)
+        LF.check_tau_plus(tau_plus)
+        self.temperature = temperature
+        self.tau_plus = tau_plus
+        self.gather_distributed = gather_distributed
+
+    def forward(self, zd1: Tensor, zd2: Tensor, zb1: Tensor, zb2: Tensor) -> Tensor:
+        return LF.wcl_loss(
+            zd1, zd2, zb1, zb2, self.temperature, self.tau_plus, self.gather_distributed
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"temperature={self.temperature}, tau_plus={self.tau_plus}, "
+            f"gather_distributed={self.gather_distributed}"
+        )
