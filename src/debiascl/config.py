@@ -291,27 +291,54 @@ def preset_path(name: str) -> Path:
     return path
 
 
+def _apply_layers(
+    config: Config,
+    layers: list[tuple[dict[str, Any], str]],
+    overrides: dict[str, Any],
+    sets: list[str],
+    method: str | None,
+) -> None:
+    """Apply YAML layers (with their ``methods.<method>`` block), overrides, then sets."""
+    for mapping, source in layers:
+        per_method = mapping.get("methods", {}) if isinstance(mapping, dict) else {}
+        if not isinstance(per_method, dict):
+            raise DebiasclError(f"{source}: 'methods' must map method names to sections")
+        apply_mapping(config, {k: v for k, v in mapping.items() if k != "methods"}, source)
+        if method in per_method:
+            apply_mapping(config, per_method[method], f"{source} (methods.{method})")
+    for key, value in overrides.items():
+        if value is not None:
+            set_value(config, key, value)
+    for item in sets:
+        if "=" not in item:
+            raise DebiasclError(f"--set expects key=value, got '{item}'")
+        key, value = item.split("=", 1)
+        set_value(config, key.strip(), yaml.safe_load(value) if value.strip() else value)
+
+
 def build_config(
     preset: str | None = None,
     config_file: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
     sets: list[str] | None = None,
 ) -> Config:
-    """Build and validate a config: defaults < preset < file < overrides < ``key=value`` sets."""
-    config = Config()
+    """Build and validate a config: defaults < preset < file < overrides < ``key=value`` sets.
+
+    A YAML layer may hold a ``methods`` mapping of per-method sections (e.g. JTT's own
+    optimiser under ``methods: {jtt: {optim: {lr: 1.0e-5}}}``); the block of the run's method
+    is applied right after its layer, so explicit overrides still win.
+    """
+    layers = []
     if preset is not None:
         path = preset_path(preset)
-        apply_mapping(config, load_yaml(path), str(path))
+        layers.append((load_yaml(path), str(path)))
     if config_file is not None:
-        apply_mapping(config, load_yaml(config_file), str(config_file))
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            set_value(config, key, value)
-    for item in sets or []:
-        if "=" not in item:
-            raise DebiasclError(f"--set expects key=value, got '{item}'")
-        key, value = item.split("=", 1)
-        set_value(config, key.strip(), yaml.safe_load(value) if value.strip() else value)
+        layers.append((load_yaml(config_file), str(config_file)))
+    overrides, sets = overrides or {}, sets or []
+    probe = Config()
+    _apply_layers(probe, layers, overrides, sets, method=None)
+    config = Config()
+    _apply_layers(config, layers, overrides, sets, method=probe.method.name)
     validate(config)
     return config
 

@@ -1,0 +1,99 @@
+"""Typed config: layering, coercion, per-method preset blocks and validation messages."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from debiascl.config import Config, build_config, list_presets, load_config
+from debiascl.errors import DebiasclError
+
+
+def test_defaults_validate_and_round_trip(tmp_path):
+    config = build_config()
+    path = tmp_path / "config.yaml"
+    config.save(path)
+    assert load_config(path) == config
+
+
+def test_layers_override_in_order(tmp_path):
+    user = tmp_path / "user.yaml"
+    user.write_text(yaml.safe_dump({"method": {"tau_plus": 0.2}, "train": {"epochs": 7}}))
+    config = build_config(
+        preset="cifar10",
+        config_file=user,
+        overrides={"train.epochs": 3, "train.batch_size": None},
+        sets=["method.tau_plus=0.3"],
+    )
+    assert config.method.tau_plus == 0.3  # set > file > preset
+    assert config.train.epochs == 3  # explicit override > file
+    assert config.train.batch_size == 256  # None override leaves the preset's value
+
+
+def test_sets_coerce_types_and_accept_bare_keys():
+    config = build_config(
+        sets=["tau_plus=0.25", "train.epochs=4", "optim.milestones=[2,3]", "channels_last=true"]
+    )
+    assert config.method.tau_plus == 0.25
+    assert config.train.epochs == 4 and isinstance(config.train.epochs, int)
+    assert config.optim.milestones == [2, 3]
+    assert config.train.channels_last is True
+
+
+def test_data_options_are_free_form():
+    config = build_config(sets=["data.options.rho=0.9", "data.options.bias_attr=Male"])
+    assert config.data.options == {"rho": 0.9, "bias_attr": "Male"}
+
+
+def test_method_block_applies_to_its_method_only(tmp_path):
+    path = tmp_path / "preset.yaml"
+    path.write_text(
+        yaml.safe_dump({"optim": {"lr": 1e-3}, "methods": {"jtt": {"optim": {"lr": 1e-5}}}})
+    )
+    assert build_config(config_file=path, sets=["method.name=jtt"]).optim.lr == 1e-5
+    assert build_config(config_file=path, sets=["method.name=wcl"]).optim.lr == 1e-3
+    explicit = build_config(config_file=path, sets=["method.name=jtt", "optim.lr=0.1"])
+    assert explicit.optim.lr == 0.1
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["tau_plus=1.5"], "method.tau_plus"),
+        (["method.temperature=0"], "method.temperature"),
+        (["train.epochs=2.5"], "expected an integer"),
+        (["train.epochs=abc"], "expected an integer"),
+        (["nonsense=1"], "unknown setting 'nonsense'"),
+        (["model.nonsense=1"], "unknown setting 'model.nonsense'"),
+        (["method.name=byol"], "method.name"),
+        (["train.precision=fp8"], "train.precision"),
+        (["train.device=tpu"], "train.device"),
+        (["tau_plus"], "key=value"),
+        (["channels_last=maybe"], "true or false"),
+    ],
+)
+def test_bad_settings_name_the_key(sets, message):
+    with pytest.raises(DebiasclError, match=re.escape(message)):
+        build_config(sets=sets)
+
+
+def test_bad_files_are_named(tmp_path):
+    with pytest.raises(DebiasclError, match="does not exist"):
+        build_config(config_file=tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("method: [unclosed")
+    with pytest.raises(DebiasclError, match=r"broken\.yaml"):
+        build_config(config_file=broken)
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(yaml.safe_dump({"optimizer": {"lr": 1}}))
+    with pytest.raises(DebiasclError, match="unknown section 'optimizer'"):
+        build_config(config_file=wrong)
+    with pytest.raises(DebiasclError, match="unknown preset"):
+        build_config(preset="no-such-preset")
+
+
+def test_presets_are_listed():
+    assert "cifar10" in list_presets()
+    assert isinstance(Config().to_dict()["method"], dict)
