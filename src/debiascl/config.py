@@ -279,7 +279,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
-        raise DebiasclError(f"config file '{path}' is not valid YAML: {error}") from None
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or type(error).__name__
+        raise DebiasclError(f"config file '{path}' is not valid YAML{where}: {problem}") from None
     return loaded or {}
 
 

@@ -1,0 +1,263 @@
+"""Training checkpoints: atomic writes, safe loading with clear errors, RNG state, reloading.
+
+A checkpoint is one ``torch.save`` file holding a dict:
+
+- ``format`` (:data:`FORMAT`) and ``version`` (:data:`VERSION`): identify our files;
+- ``method``: the method name; ``config``: the resolved config as a plain dict;
+- ``model``: the method's ``state_dict`` (every encoder);
+- ``optimizers``, ``schedulers``: one state dict per parameter group name ("d", "b");
+- ``scaler``: the fp16 GradScaler's state dict, or None;
+- ``rng``: one entry per rank from :func:`capture_rng_state` (python, numpy, torch CPU, CUDA);
+- ``epoch`` (0-based epoch in progress), ``position`` (batches of that epoch already done),
+  ``global_step`` (batches done in all, skipped ones included), ``skipped_steps``,
+  ``consecutive_skips``; ``epoch_sums``, ``epoch_steps``, ``epoch_skipped``, ``epoch_seconds``
+  (running totals of the epoch in progress, for its "epoch" log record);
+- ``metrics_offset``: the size of metrics.jsonl when the checkpoint was written (a resumed run
+  drops the lines written after it); ``world_size``: the number of DDP ranks that wrote it.
+
+Everything in it is a tensor, a number, a string or a container of those (numpy RNG state is
+stored as a tensor), so it loads with ``torch.load(weights_only=True)``: no code runs on load.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from debiascl.errors import DebiasclError
+
+if TYPE_CHECKING:
+    from debiascl.config import Config
+    from debiascl.methods import Method
+
+FORMAT = "debiascl-checkpoint"
+VERSION = 1
+CHECKPOINT_NAME = Path("checkpoints") / "last.pt"
+ZIP_MAGIC = b"PK\x03\x04"
+REQUIRED_KEYS = (
+    "format",
+    "version",
+    "method",
+    "config",
+    "model",
+    "optimizers",
+    "schedulers",
+    "rng",
+    "epoch",
+    "position",
+    "global_step",
+)
+
+
+def checkpoint_path(run_dir: str | Path) -> Path:
+    """Where a run keeps its checkpoint: ``run_dir/checkpoints/last.pt``."""
+    return Path(run_dir) / CHECKPOINT_NAME
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` atomically.
+
+    The bytes go to a temporary file in the same folder, which is flushed and fsynced, then
+    renamed over ``path`` (``os.replace`` is atomic on POSIX and Windows); finally the folder is
+    fsynced so the rename itself survives a crash. A reader sees the old file or the new one,
+    never a partial file; on any error the temporary file is removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(state, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename inside ``folder`` durable (no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`, on CPU.
+
+    Raises:
+        DebiasclError: the file is missing, truncated or not a torch file, holds objects other
+            than tensors and containers, or is not a debiascl checkpoint of this version.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DebiasclError(f"checkpoint '{path}' does not exist")
+    if not zipfile.is_zipfile(path):
+        with path.open("rb") as file:
+            starts_like_zip = file.read(4) == ZIP_MAGIC
+        problem = "is truncated" if starts_like_zip else "is not a torch checkpoint file"
+        raise DebiasclError(
+            f"checkpoint '{path}' {problem} (expected the zip format of torch.save); delete it "
+            "to start again, or restore a good copy"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "weights only" not in str(error).lower():
+            raise DebiasclError(f"checkpoint '{path}' is corrupt ({error})") from None
+        raise DebiasclError(
+            f"checkpoint '{path}' is not a debiascl checkpoint: it holds Python objects "
+            "other than tensors and containers, which are not loaded for safety"
+        ) from None
+    except Exception as error:  # any other failure to deserialise means a damaged file
+        lines = str(error).strip().splitlines() or [type(error).__name__]
+        raise DebiasclError(
+            f"checkpoint '{path}' is corrupt ({lines[0]}); delete it to start again, or "
+            "restore a good copy"
+        ) from None
+    _check_format(state, path)
+    return state
+
+
+def _check_format(state: Any, path: Path) -> None:
+    """Reject files that are torch files but not our checkpoints (or of another version)."""
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise DebiasclError(
+            f"checkpoint '{path}' is not a debiascl checkpoint (no '{FORMAT}' format tag); "
+            "expected a file written by `debiascl train`"
+        )
+    if state.get("version") != VERSION:
+        raise DebiasclError(
+            f"checkpoint '{path}' has format version {state.get('version')!r}; this debiascl "
+            f"reads version {VERSION}"
+        )
+    missing = [key for key in REQUIRED_KEYS if key not in state]
+    if missing:
+        raise DebiasclError(f"checkpoint '{path}' lacks the entries {', '.join(missing)}")
+
+
+def check_compatible(state: dict[str, Any], method: torch.nn.Module, path: str | Path) -> None:
+    """Check that ``state`` holds weights for ``method``: same method, keys and shapes.
+
+    Raises:
+        DebiasclError: naming the method names, or the first few parameters whose presence or
+            shape differ.
+    """
+    name = getattr(method, "name", None)
+    if state["method"] != name:
+        raise DebiasclError(
+            f"checkpoint '{path}' was written by method '{state['method']}', but the run "
+            f"uses method '{name}'"
+        )
+    ours = {key: tuple(value.shape) for key, value in method.state_dict().items()}
+    theirs = {key: tuple(value.shape) for key, value in state["model"].items()}
+    problems = [f"{key} missing from checkpoint" for key in ours if key not in theirs]
+    problems += [f"{key} unexpected in checkpoint" for key in theirs if key not in ours]
+    problems += [
+        f"{key} has shape {theirs[key]} in checkpoint, {ours[key]} in the model"
+        for key in ours
+        if key in theirs and theirs[key] != ours[key]
+    ]
+    if problems:
+        shown = "; ".join(problems[:3]) + (
+            f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+        )
+        raise DebiasclError(
+            f"checkpoint '{path}' does not fit the model built from the config: {shown}"
+        )
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Every random state a training step draws from (python, numpy, torch CPU and CUDA)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state`."""
+    random.setstate(_as_tuples(state["python"]))
+    numpy_state = state["numpy"]
+    np.random.set_state(
+        (
+            numpy_state["kind"],
+            numpy_state["keys"].numpy().astype(np.uint32),
+            numpy_state["pos"],
+            numpy_state["has_gauss"],
+            numpy_state["cached_gaussian"],
+        )
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuples(value: Any) -> Any:
+    """Lists back to tuples (python's random state must be nested tuples)."""
+    if isinstance(value, list | tuple):
+        return tuple(_as_tuples(item) for item in value)
+    return value
+
+
+def load_trained(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[Config, Method]:
+    """The config and trained method of a run directory, in eval mode on ``device``.
+
+    Reads ``run_dir/config.yaml`` and ``run_dir/checkpoints/last.pt``; the method is rebuilt
+    from the config (the training split is opened for its input shape and class count).
+
+    Raises:
+        DebiasclError: the run directory, its config or its checkpoint is missing or unusable.
+    """
+    from debiascl.config import load_config
+    from debiascl.data import build_dataset
+    from debiascl.methods import build_method
+
+    run_dir = Path(run_dir)
+    config_file = run_dir / "config.yaml"
+    if not config_file.is_file():
+        raise DebiasclError(f"'{run_dir}' is not a run directory: it has no config.yaml")
+    path = checkpoint_path(run_dir)
+    if not path.is_file():
+        raise DebiasclError(f"run directory '{run_dir}' has no checkpoint at '{path}'")
+    config = load_config(config_file)
+    state = load_checkpoint(path)
+    dataset = build_dataset(
+        config.data.name,
+        config.data.root,
+        "train",
+        download=config.data.download,
+        **config.data.options,
+    )
+    method = build_method(config, dataset)
+    check_compatible(state, method, path)
+    method.load_state_dict(state["model"])
+    return config, method.to(device).eval()

@@ -1,0 +1,886 @@
+"""The training loop: devices, AMP, DDP, optimizers and schedules, checkpoints, exact resume, logs.
+
+``train(config, run_dir)`` trains ``config.method.name`` on ``config.data.name`` and writes into
+``run_dir``:
+
+- ``config.yaml``: the resolved configuration;
+- ``checkpoints/last.pt``: every ``train.checkpoint_every`` steps and at each epoch end
+  (atomic, see :mod:`debiascl.checkpoint`);
+- ``metrics.jsonl``: one JSON object per line, ``kind`` "step" (every ``train.log_every``
+  steps), "epoch" (means over the epoch) or "knn" (the weighted kNN monitor), each with
+  ``epoch`` (1-based) and ``step`` (batches done so far, counting skipped ones);
+- ``tb/``: the same numbers as TensorBoard events;
+- ``train_done``: written last, holding the final step.
+
+Determinism. The data order of epoch e is a permutation drawn from a generator seeded by
+(seed, e) only; augmentations draw from torch's global RNG, seeded once and saved in checkpoints;
+the kNN monitor runs under a forked RNG, so it never changes the training trajectory. Hence on
+CPU a run is reproducible bit for bit, and ``resume=True`` continues from the last checkpoint, in
+the middle of an epoch, exactly as if the run had not stopped.
+
+Distributed (``torchrun``): ``train.batch_size`` is the GLOBAL batch; each of the K ranks takes a
+contiguous slice of batch_size / K samples of every global batch, the losses gather the
+projections of all ranks with gradient, gradients are averaged over ranks after backward, and
+BatchNorm statistics are computed over the global batch (torch's SyncBatchNorm on CUDA, a
+gathering BatchNorm on CPU), so one step equals a single process on the global batch. Each rank
+seeds its augmentations with ``seed + rank``. Logs and checkpoints come from rank 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.optim import SGD, Adam, Optimizer
+from torch.optim.lr_scheduler import MultiStepLR
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm import tqdm
+
+from debiascl.checkpoint import (
+    FORMAT,
+    VERSION,
+    capture_rng_state,
+    check_compatible,
+    checkpoint_path,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from debiascl.config import Config, OptimConfig
+from debiascl.data import BiasedDataset, build_dataset
+from debiascl.data.views import ViewPipeline, build_views
+from debiascl.distributed import gather_with_grad
+from debiascl.errors import DebiasclError
+from debiascl.features import extract_features, knn_predict
+from debiascl.methods import Method, build_method
+
+LOGGER = logging.getLogger("debiascl")
+KNN_SAMPLE_LIMIT = 10_000
+"""The kNN monitor uses at most this many training samples as bank and val samples as queries."""
+RESUMABLE_SETTINGS = frozenset(
+    {
+        "train.epochs",
+        "train.device",
+        "train.progress",
+        "train.log_every",
+        "train.checkpoint_every",
+        "train.knn_every",
+        "train.knn_k",
+        "data.root",
+        "data.download",
+        "data.num_workers",
+    }
+)
+"""Settings that may differ between a run and its resumption (they do not change the result)."""
+AUTOCAST_DTYPES = {"32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+T = TypeVar("T")
+
+
+# ----------------------------------------------------------------------------- devices, DDP
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where this process runs: its rank among ``world_size`` processes and its device."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+    owns_process_group: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 writes logs, checkpoints and the run directory."""
+        return self.rank == 0
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``train.device`` as a torch device: "auto" is CUDA when available, else the CPU.
+
+    Under DDP on CUDA every process uses ``cuda:LOCAL_RANK``.
+    """
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise DebiasclError(
+            f"setting 'train.device' = {name!r} but no CUDA device is available; "
+            "use --device cpu (or auto)"
+        )
+    if name == "cuda" or "LOCAL_RANK" in os.environ:
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def setup_runtime(device_name: str) -> Runtime:
+    """Join the process group started by ``torchrun`` (env WORLD_SIZE > 1), if any.
+
+    Uses NCCL on CUDA and Gloo on CPU. A process group that is already initialised (e.g. by a
+    test harness) is used as is and left open.
+    """
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if dist.is_available() and dist.is_initialized():
+        rank = dist.get_rank()
+        device = resolve_device(device_name, int(os.environ.get("LOCAL_RANK", rank)))
+        return Runtime(rank, dist.get_world_size(), device)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    device = resolve_device(device_name, local_rank)
+    if world_size == 1:
+        return Runtime(0, 1, device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Runtime(dist.get_rank(), dist.get_world_size(), device, owns_process_group=True)
+
+
+def run_on_main(runtime: Runtime, function: Callable[[], T]) -> T:
+    """Run ``function`` on rank 0 and hand its result, or its DebiasclError, to every rank."""
+    result: Any = None
+    error: str | None = None
+    if runtime.is_main:
+        try:
+            result = function()
+        except DebiasclError as caught:
+            error = str(caught)
+    if runtime.world_size > 1:
+        box = [result, error]
+        dist.broadcast_object_list(box, src=0)
+        result, error = box
+    if error is not None:
+        raise DebiasclError(error)
+    return result
+
+
+class GatheredBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm over the global batch of all DDP ranks on CPU (SyncBatchNorm is GPU-only).
+
+    In training mode the input (b, C, ...) of every rank is gathered with gradient, normalised
+    with the statistics of all world * b rows (running statistics updated from them, identically
+    on every rank), and this rank's rows are returned. Same parameters and buffers as
+    ``nn.BatchNorm{1,2,3}d``, so checkpoints are interchangeable.
+    """
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        """(b, C, ...) -> (b, C, ...), normalised with global-batch statistics when training."""
+        if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(input)
+        self.num_batches_tracked.add_(1)
+        full = F.batch_norm(
+            gather_with_grad(input),
+            self.running_mean,
+            self.running_var,
+            self.weight,
+            self.bias,
+            True,
+            self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked),
+            self.eps,
+        )
+        start = dist.get_rank() * input.shape[0]
+        return full[start : start + input.shape[0]]
+
+
+def _to_gathered_batchnorm(module: nn.Module) -> nn.Module:
+    """Replace every BatchNorm layer of ``module`` by a :class:`GatheredBatchNorm` (in place)."""
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        converted = GatheredBatchNorm(
+            module.num_features, module.eps, module.momentum, module.affine, True
+        )
+        converted.load_state_dict(module.state_dict())
+        return converted.to(module.running_mean.device)
+    for name, child in module.named_children():
+        module.add_module(name, _to_gathered_batchnorm(child))
+    return module
+
+
+def prepare_distributed(method: Method, device: torch.device) -> Method:
+    """Make ``method`` train as one process on the global batch: global BatchNorm, same weights.
+
+    Every parameter and buffer is broadcast from rank 0, so all ranks start identical.
+    """
+    if device.type == "cuda":
+        method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
+    else:
+        method = _to_gathered_batchnorm(method)
+    for tensor in [*method.parameters(), *method.buffers()]:
+        dist.broadcast(tensor.data, src=0)
+    return method
+
+
+def average_gradients(parameters: list[nn.Parameter], world_size: int) -> None:
+    """All-reduce the gradients of ``parameters`` (one flat buffer) and divide by world_size."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if world_size == 1 or not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world_size
+    offset = 0
+    for grad in grads:
+        grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
+        offset += grad.numel()
+
+
+# ----------------------------------------------------------------------------- data order
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and every CUDA device)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def mix_seed(*values: int) -> int:
+    """A well-mixed 63-bit seed that is a pure function of the integers ``values``."""
+    entropy = [value % 2**64 for value in values]
+    return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def epoch_permutation(num_samples: int, seed: int, epoch: int) -> torch.Tensor:
+    """(num_samples,) int64: the data order of ``epoch``, a pure function of (seed, epoch)."""
+    generator = torch.Generator().manual_seed(mix_seed(seed, epoch))
+    return torch.randperm(num_samples, generator=generator)
+
+
+class EpochBatchSampler(Sampler[list[int]]):
+    """This rank's batches of one epoch, starting at global batch ``start``.
+
+    Global batch g is ``perm[g * G:(g + 1) * G]`` (G = global batch size, the incomplete last
+    batch dropped); rank r takes its contiguous slice of G / world_size indices, so the ranks
+    together see exactly the batches of a single process. Batches before ``start`` are skipped
+    without being loaded (used to resume in the middle of an epoch).
+    """
+
+    def __init__(
+        self,
+        num_samples: int,
+        global_batch: int,
+        seed: int,
+        epoch: int,
+        rank: int = 0,
+        world_size: int = 1,
+        start: int = 0,
+    ) -> None:
+        self.num_samples = num_samples
+        self.global_batch = global_batch
+        self.seed = seed
+        self.epoch = epoch
+        self.local_batch = global_batch // world_size
+        self.offset = rank * self.local_batch
+        self.start = start
+        self.num_batches = num_samples // global_batch
+
+    def __len__(self) -> int:
+        return max(self.num_batches - self.start, 0)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = epoch_permutation(self.num_samples, self.seed, self.epoch)
+        for batch in range(self.start, self.num_batches):
+            first = batch * self.global_batch + self.offset
+            yield order[first : first + self.local_batch].tolist()
+
+
+class IndexedSubset(Dataset):
+    """Some samples of a BiasedDataset that keep their original index (for extract_features).
+
+    ``targets``/``attributes`` are the full data set's, indexed by the original indices that
+    ``__getitem__`` returns.
+    """
+
+    def __init__(self, dataset: BiasedDataset, indices: torch.Tensor) -> None:
+        self.dataset = dataset
+        self.indices = indices.tolist()
+        self.targets = dataset.targets
+        self.attributes = dataset.attributes
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> tuple[int, torch.Tensor, int, int]:
+        return self.dataset[self.indices[position]]
+
+
+def sample_subset(dataset: BiasedDataset, limit: int, seed: int) -> Dataset:
+    """The whole data set, or a seeded random subset of ``limit`` samples when it is larger."""
+    if len(dataset) <= limit:
+        return dataset
+    generator = torch.Generator().manual_seed(seed)
+    return IndexedSubset(dataset, torch.randperm(len(dataset), generator=generator)[:limit])
+
+
+# ----------------------------------------------------------------------------- optimization
+
+
+def build_optimizers(groups: list[dict], optim: OptimConfig) -> dict[str, Optimizer]:
+    """One optimizer per parameter group ("d", "b"), with the group's own learning rate."""
+    optimizers: dict[str, Optimizer] = {}
+    for group in groups:
+        settings = {key: value for key, value in group.items() if key != "name"}
+        if optim.name == "adam":
+            optimizers[group["name"]] = Adam([settings], weight_decay=optim.weight_decay)
+        else:
+            optimizers[group["name"]] = SGD(
+                [settings], momentum=optim.momentum, weight_decay=optim.weight_decay
+            )
+    return optimizers
+
+
+class StepRunner:
+    """One optimisation step: forward under autocast, non-finite check, backward, updates.
+
+    Args:
+        method: the method to train (already on ``device``).
+        optimizers: one optimizer per parameter group.
+        precision: "32", "bf16" or "fp16" (fp16 uses a GradScaler).
+        device: the training device.
+        world_size: number of DDP ranks (gradients are averaged over them).
+    """
+
+    def __init__(
+        self,
+        method: Method,
+        optimizers: dict[str, Optimizer],
+        precision: str,
+        device: torch.device,
+        world_size: int = 1,
+    ) -> None:
+        self.method = method
+        self.optimizers = optimizers
+        self.device = device
+        self.world_size = world_size
+        self.autocast_dtype = AUTOCAST_DTYPES[precision]
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+    def step(
+        self, views: tuple[torch.Tensor, torch.Tensor], targets: torch.Tensor | None = None
+    ) -> tuple[float, dict[str, torch.Tensor]] | None:
+        """Train on one batch of views (B, ...) each; None when the loss was not finite.
+
+        A non-finite loss (on any rank) skips the step: no backward, no parameter change.
+        """
+        for optimizer in self.optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(
+            self.device.type,
+            dtype=self.autocast_dtype or torch.float32,
+            enabled=self.autocast_dtype is not None,
+        ):
+            loss, logs = self.method.training_step(views, targets)
+        finite = torch.isfinite(loss.detach()).float()
+        if self.world_size > 1:
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if not bool(finite):
+            return None
+        self.scaler.scale(loss).backward()
+        for optimizer in self.optimizers.values():
+            for group in optimizer.param_groups:
+                average_gradients(group["params"], self.world_size)
+            self.scaler.step(optimizer)
+        self.scaler.update()
+        return float(loss.detach()), logs
+
+
+# ----------------------------------------------------------------------------- logging
+
+
+class MetricsLog:
+    """metrics.jsonl and TensorBoard events of rank 0 (a no-op on other ranks).
+
+    Args:
+        run_dir: the run directory.
+        enabled: False on ranks other than 0.
+        resume_offset: on resume, the size metrics.jsonl had at the checkpoint; later lines
+            (written after it, before the run stopped) are dropped, as are TensorBoard events
+            after ``resume_step``.
+        resume_step: global step of the checkpoint resumed from.
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        enabled: bool,
+        resume_offset: int | None = None,
+        resume_step: int = 0,
+    ) -> None:
+        self.enabled = enabled
+        if not enabled:
+            return
+        from torch.utils.tensorboard import SummaryWriter
+
+        path = run_dir / "metrics.jsonl"
+        if resume_offset is not None and path.exists():
+            with path.open("r+b") as file:
+                file.truncate(resume_offset)
+        self.file = path.open("a")
+        purge = resume_step + 1 if resume_offset is not None else None
+        self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=purge)
+
+    def offset(self) -> int:
+        """Bytes written to metrics.jsonl so far (stored in checkpoints)."""
+        return self.file.tell() if self.enabled else 0
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Append one record; numbers (also nested one level, e.g. lr per group) go to TB."""
+        if not self.enabled:
+            return
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        for key, value in record.items():
+            if isinstance(value, dict):
+                for sub_key, sub_value in value.items():
+                    self.writer.add_scalar(
+                        f"{record['kind']}/{key}_{sub_key}", sub_value, record["step"]
+                    )
+            elif isinstance(value, int | float) and key not in ("epoch", "step"):
+                self.writer.add_scalar(f"{record['kind']}/{key}", value, record["step"])
+
+    def close(self) -> None:
+        """Flush and close the files."""
+        if self.enabled:
+            self.file.close()
+            self.writer.close()
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in checkpoints (all plain numbers)."""
+
+    epoch: int = 0
+    position: int = 0
+    global_step: int = 0
+    skipped_steps: int = 0
+    consecutive_skips: int = 0
+    epoch_sums: dict[str, float] = field(default_factory=dict)
+    epoch_steps: int = 0
+    epoch_skipped: int = 0
+    epoch_seconds: float = 0.0
+
+    def start_epoch(self) -> None:
+        """Reset the per-epoch counters."""
+        self.position = 0
+        self.epoch_sums = {}
+        self.epoch_steps = 0
+        self.epoch_skipped = 0
+        self.epoch_seconds = 0.0
+
+
+def _flatten(config_dict: dict[str, Any]) -> dict[str, Any]:
+    return {
+        f"{section}.{key}": value
+        for section, values in config_dict.items()
+        for key, value in values.items()
+    }
+
+
+def check_resumable(saved: dict[str, Any], config: Config, path: Path) -> None:
+    """Refuse to resume with settings that change the result (all but RESUMABLE_SETTINGS)."""
+    old, new = _flatten(saved), _flatten(config.to_dict())
+    changed = [
+        f"{key} ({old.get(key)!r} in the checkpoint, {new.get(key)!r} now)"
+        for key in sorted(set(old) | set(new))
+        if key not in RESUMABLE_SETTINGS and old.get(key) != new.get(key)
+    ]
+    if changed:
+        raise DebiasclError(
+            f"cannot resume from '{path}' with different settings: {'; '.join(changed)}. "
+            "Resume with the settings of the original run (see its config.yaml)"
+        )
+
+
+def prepare_run_dir(run_dir: Path, resume: bool) -> dict[str, Any] | None:
+    """Check the run directory; on resume return the loaded checkpoint."""
+    if resume:
+        path = checkpoint_path(run_dir)
+        if not path.is_file():
+            raise DebiasclError(
+                f"--resume: there is no checkpoint at '{path}' to resume from; "
+                "start the run without --resume"
+            )
+        state = load_checkpoint(path)
+        (run_dir / "train_done").unlink(missing_ok=True)  # training is about to go on
+        return state
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise DebiasclError(
+            f"run directory '{run_dir}' already exists and is not empty; pass --resume to "
+            "continue its training, or choose another --out"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return None
+
+
+# ----------------------------------------------------------------------------- the trainer
+
+
+class Trainer:
+    """Owns everything a run needs; :meth:`run` trains to ``config.train.epochs``."""
+
+    def __init__(self, config: Config, run_dir: Path, runtime: Runtime, resume: bool) -> None:
+        self.config = config
+        self.run_dir = run_dir
+        self.runtime = runtime
+        train_cfg = config.train
+        if train_cfg.batch_size % runtime.world_size:
+            raise DebiasclError(
+                f"setting 'train.batch_size' = {train_cfg.batch_size} is the global batch and "
+                f"must be divisible by the number of processes ({runtime.world_size})"
+            )
+        state = run_on_main(runtime, lambda: prepare_run_dir(run_dir, resume))
+        seed_everything(train_cfg.seed)
+        self.train_set = self._dataset("train")
+        if len(self.train_set) < train_cfg.batch_size:
+            raise DebiasclError(
+                f"dataset '{config.data.name}' has {len(self.train_set)} training samples, fewer "
+                f"than train.batch_size = {train_cfg.batch_size}; lower --batch-size"
+            )
+        self.views: ViewPipeline = build_views(
+            config.data.augmentation,
+            self.train_set,
+            config.data.image_size,
+            config.data.noise_std,
+            config.data.corruption_rate,
+        ).to(runtime.device)
+        self.method = self._build_method()
+        groups = self.method.param_groups(config.optim)
+        self.optimizers = build_optimizers(groups, config.optim)
+        self.schedulers = {
+            name: MultiStepLR(optimizer, config.optim.milestones, config.optim.gamma)
+            for name, optimizer in self.optimizers.items()
+        }
+        self.runner = StepRunner(
+            self.method, self.optimizers, train_cfg.precision, runtime.device, runtime.world_size
+        )
+        self.progress = Progress()
+        resume_offset = None
+        if state is None:
+            seed_everything(train_cfg.seed + runtime.rank)
+        else:
+            self._load_state(state)
+            resume_offset = state["metrics_offset"]
+        self.metrics = MetricsLog(
+            run_dir, runtime.is_main, resume_offset, self.progress.global_step
+        )
+        if runtime.is_main:
+            config.save(run_dir / "config.yaml")
+        self._val_set: BiasedDataset | None = None
+
+    def _dataset(self, split: str) -> BiasedDataset:
+        data = self.config.data
+        return build_dataset(data.name, data.root, split, download=data.download, **data.options)
+
+    def _build_method(self) -> Method:
+        runtime = self.runtime
+        method = build_method(
+            self.config, self.train_set, gather_distributed=runtime.world_size > 1
+        ).to(runtime.device)
+        if self.channels_last:
+            method = method.to(memory_format=torch.channels_last)
+        if runtime.world_size > 1:
+            method = prepare_distributed(method, runtime.device)
+        return method.train()
+
+    @property
+    def channels_last(self) -> bool:
+        """Whether inputs and weights use the channels_last layout (images only)."""
+        return self.config.train.channels_last and self.train_set.kind == "image"
+
+    # ------------------------------------------------------------------ checkpoint state
+
+    def state_dict(self, rng: list[dict[str, Any]]) -> dict[str, Any]:
+        """Everything needed to continue exactly (see :mod:`debiascl.checkpoint`).
+
+        Args:
+            rng: the RNG state of every rank, in rank order.
+        """
+        scaler = self.runner.scaler
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "method": self.method.name,
+            "config": self.config.to_dict(),
+            "model": self.method.state_dict(),
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "schedulers": {name: s.state_dict() for name, s in self.schedulers.items()},
+            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+            "rng": rng,
+            "metrics_offset": self.metrics.offset(),
+            "world_size": self.runtime.world_size,
+            **asdict(self.progress),
+        }
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        path = checkpoint_path(self.run_dir)
+        check_resumable(state["config"], self.config, path)
+        check_compatible(state, self.method, path)
+        self.method.load_state_dict(state["model"])
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        for name, scheduler in self.schedulers.items():
+            scheduler.load_state_dict(state["schedulers"][name])
+        if state["scaler"] is not None and self.runner.scaler.is_enabled():
+            self.runner.scaler.load_state_dict(state["scaler"])
+        self.progress = Progress(
+            **{key: state[key] for key in Progress.__dataclass_fields__ if key in state}
+        )
+        rank = self.runtime.rank
+        if len(state["rng"]) == self.runtime.world_size:
+            restore_rng_state(state["rng"][rank])
+        else:
+            LOGGER.warning(
+                "checkpoint written by %d processes, resumed with %d: augmentations are reseeded",
+                len(state["rng"]),
+                self.runtime.world_size,
+            )
+            seed_everything(self.config.train.seed + rank + 7919 * self.progress.global_step)
+
+    def save(self) -> None:
+        """Write checkpoints/last.pt from rank 0 (all ranks take part: RNG states are gathered)."""
+        rng = [capture_rng_state()]
+        if self.runtime.world_size > 1:
+            rng = [None] * self.runtime.world_size
+            dist.all_gather_object(rng, capture_rng_state())
+        if self.runtime.is_main:
+            save_checkpoint(checkpoint_path(self.run_dir), self.state_dict(rng))
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self) -> Path:
+        """Train until ``train.epochs``; returns the run directory."""
+        try:
+            while self.progress.epoch < self.config.train.epochs:
+                self._train_epoch()
+                self._end_epoch()
+            if self.runtime.is_main:
+                (self.run_dir / "train_done").write_text(f"{self.progress.global_step}\n")
+        finally:
+            self.metrics.close()
+        return self.run_dir
+
+    def _loader(self) -> DataLoader:
+        config, runtime = self.config, self.runtime
+        sampler = EpochBatchSampler(
+            len(self.train_set),
+            config.train.batch_size,
+            config.train.seed,
+            self.progress.epoch,
+            runtime.rank,
+            runtime.world_size,
+            start=self.progress.position,
+        )
+        return DataLoader(
+            self.train_set,
+            batch_sampler=sampler,
+            num_workers=config.data.num_workers,
+            pin_memory=runtime.device.type == "cuda",
+            # Its own generator: creating the iterator must not draw from the global RNG.
+            generator=torch.Generator().manual_seed(
+                mix_seed(config.train.seed, self.progress.epoch, 1)
+            ),
+        )
+
+    def _make_views(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            v1, v2 = self.views(x.to(self.runtime.device, non_blocking=True))
+        if self.channels_last:
+            v1 = v1.contiguous(memory_format=torch.channels_last)
+            v2 = v2.contiguous(memory_format=torch.channels_last)
+        return v1, v2
+
+    def _train_epoch(self) -> None:
+        config, progress = self.config, self.progress
+        loader = self._loader()
+        batches_per_epoch = len(self.train_set) // config.train.batch_size
+        bar = tqdm(
+            total=batches_per_epoch,
+            initial=progress.position,
+            desc=f"epoch {progress.epoch + 1}/{config.train.epochs}",
+            disable=not (config.train.progress and self.runtime.is_main and sys.stderr.isatty()),
+            leave=False,
+            dynamic_ncols=True,
+        )
+        started = last_log = time.perf_counter()
+        steps_since_log = 0
+        for _, x, y, _ in loader:
+            targets = y.to(self.runtime.device) if self.method.supervised else None
+            result = self.runner.step(self._make_views(x), targets)
+            progress.position += 1
+            progress.global_step += 1
+            steps_since_log += 1
+            self._account(result)
+            bar.update(1)
+            if progress.global_step % config.train.log_every == 0 and result is not None:
+                now = time.perf_counter()
+                rate = steps_since_log * config.train.batch_size / max(now - last_log, 1e-9)
+                self._log_step(result, rate)
+                bar.set_postfix(loss=f"{result[0]:.4f}", samples_s=f"{rate:.0f}", refresh=False)
+                last_log, steps_since_log = now, 0
+            if (
+                progress.global_step % config.train.checkpoint_every == 0
+                and progress.position < batches_per_epoch
+            ):
+                progress.epoch_seconds += time.perf_counter() - started
+                started = time.perf_counter()
+                self.save()
+        progress.epoch_seconds += time.perf_counter() - started
+        bar.close()
+
+    def _account(self, result: tuple[float, dict[str, torch.Tensor]] | None) -> None:
+        """Update the counters after one step; stop after too many non-finite losses."""
+        progress = self.progress
+        if result is not None:
+            progress.consecutive_skips = 0
+            progress.epoch_steps += 1
+            for key, value in {"loss": result[0], **result[1]}.items():
+                progress.epoch_sums[key] = progress.epoch_sums.get(key, 0.0) + float(value)
+            return
+        progress.skipped_steps += 1
+        progress.epoch_skipped += 1
+        progress.consecutive_skips += 1
+        limit = self.config.train.max_consecutive_skips
+        if self.runtime.is_main:
+            LOGGER.warning(
+                "step %d (epoch %d): the loss is not finite; step skipped (%d in a row, limit %d)",
+                progress.global_step,
+                progress.epoch + 1,
+                progress.consecutive_skips,
+                limit,
+            )
+        if progress.consecutive_skips >= limit:
+            raise DebiasclError(
+                f"training stopped at step {progress.global_step} (epoch {progress.epoch + 1}): "
+                f"the loss was not finite for {limit} consecutive steps "
+                f"(train.max_consecutive_skips = {limit}); try a lower learning rate "
+                "(optim.lr / optim.lr_b), train.precision=32, or a higher method.temperature"
+            )
+
+    def _learning_rates(self) -> dict[str, float]:
+        return {name: opt.param_groups[0]["lr"] for name, opt in self.optimizers.items()}
+
+    def _log_step(self, result: tuple[float, dict[str, torch.Tensor]], rate: float) -> None:
+        loss, logs = result
+        self.metrics.write(
+            {
+                "kind": "step",
+                "epoch": self.progress.epoch + 1,
+                "step": self.progress.global_step,
+                "lr": self._learning_rates(),
+                "loss": loss,
+                **{key: float(value) for key, value in logs.items()},
+                "samples_per_s": rate,
+            }
+        )
+
+    def _end_epoch(self) -> None:
+        progress = self.progress
+        epoch = progress.epoch + 1
+        means = {
+            key: total / max(progress.epoch_steps, 1) for key, total in progress.epoch_sums.items()
+        }
+        self.metrics.write(
+            {
+                "kind": "epoch",
+                "epoch": epoch,
+                "step": progress.global_step,
+                "lr": self._learning_rates(),
+                **means,
+                "skipped_steps": progress.epoch_skipped,
+                "wall_time_s": progress.epoch_seconds,
+            }
+        )
+        for scheduler in self.schedulers.values():
+            scheduler.step()
+        knn_every = self.config.train.knn_every
+        if knn_every and (epoch % knn_every == 0 or epoch == self.config.train.epochs):
+            self._knn_monitor(epoch)
+        progress.epoch += 1
+        progress.start_epoch()
+        self.save()
+
+    def _knn_monitor(self, epoch: int) -> None:
+        """Weighted kNN accuracy on the val split (rank 0), without touching the training RNG."""
+        if not self.runtime.is_main:
+            return
+        if self._val_set is None:
+            self._val_set = self._dataset("val")
+        device = self.runtime.device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            accuracy = knn_accuracy(
+                self.method,
+                self.train_set,
+                self._val_set,
+                self.views.prepare,
+                k=self.config.train.knn_k,
+                temperature=self.config.method.temperature,
+                device=device,
+                seed=self.config.train.seed,
+            )
+        self.metrics.write(
+            {"kind": "knn", "epoch": epoch, "step": self.progress.global_step, "knn_acc": accuracy}
+        )
+
+
+def knn_accuracy(
+    method: Method,
+    train_set: BiasedDataset,
+    val_set: BiasedDataset,
+    prepare: Callable[[torch.Tensor], torch.Tensor],
+    k: int,
+    temperature: float,
+    device: torch.device,
+    seed: int = 0,
+    limit: int = KNN_SAMPLE_LIMIT,
+) -> float:
+    """Top-1 accuracy of the weighted kNN classifier (bank: train, queries: val).
+
+    Each split is capped at ``limit`` samples (a subset seeded by ``seed``).
+    """
+    bank, _, _, bank_index = extract_features(
+        method, sample_subset(train_set, limit, seed), prepare, None, device
+    )
+    queries, _, _, query_index = extract_features(
+        method, sample_subset(val_set, limit, seed + 1), prepare, None, device
+    )
+    predictions = knn_predict(
+        bank, train_set.targets[bank_index], queries, train_set.num_classes, k, temperature
+    )
+    return float((predictions == val_set.targets[query_index]).float().mean())
+
+
+def train(config: Config, run_dir: str | Path, resume: bool = False) -> Path:
+    """Train ``config`` into ``run_dir`` (see the module docstring for what is written).
+
+    Args:
+        config: a validated configuration.
+        run_dir: the run directory; must be absent or empty unless ``resume``.
+        resume: continue from ``run_dir/checkpoints/last.pt`` exactly where it stopped.
+
+    Returns:
+        The run directory.
+
+    Raises:
+        DebiasclError: a user error (bad settings, missing data, non-empty run directory,
+            nothing to resume, unusable checkpoint, too many non-finite losses).
+    """
+    runtime = setup_runtime(config.train.device)
+    try:
+        return Trainer(config, Path(run_dir), runtime, resume).run()
+    finally:
+        if runtime.owns_process_group:
+            dist.destroy_process_group()

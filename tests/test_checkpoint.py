@@ -1,0 +1,237 @@
+"""Checkpoints: atomic writes, clear errors for bad files, RNG state, exact resume after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from debiascl import checkpoint as ckpt
+from debiascl.checkpoint import (
+    FORMAT,
+    VERSION,
+    capture_rng_state,
+    check_compatible,
+    load_checkpoint,
+    load_trained,
+    restore_rng_state,
+    save_checkpoint,
+)
+from debiascl.config import build_config
+from debiascl.errors import DebiasclError
+from debiascl.train import train
+
+
+def minimal_state(**extra: object) -> dict:
+    state = {key: 0 for key in ckpt.REQUIRED_KEYS}
+    state.update(format=FORMAT, version=VERSION, method="simclr", model={}, config={})
+    state.update(extra)
+    return state
+
+
+def test_save_then_load_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoints" / "last.pt"
+    state = minimal_state(model={"w": torch.arange(6.0).view(2, 3)}, rng=[capture_rng_state()])
+    save_checkpoint(path, state)
+    loaded = load_checkpoint(path)
+    assert torch.equal(loaded["model"]["w"], state["model"]["w"])
+    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temporary left
+
+
+def test_failed_save_keeps_the_old_file_and_leaves_no_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, minimal_state(global_step=1))
+    real_save = torch.save
+
+    def crash_mid_write(obj: object, file, *args, **kwargs) -> None:
+        real_save(obj, file, *args, **kwargs)
+        file.seek(file.tell() // 2)
+        file.truncate()
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt.torch, "save", crash_mid_write)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, minimal_state(global_step=2))
+    monkeypatch.undo()
+    assert load_checkpoint(path)["global_step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_rng_state_round_trips_through_a_file(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    np.random.seed(3)
+    random.seed(3)
+    save_checkpoint(tmp_path / "c.pt", minimal_state(rng=[capture_rng_state()]))
+    expected = (torch.rand(4), np.random.rand(4), [random.random() for _ in range(4)])
+    torch.manual_seed(99)
+    np.random.seed(99)
+    random.seed(99)
+    restore_rng_state(load_checkpoint(tmp_path / "c.pt")["rng"][0])
+    assert torch.equal(torch.rand(4), expected[0])
+    assert np.array_equal(np.random.rand(4), expected[1])
+    assert [random.random() for _ in range(4)] == expected[2]
+
+
+def test_truncated_and_non_torch_files_give_clear_errors(tmp_path: Path) -> None:
+    good = tmp_path / "good.pt"
+    save_checkpoint(good, minimal_state(model={"w": torch.zeros(1000)}))
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(DebiasclError, match=r"truncated\.pt' is truncated"):
+        load_checkpoint(truncated)
+    text = tmp_path / "notes.pt"
+    text.write_text("these are not weights\n")
+    with pytest.raises(DebiasclError, match=r"notes\.pt' is not a torch checkpoint file"):
+        load_checkpoint(text)
+    with pytest.raises(DebiasclError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_foreign_checkpoints_give_clear_errors(tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, foreign)
+    with pytest.raises(DebiasclError, match="not a debiascl checkpoint"):
+        load_checkpoint(foreign)
+    pickled = tmp_path / "object.pt"
+    torch.save({"format": FORMAT, "thing": pickle.PickleError()}, pickled)
+    with pytest.raises(DebiasclError, match="not a debiascl checkpoint: it holds Python objects"):
+        load_checkpoint(pickled)
+    future = tmp_path / "future.pt"
+    torch.save(minimal_state(version=VERSION + 1), future)
+    with pytest.raises(DebiasclError, match=f"format version {VERSION + 1}"):
+        load_checkpoint(future)
+    partial = minimal_state()
+    del partial["optimizers"]
+    torch.save(partial, tmp_path / "partial.pt")
+    with pytest.raises(DebiasclError, match="lacks the entries optimizers"):
+        load_checkpoint(tmp_path / "partial.pt")
+
+
+def test_mismatched_method_or_shapes_are_named() -> None:
+    class Tiny(torch.nn.Module):
+        name = "wcl"
+
+        def __init__(self, width: int) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(3, width)
+
+    state = minimal_state(method="wcl", model=Tiny(4).state_dict())
+    check_compatible(state, Tiny(4), "c.pt")
+    with pytest.raises(
+        DebiasclError, match=r"layer.weight has shape \(4, 3\) in checkpoint, \(5, 3\)"
+    ):
+        check_compatible(state, Tiny(5), "c.pt")
+    with pytest.raises(
+        DebiasclError, match="written by method 'simclr', but the run uses method 'wcl'"
+    ):
+        check_compatible(minimal_state(model=Tiny(4).state_dict()), Tiny(4), "c.pt")
+
+
+def _cli(out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "debiascl",
+        "train",
+        "--dataset",
+        "biased-digits",
+        "--method",
+        "wcl",
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "256",
+        "--device",
+        "cpu",
+        *[arg for setting in RESUME_SETTINGS for arg in ("--set", setting)],
+        *extra,
+    ]
+
+
+RESUME_SETTINGS = (
+    "data.options.image_size=8",
+    "train.checkpoint_every=1",
+    "train.knn_every=0",
+    "train.log_every=1",
+    "optim.milestones=[1]",  # the learning rates change after epoch 1: schedulers must resume
+)
+
+
+def _wait_for_mid_epoch_checkpoint(process: subprocess.Popen, path: Path) -> None:
+    deadline = time.monotonic() + 120
+    while not path.exists():
+        assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+        assert time.monotonic() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_mid_epoch_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(_cli(killed), env=env, stderr=subprocess.PIPE)
+    checkpoint_file = killed / "checkpoints" / "last.pt"
+    try:
+        _wait_for_mid_epoch_checkpoint(process, checkpoint_file)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    interrupted = load_checkpoint(checkpoint_file)
+    assert interrupted["epoch"] == 0 and 0 < interrupted["position"] < 1079 // 256
+    assert not (killed / "train_done").exists()
+
+    resumed = subprocess.run(_cli(killed, "--resume"), env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+
+    config = build_config(
+        preset="biased-digits",
+        overrides={"method.name": "wcl", "train.epochs": 2, "train.batch_size": 256},
+        sets=[*RESUME_SETTINGS, "train.device=cpu"],
+    )
+    reference = train(config, tmp_path / "reference")
+    got = load_checkpoint(checkpoint_file)
+    want = load_checkpoint(reference / "checkpoints" / "last.pt")
+    assert got["global_step"] == want["global_step"] == 8
+    assert got["model"].keys() == want["model"].keys()
+    for key in want["model"]:
+        assert torch.equal(got["model"][key], want["model"][key]), key
+    assert got["schedulers"] == want["schedulers"]
+    # metrics.jsonl holds each step once (lines written after the checkpoint were dropped),
+    # with the same values as the uninterrupted run's.
+    assert _untimed_records(killed) == _untimed_records(reference)
+
+
+def _untimed_records(run_dir: Path) -> list[dict]:
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [
+        {k: v for k, v in r.items() if k not in ("samples_per_s", "wall_time_s")} for r in records
+    ]
+
+
+def test_load_trained_rebuilds_the_method(tmp_path: Path) -> None:
+    with pytest.raises(DebiasclError, match=r"no config\.yaml"):
+        load_trained(tmp_path)
+    config = build_config(
+        preset="biased-digits",
+        overrides={"method.name": "simclr", "train.epochs": 1, "train.batch_size": 512},
+        sets=["data.options.image_size=8", "train.knn_every=0", "train.device=cpu"],
+    )
+    run_dir = train(config, tmp_path / "run")
+    loaded_config, method = load_trained(run_dir)
+    assert loaded_config == config and not method.training
+    saved = load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(value, saved[key]) for key, value in method.state_dict().items())

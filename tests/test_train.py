@@ -1,0 +1,217 @@
+"""The training loop: artefacts, learning, bitwise reproducibility, non-finite steps, data order."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from debiascl.checkpoint import load_checkpoint
+from debiascl.config import Config, build_config, load_config
+from debiascl.data import build_dataset
+from debiascl.errors import DebiasclError
+from debiascl.methods import METHODS, build_method
+from debiascl.train import (
+    EpochBatchSampler,
+    StepRunner,
+    build_optimizers,
+    check_resumable,
+    epoch_permutation,
+    prepare_run_dir,
+    resolve_device,
+    sample_subset,
+    train,
+)
+
+TRAIN_SIZE = 1079  # biased-digits training split
+
+
+def tiny_config(method: str = "wcl", epochs: int = 1, batch_size: int = 128, *sets: str) -> Config:
+    """biased-digits at 8 px on the CPU, no kNN monitor, no progress bar."""
+    return build_config(
+        preset="biased-digits",
+        overrides={
+            "method.name": method,
+            "train.epochs": epochs,
+            "train.batch_size": batch_size,
+            "train.device": "cpu",
+        },
+        sets=["data.options.image_size=8", "train.knn_every=0", "train.progress=false", *sets],
+    )
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def final_model(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
+
+
+@pytest.mark.slow
+def test_wcl_run_writes_every_artefact_and_learns(tmp_path: Path) -> None:
+    config = tiny_config("wcl", 2, 128, "train.log_every=3", "train.knn_every=2", "train.knn_k=50")
+    run_dir = train(config, tmp_path / "run")
+    steps_per_epoch = TRAIN_SIZE // 128
+    total = 2 * steps_per_epoch
+
+    assert (run_dir / "train_done").read_text().strip() == str(total)
+    assert load_config(run_dir / "config.yaml") == config
+    assert list((run_dir / "tb").glob("events.out.tfevents.*"))
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert (state["epoch"], state["position"], state["global_step"]) == (2, 0, total)
+    assert set(state["optimizers"]) == set(state["schedulers"]) == {"d", "b"}
+
+    records = read_metrics(run_dir)
+    steps = [r for r in records if r["kind"] == "step"]
+    assert [r["step"] for r in steps] == list(range(3, total + 1, 3))
+    assert steps[0]["lr"] == {"d": config.optim.lr, "b": config.optim.lr_b}
+    assert {"loss", "loss_d", "loss_b", "samples_per_s"} <= set(steps[0])
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    assert [(r["epoch"], r["step"]) for r in epochs] == [(1, steps_per_epoch), (2, total)]
+    assert all(r["skipped_steps"] == 0 and r["wall_time_s"] > 0 for r in epochs)
+    # The end-to-end run learns: both encoders' losses fall from the first epoch to the second.
+    assert epochs[0]["loss_d"] > epochs[1]["loss_d"]
+    assert epochs[0]["loss_b"] > epochs[1]["loss_b"]
+    (knn,) = [r for r in records if r["kind"] == "knn"]
+    assert knn["epoch"] == 2 and 0.0 <= knn["knn_acc"] <= 1.0
+
+
+@pytest.mark.slow
+def test_cpu_runs_are_bitwise_reproducible(tmp_path: Path) -> None:
+    config = tiny_config("simclr", 1, 128)
+    first = final_model(train(config, tmp_path / "a"))
+    second = final_model(train(config, tmp_path / "b"))
+    other_seed = final_model(train(tiny_config("simclr", 1, 128, "train.seed=1"), tmp_path / "c"))
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[key], second[key]) for key in first)
+    assert not all(torch.equal(first[key], other_seed[key]) for key in first)
+
+
+def _nan_on_calls(monkeypatch: pytest.MonkeyPatch, bad_calls: set[int] | None) -> None:
+    """Make SimCLR's loss NaN on the given (1-based) calls, or on every call when None."""
+    original = METHODS["simclr"].training_step
+    calls = {"n": 0}
+
+    def training_step(self, views, targets=None):
+        calls["n"] += 1
+        loss, logs = original(self, views, targets)
+        if bad_calls is None or calls["n"] in bad_calls:
+            loss = loss * float("nan")
+        return loss, logs
+
+    monkeypatch.setattr(METHODS["simclr"], "training_step", training_step)
+
+
+@pytest.mark.slow
+def test_non_finite_steps_are_skipped_and_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    _nan_on_calls(monkeypatch, {2, 3})
+    config = tiny_config("simclr", 1, 128, "train.max_consecutive_skips=3", "train.log_every=1")
+    with caplog.at_level(logging.WARNING, logger="debiascl"):
+        run_dir = train(config, tmp_path / "run")
+    steps = TRAIN_SIZE // 128
+    (epoch,) = [r for r in read_metrics(run_dir) if r["kind"] == "epoch"]
+    assert epoch["skipped_steps"] == 2
+    logged = [r["step"] for r in read_metrics(run_dir) if r["kind"] == "step"]
+    assert logged == [s for s in range(1, steps + 1) if s not in (2, 3)]
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert state["skipped_steps"] == 2 and state["consecutive_skips"] == 0
+    # Skipped steps never reached the optimizer: Adam counted only the finite ones.
+    assert int(state["optimizers"]["d"]["state"][0]["step"]) == steps - 2
+    assert len([r for r in caplog.records if "not finite" in r.getMessage()]) == 2
+
+
+def test_training_stops_after_too_many_consecutive_non_finite_losses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    _nan_on_calls(monkeypatch, None)
+    config = tiny_config("simclr", 1, 128, "train.max_consecutive_skips=3")
+    with (
+        caplog.at_level(logging.WARNING, logger="debiascl"),
+        pytest.raises(DebiasclError, match=r"step 3 .*3 consecutive.*lower learning rate"),
+    ):
+        train(config, tmp_path / "run")
+    assert len([r for r in caplog.records if "not finite" in r.getMessage()]) == 3
+
+
+def test_data_order_is_a_function_of_seed_and_epoch_and_ranks_split_global_batches() -> None:
+    assert torch.equal(epoch_permutation(100, 0, 3), epoch_permutation(100, 0, 3))
+    assert not torch.equal(epoch_permutation(100, 0, 3), epoch_permutation(100, 0, 4))
+    assert not torch.equal(epoch_permutation(100, 1, 3), epoch_permutation(100, 0, 3))
+
+    single = list(EpochBatchSampler(100, 32, seed=5, epoch=2))
+    assert len(single) == 3 and all(len(batch) == 32 for batch in single)  # last 4 dropped
+    assert len({i for batch in single for i in batch}) == 96
+    ranks = [list(EpochBatchSampler(100, 32, 5, 2, rank=r, world_size=2)) for r in (0, 1)]
+    assert [a + b for a, b in zip(*ranks, strict=True)] == single
+    resumed = EpochBatchSampler(100, 32, 5, 2, start=2)
+    assert len(resumed) == 1 and list(resumed) == single[2:]
+
+
+def test_run_directory_checks(tmp_path: Path) -> None:
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "file").write_text("x")
+    with pytest.raises(DebiasclError, match="not empty; pass --resume"):
+        prepare_run_dir(tmp_path / "busy", resume=False)
+    with pytest.raises(DebiasclError, match="no checkpoint"):
+        prepare_run_dir(tmp_path / "fresh", resume=True)
+    assert prepare_run_dir(tmp_path / "fresh", resume=False) is None
+    assert (tmp_path / "fresh").is_dir()
+
+
+def test_resuming_with_changed_settings_names_them(tmp_path: Path) -> None:
+    saved = tiny_config().to_dict()
+    check_resumable(saved, tiny_config(epochs=5), tmp_path)  # more epochs are fine
+    with pytest.raises(DebiasclError, match=r"method.tau_plus \(0.1 in the checkpoint, 0.2 now\)"):
+        check_resumable(saved, tiny_config("wcl", 1, 128, "method.tau_plus=0.2"), tmp_path)
+
+
+def test_batch_smaller_than_data_and_missing_cuda_are_user_errors(tmp_path: Path) -> None:
+    with pytest.raises(DebiasclError, match=r"fewer than train\.batch_size"):
+        train(tiny_config("simclr", 1, 2048), tmp_path / "run")
+    if not torch.cuda.is_available():
+        with pytest.raises(DebiasclError, match="no CUDA device"):
+            resolve_device("cuda")
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_step_on_channels_last_inputs(precision: str) -> None:
+    config = tiny_config("wcl")
+    digits = SimpleNamespace(
+        name="biased-digits", kind="image", input_shape=(3, 8, 8), num_classes=10
+    )
+    method = build_method(config, digits).to(memory_format=torch.channels_last)
+    optimizers = build_optimizers(method.param_groups(config.optim), config.optim)
+    runner = StepRunner(method, optimizers, precision, torch.device("cpu"))
+    assert runner.scaler.is_enabled() == (precision == "fp16")
+    views = tuple(
+        torch.randn(8, 3, 8, 8).contiguous(memory_format=torch.channels_last) for _ in "12"
+    )
+    before = {k: v.clone() for k, v in method.state_dict().items()}
+    loss, logs = runner.step(views)
+    assert torch.isfinite(torch.tensor(loss)) and set(logs) == {"loss_d", "loss_b"}
+    changed = [k for k, v in method.state_dict().items() if not torch.equal(v, before[k])]
+    # bf16 updates every weight; fp16's GradScaler may skip its first, over-scaled step, but the
+    # BatchNorm statistics always move.
+    assert any("running_mean" in k for k in changed)
+    if precision == "bf16":
+        assert all(k in changed for k, _ in method.named_parameters())
+
+
+def test_knn_subsets_keep_original_indices_and_labels() -> None:
+    dataset = build_dataset("biased-digits", None, "train", image_size=8)
+    subset = sample_subset(dataset, 50, seed=0)
+    assert len(subset) == 50 and sample_subset(dataset, 5000, seed=0) is dataset
+    index, x, y, a = subset[7]
+    assert torch.equal(x, dataset[index][1]) and y == int(subset.targets[index])
+    assert a == int(subset.attributes[index])
+    assert [subset[i][0] for i in range(50)] == [
+        sample_subset(dataset, 50, 0)[i][0] for i in range(50)
+    ]

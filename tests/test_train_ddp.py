@@ -1,0 +1,153 @@
+"""DDP on CPU (gloo): one WCL step on 2 ranks equals 1 process on the global batch; torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from debiascl.checkpoint import load_checkpoint
+from debiascl.config import build_config
+from debiascl.methods import Method, build_method
+from debiascl.train import StepRunner, build_optimizers, prepare_distributed, seed_everything
+
+GLOBAL_BATCH = 16
+# The protocol build_method needs from a data set: the 8 px biased-digits images.
+DIGITS_8PX = SimpleNamespace(
+    name="biased-digits", kind="image", input_shape=(3, 8, 8), num_classes=10
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def fixed_views() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(123)
+    return tuple(torch.randn(GLOBAL_BATCH, 3, 8, 8, generator=generator) for _ in range(2))
+
+
+def wcl_step(world_size: int, rank: int = 0) -> Method:
+    """Build WCL (SGD, so the update is proportional to the gradient) and take one step."""
+    config = build_config(
+        preset="biased-digits",
+        overrides={"method.name": "wcl"},
+        sets=["optim.name=sgd", "optim.lr=0.5", "optim.lr_b=0.5", "optim.weight_decay=1e-4"],
+    )
+    seed_everything(0)
+    method = build_method(config, DIGITS_8PX, gather_distributed=world_size > 1)
+    if world_size > 1:
+        method = prepare_distributed(method, torch.device("cpu"))
+    optimizers = build_optimizers(method.param_groups(config.optim), config.optim)
+    runner = StepRunner(method.train(), optimizers, "32", torch.device("cpu"), world_size)
+    local = GLOBAL_BATCH // world_size
+    views = tuple(v[rank * local : (rank + 1) * local] for v in fixed_views())
+    assert runner.step(views) is not None
+    return method
+
+
+def snapshot(method: Method) -> dict[str, torch.Tensor]:
+    """Parameters, buffers (BatchNorm statistics) and gradients after the step."""
+    state = {key: value.clone() for key, value in method.state_dict().items()}
+    state.update({f"grad:{k}": p.grad.clone() for k, p in method.named_parameters()})
+    return state
+
+
+def _rank_main(rank: int, world_size: int, port: int, out_dir: str) -> None:
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size
+    )
+    try:
+        torch.save(snapshot(wcl_step(world_size, rank)), Path(out_dir) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_one_wcl_step_on_two_ranks_equals_one_process_on_the_global_batch(tmp_path: Path) -> None:
+    mp.spawn(_rank_main, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    single_method = wcl_step(world_size=1)
+    single = snapshot(single_method)
+    initial = build_method(build_config(preset="biased-digits"), DIGITS_8PX)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+
+    assert ranks[0].keys() == single.keys()
+    assert any(k.startswith("encoder_b.") for k in single) and any(
+        k.startswith("encoder_d.") for k in single
+    )
+    for key, expected in single.items():
+        for rank, got in enumerate(ranks):
+            assert torch.allclose(got[key].float(), expected.float(), rtol=1e-4, atol=1e-6), (
+                f"rank {rank}: {key} differs from one process on the global batch"
+            )
+    # Not vacuous: the step moved the weights of both encoders.
+    moved = [k for k, v in initial.state_dict().items() if not torch.equal(v, single[k])]
+    assert any(k.startswith("encoder_d.") for k in moved)
+    assert any(k.startswith("encoder_b.") for k in moved)
+
+
+def _torchrun(out: Path, epochs: int, *extra: str) -> subprocess.CompletedProcess:
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "debiascl",
+        "train",
+        "--dataset",
+        "biased-digits",
+        "--method",
+        "wcl",
+        "--out",
+        str(out),
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        "256",
+        "--device",
+        "cpu",
+        "--set",
+        "data.options.image_size=8",
+        "--set",
+        "train.knn_every=0",
+        "--set",
+        "train.log_every=1",
+        *extra,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_torchrun_trains_with_two_ranks_and_resumes(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    first = _torchrun(run_dir, 1)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert (run_dir / "train_done").read_text().strip() == "4"
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert state["world_size"] == 2 and len(state["rng"]) == 2
+    # The ranks' augmentations differ (seed + rank).
+    assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])
+
+    resumed = _torchrun(run_dir, 2, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (run_dir / "train_done").read_text().strip() == "8"
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    # Rank 0 alone writes the logs: each step once, both epochs.
+    assert [r["step"] for r in records if r["kind"] == "step"] == list(range(1, 9))
+    assert [r["epoch"] for r in records if r["kind"] == "epoch"] == [1, 2]
+    assert resumed.stdout.count("debiascl: trained wcl") == 1
