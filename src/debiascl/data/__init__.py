@@ -10,12 +10,15 @@ from debiascl.data.base import (
     list_datasets,
     register_dataset,
 )
+from debiascl.data.views import ViewPipeline, build_views
 
 __all__ = [
     "DATASETS",
     "SPLITS",
     "BiasedDataset",
+    "ViewPipeline",
     "build_dataset",
+    "build_views",
     "list_datasets",
     "register_dataset",
 ]
