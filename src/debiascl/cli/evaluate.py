@@ -1,0 +1,57 @@
+"""`debiascl eval RUN_DIR`: linear evaluation, group metrics and plots of a finished run.
+
+Extracts the frozen representations of E_d (or E_b with ``--encoder b``, the paper's biased
+baseline), fits a linear probe and a weighted kNN classifier, scores them on the test split
+(and a supervised method's own classifier), writes results.json and the plots into RUN_DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``eval`` sub-command."""
+    parser = subparsers.add_parser(
+        "eval",
+        help="evaluate a trained run (linear probe, kNN, group metrics, plots)",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        epilog="example: debiascl eval runs/wcl --probe authors",
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a finished training run")
+    parser.add_argument(
+        "--encoder",
+        choices=("d", "b"),
+        help="whose representations: d (debiased) or b (biased); default: the method's product",
+    )
+    parser.add_argument(
+        "--device", default="auto", metavar="cpu|cuda|auto", help="default: auto (cuda if present)"
+    )
+    parser.add_argument(
+        "--probe",
+        choices=("fast", "authors"),
+        help="linear probe protocol (default: the run's eval.probe)",
+    )
+    parser.add_argument("--no-plots", action="store_true", help="skip t-SNE and the other plots")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate, print the table, write the plots; returns the exit status."""
+    from debiascl.evaluate import evaluate_run, format_results
+    from debiascl.report import write_report
+    from debiascl.train import resolve_device
+
+    device = resolve_device(args.device)
+    results = evaluate_run(args.run_dir, encoder=args.encoder, device=device, probe=args.probe)
+    print(format_results(results))
+    print(f"\nresults: {results['results_file']}")
+    if args.no_plots:
+        return 0
+    written = write_report(args.run_dir, device=device, encoder=args.encoder)
+    if not any(path.name.startswith("easy_hard") for path in written):
+        print(f"no w analysis: method '{results['method']}' does not have WCL's two encoders")
+    print("plots and tables:")
+    for path in written:
+        print(f"  {path}")
+    return 0

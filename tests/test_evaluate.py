@@ -1,0 +1,198 @@
+"""Linear probe protocols, run-directory checks, the results table and evaluate_run end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from debiascl.config import build_config
+from debiascl.errors import DebiasclError
+from debiascl.evaluate import (
+    FAST_WEIGHT_DECAYS,
+    check_run_dir,
+    evaluate_run,
+    fit_linear_probe,
+    format_results,
+    linear_probe,
+)
+from debiascl.train import train
+
+
+def _separable(n: int, seed: int, num_classes: int = 3, dim: int = 10):
+    """Classes separated along random directions, offset far from the origin (not centred)."""
+    generator = torch.Generator().manual_seed(seed)
+    centres = 4.0 * torch.randn(num_classes, dim, generator=torch.Generator().manual_seed(99))
+    y = torch.randint(0, num_classes, (n,), generator=generator)
+    x = centres[y] + torch.randn(n, dim, generator=generator) + 5.0
+    return x, y
+
+
+@pytest.mark.parametrize(
+    ("protocol", "options"),
+    [("fast", {}), ("authors", {"epochs": 20, "lr": 1e-2, "batch_size": 100})],
+)
+def test_probe_learns_a_linearly_separable_problem(protocol, options):
+    x_train, y_train = _separable(600, seed=0)
+    x_test, y_test = _separable(300, seed=1)
+    predictions = linear_probe(x_train, y_train, x_test, 3, protocol=protocol, **options)
+    assert predictions.dtype == torch.int64 and predictions.shape == (300,)
+    assert (predictions == y_test).float().mean() > 0.95
+
+
+def test_fast_probe_selects_weight_decay_on_val_and_is_deterministic():
+    x_train, y_train = _separable(300, seed=2)
+    x_val, y_val = _separable(200, seed=3)
+    first = fit_linear_probe(x_train, y_train, 3, "fast", val_features=x_val, val_y=y_val)
+    second = fit_linear_probe(x_train, y_train, 3, "fast", val_features=x_val, val_y=y_val)
+    assert first.weight_decay in FAST_WEIGHT_DECAYS
+    assert torch.equal(first.linear.weight, second.linear.weight)
+    assert torch.allclose(first.mean, x_train.mean(dim=0))
+
+
+def test_fast_probe_fits_a_problem_the_model_class_can_solve_exactly():
+    # Labels from a known linear rule: the fitted probe must reproduce them on the train split.
+    generator = torch.Generator().manual_seed(4)
+    x = torch.randn(400, 5, generator=generator)
+    y = (x @ torch.tensor([1.0, -2.0, 0.5, 0.0, 3.0]) > 0).long()
+    predictions = linear_probe(x, y, x, 2, protocol="fast")
+    assert (predictions == y).float().mean() > 0.97
+
+
+def test_unknown_probe_protocol_is_a_user_error():
+    x, y = _separable(20, seed=5)
+    with pytest.raises(DebiasclError, match="probe protocol"):
+        linear_probe(x, y, x, 3, protocol="svm")
+
+
+def test_check_run_dir_names_what_is_missing(tmp_path: Path):
+    with pytest.raises(DebiasclError, match="does not exist"):
+        check_run_dir(tmp_path / "nope")
+    (tmp_path / "config.yaml").write_text("{}\n")
+    with pytest.raises(DebiasclError, match="no checkpoint"):
+        check_run_dir(tmp_path)
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"x")
+    with pytest.raises(DebiasclError, match="has not finished"):
+        check_run_dir(tmp_path)
+    (tmp_path / "train_done").write_text("12\n")
+    assert check_run_dir(tmp_path) == tmp_path
+
+
+def test_format_results_lists_each_evaluation_with_its_protocol():
+    metrics = {
+        "accuracy": 0.9,
+        "worst_class": 0.8,
+        "worst_group": 0.25,
+        "worst_group_name": "y=1,a=0",
+        "mean_group": 0.6,
+        "absent_groups": ["y=0,a=1"],
+    }
+    results = {
+        "method": "erm",
+        "dataset": "toy",
+        "seed": 3,
+        "encoder": "d",
+        "main": "classifier",
+        "classifier": {"protocol": "own classifier", "metrics": metrics},
+        "probe": {"protocol": "linear probe (fast)", "metrics": {**metrics, "accuracy": 0.5}},
+        "knn": {"protocol": "weighted kNN", "metrics": metrics},
+    }
+    text = format_results(results)
+    assert "main result: classifier" in text
+    assert "linear probe (fast)" in text
+    accuracy_row = next(line for line in text.splitlines() if line.startswith("accuracy"))
+    assert accuracy_row.split()[1:] == ["90.00", "50.00", "90.00"]
+    assert "worst group (classifier): y=1,a=0" in text
+    assert "absent groups (no test sample): y=0,a=1" in text
+    assert "conflicting_accuracy" not in text
+
+
+def test_cli_eval_of_an_unfinished_run_is_a_one_line_error(tmp_path: Path, capsys):
+    from debiascl.cli import main
+
+    assert main(["eval", str(tmp_path / "missing"), "--device", "cpu"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "does not exist" in error
+    (tmp_path / "config.yaml").write_text("{}\n")
+    assert main(["eval", str(tmp_path), "--device", "cpu"]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module", params=["wcl", "erm"])
+def trained_run(request, tmp_path_factory) -> tuple[str, Path]:
+    """A 1-epoch run of biased-digits (359 val/test images) with the small CNN."""
+    method = request.param
+    config = build_config(
+        overrides={
+            "data.name": "biased-digits",
+            "method.name": method,
+            "train.epochs": 1,
+            "train.batch_size": 128,
+            "train.device": "cpu",
+            "train.knn_every": 1,
+            "train.log_every": 2,
+            "train.progress": False,
+            "eval.knn_k": 20,
+            "eval.tsne_samples": 150,
+            "eval.probe_epochs": 20,
+        },
+        sets=["data.options.balanced_copies=false"],
+    )
+    return method, train(config, tmp_path_factory.mktemp(method) / "run")
+
+
+@pytest.mark.slow
+def test_evaluate_run_end_to_end(trained_run: tuple[str, Path]):
+    method, run_dir = trained_run
+    results = evaluate_run(run_dir, probe="fast")
+    saved = json.loads((Path(run_dir) / "results.json").read_text())
+    assert saved == json.loads(json.dumps(results))
+    assert saved["method"] == method and saved["dataset"] == "biased-digits"
+    assert saved["num_samples"] == {"train": 1079, "val": 359, "test": 359}
+    expected = {"probe", "knn", "classifier"} if method == "erm" else {"probe", "knn"}
+    assert expected <= saved.keys() and ("classifier" in saved) == (method == "erm")
+    assert saved["main"] == ("classifier" if method == "erm" else "probe")
+    assert sum(map(sum, saved["train_group_counts"])) == 1079
+    for key in expected:
+        metrics = saved[key]["metrics"]
+        assert metrics["num_samples"] == 359
+        assert 0.0 <= metrics["worst_group"] <= metrics["mean_group"] <= 1.0
+        assert len(metrics["per_group"]) + len(metrics["absent_groups"]) == 100
+        assert {"avg_acc_train_weighted", "aligned_accuracy", "conflicting_accuracy"} <= set(
+            metrics
+        )
+    assert "linear probe (fast)" in saved["probe"]["protocol"]
+    assert "main result" in format_results(results)
+
+
+@pytest.mark.slow
+def test_report_and_cli_on_a_trained_run(trained_run: tuple[str, Path], capsys):
+    from debiascl.cli import main
+
+    method, run_dir = trained_run
+    assert main(["eval", str(run_dir), "--device", "cpu", "--probe", "authors"]) == 0
+    out = capsys.readouterr().out
+    assert "linear probe (authors)" in out and str(run_dir / "tsne.png") in out
+    names = {path.name for path in Path(run_dir).iterdir()}
+    assert {"results.json", "tsne.png", "training_curves.png"} <= names
+    weight_files = {
+        "easy_hard_negatives.png",
+        "easy_hard_negatives.md",
+        "easy_hard_negatives.csv",
+        "weight_histograms.png",
+        "weight_summary.json",
+    }
+    if method == "wcl":
+        assert weight_files <= names
+        summary = json.loads((run_dir / "weight_summary.json").read_text())
+        for cells in summary.values():
+            assert all(1.0 < cell["mean_w"] < 2.0 for cell in cells.values())
+        assert main(["eval", str(run_dir), "--device", "cpu", "--encoder", "b", "--no-plots"]) == 0
+        saved_b = json.loads((run_dir / "results_b.json").read_text())
+        assert saved_b["encoder"] == "b" and "E_b" in saved_b["probe"]["protocol"]
+    else:
+        assert not weight_files & names
+        assert "no w analysis" in out
