@@ -70,9 +70,9 @@ REFERENCES = {
 
 
 def test_registry_names() -> None:
-    assert set(METHODS) == {"simclr", "dcl", "hcl", "triplet", "wcl", "erm"}
+    assert set(METHODS) == {"simclr", "dcl", "hcl", "triplet", "wcl", "erm", "jtt"}
     assert all(cls.name == name for name, cls in METHODS.items())
-    assert [name for name, cls in METHODS.items() if cls.supervised] == ["erm"]
+    assert [name for name, cls in METHODS.items() if cls.supervised] == ["erm", "jtt"]
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCES))

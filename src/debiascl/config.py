@@ -61,7 +61,7 @@ class MethodConfig:
     detach_weights: bool = False
     triplet_debias: bool = True
     jtt_epochs: int = 1
-    jtt_upweight: float = 20.0
+    jtt_upweight: int = 20
 
 
 @dataclass

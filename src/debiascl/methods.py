@@ -1,4 +1,4 @@
-"""Training methods behind one interface: simclr, dcl, hcl, triplet, wcl (SPEC 2-3) and erm.
+"""Training methods behind one interface: simclr, dcl, hcl, triplet, wcl (SPEC 2-3), erm, jtt.
 
 A :class:`Method` owns its encoders (``encoder_d`` and/or ``encoder_b``) and turns a pair of
 views into a scalar loss. The trainer builds one optimizer per entry of :meth:`param_groups`
@@ -294,7 +294,20 @@ class ERM(Method):
         return loss, {"loss_d": loss.detach(), "acc": accuracy}
 
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (SimCLR, DCL, HCL, Triplet, WCL, ERM)}
+class JTT(ERM):
+    """JTT's final model (Liu et al. 2021, "Just Train Twice"): ERM on an up-weighted error set.
+
+    Model and step are ERM's; :mod:`debiascl.jtt` runs the two stages (an ERM run of
+    ``method.jtt_epochs`` epochs, then this model from scratch with the samples that run
+    misclassified repeated ``method.jtt_upweight`` times per epoch).
+    """
+
+    name = "jtt"
+
+
+METHODS: dict[str, type[Method]] = {
+    cls.name: cls for cls in (SimCLR, DCL, HCL, Triplet, WCL, ERM, JTT)
+}
 
 
 def build_method(config: Config, dataset: DatasetInfo, gather_distributed: bool = False) -> Method:

@@ -34,7 +34,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -260,13 +260,29 @@ def epoch_permutation(num_samples: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(num_samples, generator=generator)
 
 
+def epoch_order(
+    num_samples: int, seed: int, epoch: int, repeats: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(M,) int64 sample indices in the order of ``epoch``; a pure function of its arguments.
+
+    Without ``repeats`` this is :func:`epoch_permutation` (M = num_samples). With ``repeats``
+    ((num_samples,) non-negative int64), sample i appears ``repeats[i]`` times in the epoch
+    (M = repeats.sum()), shuffled together: JTT's up-weighting by resampling.
+    """
+    if repeats is None:
+        return epoch_permutation(num_samples, seed, epoch)
+    pool = torch.repeat_interleave(torch.arange(num_samples), repeats)
+    return pool[epoch_permutation(pool.numel(), seed, epoch)]
+
+
 class EpochBatchSampler(Sampler[list[int]]):
     """This rank's batches of one epoch, starting at global batch ``start``.
 
-    Global batch g is ``perm[g * G:(g + 1) * G]`` (G = global batch size, the incomplete last
-    batch dropped); rank r takes its contiguous slice of G / world_size indices, so the ranks
-    together see exactly the batches of a single process. Batches before ``start`` are skipped
-    without being loaded (used to resume in the middle of an epoch).
+    Global batch g is ``order[g * G:(g + 1) * G]`` with ``order`` from :func:`epoch_order`
+    (G = global batch size, the incomplete last batch dropped); rank r takes its contiguous
+    slice of G / world_size indices, so the ranks together see exactly the batches of a single
+    process. Batches before ``start`` are skipped without being loaded (used to resume in the
+    middle of an epoch). ``repeats`` (num_samples,) makes sample i appear repeats[i] times.
     """
 
     def __init__(
@@ -278,21 +294,24 @@ class EpochBatchSampler(Sampler[list[int]]):
         rank: int = 0,
         world_size: int = 1,
         start: int = 0,
+        repeats: torch.Tensor | None = None,
     ) -> None:
         self.num_samples = num_samples
+        self.repeats = repeats
         self.global_batch = global_batch
         self.seed = seed
         self.epoch = epoch
         self.local_batch = global_batch // world_size
         self.offset = rank * self.local_batch
         self.start = start
-        self.num_batches = num_samples // global_batch
+        epoch_size = num_samples if repeats is None else int(repeats.sum())
+        self.num_batches = epoch_size // global_batch
 
     def __len__(self) -> int:
         return max(self.num_batches - self.start, 0)
 
     def __iter__(self) -> Iterator[list[int]]:
-        order = epoch_permutation(self.num_samples, self.seed, self.epoch)
+        order = epoch_order(self.num_samples, self.seed, self.epoch, self.repeats)
         for batch in range(self.start, self.num_batches):
             first = batch * self.global_batch + self.offset
             yield order[first : first + self.local_batch].tolist()
@@ -505,8 +524,14 @@ def check_resumable(saved: dict[str, Any], config: Config, path: Path) -> None:
         )
 
 
-def prepare_run_dir(run_dir: Path, resume: bool) -> dict[str, Any] | None:
-    """Check the run directory; on resume return the loaded checkpoint."""
+def prepare_run_dir(
+    run_dir: Path, resume: bool, keep: Collection[str] = ()
+) -> dict[str, Any] | None:
+    """Check the run directory; on resume return the loaded checkpoint.
+
+    A fresh run needs an absent or empty directory; entries named in ``keep`` may already be
+    there (JTT's stage-1 run and error set, made before its final model is trained).
+    """
     if resume:
         path = checkpoint_path(run_dir)
         if not path.is_file():
@@ -517,7 +542,9 @@ def prepare_run_dir(run_dir: Path, resume: bool) -> dict[str, Any] | None:
         state = load_checkpoint(path)
         (run_dir / "train_done").unlink(missing_ok=True)  # training is about to go on
         return state
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+    if run_dir.exists() and (
+        not run_dir.is_dir() or any(entry.name not in keep for entry in run_dir.iterdir())
+    ):
         raise DebiasclError(
             f"run directory '{run_dir}' already exists and is not empty; pass --resume to "
             "continue its training, or choose another --out"
@@ -526,29 +553,64 @@ def prepare_run_dir(run_dir: Path, resume: bool) -> dict[str, Any] | None:
     return None
 
 
+def resumable(run_dir: str | Path) -> bool:
+    """Whether ``train(config, run_dir, resume=True)`` can continue ``run_dir``.
+
+    True when it holds a checkpoint, or (method jtt) a stage-1 run, which resuming reuses or
+    continues even before the final model's first checkpoint.
+    """
+    from debiascl.jtt import STAGE1_DIR  # jtt builds on this module
+
+    run_dir = Path(run_dir)
+    return checkpoint_path(run_dir).is_file() or (run_dir / STAGE1_DIR).is_dir()
+
+
 # ----------------------------------------------------------------------------- the trainer
 
 
 class Trainer:
-    """Owns everything a run needs; :meth:`run` trains to ``config.train.epochs``."""
+    """Owns everything a run needs; :meth:`run` trains to ``config.train.epochs``.
 
-    def __init__(self, config: Config, run_dir: Path, runtime: Runtime, resume: bool) -> None:
+    Args:
+        config: the run's configuration.
+        run_dir: the run directory.
+        runtime: rank, world size and device of this process.
+        resume: continue from ``run_dir/checkpoints/last.pt``.
+        repeats: optional (n_train,) int64 times each training sample appears per epoch
+            (JTT's up-weighting; see :func:`epoch_order`); default once each.
+        keep: entries a fresh ``run_dir`` may already hold (see :func:`prepare_run_dir`).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        run_dir: Path,
+        runtime: Runtime,
+        resume: bool,
+        repeats: torch.Tensor | None = None,
+        keep: Collection[str] = (),
+    ) -> None:
         self.config = config
         self.run_dir = run_dir
         self.runtime = runtime
+        self.repeats = repeats
         train_cfg = config.train
         if train_cfg.batch_size % runtime.world_size:
             raise DebiasclError(
                 f"setting 'train.batch_size' = {train_cfg.batch_size} is the global batch and "
                 f"must be divisible by the number of processes ({runtime.world_size})"
             )
-        state = run_on_main(runtime, lambda: prepare_run_dir(run_dir, resume))
+        state = run_on_main(runtime, lambda: prepare_run_dir(run_dir, resume, keep))
         seed_everything(train_cfg.seed)
         self.train_set = self._dataset("train")
-        if len(self.train_set) < train_cfg.batch_size:
+        if repeats is not None and repeats.shape != (len(self.train_set),):
+            raise ValueError(
+                f"repeats: expected shape ({len(self.train_set)},), got {tuple(repeats.shape)}"
+            )
+        if self.epoch_size < train_cfg.batch_size:
             raise DebiasclError(
-                f"dataset '{config.data.name}' has {len(self.train_set)} training samples, fewer "
-                f"than train.batch_size = {train_cfg.batch_size}; lower --batch-size"
+                f"dataset '{config.data.name}' gives {self.epoch_size} training samples per "
+                f"epoch, fewer than train.batch_size = {train_cfg.batch_size}; lower --batch-size"
             )
         self.views: ViewPipeline = build_views(
             config.data.augmentation,
@@ -595,6 +657,11 @@ class Trainer:
         if runtime.world_size > 1:
             method = prepare_distributed(method, runtime.device)
         return method.train()
+
+    @property
+    def epoch_size(self) -> int:
+        """Samples drawn per epoch: the training split, with each sample repeated as asked."""
+        return len(self.train_set) if self.repeats is None else int(self.repeats.sum())
 
     @property
     def channels_last(self) -> bool:
@@ -683,6 +750,7 @@ class Trainer:
             runtime.rank,
             runtime.world_size,
             start=self.progress.position,
+            repeats=self.repeats,
         )
         return DataLoader(
             self.train_set,
@@ -706,7 +774,7 @@ class Trainer:
     def _train_epoch(self) -> None:
         config, progress = self.config, self.progress
         loader = self._loader()
-        batches_per_epoch = len(self.train_set) // config.train.batch_size
+        batches_per_epoch = self.epoch_size // config.train.batch_size
         bar = tqdm(
             total=batches_per_epoch,
             initial=progress.position,
@@ -866,6 +934,9 @@ def knn_accuracy(
 def train(config: Config, run_dir: str | Path, resume: bool = False) -> Path:
     """Train ``config`` into ``run_dir`` (see the module docstring for what is written).
 
+    Method "jtt" runs JTT's two stages (:func:`debiascl.jtt.train_jtt`): an ERM run in
+    ``run_dir/stage1``, then the final model into ``run_dir`` itself.
+
     Args:
         config: a validated configuration.
         run_dir: the run directory; must be absent or empty unless ``resume``.
@@ -880,6 +951,10 @@ def train(config: Config, run_dir: str | Path, resume: bool = False) -> Path:
     """
     runtime = setup_runtime(config.train.device)
     try:
+        if config.method.name == "jtt":
+            from debiascl.jtt import train_jtt  # jtt builds on this module
+
+            return train_jtt(config, Path(run_dir), runtime, resume)
         return Trainer(config, Path(run_dir), runtime, resume).run()
     finally:
         if runtime.owns_process_group:

@@ -1,0 +1,343 @@
+"""JTT, "Just Train Twice" (Liu et al., ICML 2021): two ERM runs, the second up-weighting errors.
+
+Stage 1 trains ERM for ``method.jtt_epochs`` (T) epochs into ``run_dir/stage1`` (an ordinary
+ERM run directory: own config, checkpoints, logs, ``train_done``). Its classifier then predicts
+the un-augmented training split (the view pipeline's ``prepare``, eval mode); the samples it
+gets wrong form the error set, saved in ``run_dir/error_set.json`` with, when the data set has
+bias labels, the set's composition by group (y, a) and how many of the training split's
+bias-conflicting samples it caught (JTT's own diagnostic).
+
+Stage 2 trains a fresh model (method "jtt": ERM's model and step, new initialisation) for
+``train.epochs`` epochs into ``run_dir`` itself, so ``run_dir/checkpoints/last.pt`` and
+``train_done`` are the final model's and evaluation treats the run like any other.
+
+Up-weighting is by resampling, as in the authors' code: each epoch draws every error-set sample
+``method.jtt_upweight`` (lambda_up) times and every other sample once, shuffled together, so an
+epoch holds n + (lambda_up - 1) * |error set| samples; the data order stays a pure function of
+(seed, epoch) (see :func:`debiascl.train.epoch_order`). This is the paper's objective
+lambda_up * sum_error CE + sum_other CE. (The authors' script concatenates the training set with
+lambda_up further copies of the error set, i.e. lambda_up + 1 draws per error sample; the
+paper's hyper-parameters were tuned with that script.)
+
+``run_dir/config.yaml`` (the JTT config) is written when the run starts. Resume
+(``resume=True``; possible as soon as ``run_dir/stage1`` exists, see
+:func:`debiascl.train.resumable`): a finished stage 1 (``stage1/train_done``) is never retrained
+and a saved error set is reused; otherwise stage 1 continues from its own checkpoint (or starts
+over when it had none). Stage 2 continues from ``run_dir/checkpoints/last.pt`` when it has one,
+else starts afresh.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from debiascl.checkpoint import checkpoint_path, load_trained
+from debiascl.config import Config, load_yaml
+from debiascl.data import BiasedDataset, build_dataset
+from debiascl.data.views import build_views
+from debiascl.errors import DebiasclError
+from debiascl.train import Runtime, Trainer, check_resumable, prepare_run_dir, run_on_main
+
+LOGGER = logging.getLogger("debiascl")
+STAGE1_DIR = "stage1"
+ERROR_SET_FILE = "error_set.json"
+STAGE2_LEFTOVERS = ("metrics.jsonl", "tb", "checkpoints", "train_done")
+"""What a stage 2 stopped before its first checkpoint leaves behind (removed before it restarts)."""
+
+
+# ----------------------------------------------------------------------------- settings
+
+
+def stage1_config(config: Config) -> Config:
+    """The stage-1 run: ERM with the JTT run's settings for ``method.jtt_epochs`` epochs."""
+    stage1 = copy.deepcopy(config)
+    stage1.method.name = "erm"
+    stage1.train.epochs = config.method.jtt_epochs
+    return stage1
+
+
+def _dataset(config: Config, split: str) -> BiasedDataset:
+    data = config.data
+    return build_dataset(data.name, data.root, split, download=data.download, **data.options)
+
+
+# ----------------------------------------------------------------------------- the error set
+
+
+@torch.no_grad()
+def predict_classes(
+    method: torch.nn.Module,
+    dataset: BiasedDataset,
+    prepare: torch.nn.Module,
+    device: str | torch.device = "cpu",
+    batch_size: int = 512,
+) -> torch.Tensor:
+    """A supervised method's predicted class of every sample, in eval mode, un-augmented.
+
+    Args:
+        method: a supervised method exposing ``predict(x) -> (B, num_classes)`` logits.
+        dataset: the split to classify; its items are (index, x, y, a).
+        prepare: the deterministic transform (B, *input_shape) -> network input.
+        device: where to run the network.
+        batch_size: samples per forward pass.
+
+    Returns:
+        (n,) int64 on CPU; entry i is the prediction for the sample with index i.
+    """
+    was_training = method.training
+    method.eval()
+    predictions = torch.full((len(dataset),), -1, dtype=torch.long)
+    for index, x, _, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        logits = method.predict(prepare(x.to(device, non_blocking=True)))
+        predictions[index] = logits.argmax(dim=1).cpu()
+    method.train(was_training)
+    return predictions
+
+
+def bias_conflicting(dataset: BiasedDataset) -> torch.Tensor | None:
+    """(n,) bool: samples whose bias attribute is not the one their class usually has.
+
+    Uses the data set's ``bias_aligned`` when it has one; otherwise a sample conflicts when its
+    attribute differs from the most frequent attribute of its class in this split. Samples with
+    an unknown attribute (-1) never count. None when the data set has no bias attribute.
+    """
+    attributes, targets = dataset.attributes, dataset.targets
+    known = attributes >= 0
+    if dataset.num_attributes == 0 or not known.any():
+        return None
+    aligned = getattr(dataset, "bias_aligned", None)
+    if aligned is None:
+        majority = group_counts(dataset, torch.arange(len(dataset))).argmax(dim=1)
+        aligned = attributes == majority[targets]
+    return known & ~aligned.bool()
+
+
+def group_counts(dataset: BiasedDataset, indices: torch.Tensor) -> torch.Tensor:
+    """(num_classes, num_attributes) int64: samples of ``indices`` (k,) per group (y, a).
+
+    Samples with an unknown attribute (-1) are not counted.
+    """
+    targets, attributes = dataset.targets[indices], dataset.attributes[indices]
+    known = attributes >= 0
+    shape = (dataset.num_classes, dataset.num_attributes)
+    flat = targets[known] * dataset.num_attributes + attributes[known]
+    return torch.bincount(flat, minlength=shape[0] * shape[1]).view(shape)
+
+
+def composition(dataset: BiasedDataset, indices: torch.Tensor) -> dict[str, Any] | None:
+    """The error set by group (y, a) and its catch of bias-conflicting samples (JTT's check).
+
+    Args:
+        dataset: the training split.
+        indices: (k,) int64 indices of the error set.
+
+    Returns:
+        None without bias labels; else {"groups": one entry per (y, a) with ``in_error_set``
+        and ``in_train`` counts, "conflicting_in_train", "conflicting_caught",
+        "conflicting_recall" (caught / in train) and "conflicting_share" (caught / k)}.
+    """
+    conflicting = bias_conflicting(dataset)
+    if conflicting is None:
+        return None
+    in_train = group_counts(dataset, torch.arange(len(dataset)))
+    in_error = group_counts(dataset, indices)
+    caught, total = int(conflicting[indices].sum()), int(conflicting.sum())
+    return {
+        "groups": [
+            {
+                "y": y,
+                "a": a,
+                "class": dataset.class_names[y],
+                "attribute": dataset.attribute_names[a],
+                "in_error_set": int(in_error[y, a]),
+                "in_train": int(in_train[y, a]),
+            }
+            for y in range(dataset.num_classes)
+            for a in range(dataset.num_attributes)
+        ],
+        "conflicting_in_train": total,
+        "conflicting_caught": caught,
+        "conflicting_recall": caught / total if total else None,
+        "conflicting_share": caught / len(indices) if len(indices) else None,
+    }
+
+
+def compute_error_set(config: Config, stage1_dir: Path, device: torch.device) -> dict[str, Any]:
+    """The training samples the finished stage-1 model misclassifies, as a JSON-ready record.
+
+    Returns:
+        {"jtt_epochs", "jtt_upweight", "stage1_step", "train_size", "size" (k),
+        "epoch_size" (samples per stage-2 epoch), "indices" (k sorted ints), "composition"}.
+    """
+    _, method = load_trained(stage1_dir, device)
+    dataset = _dataset(config, "train")
+    data = config.data
+    views = build_views(
+        data.augmentation, dataset, data.image_size, data.noise_std, data.corruption_rate
+    ).to(device)
+    predictions = predict_classes(method, dataset, views.prepare, device)
+    indices = torch.nonzero(predictions != dataset.targets).flatten()
+    factor = config.method.jtt_upweight
+    return {
+        "jtt_epochs": config.method.jtt_epochs,
+        "jtt_upweight": factor,
+        "stage1_step": int((stage1_dir / "train_done").read_text().strip() or 0),
+        "train_size": len(dataset),
+        "size": len(indices),
+        "epoch_size": len(dataset) + (factor - 1) * len(indices),
+        "indices": indices.tolist(),
+        "composition": composition(dataset, indices),
+    }
+
+
+def log_error_set(record: dict[str, Any]) -> None:
+    """One log line for the error set, and one for its catch of bias-conflicting samples."""
+    LOGGER.info(
+        "JTT error set: %d of %d training samples misclassified after %d epochs",
+        record["size"],
+        record["train_size"],
+        record["jtt_epochs"],
+    )
+    if record["size"] == 0:
+        LOGGER.warning(
+            "JTT error set is empty: stage 2 is plain ERM; lower method.jtt_epochs so that "
+            "stage 1 does not fit every training sample"
+        )
+    found = record["composition"]
+    if found is not None:
+        groups = ", ".join(
+            f"(y={g['y']}, a={g['a']}) {g['in_error_set']}/{g['in_train']}" for g in found["groups"]
+        )
+        LOGGER.info(
+            "JTT error set caught %d of %d bias-conflicting training samples; by group: %s",
+            found["conflicting_caught"],
+            found["conflicting_in_train"],
+            groups,
+        )
+
+
+def write_json(path: Path, record: dict[str, Any]) -> None:
+    """Write ``record`` atomically (temp file + rename)."""
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(record, indent=1) + "\n")
+    os.replace(temporary, path)
+
+
+def upweight_repeats(num_samples: int, indices: list[int], factor: int) -> torch.Tensor:
+    """(num_samples,) int64 draws per epoch: ``factor`` for the error set, 1 for the rest."""
+    repeats = torch.ones(num_samples, dtype=torch.long)
+    repeats[torch.as_tensor(indices, dtype=torch.long)] = factor
+    return repeats
+
+
+# ----------------------------------------------------------------------------- the two stages
+
+
+def _check_finished_stage1(config: Config, stage1_dir: Path) -> None:
+    """Refuse to reuse a finished stage 1 trained with other settings."""
+    saved = load_yaml(stage1_dir / "config.yaml")
+    expected = stage1_config(config)
+    check_resumable(saved, expected, stage1_dir / "config.yaml")
+    trained = saved.get("train", {}).get("epochs")
+    if trained != expected.train.epochs:
+        raise DebiasclError(
+            f"cannot resume: JTT stage 1 in '{stage1_dir}' trained {trained} epochs but "
+            f"setting 'method.jtt_epochs' = {expected.train.epochs}; resume with the original "
+            "value or start a new run"
+        )
+
+
+def _prepare(run_dir: Path, resume: bool) -> bool:
+    """Check ``run_dir``, clear half-started pieces; True when stage 1 is already finished."""
+    stage1_dir = run_dir / STAGE1_DIR
+    if not resume:
+        prepare_run_dir(run_dir, resume=False)
+        return False
+    if not stage1_dir.is_dir():
+        raise DebiasclError(
+            f"--resume: '{run_dir}' holds no JTT stage-1 run ('{stage1_dir}') to resume from; "
+            "start the run without --resume"
+        )
+    if (stage1_dir / "train_done").is_file():
+        return True
+    (run_dir / ERROR_SET_FILE).unlink(missing_ok=True)
+    if not checkpoint_path(stage1_dir).is_file():
+        shutil.rmtree(stage1_dir)  # stopped before its first checkpoint: start stage 1 over
+    return False
+
+
+def _error_set(config: Config, run_dir: Path, device: torch.device) -> dict[str, Any]:
+    """The saved error set of ``run_dir``, or a freshly computed (and saved) one."""
+    path = run_dir / ERROR_SET_FILE
+    if path.is_file():
+        record = json.loads(path.read_text())
+        if record.get("jtt_epochs") != config.method.jtt_epochs:
+            raise DebiasclError(
+                f"cannot resume: '{path}' was made after {record.get('jtt_epochs')} stage-1 "
+                f"epochs but setting 'method.jtt_epochs' = {config.method.jtt_epochs}"
+            )
+        return record
+    record = compute_error_set(config, run_dir / STAGE1_DIR, device)
+    write_json(path, record)
+    log_error_set(record)
+    return record
+
+
+def _clear_stage2_leftovers(run_dir: Path) -> None:
+    """Before a fresh stage 2: drop what an attempt that never reached a checkpoint wrote."""
+    for name in STAGE2_LEFTOVERS:
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def train_jtt(config: Config, run_dir: Path, runtime: Runtime, resume: bool = False) -> Path:
+    """Run JTT's two stages into ``run_dir`` (see the module docstring); returns ``run_dir``.
+
+    Args:
+        config: a validated configuration with ``method.name == "jtt"``.
+        run_dir: the run directory; absent or empty unless ``resume``.
+        runtime: this process's rank, world size and device (from ``train``).
+        resume: continue a stopped JTT run (a finished stage 1 is not retrained).
+
+    Raises:
+        DebiasclError: a user error (busy run directory,
+            nothing to resume, settings that differ from the stopped run's).
+    """
+    factor = config.method.jtt_upweight
+    stage1_dir = run_dir / STAGE1_DIR
+    stage1_done = run_on_main(runtime, lambda: _prepare(run_dir, resume))
+    if runtime.is_main and not resume:
+        config.save(run_dir / "config.yaml")  # marks the folder as this run's from the start
+    if stage1_done:
+        run_on_main(runtime, lambda: _check_finished_stage1(config, stage1_dir))
+        LOGGER.info("JTT stage 1 finished earlier (%s): not retrained", stage1_dir)
+    else:
+        LOGGER.info("JTT stage 1: ERM for %d epochs into %s", config.method.jtt_epochs, stage1_dir)
+        stage1_resume = checkpoint_path(stage1_dir).is_file()
+        Trainer(stage1_config(config), stage1_dir, runtime, stage1_resume).run()
+    record = run_on_main(runtime, lambda: _error_set(config, run_dir, runtime.device))
+    repeats = upweight_repeats(record["train_size"], record["indices"], factor)
+    stage2_resume = checkpoint_path(run_dir).is_file()
+    if not stage2_resume and runtime.is_main:
+        _clear_stage2_leftovers(run_dir)
+    LOGGER.info(
+        "JTT stage 2: a fresh model for %d epochs of %d samples (%d error samples x %d)",
+        config.train.epochs,
+        int(repeats.sum()),
+        record["size"],
+        factor,
+    )
+    keep = (STAGE1_DIR, ERROR_SET_FILE, "config.yaml")
+    return Trainer(config, run_dir, runtime, stage2_resume, repeats=repeats, keep=keep).run()
