@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -139,27 +140,8 @@ def test_mismatched_method_or_shapes_are_named() -> None:
         check_compatible(minimal_state(model=Tiny(4).state_dict()), Tiny(4), "c.pt")
 
 
-def _cli(out: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "debiascl",
-        "train",
-        "--dataset",
-        "biased-digits",
-        "--method",
-        "wcl",
-        "--out",
-        str(out),
-        "--epochs",
-        "2",
-        "--batch-size",
-        "256",
-        "--device",
-        "cpu",
-        *[arg for setting in RESUME_SETTINGS for arg in ("--set", setting)],
-        *extra,
-    ]
+def _cli(train_args: Callable[..., list[str]], out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "debiascl", *train_args(out, 2, RESUME_SETTINGS, *extra)]
 
 
 RESUME_SETTINGS = (
@@ -180,10 +162,12 @@ def _wait_for_mid_epoch_checkpoint(process: subprocess.Popen, path: Path) -> Non
 
 
 @pytest.mark.slow
-def test_resume_after_sigkill_mid_epoch_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+def test_resume_after_sigkill_mid_epoch_equals_an_uninterrupted_run(
+    tmp_path: Path, wcl_train_args: Callable[..., list[str]]
+) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     killed = tmp_path / "killed"
-    process = subprocess.Popen(_cli(killed), env=env, stderr=subprocess.PIPE)
+    process = subprocess.Popen(_cli(wcl_train_args, killed), env=env, stderr=subprocess.PIPE)
     checkpoint_file = killed / "checkpoints" / "last.pt"
     try:
         _wait_for_mid_epoch_checkpoint(process, checkpoint_file)
@@ -194,7 +178,9 @@ def test_resume_after_sigkill_mid_epoch_equals_an_uninterrupted_run(tmp_path: Pa
     assert interrupted["epoch"] == 0 and 0 < interrupted["position"] < 1079 // 256
     assert not (killed / "train_done").exists()
 
-    resumed = subprocess.run(_cli(killed, "--resume"), env=env, capture_output=True, text=True)
+    resumed = subprocess.run(
+        _cli(wcl_train_args, killed, "--resume"), env=env, capture_output=True, text=True
+    )
     assert resumed.returncode == 0, resumed.stderr
 
     config = build_config(

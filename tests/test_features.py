@@ -1,4 +1,4 @@
-"""extract_features and knn_predict (the coordinator's shared helpers)."""
+"""extract_features, predict_classes and knn_predict (the shared evaluation helpers)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from debiascl.data.base import BiasedDataset
-from debiascl.features import extract_features, knn_predict
+from debiascl.features import extract_features, knn_predict, predict_classes
 
 
 def _naive_knn(bank, labels, queries, num_classes, k, temperature):
@@ -77,4 +77,34 @@ def test_extract_features_order_eval_mode_and_prepare():
     assert torch.equal(features, 2 * (dataset.inputs + 1))
     assert torch.equal(y, dataset.targets) and torch.equal(a, dataset.attributes)
     assert method.calls == [(False, "b")] * 3
+    assert method.training, "the method's mode must be restored"
+
+
+class _Classifier(torch.nn.Module):
+    """predict = a fixed linear map of the prepared input (3 classes), recording the mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(3, 3)
+        with torch.no_grad():
+            self.linear.weight.copy_(
+                torch.tensor([[1.0, -1.0, 0.0], [0.0, 0.0, 0.0], [-1.0, 0.5, 0.0]])
+            )
+            self.linear.bias.copy_(torch.tensor([0.0, 0.5, 0.0]))
+        self.modes: list[bool] = []
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        self.modes.append(self.training)
+        return self.linear(torch.sin(x))
+
+
+def test_predict_classes_matches_full_batch_argmax_in_dataset_order():
+    dataset = _Toy(11)
+    method = _Classifier().train()
+    predictions = predict_classes(method, dataset, lambda x: x - 2, batch_size=4)
+    expected = method.linear(torch.sin(dataset.inputs - 2)).argmax(dim=1)
+    assert predictions.dtype == torch.long and predictions.shape == (11,)
+    assert torch.equal(predictions, expected)
+    assert len(set(expected.tolist())) > 1, "the fixture must produce several classes"
+    assert method.modes == [False] * 3
     assert method.training, "the method's mode must be restored"

@@ -14,6 +14,7 @@ from debiascl.checkpoint import checkpoint_path, load_checkpoint, load_trained
 from debiascl.cli import main
 from debiascl.config import Config, build_config, load_config
 from debiascl.data import build_dataset
+from debiascl.data.sampling import EpochBatchSampler
 from debiascl.data.views import build_views
 from debiascl.errors import DebiasclError
 from debiascl.jtt import (
@@ -23,7 +24,7 @@ from debiascl.jtt import (
     composition,
     upweight_repeats,
 )
-from debiascl.train import EpochBatchSampler, Trainer, resumable, train
+from debiascl.train import Trainer, resumable, train
 
 BATCH = 128
 T = 2  # stage-1 epochs

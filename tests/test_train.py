@@ -13,17 +13,15 @@ import torch
 from debiascl.checkpoint import load_checkpoint
 from debiascl.config import Config, build_config, load_config
 from debiascl.data import build_dataset
+from debiascl.data.sampling import EpochBatchSampler, epoch_permutation, sample_subset
+from debiascl.distributed import resolve_device
 from debiascl.errors import DebiasclError
 from debiascl.methods import METHODS, build_method
 from debiascl.train import (
-    EpochBatchSampler,
     StepRunner,
     build_optimizers,
     check_resumable,
-    epoch_permutation,
     prepare_run_dir,
-    resolve_device,
-    sample_subset,
     train,
 )
 

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,8 +18,9 @@ import torch.multiprocessing as mp
 
 from debiascl.checkpoint import load_checkpoint
 from debiascl.config import build_config
+from debiascl.distributed import prepare_distributed
 from debiascl.methods import Method, build_method
-from debiascl.train import StepRunner, build_optimizers, prepare_distributed, seed_everything
+from debiascl.train import StepRunner, build_optimizers, seed_everything
 
 GLOBAL_BATCH = 16
 # The protocol build_method needs from a data set: the 8 px biased-digits images.
@@ -97,7 +99,10 @@ def test_one_wcl_step_on_two_ranks_equals_one_process_on_the_global_batch(tmp_pa
     assert any(k.startswith("encoder_b.") for k in moved)
 
 
-def _torchrun(out: Path, epochs: int, *extra: str) -> subprocess.CompletedProcess:
+def _torchrun(
+    train_args: Callable[..., list[str]], out: Path, epochs: int, *extra: str
+) -> subprocess.CompletedProcess:
+    settings = ("data.options.image_size=8", "train.knn_every=0", "train.log_every=1")
     command = [
         sys.executable,
         "-m",
@@ -107,35 +112,18 @@ def _torchrun(out: Path, epochs: int, *extra: str) -> subprocess.CompletedProces
         "2",
         "-m",
         "debiascl",
-        "train",
-        "--dataset",
-        "biased-digits",
-        "--method",
-        "wcl",
-        "--out",
-        str(out),
-        "--epochs",
-        str(epochs),
-        "--batch-size",
-        "256",
-        "--device",
-        "cpu",
-        "--set",
-        "data.options.image_size=8",
-        "--set",
-        "train.knn_every=0",
-        "--set",
-        "train.log_every=1",
-        *extra,
+        *train_args(out, epochs, settings, *extra),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.slow
-def test_torchrun_trains_with_two_ranks_and_resumes(tmp_path: Path) -> None:
+def test_torchrun_trains_with_two_ranks_and_resumes(
+    tmp_path: Path, wcl_train_args: Callable[..., list[str]]
+) -> None:
     run_dir = tmp_path / "run"
-    first = _torchrun(run_dir, 1)
+    first = _torchrun(wcl_train_args, run_dir, 1)
     assert first.returncode == 0, first.stderr[-3000:]
     assert (run_dir / "train_done").read_text().strip() == "4"
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
@@ -143,7 +131,7 @@ def test_torchrun_trains_with_two_ranks_and_resumes(tmp_path: Path) -> None:
     # The ranks' augmentations differ (seed + rank).
     assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])
 
-    resumed = _torchrun(run_dir, 2, "--resume")
+    resumed = _torchrun(wcl_train_args, run_dir, 2, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert (run_dir / "train_done").read_text().strip() == "8"
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

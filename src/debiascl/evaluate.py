@@ -31,14 +31,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
 
 from debiascl.checkpoint import load_trained
 from debiascl.config import Config
 from debiascl.data.base import BiasedDataset, build_dataset
 from debiascl.data.views import build_views
 from debiascl.errors import DebiasclError
-from debiascl.features import extract_features, knn_predict
+from debiascl.features import extract_features, knn_predict, predict_classes
 from debiascl.metrics import group_counts, group_metrics
 
 PROBE_PROTOCOLS = ("fast", "authors")
@@ -218,24 +217,6 @@ def linear_probe(
     return probe.predict(test_features)
 
 
-@torch.no_grad()
-def classifier_predictions(
-    method: nn.Module,
-    dataset: BiasedDataset,
-    prepare: Callable[[torch.Tensor], torch.Tensor],
-    device: str | torch.device = "cpu",
-    batch_size: int = 512,
-) -> torch.Tensor:
-    """A supervised method's own predictions ``method.predict(prepare(x)).argmax`` -> (n,) int64."""
-    was_training = method.training
-    method.eval()
-    predictions = []
-    for _, x, _, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        predictions.append(method.predict(prepare(x.to(device))).argmax(dim=1).cpu())
-    method.train(was_training)
-    return torch.cat(predictions)
-
-
 def check_run_dir(run_dir: str | Path) -> Path:
     """The run directory of a finished training, or a DebiasclError saying what is missing."""
     run_dir = Path(run_dir)
@@ -410,7 +391,7 @@ def evaluate_run(
         "main": "probe",
     }
     if method.supervised:
-        predictions = classifier_predictions(method, test, run.prepare, device, batch_size)
+        predictions = predict_classes(method, test, run.prepare, device, batch_size)
         results["classifier"] = {
             "protocol": f"the supervised method's own classifier ({method.name})",
             "metrics": score(predictions),

@@ -1,22 +1,63 @@
-"""Frozen representations and the weighted kNN classifier (SPEC section 7).
+"""Frozen representations, class predictions and the weighted kNN classifier (SPEC section 7).
 
-Used by the trainer's kNN monitor and by evaluation, so both measure the same thing.
+Used by the trainer's kNN monitor, by JTT's error set and by evaluation, so all of them measure
+the same thing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from debiascl.data.base import BiasedDataset
+from debiascl.data.sampling import sample_subset
+
+KNN_SAMPLE_LIMIT = 10_000
+"""The kNN monitor uses at most this many training samples as bank and val samples as queries."""
+
+Prepare = Callable[[torch.Tensor], torch.Tensor]
 
 
 @torch.no_grad()
+def _map_dataset(
+    method: torch.nn.Module,
+    dataset: Dataset,
+    prepare: Prepare,
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    device: str | torch.device,
+    batch_size: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``forward(prepare(x))`` of every sample, in dataset order, with ``method`` in eval mode.
+
+    Args:
+        method: the network ``forward`` uses; put in eval mode, then back in its former mode.
+        dataset: items (index, x, y, a).
+        prepare: (B, *input_shape) -> network input (resize + normalise), on ``device``.
+        forward: network input (B, ...) -> (B, ...) outputs.
+        device: where to run the network.
+        batch_size: samples per forward pass.
+
+    Returns:
+        outputs (n, ...) on CPU and the samples' indices (n,) int64.
+    """
+    was_training = method.training
+    method.eval()
+    outputs: list[torch.Tensor] = []
+    indices: list[torch.Tensor] = []
+    for index, x, _, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        outputs.append(forward(prepare(x.to(device, non_blocking=True))).cpu())
+        indices.append(index)
+    method.train(was_training)
+    return torch.cat(outputs), torch.cat(indices)
+
+
 def extract_features(
     method: torch.nn.Module,
     dataset: BiasedDataset,
-    prepare: torch.nn.Module,
+    prepare: Prepare,
     encoder: str | None = None,
     device: str | torch.device = "cpu",
     batch_size: int = 512,
@@ -35,18 +76,45 @@ def extract_features(
     Returns:
         features (n, F) float32 on CPU, targets (n,), attributes (n,), indices (n,) int64.
     """
-    was_training = method.training
-    method.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    chunks: list[torch.Tensor] = []
-    indices: list[torch.Tensor] = []
-    for index, x, _, _ in loader:
-        inputs = prepare(x.to(device, non_blocking=True))
-        chunks.append(method.representation(inputs, encoder).float().cpu())
-        indices.append(index)
-    method.train(was_training)
-    order = torch.cat(indices)
-    return torch.cat(chunks), dataset.targets[order], dataset.attributes[order], order
+    features, order = _map_dataset(
+        method,
+        dataset,
+        prepare,
+        lambda inputs: method.representation(inputs, encoder).float(),
+        device,
+        batch_size,
+    )
+    return features, dataset.targets[order], dataset.attributes[order], order
+
+
+def predict_classes(
+    method: torch.nn.Module,
+    dataset: BiasedDataset,
+    prepare: Prepare,
+    device: str | torch.device = "cpu",
+    batch_size: int = 512,
+) -> torch.Tensor:
+    """A supervised method's own predicted class of every sample, in eval mode, un-augmented.
+
+    Args:
+        method: a supervised method exposing ``predict(x) -> (B, num_classes)`` logits.
+        dataset: the split to classify.
+        prepare: the deterministic transform (B, *input_shape) -> network input.
+        device: where to run the network.
+        batch_size: samples per forward pass.
+
+    Returns:
+        (n,) int64 on CPU, in dataset order: entry i is ``predict(prepare(x_i)).argmax()``.
+    """
+    predictions, _ = _map_dataset(
+        method,
+        dataset,
+        prepare,
+        lambda inputs: method.predict(inputs).argmax(dim=1),
+        device,
+        batch_size,
+    )
+    return predictions
 
 
 def knn_predict(
@@ -83,3 +151,30 @@ def knn_predict(
         votes.scatter_add_(1, train_labels[top_index], (top_similarity / temperature).exp())
         predictions.append(votes.argmax(dim=1))
     return torch.cat(predictions)
+
+
+def knn_accuracy(
+    method: torch.nn.Module,
+    train_set: BiasedDataset,
+    val_set: BiasedDataset,
+    prepare: Prepare,
+    k: int,
+    temperature: float,
+    device: torch.device,
+    seed: int = 0,
+    limit: int = KNN_SAMPLE_LIMIT,
+) -> float:
+    """Top-1 accuracy of the weighted kNN classifier (bank: train, queries: val).
+
+    Each split is capped at ``limit`` samples (a subset seeded by ``seed``).
+    """
+    bank, _, _, bank_index = extract_features(
+        method, sample_subset(train_set, limit, seed), prepare, None, device
+    )
+    queries, _, _, query_index = extract_features(
+        method, sample_subset(val_set, limit, seed + 1), prepare, None, device
+    )
+    predictions = knn_predict(
+        bank, train_set.targets[bank_index], queries, train_set.num_classes, k, temperature
+    )
+    return float((predictions == val_set.targets[query_index]).float().mean())

@@ -14,10 +14,10 @@ Stage 2 trains a fresh model (method "jtt": ERM's model and step, new initialisa
 Up-weighting is by resampling, as in the authors' code: each epoch draws every error-set sample
 ``method.jtt_upweight`` (lambda_up) times and every other sample once, shuffled together, so an
 epoch holds n + (lambda_up - 1) * |error set| samples; the data order stays a pure function of
-(seed, epoch) (see :func:`debiascl.train.epoch_order`). This is the paper's objective
-lambda_up * sum_error CE + sum_other CE. (The authors' script concatenates the training set with
-lambda_up further copies of the error set, i.e. lambda_up + 1 draws per error sample; the
-paper's hyper-parameters were tuned with that script.)
+(seed, epoch) (see :func:`debiascl.data.sampling.epoch_order`). This is the paper's
+objective lambda_up * sum_error CE + sum_other CE. (The authors' script concatenates the
+training set with lambda_up further copies of the error set, i.e. lambda_up + 1 draws per error
+sample; the paper's hyper-parameters were tuned with that script.)
 
 ``run_dir/config.yaml`` (the JTT config) is written when the run starts. Resume
 (``resume=True``; possible as soon as ``run_dir/stage1`` exists, see
@@ -38,14 +38,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 
 from debiascl.checkpoint import checkpoint_path, load_trained
 from debiascl.config import Config, load_yaml
 from debiascl.data import BiasedDataset, build_dataset
 from debiascl.data.views import build_views
+from debiascl.distributed import Runtime, run_on_main
 from debiascl.errors import DebiasclError
-from debiascl.train import Runtime, Trainer, check_resumable, prepare_run_dir, run_on_main
+from debiascl.features import predict_classes
+from debiascl.train import Trainer, check_resumable, prepare_run_dir
 
 LOGGER = logging.getLogger("debiascl")
 STAGE1_DIR = "stage1"
@@ -71,36 +72,6 @@ def _dataset(config: Config, split: str) -> BiasedDataset:
 
 
 # ----------------------------------------------------------------------------- the error set
-
-
-@torch.no_grad()
-def predict_classes(
-    method: torch.nn.Module,
-    dataset: BiasedDataset,
-    prepare: torch.nn.Module,
-    device: str | torch.device = "cpu",
-    batch_size: int = 512,
-) -> torch.Tensor:
-    """A supervised method's predicted class of every sample, in eval mode, un-augmented.
-
-    Args:
-        method: a supervised method exposing ``predict(x) -> (B, num_classes)`` logits.
-        dataset: the split to classify; its items are (index, x, y, a).
-        prepare: the deterministic transform (B, *input_shape) -> network input.
-        device: where to run the network.
-        batch_size: samples per forward pass.
-
-    Returns:
-        (n,) int64 on CPU; entry i is the prediction for the sample with index i.
-    """
-    was_training = method.training
-    method.eval()
-    predictions = torch.full((len(dataset),), -1, dtype=torch.long)
-    for index, x, _, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        logits = method.predict(prepare(x.to(device, non_blocking=True)))
-        predictions[index] = logits.argmax(dim=1).cpu()
-    method.train(was_training)
-    return predictions
 
 
 def bias_conflicting(dataset: BiasedDataset) -> torch.Tensor | None:

@@ -234,7 +234,7 @@ def _train_weighted(
                 weighted += counts[y, value] * accuracy
     if total == 0:
         raise ValueError("train_group_counts gives no training sample to any test group")
-    return weighted / total
+    return float(weighted / total)
 
 
 def _alignment_part(correct: np.ndarray, aligned: np.ndarray, known: np.ndarray) -> dict[str, Any]:

@@ -30,23 +30,19 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import sys
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
-import torch.nn.functional as F
-from torch import nn
 from torch.optim import SGD, Adam, Optimizer
 from torch.optim.lr_scheduler import MultiStepLR
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from debiascl.checkpoint import (
@@ -61,15 +57,22 @@ from debiascl.checkpoint import (
 )
 from debiascl.config import Config, OptimConfig
 from debiascl.data import BiasedDataset, build_dataset
+from debiascl.data.sampling import EpochBatchSampler, mix_seed
 from debiascl.data.views import ViewPipeline, build_views
-from debiascl.distributed import gather_with_grad
+from debiascl.distributed import (
+    Runtime,
+    all_ranks_finite,
+    average_gradients,
+    gather_objects,
+    prepare_distributed,
+    run_on_main,
+    setup_runtime,
+)
 from debiascl.errors import DebiasclError
-from debiascl.features import extract_features, knn_predict
+from debiascl.features import knn_accuracy
 from debiascl.methods import Method, build_method
 
 LOGGER = logging.getLogger("debiascl")
-KNN_SAMPLE_LIMIT = 10_000
-"""The kNN monitor uses at most this many training samples as bank and val samples as queries."""
 RESUMABLE_SETTINGS = frozenset(
     {
         "train.epochs",
@@ -86,159 +89,9 @@ RESUMABLE_SETTINGS = frozenset(
 )
 """Settings that may differ between a run and its resumption (they do not change the result)."""
 AUTOCAST_DTYPES = {"32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-T = TypeVar("T")
 
 
-# ----------------------------------------------------------------------------- devices, DDP
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """Where this process runs: its rank among ``world_size`` processes and its device."""
-
-    rank: int
-    world_size: int
-    device: torch.device
-    owns_process_group: bool = False
-
-    @property
-    def is_main(self) -> bool:
-        """Rank 0 writes logs, checkpoints and the run directory."""
-        return self.rank == 0
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``train.device`` as a torch device: "auto" is CUDA when available, else the CPU.
-
-    Under DDP on CUDA every process uses ``cuda:LOCAL_RANK``.
-    """
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cpu":
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise DebiasclError(
-            f"setting 'train.device' = {name!r} but no CUDA device is available; "
-            "use --device cpu (or auto)"
-        )
-    if name == "cuda" or "LOCAL_RANK" in os.environ:
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
-
-
-def setup_runtime(device_name: str) -> Runtime:
-    """Join the process group started by ``torchrun`` (env WORLD_SIZE > 1), if any.
-
-    Uses NCCL on CUDA and Gloo on CPU. A process group that is already initialised (e.g. by a
-    test harness) is used as is and left open.
-    """
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if dist.is_available() and dist.is_initialized():
-        rank = dist.get_rank()
-        device = resolve_device(device_name, int(os.environ.get("LOCAL_RANK", rank)))
-        return Runtime(rank, dist.get_world_size(), device)
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    device = resolve_device(device_name, local_rank)
-    if world_size == 1:
-        return Runtime(0, 1, device)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return Runtime(dist.get_rank(), dist.get_world_size(), device, owns_process_group=True)
-
-
-def run_on_main(runtime: Runtime, function: Callable[[], T]) -> T:
-    """Run ``function`` on rank 0 and hand its result, or its DebiasclError, to every rank."""
-    result: Any = None
-    error: str | None = None
-    if runtime.is_main:
-        try:
-            result = function()
-        except DebiasclError as caught:
-            error = str(caught)
-    if runtime.world_size > 1:
-        box = [result, error]
-        dist.broadcast_object_list(box, src=0)
-        result, error = box
-    if error is not None:
-        raise DebiasclError(error)
-    return result
-
-
-class GatheredBatchNorm(nn.modules.batchnorm._BatchNorm):
-    """BatchNorm over the global batch of all DDP ranks on CPU (SyncBatchNorm is GPU-only).
-
-    In training mode the input (b, C, ...) of every rank is gathered with gradient, normalised
-    with the statistics of all world * b rows (running statistics updated from them, identically
-    on every rank), and this rank's rows are returned. Same parameters and buffers as
-    ``nn.BatchNorm{1,2,3}d``, so checkpoints are interchangeable.
-    """
-
-    def _check_input_dim(self, input: torch.Tensor) -> None:
-        if input.dim() < 2:
-            raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        """(b, C, ...) -> (b, C, ...), normalised with global-batch statistics when training."""
-        if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
-            return super().forward(input)
-        self.num_batches_tracked.add_(1)
-        full = F.batch_norm(
-            gather_with_grad(input),
-            self.running_mean,
-            self.running_var,
-            self.weight,
-            self.bias,
-            True,
-            self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked),
-            self.eps,
-        )
-        start = dist.get_rank() * input.shape[0]
-        return full[start : start + input.shape[0]]
-
-
-def _to_gathered_batchnorm(module: nn.Module) -> nn.Module:
-    """Replace every BatchNorm layer of ``module`` by a :class:`GatheredBatchNorm` (in place)."""
-    if isinstance(module, nn.modules.batchnorm._BatchNorm):
-        converted = GatheredBatchNorm(
-            module.num_features, module.eps, module.momentum, module.affine, True
-        )
-        converted.load_state_dict(module.state_dict())
-        return converted.to(module.running_mean.device)
-    for name, child in module.named_children():
-        module.add_module(name, _to_gathered_batchnorm(child))
-    return module
-
-
-def prepare_distributed(method: Method, device: torch.device) -> Method:
-    """Make ``method`` train as one process on the global batch: global BatchNorm, same weights.
-
-    Every parameter and buffer is broadcast from rank 0, so all ranks start identical.
-    """
-    if device.type == "cuda":
-        method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
-    else:
-        method = _to_gathered_batchnorm(method)
-    for tensor in [*method.parameters(), *method.buffers()]:
-        dist.broadcast(tensor.data, src=0)
-    return method
-
-
-def average_gradients(parameters: list[nn.Parameter], world_size: int) -> None:
-    """All-reduce the gradients of ``parameters`` (one flat buffer) and divide by world_size."""
-    grads = [p.grad for p in parameters if p.grad is not None]
-    if world_size == 1 or not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= world_size
-    offset = 0
-    for grad in grads:
-        grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
-        offset += grad.numel()
-
-
-# ----------------------------------------------------------------------------- data order
+# ----------------------------------------------------------------------------- seeding
 
 
 def seed_everything(seed: int) -> None:
@@ -246,103 +99,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def mix_seed(*values: int) -> int:
-    """A well-mixed 63-bit seed that is a pure function of the integers ``values``."""
-    entropy = [value % 2**64 for value in values]
-    return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0] >> 1)
-
-
-def epoch_permutation(num_samples: int, seed: int, epoch: int) -> torch.Tensor:
-    """(num_samples,) int64: the data order of ``epoch``, a pure function of (seed, epoch)."""
-    generator = torch.Generator().manual_seed(mix_seed(seed, epoch))
-    return torch.randperm(num_samples, generator=generator)
-
-
-def epoch_order(
-    num_samples: int, seed: int, epoch: int, repeats: torch.Tensor | None = None
-) -> torch.Tensor:
-    """(M,) int64 sample indices in the order of ``epoch``; a pure function of its arguments.
-
-    Without ``repeats`` this is :func:`epoch_permutation` (M = num_samples). With ``repeats``
-    ((num_samples,) non-negative int64), sample i appears ``repeats[i]`` times in the epoch
-    (M = repeats.sum()), shuffled together: JTT's up-weighting by resampling.
-    """
-    if repeats is None:
-        return epoch_permutation(num_samples, seed, epoch)
-    pool = torch.repeat_interleave(torch.arange(num_samples), repeats)
-    return pool[epoch_permutation(pool.numel(), seed, epoch)]
-
-
-class EpochBatchSampler(Sampler[list[int]]):
-    """This rank's batches of one epoch, starting at global batch ``start``.
-
-    Global batch g is ``order[g * G:(g + 1) * G]`` with ``order`` from :func:`epoch_order`
-    (G = global batch size, the incomplete last batch dropped); rank r takes its contiguous
-    slice of G / world_size indices, so the ranks together see exactly the batches of a single
-    process. Batches before ``start`` are skipped without being loaded (used to resume in the
-    middle of an epoch). ``repeats`` (num_samples,) makes sample i appear repeats[i] times.
-    """
-
-    def __init__(
-        self,
-        num_samples: int,
-        global_batch: int,
-        seed: int,
-        epoch: int,
-        rank: int = 0,
-        world_size: int = 1,
-        start: int = 0,
-        repeats: torch.Tensor | None = None,
-    ) -> None:
-        self.num_samples = num_samples
-        self.repeats = repeats
-        self.global_batch = global_batch
-        self.seed = seed
-        self.epoch = epoch
-        self.local_batch = global_batch // world_size
-        self.offset = rank * self.local_batch
-        self.start = start
-        epoch_size = num_samples if repeats is None else int(repeats.sum())
-        self.num_batches = epoch_size // global_batch
-
-    def __len__(self) -> int:
-        return max(self.num_batches - self.start, 0)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        order = epoch_order(self.num_samples, self.seed, self.epoch, self.repeats)
-        for batch in range(self.start, self.num_batches):
-            first = batch * self.global_batch + self.offset
-            yield order[first : first + self.local_batch].tolist()
-
-
-class IndexedSubset(Dataset):
-    """Some samples of a BiasedDataset that keep their original index (for extract_features).
-
-    ``targets``/``attributes`` are the full data set's, indexed by the original indices that
-    ``__getitem__`` returns.
-    """
-
-    def __init__(self, dataset: BiasedDataset, indices: torch.Tensor) -> None:
-        self.dataset = dataset
-        self.indices = indices.tolist()
-        self.targets = dataset.targets
-        self.attributes = dataset.attributes
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, position: int) -> tuple[int, torch.Tensor, int, int]:
-        return self.dataset[self.indices[position]]
-
-
-def sample_subset(dataset: BiasedDataset, limit: int, seed: int) -> Dataset:
-    """The whole data set, or a seeded random subset of ``limit`` samples when it is larger."""
-    if len(dataset) <= limit:
-        return dataset
-    generator = torch.Generator().manual_seed(seed)
-    return IndexedSubset(dataset, torch.randperm(len(dataset), generator=generator)[:limit])
 
 
 # ----------------------------------------------------------------------------- optimization
@@ -403,10 +159,7 @@ class StepRunner:
             enabled=self.autocast_dtype is not None,
         ):
             loss, logs = self.method.training_step(views, targets)
-        finite = torch.isfinite(loss.detach()).float()
-        if self.world_size > 1:
-            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-        if not bool(finite):
+        if not all_ranks_finite(loss, self.world_size):
             return None
         self.scaler.scale(loss).backward()
         for optimizer in self.optimizers.values():
@@ -577,7 +330,8 @@ class Trainer:
         runtime: rank, world size and device of this process.
         resume: continue from ``run_dir/checkpoints/last.pt``.
         repeats: optional (n_train,) int64 times each training sample appears per epoch
-            (JTT's up-weighting; see :func:`epoch_order`); default once each.
+            (JTT's up-weighting; see :func:`debiascl.data.sampling.epoch_order`); default
+            once each.
         keep: entries a fresh ``run_dir`` may already hold (see :func:`prepare_run_dir`).
     """
 
@@ -719,10 +473,7 @@ class Trainer:
 
     def save(self) -> None:
         """Write checkpoints/last.pt from rank 0 (all ranks take part: RNG states are gathered)."""
-        rng = [capture_rng_state()]
-        if self.runtime.world_size > 1:
-            rng = [None] * self.runtime.world_size
-            dist.all_gather_object(rng, capture_rng_state())
+        rng = gather_objects(capture_rng_state(), self.runtime.world_size)
         if self.runtime.is_main:
             save_checkpoint(checkpoint_path(self.run_dir), self.state_dict(rng))
 
@@ -904,33 +655,6 @@ class Trainer:
         )
 
 
-def knn_accuracy(
-    method: Method,
-    train_set: BiasedDataset,
-    val_set: BiasedDataset,
-    prepare: Callable[[torch.Tensor], torch.Tensor],
-    k: int,
-    temperature: float,
-    device: torch.device,
-    seed: int = 0,
-    limit: int = KNN_SAMPLE_LIMIT,
-) -> float:
-    """Top-1 accuracy of the weighted kNN classifier (bank: train, queries: val).
-
-    Each split is capped at ``limit`` samples (a subset seeded by ``seed``).
-    """
-    bank, _, _, bank_index = extract_features(
-        method, sample_subset(train_set, limit, seed), prepare, None, device
-    )
-    queries, _, _, query_index = extract_features(
-        method, sample_subset(val_set, limit, seed + 1), prepare, None, device
-    )
-    predictions = knn_predict(
-        bank, train_set.targets[bank_index], queries, train_set.num_classes, k, temperature
-    )
-    return float((predictions == val_set.targets[query_index]).float().mean())
-
-
 def train(config: Config, run_dir: str | Path, resume: bool = False) -> Path:
     """Train ``config`` into ``run_dir`` (see the module docstring for what is written).
 
@@ -957,5 +681,4 @@ def train(config: Config, run_dir: str | Path, resume: bool = False) -> Path:
             return train_jtt(config, Path(run_dir), runtime, resume)
         return Trainer(config, Path(run_dir), runtime, resume).run()
     finally:
-        if runtime.owns_process_group:
-            dist.destroy_process_group()
+        runtime.close()

@@ -499,7 +499,10 @@ def build_cifar10(
 def build_cifar100(
     root: str | None, split: str, download: bool = False, **options: Any
 ) -> BiasedDataset:
-    """CIFAR-100 (100 fine classes, 32x32, no bias attribute). Options as :func:`build_cifar10`."""
+    """CIFAR-100 (100 fine classes, 32x32, no bias attribute).
+
+    Options as :func:`build_cifar10`.
+    """
     return _cifar(CIFAR100, root, split, download, options)
 
 

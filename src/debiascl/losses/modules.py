@@ -6,12 +6,40 @@ matching function of :mod:`debiascl.losses.functional`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import Tensor, nn
 
 from debiascl.losses import functional as LF
 
+_CHECKS: dict[str, Callable[[float], None]] = {
+    "temperature": LF.check_temperature,
+    "tau_plus": LF.check_tau_plus,
+    "beta": LF.check_beta,
+}
+"""The check (raising ValueError) of each checked hyper-parameter."""
 
-class InfoNCELoss(nn.Module):
+
+class _LossModule(nn.Module):
+    """Base of the loss modules: checks, keeps and shows the hyper-parameters.
+
+    Each keyword argument is checked (when ``_CHECKS`` names it), stored as the attribute of the
+    same name, and listed in ``repr`` in the given order.
+    """
+
+    def __init__(self, **hyper_parameters: float | bool) -> None:
+        super().__init__()
+        for name, value in hyper_parameters.items():
+            if name in _CHECKS:
+                _CHECKS[name](value)
+            setattr(self, name, value)
+        self._hyper_parameters = tuple(hyper_parameters)
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{name}={getattr(self, name)}" for name in self._hyper_parameters)
+
+
+class InfoNCELoss(_LossModule):
     """SimCLR's InfoNCE / NT-Xent loss (SPEC section 2; Chen et al., ICML 2020).
 
     Args:
@@ -29,19 +57,13 @@ class InfoNCELoss(nn.Module):
     """
 
     def __init__(self, temperature: float = 0.5, gather_distributed: bool = False) -> None:
-        super().__init__()
-        LF.check_temperature(temperature)
-        self.temperature = temperature
-        self.gather_distributed = gather_distributed
+        super().__init__(temperature=temperature, gather_distributed=gather_distributed)
 
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
         return LF.info_nce_loss(z1, z2, self.temperature, self.gather_distributed)
 
-    def extra_repr(self) -> str:
-        return f"temperature={self.temperature}, gather_distributed={self.gather_distributed}"
 
-
-class DebiasedContrastiveLoss(nn.Module):
+class DebiasedContrastiveLoss(_LossModule):
     """Debiased contrastive loss, DCL (SPEC section 2; Chuang et al., NeurIPS 2020).
 
     Args:
@@ -60,24 +82,15 @@ class DebiasedContrastiveLoss(nn.Module):
     def __init__(
         self, temperature: float = 0.5, tau_plus: float = 0.1, gather_distributed: bool = False
     ) -> None:
-        super().__init__()
-        LF.check_temperature(temperature)
-        LF.check_tau_plus(tau_plus)
-        self.temperature = temperature
-        self.tau_plus = tau_plus
-        self.gather_distributed = gather_distributed
+        super().__init__(
+            temperature=temperature, tau_plus=tau_plus, gather_distributed=gather_distributed
+        )
 
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
         return LF.dcl_loss(z1, z2, self.temperature, self.tau_plus, self.gather_distributed)
 
-    def extra_repr(self) -> str:
-        return (
-            f"temperature={self.temperature}, tau_plus={self.tau_plus}, "
-            f"gather_distributed={self.gather_distributed}"
-        )
 
-
-class HardNegativeContrastiveLoss(nn.Module):
+class HardNegativeContrastiveLoss(_LossModule):
     """Hard-negative contrastive loss, HCL (SPEC section 2; Robinson et al., ICLR 2021).
 
     Args:
@@ -104,15 +117,13 @@ class HardNegativeContrastiveLoss(nn.Module):
         gather_distributed: bool = False,
         detach_weights: bool = False,
     ) -> None:
-        super().__init__()
-        LF.check_temperature(temperature)
-        LF.check_tau_plus(tau_plus)
-        LF.check_beta(beta)
-        self.temperature = temperature
-        self.tau_plus = tau_plus
-        self.beta = beta
-        self.gather_distributed = gather_distributed
-        self.detach_weights = detach_weights
+        super().__init__(
+            temperature=temperature,
+            tau_plus=tau_plus,
+            beta=beta,
+            gather_distributed=gather_distributed,
+            detach_weights=detach_weights,
+        )
 
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
         return LF.hcl_loss(
@@ -125,14 +136,8 @@ class HardNegativeContrastiveLoss(nn.Module):
             self.detach_weights,
         )
 
-    def extra_repr(self) -> str:
-        return (
-            f"temperature={self.temperature}, tau_plus={self.tau_plus}, beta={self.beta}, "
-            f"gather_distributed={self.gather_distributed}, detach_weights={self.detach_weights}"
-        )
 
-
-class SelfSupervisedTripletLoss(nn.Module):
+class SelfSupervisedTripletLoss(_LossModule):
     """Self-supervised (debiased) triplet loss of WCL's biased encoder (SPEC 3.1).
 
     From Jang & Wang, "Difficulty-Based Sampling for Debiased Contrastive Representation
@@ -154,23 +159,13 @@ class SelfSupervisedTripletLoss(nn.Module):
     def __init__(
         self, tau_plus: float = 0.1, debias: bool = True, gather_distributed: bool = False
     ) -> None:
-        super().__init__()
-        LF.check_tau_plus(tau_plus)
-        self.tau_plus = tau_plus
-        self.debias = debias
-        self.gather_distributed = gather_distributed
+        super().__init__(tau_plus=tau_plus, debias=debias, gather_distributed=gather_distributed)
 
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
         return LF.triplet_loss(z1, z2, self.tau_plus, self.debias, self.gather_distributed)
 
-    def extra_repr(self) -> str:
-        return (
-            f"tau_plus={self.tau_plus}, debias={self.debias}, "
-            f"gather_distributed={self.gather_distributed}"
-        )
 
-
-class WCLLoss(nn.Module):
+class WCLLoss(_LossModule):
     """WCL's weighted, debiased contrastive loss for the debiased encoder E_d (SPEC 3.2-3.3).
 
     From Jang & Wang, "Difficulty-Based Sampling for Debiased Contrastive Representation
@@ -196,20 +191,11 @@ class WCLLoss(nn.Module):
     def __init__(
         self, temperature: float = 0.5, tau_plus: float = 0.1, gather_distributed: bool = False
     ) -> None:
-        super().__init__()
-        LF.check_temperature(temperature)
-        LF.check_tau_plus(tau_plus)
-        self.temperature = temperature
-        self.tau_plus = tau_plus
-        self.gather_distributed = gather_distributed
+        super().__init__(
+            temperature=temperature, tau_plus=tau_plus, gather_distributed=gather_distributed
+        )
 
     def forward(self, zd1: Tensor, zd2: Tensor, zb1: Tensor, zb2: Tensor) -> Tensor:
         return LF.wcl_loss(
             zd1, zd2, zb1, zb2, self.temperature, self.tau_plus, self.gather_distributed
-        )
-
-    def extra_repr(self) -> str:
-        return (
-            f"temperature={self.temperature}, tau_plus={self.tau_plus}, "
-            f"gather_distributed={self.gather_distributed}"
         )

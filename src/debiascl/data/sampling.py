@@ -1,0 +1,112 @@
+"""The data order of training: seeded per-epoch permutations, rank slices, seeded subsets.
+
+The order of epoch e is a pure function of (seed, e), so a run can be resumed in the middle of an
+epoch and K DDP ranks together see exactly the batches of a single process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from debiascl.data.base import BiasedDataset
+
+
+def mix_seed(*values: int) -> int:
+    """A well-mixed 63-bit seed that is a pure function of the integers ``values``."""
+    entropy = [value % 2**64 for value in values]
+    return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def epoch_permutation(num_samples: int, seed: int, epoch: int) -> torch.Tensor:
+    """(num_samples,) int64: the data order of ``epoch``, a pure function of (seed, epoch)."""
+    generator = torch.Generator().manual_seed(mix_seed(seed, epoch))
+    return torch.randperm(num_samples, generator=generator)
+
+
+def epoch_order(
+    num_samples: int, seed: int, epoch: int, repeats: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(M,) int64 sample indices in the order of ``epoch``; a pure function of its arguments.
+
+    Without ``repeats`` this is :func:`epoch_permutation` (M = num_samples). With ``repeats``
+    ((num_samples,) non-negative int64), sample i appears ``repeats[i]`` times in the epoch
+    (M = repeats.sum()), shuffled together: JTT's up-weighting by resampling.
+    """
+    if repeats is None:
+        return epoch_permutation(num_samples, seed, epoch)
+    pool = torch.repeat_interleave(torch.arange(num_samples), repeats)
+    return pool[epoch_permutation(pool.numel(), seed, epoch)]
+
+
+class EpochBatchSampler(Sampler[list[int]]):
+    """This rank's batches of one epoch, starting at global batch ``start``.
+
+    Global batch g is ``order[g * G:(g + 1) * G]`` with ``order`` from :func:`epoch_order`
+    (G = global batch size, the incomplete last batch dropped); rank r takes its contiguous
+    slice of G / world_size indices, so the ranks together see exactly the batches of a single
+    process. Batches before ``start`` are skipped without being loaded (used to resume in the
+    middle of an epoch). ``repeats`` (num_samples,) makes sample i appear repeats[i] times.
+    """
+
+    def __init__(
+        self,
+        num_samples: int,
+        global_batch: int,
+        seed: int,
+        epoch: int,
+        rank: int = 0,
+        world_size: int = 1,
+        start: int = 0,
+        repeats: torch.Tensor | None = None,
+    ) -> None:
+        self.num_samples = num_samples
+        self.repeats = repeats
+        self.global_batch = global_batch
+        self.seed = seed
+        self.epoch = epoch
+        self.local_batch = global_batch // world_size
+        self.offset = rank * self.local_batch
+        self.start = start
+        epoch_size = num_samples if repeats is None else int(repeats.sum())
+        self.num_batches = epoch_size // global_batch
+
+    def __len__(self) -> int:
+        return max(self.num_batches - self.start, 0)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = epoch_order(self.num_samples, self.seed, self.epoch, self.repeats)
+        for batch in range(self.start, self.num_batches):
+            first = batch * self.global_batch + self.offset
+            yield order[first : first + self.local_batch].tolist()
+
+
+class IndexedSubset(Dataset):
+    """Some samples of a BiasedDataset that keep their original index (for extract_features).
+
+    ``targets``/``attributes`` are the full data set's, indexed by the original indices that
+    ``__getitem__`` returns.
+    """
+
+    def __init__(self, dataset: BiasedDataset, indices: torch.Tensor) -> None:
+        self.dataset = dataset
+        self.indices = indices.tolist()
+        self.targets = dataset.targets
+        self.attributes = dataset.attributes
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> tuple[int, torch.Tensor, int, int]:
+        return self.dataset[self.indices[position]]
+
+
+def sample_subset(dataset: BiasedDataset, limit: int, seed: int) -> Dataset:
+    """The whole data set, or a seeded random subset of ``limit`` samples when it is larger."""
+    if len(dataset) <= limit:
+        return dataset
+    generator = torch.Generator().manual_seed(seed)
+    return IndexedSubset(dataset, torch.randperm(len(dataset), generator=generator)[:limit])
