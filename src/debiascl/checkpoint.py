@@ -27,16 +27,15 @@ import random
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
+from debiascl.config import Config, load_config
+from debiascl.data import build_dataset
 from debiascl.errors import DebiasclError
-
-if TYPE_CHECKING:
-    from debiascl.config import Config
-    from debiascl.methods import Method
+from debiascl.methods import Method, build_method
 
 FORMAT = "debiascl-checkpoint"
 VERSION = 1
@@ -237,10 +236,6 @@ def load_trained(run_dir: str | Path, device: str | torch.device = "cpu") -> tup
     Raises:
         DebiasclError: the run directory, its config or its checkpoint is missing or unusable.
     """
-    from debiascl.config import load_config
-    from debiascl.data import build_dataset
-    from debiascl.methods import build_method
-
     run_dir = Path(run_dir)
     config_file = run_dir / "config.yaml"
     if not config_file.is_file():

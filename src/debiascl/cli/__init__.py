@@ -11,28 +11,21 @@ import sys
 from collections.abc import Sequence
 
 from debiascl import __version__
+from debiascl.cli import compare, datasets, evaluate, train
 from debiascl.errors import DebiasclError
 
-SUBCOMMAND_MODULES = ("train", "evaluate", "compare", "datasets")
+SUBCOMMAND_MODULES = (train, evaluate, compare, datasets)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every registered sub-command."""
-    import importlib
-
     parser = argparse.ArgumentParser(
         prog="debiascl",
         description="Debiased contrastive representation learning (WCL and baselines).",
     )
     parser.add_argument("--version", action="version", version=f"debiascl {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in SUBCOMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"debiascl.cli.{name}")
-        except ModuleNotFoundError as error:
-            if error.name != f"debiascl.cli.{name}":
-                raise
-            continue
+    for module in SUBCOMMAND_MODULES:
         module.register(subparsers)
     return parser
 

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import argparse
 
+from debiascl.distributed import resolve_device
+from debiascl.evaluate import evaluate_run, format_results
+from debiascl.report import write_report
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``eval`` sub-command."""
@@ -38,10 +42,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table, write the plots; returns the exit status."""
-    from debiascl.evaluate import evaluate_run, format_results
-    from debiascl.report import write_report
-    from debiascl.train import resolve_device
-
     device = resolve_device(args.device)
     results = evaluate_run(args.run_dir, encoder=args.encoder, device=device, probe=args.probe)
     print(format_results(results))

@@ -11,14 +11,14 @@ import argparse
 import os
 from pathlib import Path
 
+from debiascl.config import build_config, list_presets
+from debiascl.data import list_datasets
 from debiascl.errors import DebiasclError
+from debiascl.methods import METHODS
+from debiascl.train import train
 
 
 def _epilog() -> str:
-    from debiascl.config import list_presets
-    from debiascl.data import list_datasets
-    from debiascl.methods import METHODS
-
     return (
         f"datasets: {', '.join(list_datasets())}\n"
         f"methods:  {', '.join(METHODS)}\n"
@@ -70,9 +70,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _check_names(dataset: str, method: str) -> None:
-    from debiascl.data import list_datasets
-    from debiascl.methods import METHODS
-
     if dataset not in list_datasets():
         raise DebiasclError(f"unknown dataset '{dataset}'; available: {', '.join(list_datasets())}")
     if method not in METHODS:
@@ -81,9 +78,6 @@ def _check_names(dataset: str, method: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the config from the arguments and train; returns the exit status."""
-    from debiascl.config import build_config, list_presets
-    from debiascl.train import train
-
     _check_names(args.dataset, args.method)
     preset = args.preset or (args.dataset if args.dataset in list_presets() else None)
     config = build_config(
