@@ -233,6 +233,8 @@ def test_write_tables_mean_and_stderr(tmp_path: Path):
     assert simclr["runs"] == 1 and simclr["main.worst_group.stderr"] == 0.0
     markdown = (tmp_path / "summary.md").read_text()
     assert "| wcl | 2 |" in markdown and "85.00 ± 5.00" in markdown
+    simclr_line = next(line for line in markdown.splitlines() if line.startswith("| simclr |"))
+    assert "70.00" in simclr_line and "±" not in simclr_line  # one run: no spread to show
     with (tmp_path / "runs.csv").open() as handle:
         assert len(list(csv.DictReader(handle))) == 3
     with pytest.raises(ValueError):

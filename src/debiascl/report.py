@@ -21,7 +21,7 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,10 +29,10 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from debiascl.evaluate import LoadedRun, load_run
+from debiascl.features import extract_features
+from debiascl.losses import relative_difficulty
 from debiascl.metrics import group_counts, majority_aligned, mean_and_stderr
-
-if TYPE_CHECKING:
-    from debiascl.evaluate import LoadedRun
 
 logger = logging.getLogger(__name__)
 
@@ -135,8 +135,6 @@ def pool_weights(zd: torch.Tensor, zb: torch.Tensor, temperature: float) -> torc
     Returns:
         (n, n) w in (1, 2) off the diagonal, 0 on it.
     """
-    from debiascl.losses import relative_difficulty
-
     n = zd.shape[0]
     return relative_difficulty(zd, zd, zb, zb, temperature=temperature)[:n, :n]
 
@@ -443,7 +441,10 @@ def flatten_results(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_tables(
-    rows: list[dict[str, Any]], out_dir: str | Path, group_by: Sequence[str] = ("method",)
+    rows: list[dict[str, Any]],
+    out_dir: str | Path,
+    group_by: Sequence[str] = ("method",),
+    rows_stem: str = "runs",
 ) -> list[Path]:
     """Per-run rows and their mean ± standard error over seeds, as Markdown, CSV and JSON.
 
@@ -451,10 +452,12 @@ def write_tables(
         rows: one flat dict per run (e.g. :func:`flatten_results`), holding the ``group_by``
             keys and numeric metrics; a metric missing from some runs is averaged over the
             runs that have it.
-        out_dir: folder for ``runs.{md,csv,json}`` (the rows as given) and
+        out_dir: folder for ``<rows_stem>.{md,csv,json}`` (the rows as given) and
             ``summary.{md,csv,json}`` (per group: n runs, and per metric its mean and stderr;
-            the Markdown shows ``mean ± stderr`` in percent for metrics in [0, 1]).
+            the Markdown shows ``mean ± stderr`` in percent for metrics in [0, 1], the mean
+            alone for a group of one run).
         group_by: keys identifying a group of runs (seeds are averaged within a group).
+        rows_stem: file name stem of the per-run tables.
 
     Returns:
         The six paths written.
@@ -463,7 +466,7 @@ def write_tables(
         raise ValueError("write_tables needs at least one row")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = _write_rows(rows, out_dir / "runs")
+    paths = _write_rows(rows, out_dir / rows_stem)
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault(tuple(row.get(key) for key in group_by), []).append(row)
@@ -486,7 +489,8 @@ def write_tables(
                 mean, stderr = mean_and_stderr(values)
                 entry[f"{metric}.mean"], entry[f"{metric}.stderr"] = mean, stderr
                 scale = 100.0 if all(0.0 <= v <= 1.0 for v in values) else 1.0
-                shown[metric] = f"{scale * mean:.2f} ± {scale * stderr:.2f}"
+                spread = f" ± {scale * stderr:.2f}" if len(values) > 1 else ""
+                shown[metric] = f"{scale * mean:.2f}{spread}"
         summary.append(entry)
         readable.append(shown)
     note = "Mean ± standard error over runs (percent for accuracies).\n\n"
@@ -514,9 +518,6 @@ def write_report(
     Returns:
         The paths written.
     """
-    from debiascl.evaluate import load_run
-    from debiascl.features import extract_features
-
     run = load_run(run_dir, device, splits=("train", "test"))
     config, method, test_set = run.config, run.method, run.splits["test"]
     key = run.encoder_key(encoder)

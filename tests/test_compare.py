@@ -1,0 +1,224 @@
+"""Tests of `debiascl compare` / `debiascl demo`: skip, resume, tables, stderr, plot, demo."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import debiascl.compare
+from debiascl.checkpoint import checkpoint_path
+from debiascl.cli import main
+from debiascl.compare import compare, plan_runs, run_dir_for
+from debiascl.errors import DebiasclError
+
+DATASET = "biased-digits-binary"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def fake_metrics(value: float) -> dict[str, Any]:
+    """A group_metrics-like dict whose every accuracy is derived from ``value``."""
+    return {
+        "num_samples": 8,
+        "accuracy": value,
+        "per_class": {"y=0": value, "y=1": value},
+        "absent_classes": [],
+        "worst_class": value,
+        "per_group": {"y=0,a=0": value},
+        "group_sizes": {"y=0,a=0": 2},
+        "absent_groups": [],
+        "worst_group": value / 2,
+        "worst_group_name": "y=0,a=0",
+        "mean_group": value,
+        "avg_acc_train_weighted": value,
+        "aligned_accuracy": value,
+        "aligned_size": 4,
+        "conflicting_accuracy": value / 2,
+        "conflicting_size": 4,
+    }
+
+
+class FakePipeline:
+    """Stand-ins for train() and evaluate_run() that write what the real ones write.
+
+    ``values[(method, seed)]`` is the accuracy the fake evaluation reports for that run.
+    """
+
+    def __init__(self, values: dict[tuple[str, int], float] | None = None) -> None:
+        self.values = values or {}
+        self.train_calls: list[tuple[str, bool]] = []
+        self.evaluate_calls: list[str] = []
+
+    def train(self, config: Any, run_dir: str | Path, resume: bool = False) -> Path:
+        run_dir = Path(run_dir)
+        self.train_calls.append((f"{config.method.name}/{config.train.seed}", resume))
+        if not resume:
+            assert not run_dir.exists() or not any(run_dir.iterdir()), "train on a used folder"
+        checkpoint_path(run_dir).parent.mkdir(parents=True, exist_ok=True)
+        config.save(run_dir / "config.yaml")
+        checkpoint_path(run_dir).write_bytes(b"checkpoint")
+        (run_dir / "train_done").write_text("4\n")
+        return run_dir
+
+    def evaluate_run(self, run_dir: str | Path, **_: Any) -> dict[str, Any]:
+        run_dir = Path(run_dir)
+        self.evaluate_calls.append(str(run_dir))
+        method, seed = run_dir.parent.name, int(run_dir.name.removeprefix("seed"))
+        supervised = method == "erm"
+        main = "classifier" if supervised else "probe"
+        value = self.values.get((method, seed), 0.5)
+        results = {
+            "dataset": DATASET,
+            "method": method,
+            "seed": seed,
+            "encoder": "d",
+            "supervised": supervised,
+            "main": main,
+            "probe": {"protocol": "linear probe", "metrics": fake_metrics(value)},
+            "knn": {"protocol": "knn", "metrics": fake_metrics(0.1)},
+            "results_file": str(run_dir / "results.json"),
+        }
+        if supervised:
+            results["classifier"] = {"protocol": "own", "metrics": fake_metrics(value)}
+        (run_dir / "results.json").write_text(json.dumps(results))
+        return results
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> FakePipeline:
+    pipeline = FakePipeline()
+    monkeypatch.setattr(debiascl.compare, "train", pipeline.train)
+    monkeypatch.setattr(debiascl.compare, "evaluate_run", pipeline.evaluate_run)
+    return pipeline
+
+
+def run_compare(out: Path, methods: tuple[str, ...] = ("simclr", "wcl"), **options: Any) -> list:
+    options.setdefault("epochs", 2)
+    return compare(DATASET, list(methods), [0, 1], out, report=False, device="cpu", **options)
+
+
+def test_finished_runs_are_skipped(fake: FakePipeline, tmp_path: Path) -> None:
+    run_compare(tmp_path)
+    assert sorted(call for call, _ in fake.train_calls) == [
+        "simclr/0",
+        "simclr/1",
+        "wcl/0",
+        "wcl/1",
+    ]
+    results = run_dir_for(tmp_path, "wcl", 1) / "results.json"
+    assert (run_dir_for(tmp_path, "wcl", 1) / "done").read_text().strip() == "results.json"
+    stamp = results.stat().st_mtime_ns
+    fake.train_calls.clear()
+    fake.evaluate_calls.clear()
+    rows = run_compare(tmp_path)
+    assert fake.train_calls == [] and fake.evaluate_calls == []
+    assert results.stat().st_mtime_ns == stamp
+    assert [(row["method"], row["seed"]) for row in rows] == [
+        ("simclr", 0),
+        ("simclr", 1),
+        ("wcl", 0),
+        ("wcl", 1),
+    ]
+
+
+def test_unfinished_runs_are_resumed_or_evaluated(fake: FakePipeline, tmp_path: Path) -> None:
+    run_compare(tmp_path)
+    interrupted = run_dir_for(tmp_path, "wcl", 0)
+    (interrupted / "train_done").unlink()
+    (interrupted / "done").unlink()
+    not_evaluated = run_dir_for(tmp_path, "wcl", 1)
+    (not_evaluated / "done").unlink()
+    (not_evaluated / "results.json").unlink()
+    early_stop = run_dir_for(tmp_path, "simclr", 1)  # killed before its first checkpoint
+    (early_stop / "done").unlink()
+    (early_stop / "train_done").unlink()
+    checkpoint_path(early_stop).unlink()
+    fake.train_calls.clear()
+    fake.evaluate_calls.clear()
+    run_compare(tmp_path)
+    assert fake.train_calls == [("simclr/1", False), ("wcl/0", True)]
+    assert sorted(fake.evaluate_calls) == sorted(
+        str(run_dir) for run_dir in (early_stop, interrupted, not_evaluated)
+    )
+    assert (not_evaluated / "done").is_file() and (not_evaluated / "results.json").is_file()
+
+
+def test_rerun_with_other_settings_is_refused(fake: FakePipeline, tmp_path: Path) -> None:
+    run_compare(tmp_path, methods=("wcl",))
+    with pytest.raises(DebiasclError, match=r"train\.epochs"):
+        run_compare(tmp_path, methods=("wcl",), epochs=3)
+    with pytest.raises(DebiasclError, match=r"method\.tau_plus"):
+        run_compare(tmp_path, methods=("wcl",), sets=["method.tau_plus=0.2"])
+
+
+def test_tables_hold_every_run_and_the_standard_error(
+    fake: FakePipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.values = {("dcl", 0): 0.5, ("dcl", 1): 0.6, ("dcl", 2): 0.8, ("erm", 0): 0.9}
+    fake.values |= {("erm", 1): 0.9, ("erm", 2): 0.9}
+    compare(DATASET, ["dcl", "erm"], [0, 1, 2], tmp_path, epochs=2, report=False, device="cpu")
+    with (tmp_path / "results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(row["method"], row["seed"]) for row in rows] == [
+        (method, str(seed)) for method in ("dcl", "erm") for seed in (0, 1, 2)
+    ]
+    assert {row["evaluation"] for row in rows if row["method"] == "erm"} == {
+        "own classifier (supervised)"
+    }
+    assert [float(row["worst_group"]) for row in rows[:3]] == [0.25, 0.3, 0.4]
+    # Hand computation for dcl's accuracy 0.5, 0.6, 0.8: mean 0.6333..., sample std
+    # sqrt(((-0.1333)^2 + (-0.0333)^2 + 0.1667^2) / 2) = 0.152753, stderr = 0.152753 / sqrt(3).
+    expected_stderr = math.sqrt((0.13333**2 + 0.03333**2 + 0.16667**2) / 2) / math.sqrt(3)
+    summary = {row["method"]: row for row in json.loads((tmp_path / "summary.json").read_text())}
+    assert summary["dcl"]["accuracy.mean"] == pytest.approx(0.63333, abs=1e-5)
+    assert summary["dcl"]["accuracy.stderr"] == pytest.approx(expected_stderr, abs=1e-5)
+    assert summary["erm"]["accuracy.stderr"] == 0.0
+    markdown = (tmp_path / "summary.md").read_text()
+    assert "63.33 ± 8.82" in markdown and "90.00 ± 0.00" in markdown
+    results_md = (tmp_path / "results.md").read_text()
+    for method in ("dcl", "erm"):
+        for seed in (0, 1, 2):
+            assert f"| {method} | {seed} |" in results_md
+    plot = (tmp_path / "tradeoff.png").read_bytes()
+    assert plot.startswith(PNG_MAGIC) and len(plot) > 5000
+    progress = capsys.readouterr().err
+    assert "[6/6] erm seed 2: finished in" in progress
+
+
+def test_bad_requests_fail_before_training(fake: FakePipeline, tmp_path: Path) -> None:
+    with pytest.raises(DebiasclError, match="unknown method"):
+        plan_runs(DATASET, ["wcl", "moco"], [0], tmp_path)
+    with pytest.raises(DebiasclError, match="unknown dataset"):
+        plan_runs("mnist-colour", ["wcl"], [0], tmp_path)
+    with pytest.raises(DebiasclError, match="once"):
+        plan_runs(DATASET, ["wcl"], [0, 0], tmp_path)
+    with pytest.raises(DebiasclError, match=r"method\.name"):
+        plan_runs(DATASET, ["wcl"], [0], tmp_path, sets=["method.name=dcl"])
+    assert main(["compare", "--dataset", DATASET, "--seeds", "0,x", "--out", str(tmp_path)]) == 2
+    assert fake.train_calls == []
+
+
+def test_plan_uses_the_dataset_preset(tmp_path: Path) -> None:
+    (run,) = plan_runs(DATASET, ["hcl"], [3], tmp_path, epochs=2, sets=["tau_plus=0.2"])
+    assert run.run_dir == tmp_path / "runs" / "hcl" / "seed3"
+    assert run.config.data.augmentation == "crop_flip"  # from configs/biased-digits-binary.yaml
+    assert (run.config.train.epochs, run.config.train.seed) == (2, 3)
+    assert run.config.method.tau_plus == 0.2
+
+
+@pytest.mark.slow
+def test_quick_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    for method in ("simclr", "dcl", "hcl", "triplet", "wcl"):
+        assert f"| {method} | linear probe | 1 |" in printed
+        assert (out / "runs" / method / "seed0" / "done").is_file()
+    assert str(out / "summary.md") in printed
+    assert (out / "tradeoff.png").read_bytes().startswith(PNG_MAGIC)
+    assert main(["demo", "--quick", "--out", str(out), "--device", "cpu"]) == 0
+    assert capsys.readouterr().err.count("finished earlier: skipped") == 5
