@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from debiascl.cli.options import add_settings_options
 from debiascl.compare import PLOT_NAME, RESULTS_STEM, RUNS_DIR, SUMMARY_STEM, compare
 from debiascl.errors import DebiasclError
 
@@ -69,7 +70,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     compare = subparsers.add_parser(
         "compare",
         help="train and evaluate several methods x seeds and tabulate them",
-        description=__doc__.split("\n\n")[1] if __doc__ else None,
+        description=(
+            "Train every method x seed on one data set, evaluate each run (linear probe or the "
+            "method's own classifier, group metrics, plots), and write results.csv, summary.md "
+            "(mean ± standard error over seeds) and tradeoff.png (average vs worst-group)."
+        ),
         epilog="example: debiascl compare --dataset biased-fmnist-binary "
         "--methods simclr,dcl,hcl,triplet,wcl --seeds 0,1,2 --out cmp-fmnist\n"
         "A rerun of the same command skips finished runs and resumes interrupted ones.",
@@ -86,27 +91,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--seeds", default="0,1,2", metavar="S1,S2,...", help="comma-separated (default: 0,1,2)"
     )
     compare.add_argument("--out", required=True, metavar="DIR", help="comparison folder")
-    compare.add_argument("--data-dir", metavar="DIR", help="folder holding the data set")
+    add_settings_options(compare)
     _add_device_option(compare)
-    compare.add_argument(
-        "--preset", metavar="NAME", help="bundled preset (default: the dataset's, if any)"
-    )
-    compare.add_argument("--config", metavar="FILE", help="YAML file of settings")
-    compare.add_argument("--epochs", type=int, metavar="N")
-    compare.add_argument("--batch-size", type=int, metavar="B")
     compare.add_argument(
         "--probe", choices=("fast", "authors"), help="linear probe protocol (default: fast)"
     )
     compare.add_argument(
         "--no-plots", action="store_true", help="skip each run's t-SNE and weight plots"
-    )
-    compare.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any setting, e.g. --set method.tau_plus=0.1 (repeatable)",
     )
     compare.set_defaults(func=run_compare)
 

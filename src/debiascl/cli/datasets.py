@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import yaml
 
+from debiascl.cli.options import add_set_option
 from debiascl.data import DATASETS, SPLITS, build_dataset, list_datasets
 from debiascl.data.synthetic import describe
 from debiascl.errors import DebiasclError
@@ -36,12 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     describe_parser.add_argument(
         "--download", action="store_true", help="fetch the files when the source allows it"
     )
-    describe_parser.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
+    add_set_option(
+        describe_parser,
         help="a data-set option (repeatable), e.g. rho=0.9 or bias=race; values are YAML",
     )
     describe_parser.set_defaults(func=run_describe)

@@ -11,6 +11,7 @@ import argparse
 import os
 from pathlib import Path
 
+from debiascl.cli.options import add_settings_options
 from debiascl.config import build_config, list_presets
 from debiascl.data import list_datasets
 from debiascl.errors import DebiasclError
@@ -45,26 +46,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dataset", required=True, metavar="NAME", help="data set (see below)")
     parser.add_argument("--method", required=True, metavar="NAME", help="method (see below)")
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory")
-    parser.add_argument("--data-dir", metavar="DIR", help="folder holding the data set")
-    parser.add_argument("--config", metavar="FILE", help="YAML file of settings")
-    parser.add_argument(
-        "--preset", metavar="NAME", help="bundled preset (default: the dataset's, if any)"
-    )
-    parser.add_argument("--epochs", type=int, metavar="N", help="number of epochs")
-    parser.add_argument("--batch-size", type=int, metavar="B", help="global batch size")
+    add_settings_options(parser)
     parser.add_argument("--device", metavar="cpu|cuda|auto", help="training device")
     parser.add_argument("--precision", metavar="32|bf16|fp16", help="autocast precision")
     parser.add_argument("--seed", type=int, metavar="N", help="random seed")
     parser.add_argument(
         "--resume", action="store_true", help="continue RUN_DIR from its last checkpoint"
-    )
-    parser.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any setting, e.g. --set method.tau_plus=0.1 (repeatable)",
     )
     parser.set_defaults(func=run)
 
