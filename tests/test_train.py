@@ -9,11 +9,17 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from test_data_images import make_stl10
 
 from debiascl.checkpoint import load_checkpoint
 from debiascl.config import Config, build_config, load_config
 from debiascl.data import build_dataset
-from debiascl.data.sampling import EpochBatchSampler, epoch_permutation, sample_subset
+from debiascl.data.sampling import (
+    EpochBatchSampler,
+    epoch_permutation,
+    labelled_subset,
+    sample_subset,
+)
 from debiascl.distributed import resolve_device
 from debiascl.errors import DebiasclError
 from debiascl.methods import METHODS, build_method
@@ -213,3 +219,33 @@ def test_knn_subsets_keep_original_indices_and_labels() -> None:
     assert [subset[i][0] for i in range(50)] == [
         sample_subset(dataset, 50, 0)[i][0] for i in range(50)
     ]
+
+
+def test_labelled_subset_drops_unlabelled_samples_for_banks_and_probes() -> None:
+    dataset = build_dataset("biased-digits", None, "train", image_size=8)
+    assert labelled_subset(dataset) is dataset
+    dataset.targets = dataset.targets.clone()
+    dataset.targets[::3] = -1  # as STL-10's unlabeled images appended to train
+    subset = labelled_subset(dataset)
+    kept = [subset[i][0] for i in range(len(subset))]
+    assert kept == [i for i in range(len(dataset)) if i % 3]
+    assert all(subset[i][2] >= 0 for i in range(len(subset)))
+
+
+def test_supervised_method_on_unlabelled_training_samples_is_a_user_error(
+    tmp_path: Path,
+) -> None:
+    make_stl10(tmp_path / "data")
+    config = build_config(
+        overrides={
+            "data.name": "stl10",
+            "data.root": str(tmp_path / "data"),
+            "method.name": "erm",
+            "model.backbone": "small_cnn",
+            "train.batch_size": 2,
+            "train.device": "cpu",
+        },
+        sets=["data.options.unlabeled=true", "data.options.val_fraction=0.2"],
+    )
+    with pytest.raises(DebiasclError, match=r"3 unlabelled samples .*unlabeled=false"):
+        train(config, tmp_path / "run")

@@ -35,6 +35,7 @@ from torch import nn
 from debiascl.checkpoint import load_trained
 from debiascl.config import Config
 from debiascl.data.base import BiasedDataset, build_dataset
+from debiascl.data.sampling import labelled_subset
 from debiascl.data.views import build_views
 from debiascl.errors import DebiasclError
 from debiascl.features import extract_features, knn_predict, predict_classes
@@ -335,7 +336,9 @@ def evaluate_run(
     key = run.encoder_key(encoder)
     protocol = config.eval.probe if probe is None else probe
     features = {
-        split: extract_features(method, dataset, run.prepare, key, device, batch_size)
+        split: extract_features(
+            method, labelled_subset(dataset), run.prepare, key, device, batch_size
+        )
         for split, dataset in run.splits.items()
     }
     train_h, train_y, train_a, _ = features["train"]

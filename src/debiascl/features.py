@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from debiascl.data.base import BiasedDataset
-from debiascl.data.sampling import sample_subset
+from debiascl.data.sampling import labelled_subset, sample_subset
 
 KNN_SAMPLE_LIMIT = 10_000
 """The kNN monitor uses at most this many training samples as bank and val samples as queries."""
@@ -166,10 +166,11 @@ def knn_accuracy(
 ) -> float:
     """Top-1 accuracy of the weighted kNN classifier (bank: train, queries: val).
 
-    Each split is capped at ``limit`` samples (a subset seeded by ``seed``).
+    Each split is capped at ``limit`` samples (a subset seeded by ``seed``); unlabelled training
+    samples (y = -1) are left out of the bank.
     """
     bank, _, _, bank_index = extract_features(
-        method, sample_subset(train_set, limit, seed), prepare, None, device
+        method, sample_subset(labelled_subset(train_set), limit, seed), prepare, None, device
     )
     queries, _, _, query_index = extract_features(
         method, sample_subset(val_set, limit, seed + 1), prepare, None, device

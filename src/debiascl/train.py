@@ -70,7 +70,7 @@ from debiascl.distributed import (
 )
 from debiascl.errors import DebiasclError
 from debiascl.features import knn_accuracy
-from debiascl.methods import Method, build_method
+from debiascl.methods import METHODS, Method, build_method
 
 LOGGER = logging.getLogger("debiascl")
 RESUMABLE_SETTINGS = frozenset(
@@ -357,6 +357,7 @@ class Trainer:
         state = run_on_main(runtime, lambda: prepare_run_dir(run_dir, resume, keep))
         seed_everything(train_cfg.seed)
         self.train_set = self._dataset("train")
+        self._check_labels()
         if repeats is not None and repeats.shape != (len(self.train_set),):
             raise ValueError(
                 f"repeats: expected shape ({len(self.train_set)},), got {tuple(repeats.shape)}"
@@ -396,6 +397,16 @@ class Trainer:
         if runtime.is_main:
             config.save(run_dir / "config.yaml")
         self._val_set: BiasedDataset | None = None
+
+    def _check_labels(self) -> None:
+        """A supervised method needs a class for every training sample."""
+        unlabelled = int((self.train_set.targets < 0).sum())
+        if unlabelled and METHODS[self.config.method.name].supervised:
+            raise DebiasclError(
+                f"method '{self.config.method.name}' is supervised but the train split of "
+                f"'{self.config.data.name}' has {unlabelled} unlabelled samples (y = -1); turn "
+                "them off in the data options (e.g. --set data.options.unlabeled=false)"
+            )
 
     def _dataset(self, split: str) -> BiasedDataset:
         data = self.config.data

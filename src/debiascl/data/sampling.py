@@ -104,6 +104,18 @@ class IndexedSubset(Dataset):
         return self.dataset[self.indices[position]]
 
 
+def labelled_subset(dataset: BiasedDataset) -> Dataset:
+    """The samples with a class (y >= 0): the whole data set, or an :class:`IndexedSubset`.
+
+    Unlabelled samples (y = -1, e.g. STL-10's unlabeled images added for pre-training) can serve
+    contrastive training but not a linear probe, a kNN bank or a supervised loss.
+    """
+    labelled = dataset.targets >= 0
+    if bool(labelled.all()):
+        return dataset
+    return IndexedSubset(dataset, labelled.nonzero().squeeze(1))
+
+
 def sample_subset(dataset: BiasedDataset, limit: int, seed: int) -> Dataset:
     """The whole data set, or a seeded random subset of ``limit`` samples when it is larger."""
     if len(dataset) <= limit:
