@@ -196,3 +196,42 @@ def test_report_and_cli_on_a_trained_run(trained_run: tuple[str, Path], capsys):
     else:
         assert not weight_files & names
         assert "no w analysis" in out
+
+
+def test_a_run_without_a_val_split_trains_and_evaluates(tmp_path: Path, caplog):
+    """val_fraction=0: the kNN monitor is off (with a warning), the probe uses its default L2."""
+    generator = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 2, (240,), generator=generator)
+    a = torch.where(torch.rand(240, generator=generator) < 0.8, y, 1 - y)
+    x = torch.randn(240, 4, generator=generator) + 2.0 * y[:, None]
+    lines = ["f0,f1,f2,f3,label,group"]
+    lines += [
+        ",".join([*(f"{v:.4f}" for v in row.tolist()), str(t), str(b)])
+        for row, t, b in zip(x, y.tolist(), a.tolist(), strict=True)
+    ]
+    (tmp_path / "table.csv").write_text("\n".join(lines) + "\n")
+    config = build_config(
+        preset="compas",
+        overrides={
+            "data.name": "csv",
+            "data.root": str(tmp_path),
+            "method.name": "simclr",
+            "train.epochs": 1,
+            "train.batch_size": 32,
+            "train.device": "cpu",
+            "train.knn_every": 1,
+            "train.progress": False,
+        },
+        sets=[
+            "data.options.file=table.csv",
+            "data.options.target=label",
+            "data.options.bias=group",
+            "data.options.val_fraction=0",
+        ],
+    )
+    with caplog.at_level("WARNING", logger="debiascl"):
+        run_dir = train(config, tmp_path / "run")
+    assert "kNN monitor is off" in caplog.text
+    results = evaluate_run(run_dir, probe="fast")
+    assert results["num_samples"]["val"] == 0 and results["num_samples"]["test"] > 0
+    assert 0.0 <= results["probe"]["metrics"]["worst_group"] <= 1.0

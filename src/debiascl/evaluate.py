@@ -340,6 +340,7 @@ def evaluate_run(
             method, labelled_subset(dataset), run.prepare, key, device, batch_size
         )
         for split, dataset in run.splits.items()
+        if split != "val" or len(dataset) > 0  # val only chooses the probe's L2 strength
     }
     train_h, train_y, train_a, _ = features["train"]
     test_h, test_y, test_a, _ = features["test"]
@@ -359,8 +360,8 @@ def evaluate_run(
         train_y,
         test.num_classes,
         protocol,
-        val_features=features["val"][0],
-        val_y=features["val"][1],
+        val_features=features["val"][0] if "val" in features else None,
+        val_y=features["val"][1] if "val" in features else None,
         epochs=config.eval.probe_epochs,
         lr=config.eval.probe_lr,
         batch_size=config.eval.probe_batch_size,

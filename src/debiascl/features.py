@@ -42,7 +42,12 @@ def _map_dataset(
 
     Returns:
         outputs (n, ...) on CPU and the samples' indices (n,) int64.
+
+    Raises:
+        ValueError: ``dataset`` is empty (callers skip empty splits).
     """
+    if len(dataset) == 0:
+        raise ValueError("cannot map an empty data set; skip empty splits before calling")
     was_training = method.training
     method.eval()
     outputs: list[torch.Tensor] = []

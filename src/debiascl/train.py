@@ -649,6 +649,10 @@ class Trainer:
             return
         if self._val_set is None:
             self._val_set = self._dataset("val")
+            if len(self._val_set) == 0:
+                LOGGER.warning("the val split is empty: the kNN monitor is off for this run")
+        if len(self._val_set) == 0:
+            return
         device = self.runtime.device
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             accuracy = knn_accuracy(
