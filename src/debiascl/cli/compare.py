@@ -32,7 +32,7 @@ DEMO: dict[str, Any] = {
 biased-digits-binary is the Waterbirds-like benchmark (2 classes x 2 backgrounds, 95% of the
 training images bias-aligned), so the worst-group accuracy shows the bias clearly. The digits are
 8 x 8 images, so they are kept at their native size (the preset upsamples them to 16 x 16, which
-costs about eight times more per epoch on a CPU). About 4-5 minutes on 2 CPU cores.
+costs about eight times more per epoch on a CPU). About 2-3 minutes on 2 CPU cores.
 """
 
 QUICK_DEMO: dict[str, Any] = {
@@ -107,7 +107,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             f"Train and evaluate {', '.join(DEMO['methods'])} on {DEMO['dataset']} with "
             f"{len(DEMO['seeds'])} seeds and {DEMO['epochs']} epochs, print the table and say "
-            "where the report and plots are. About 5 minutes on 2 CPU cores."
+            "where the report and plots are. About 2-3 minutes on 2 CPU cores."
         ),
     )
     demo.add_argument(
