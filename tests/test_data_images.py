@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from debiascl.cli import main
 from debiascl.data import build_dataset, list_datasets
 from debiascl.data.images import load_image, stratified_holdout
 from debiascl.errors import DebiasclError
@@ -123,8 +124,22 @@ def test_cifar_holdout_is_seeded_and_can_be_switched_off(tmp_path: Path) -> None
     assert val_rows(0) == val_rows(0) != val_rows(1)
     full = build_dataset("cifar10", str(tmp_path), "train", val_fraction=0)
     assert len(full) == 20
-    with pytest.raises(DebiasclError, match=r"val_fraction"):
-        build_dataset("cifar10", str(tmp_path), "val", val_fraction=0)
+
+
+@pytest.mark.parametrize(
+    ("name", "train_size"), [("cifar10", 20), ("stl10", 10), ("imagenet100", 8)]
+)
+def test_val_fraction_zero_gives_an_empty_val_split(
+    tmp_path: Path, name: str, train_size: int
+) -> None:
+    """val_fraction=0: train is the whole official training set and val is empty, not an error."""
+    {"cifar10": make_cifar10, "stl10": make_stl10, "imagenet100": make_imagenet}[name](tmp_path)
+    train = build_dataset(name, str(tmp_path), "train", val_fraction=0)
+    val = build_dataset(name, str(tmp_path), "val", val_fraction=0)
+    assert len(train) == train_size and len(val) == 0
+    assert val.split == "val" and val.class_names == train.class_names
+    assert val.input_shape == train.input_shape and val.mean == train.mean
+    assert val.targets.dtype == torch.int64 and val.groups.tolist() == []
 
 
 def test_stratified_holdout_counts_per_class() -> None:
@@ -196,6 +211,10 @@ def test_missing_cifar_folder_and_root(tmp_path: Path) -> None:
         build_dataset("cifar10", str(tmp_path / "does-not-exist"), "train")
     with pytest.raises(DebiasclError, match=r"data\.root"):
         build_dataset("cifar100", None, "train")
+    with pytest.raises(
+        DebiasclError, match=r"data root .*typo of dataset 'waterbirds' \(data\.root / --data-dir\)"
+    ):
+        build_dataset("waterbirds", str(tmp_path / "typo"), "train")
 
 
 # ---------------------------------------------------------------- STL-10
@@ -368,8 +387,12 @@ def test_celeba_bad_files_are_named(tmp_path: Path) -> None:
         build_dataset("celeba", str(tmp_path), "val")
     attr.write_text(text)
     (tmp_path / "list_eval_partition.txt").unlink()
-    with pytest.raises(DebiasclError, match=r"list_eval_partition"):
+    with pytest.raises(DebiasclError) as error:
         build_dataset("celeba", str(tmp_path), "val")
+    assert str(error.value) == (
+        f"missing CelebA file in {tmp_path}: expected list_eval_partition.txt (official layout) "
+        "or list_eval_partition.csv (Kaggle layout)"
+    )
     with pytest.raises(DebiasclError, match=r"list_attr_celeba"):
         build_dataset("celeba", str(tmp_path / "img_align_celeba"), "val")
     with pytest.raises(DebiasclError, match=r"cannot be downloaded"):
@@ -508,8 +531,35 @@ def test_metadata_csv_exact_pixels_and_splits(tmp_path: Path) -> None:
         assert torch.equal(train[i][1], expected)
     test = build_dataset("metadata-csv", str(root), "test", image_size=8)
     assert test[0][2:] == (0, -1) and test.groups.tolist() == [-1]
-    with pytest.raises(DebiasclError, match=r"no images in split 'val'"):
-        build_dataset("metadata-csv", str(root), "val")
+    val = build_dataset("metadata-csv", str(root), "val")  # no val rows: an empty split
+    assert len(val) == 0 and val.class_names == ["0", "1", "2"] and val.num_attributes == 2
+    _write_csv(root / "metadata.csv", ["filename", "split", "y", "a"], [["../img/a.png", 1, 0, 0]])
+    with pytest.raises(DebiasclError, match=r"metadata.csv: no images in split 'test'"):
+        build_dataset("metadata-csv", str(root), "test")
+
+
+def test_describe_prints_an_empty_val_split_as_size_0(tmp_path: Path, capsys) -> None:
+    make_cifar10(tmp_path / "cifar")
+    args = ["datasets", "describe", "cifar10", "--root", str(tmp_path / "cifar")]
+    assert main([*args, "--set", "val_fraction=0"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split() for line in lines[2:5]] == [
+        ["train", "20", "-", "-", "20"],
+        ["val", "0", "-", "-", "0"],
+        ["test", "6", "-", "-", "6"],
+    ]
+    assert "val: class counts" in lines and lines[lines.index("val: class counts") + 2].split() == [
+        "class0",
+        "0",
+    ]
+    make_waterbirds(tmp_path / "birds")
+    metadata = tmp_path / "birds" / "metadata.csv"
+    rows = [line for line in metadata.read_text().splitlines() if line.split(",")[3] != "1"]
+    metadata.write_text("\n".join(rows) + "\n")
+    assert main(["datasets", "describe", "waterbirds", "--data-dir", str(tmp_path / "birds")]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[3].split() == ["val", "0", "-", "-", "0"]
+    assert "val: per-group counts (rows: class y, columns: bias a)" in out
 
 
 def test_metadata_csv_bad_input_is_named(tmp_path: Path) -> None:

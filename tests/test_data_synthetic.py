@@ -169,6 +169,39 @@ def test_fmnist_missing(tmp_path, monkeypatch):
         build_dataset("biased-fmnist", str(tmp_path), "train")
 
 
+def test_fmnist_download_failure_is_one_line_error(tmp_path, monkeypatch):
+    """torchvision's RuntimeError (no network here: the class is replaced) becomes one line."""
+    import torchvision.datasets
+
+    def offline(root, train, download):
+        raise RuntimeError(f"Error downloading train-images-idx3-ubyte.gz to {root}\nno network")
+
+    monkeypatch.setattr(synthetic, "DEBIAN_FMNIST", tmp_path / "absent")
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", offline)
+    with pytest.raises(DebiasclError) as caught:
+        build_dataset("biased-fmnist", str(tmp_path / "new"), "train", download=True)
+    message = str(caught.value)
+    assert message.startswith(f"download of dataset 'biased-fmnist' into {tmp_path / 'new'} failed")
+    assert message.endswith("idx3-ubyte.gz to " + str(tmp_path / "new") + " no network")
+    assert isinstance(caught.value.__cause__, RuntimeError)
+
+
+def test_fmnist_root_must_exist_but_may_lack_the_files(fake_fmnist, tmp_path, monkeypatch):
+    """A mistyped root is an error; an existing root without the files falls back to Debian's."""
+    typo = tmp_path / "typo"
+    with pytest.raises(
+        DebiasclError,
+        match=r"data root .*typo of dataset 'biased-fmnist' \("
+        r"data\.root / --data-dir\) does not exist; expected .*IDX files",
+    ):
+        build_dataset("biased-fmnist", str(typo), "test")
+    monkeypatch.setattr(synthetic, "DEBIAN_FMNIST", fake_fmnist / "FashionMNIST" / "raw")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert len(build_dataset("biased-fmnist", str(empty), "test")) == 50
+    assert len(build_dataset("biased-fmnist", None, "test")) == 50
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(
     synthetic._find_fmnist(None) is None, reason="Fashion-MNIST IDX files are not installed"

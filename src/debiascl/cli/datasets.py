@@ -33,7 +33,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "describe", help="print each split's size, aligned/conflicting and per-group counts"
     )
     describe_parser.add_argument("name", help="a data set name (see `debiascl datasets`)")
-    describe_parser.add_argument("--root", default=None, help="folder holding the data set")
+    describe_parser.add_argument(
+        "--root",
+        "--data-dir",
+        dest="root",
+        default=None,
+        help="folder holding the data set (data.root; --data-dir as in train and compare)",
+    )
     describe_parser.add_argument(
         "--download", action="store_true", help="fetch the files when the source allows it"
     )
@@ -70,7 +76,7 @@ def parse_options(sets: Sequence[str]) -> dict[str, object]:
 
 
 def run_describe(args: argparse.Namespace) -> int:
-    """Build every split of one data set and print its counts."""
+    """Build every split of one data set and print its counts (an empty split has size 0)."""
     options = parse_options(args.sets)
     descriptions = [
         describe(build_dataset(args.name, args.root, split, download=args.download, **options))

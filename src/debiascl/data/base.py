@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 import torch
@@ -112,3 +114,45 @@ def build_dataset(
 def list_datasets() -> list[str]:
     """Names of every registered data set, sorted."""
     return sorted(DATASETS)
+
+
+def existing_root(name: str, root: str | os.PathLike[str], layout: str) -> Path:
+    """``root`` (``~`` expanded, resolved) when it is a folder; a given root must exist.
+
+    Args:
+        name: the data set (named in the error).
+        root: the folder the user gave (setting data.root, option --data-dir / --root).
+        layout: what the folder should hold, for the error message.
+
+    Raises:
+        DebiasclError: one line naming the folder and the setting when it is not a folder.
+    """
+    path = Path(root).expanduser().resolve()
+    if not path.is_dir():
+        raise DebiasclError(
+            f"data root {path} of dataset '{name}' (data.root / --data-dir) does not exist; "
+            f"expected a folder holding {layout}"
+        )
+    return path
+
+
+def download_torchvision(name: str, root: str | None, make: Callable[[str], object]) -> None:
+    """Run a torchvision download of data set ``name`` into ``root`` (network).
+
+    Args:
+        name: the data set (named in errors).
+        root: the folder to download into (None is an error: there is nowhere to put the files).
+        make: called with the root as a string; builds torchvision's data set with
+            ``download=True``.
+
+    Raises:
+        DebiasclError: one line when root is None or the download fails (network, disk or
+            checksum errors alike).
+    """
+    if root is None:
+        raise DebiasclError(f"dataset '{name}' needs a root folder (data.root) to download into")
+    try:
+        make(str(Path(root).expanduser()))
+    except Exception as error:  # network, disk and checksum failures alike
+        reason = " ".join(str(error).split())  # one line, whatever torchvision wrote
+        raise DebiasclError(f"download of dataset '{name}' into {root} failed: {reason}") from error

@@ -27,8 +27,9 @@ Split choices (documented here because the sources differ):
   default 0) of the official training set and ``train`` is the rest; ``test`` is the official
   test set (ImageNet-100: the official ``val/`` folder, as its test labels are not public).
   ``val_fraction=0`` trains on the whole official training set, as the paper does; the ``val``
-  split then does not exist.
-* CelebA, Waterbirds and metadata-csv use their official partitions.
+  split is then empty (training turns its kNN monitor off, evaluation uses train and test).
+* CelebA, Waterbirds and metadata-csv use their official partitions; a partition without val
+  rows gives an empty ``val`` split (an empty train or test split is an error).
 * STL-10 with ``unlabeled=True`` appends the 100 000 unlabeled images to ``train`` (for
   contrastive pre-training) with ``y = -1``; ``val`` and ``test`` ignore the option, and
   evaluation should use the labelled train split (``unlabeled=False``).
@@ -44,7 +45,7 @@ from __future__ import annotations
 import csv
 import os
 import pickle
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -57,7 +58,12 @@ from torchvision import datasets as tv_datasets
 from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 from torchvision.transforms import InterpolationMode
 
-from debiascl.data.base import BiasedDataset, register_dataset
+from debiascl.data.base import (
+    BiasedDataset,
+    download_torchvision,
+    existing_root,
+    register_dataset,
+)
 from debiascl.errors import DebiasclError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -156,7 +162,7 @@ class ImageFileDataset(BiasedDataset):
         name: registry name.
         split: "train", "val" or "test".
         folder: directory the file names are relative to (absolute names are kept).
-        files: n file names.
+        files: n file names (n = 0 only for an empty val split; empty train / test is an error).
         targets: (n,) int64 classes.
         attributes: (n,) int64 bias attribute, -1 where unknown.
         class_names, attribute_names: one name per class / bias value.
@@ -183,7 +189,7 @@ class ImageFileDataset(BiasedDataset):
         image_size: int,
         source: Path,
     ) -> None:
-        if not files:
+        if not files and split != "val":
             raise DebiasclError(f"{source}: no images in split '{split}' of dataset '{name}'")
         self.name, self.split = name, split
         self.folder, self.files, self.source = folder, files, source
@@ -192,10 +198,9 @@ class ImageFileDataset(BiasedDataset):
         self.num_classes, self.num_attributes = len(class_names), len(attribute_names)
         self.mean, self.std = mean, std
         self.input_shape = (3, image_size, image_size)
-        first = self.folder / files[0]
-        if not first.is_file():
+        if files and not (folder / files[0]).is_file():
             raise DebiasclError(
-                f"image file {first} (from {source}) does not exist; "
+                f"image file {folder / files[0]} (from {source}) does not exist; "
                 f"expected the images of dataset '{name}' under {folder}"
             )
 
@@ -262,10 +267,7 @@ def _root(name: str, root: str | os.PathLike[str] | None, layout: str) -> Path:
     """The existing root folder of data set ``name`` (``layout`` describes what it holds)."""
     if root is None:
         raise DebiasclError(f"dataset '{name}' needs a root folder (data.root) holding {layout}")
-    path = Path(root).expanduser().resolve()
-    if not path.is_dir():
-        raise DebiasclError(f"root folder {path} of dataset '{name}' does not exist; {layout}")
-    return path
+    return existing_root(name, root, layout)
 
 
 def _file(path: Path, what: str) -> Path:
@@ -308,15 +310,11 @@ def stratified_holdout(
     return torch.nonzero(keep).flatten(), val_idx
 
 
-def _holdout_part(
-    name: str, split: str, targets: torch.Tensor, options: dict[str, Any]
-) -> torch.Tensor:
-    """Indices of ``split`` ("train" or "val") in the official training set ``targets`` (n,)."""
-    if split == "val" and options["val_fraction"] == 0:
-        raise DebiasclError(
-            f"dataset '{name}' has no val split with val_fraction=0; "
-            "set the dataset option val_fraction in (0, 1)"
-        )
+def _holdout_part(split: str, targets: torch.Tensor, options: dict[str, Any]) -> torch.Tensor:
+    """Indices of ``split`` ("train" or "val") in the official training set ``targets`` (n,).
+
+    With ``val_fraction=0`` the val split is empty and train is the whole training set.
+    """
     train_idx, val_idx = stratified_holdout(
         targets, float(options["val_fraction"]), int(options["split_seed"])
     )
@@ -412,16 +410,6 @@ def _cifar_batch(path: Path, label_key: str, num_classes: int) -> tuple[np.ndarr
     return data.reshape(-1, 3, 32, 32), labels
 
 
-def _download_torchvision(name: str, root: str | None, make: Callable[[str], object]) -> None:
-    """Run torchvision's download of data set ``name`` into ``root`` (network)."""
-    if root is None:
-        raise DebiasclError(f"dataset '{name}' needs a root folder (data.root) to download into")
-    try:
-        make(str(Path(root).expanduser()))
-    except Exception as error:  # network, disk and checksum failures alike
-        raise DebiasclError(f"download of dataset '{name}' into {root} failed: {error}") from error
-
-
 @dataclass(frozen=True)
 class _CifarSpec:
     """Where CIFAR-10 and CIFAR-100 differ: torchvision's class (file names), label key, stats."""
@@ -447,7 +435,7 @@ def _cifar(
     )
     source = spec.source
     if download:
-        _download_torchvision(spec.name, root, lambda r: source(r, train=False, download=True))
+        download_torchvision(spec.name, root, lambda r: source(r, train=False, download=True))
     layout = f"torchvision's {source.base_folder}/ folder"
     folder = _root(spec.name, root, layout) / source.base_folder
     if not folder.is_dir():
@@ -466,7 +454,7 @@ def _cifar(
     if split == "test":
         index = torch.arange(len(targets))
     else:
-        index = _holdout_part(spec.name, split, targets, options)
+        index = _holdout_part(split, targets, options)
     return ArrayImageDataset(
         name=spec.name,
         split=split,
@@ -574,7 +562,7 @@ def build_stl10(
         },
     )
     if download:
-        _download_torchvision(
+        download_torchvision(
             "stl10", root, lambda r: tv_datasets.STL10(r, split="test", download=True)
         )
     base = tv_datasets.STL10.base_folder
@@ -590,7 +578,7 @@ def build_stl10(
     if split == "test":
         index = torch.arange(len(targets))
     else:
-        index = _holdout_part("stl10", split, targets, options)
+        index = _holdout_part(split, targets, options)
     rows, targets = _rows(0, index), targets[index]
     if split == "train" and options["unlabeled"]:
         parts.append(StlBinary(folder / "unlabeled_X.bin"))
@@ -628,10 +616,13 @@ def _celeba_folder(root: Path) -> Path:
 
 def _celeba_file(folder: Path, stem: str) -> Path:
     """``stem``.txt (official) or, failing that, ``stem``.csv (Kaggle) in ``folder``."""
-    txt = folder / f"{stem}.txt"
-    if txt.is_file():
-        return txt
-    return _file(folder / f"{stem}.csv", f"CelebA's {stem}.txt (official) or {stem}.csv (Kaggle)")
+    for path in (folder / f"{stem}.txt", folder / f"{stem}.csv"):
+        if path.is_file():
+            return path
+    raise DebiasclError(
+        f"missing CelebA file in {folder}: expected {stem}.txt (official layout) or "
+        f"{stem}.csv (Kaggle layout)"
+    )
 
 
 def _celeba_lines(path: Path) -> Iterator[tuple[int, list[str]]]:
@@ -895,7 +886,7 @@ def build_imagenet100(
         raise DebiasclError(f"missing folder {tree}: expected ImageNet class folders")
     files, targets = _image_folder(tree, wnids)
     if split != "test":
-        index = _holdout_part("imagenet100", split, targets, options)
+        index = _holdout_part(split, targets, options)
         files, targets = [files[i] for i in index.tolist()], targets[index]
     return ImageFileDataset(
         name="imagenet100",

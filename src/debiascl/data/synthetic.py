@@ -52,7 +52,8 @@ Source splits and sizes (defaults: rho 0.95, seed 0).
 Fashion-MNIST's files (``train-images-idx3-ubyte`` etc., optionally ``.gz``) are looked for in
 ``root``, ``root/FashionMNIST/raw`` (torchvision's layout), then /usr/share/datasets/fashion-mnist
 (Debian's package ``dataset-fashion-mnist``); with ``download=True`` torchvision fetches them into
-``root`` (default ``~/.cache/debiascl``).
+``root`` (default ``~/.cache/debiascl``). A given ``root`` must exist (unless ``download=True``):
+a mistyped folder is an error, not a silent fall-back to Debian's copy.
 """
 
 from __future__ import annotations
@@ -68,7 +69,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from debiascl.data.base import BiasedDataset, register_dataset
+from debiascl.data.base import (
+    BiasedDataset,
+    download_torchvision,
+    existing_root,
+    register_dataset,
+)
 from debiascl.data.tabular import SPLIT_CODES, stratified_split
 from debiascl.errors import DebiasclError
 
@@ -104,6 +110,9 @@ FMNIST_FILES = {
 }
 logger = logging.getLogger("debiascl")
 DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
+FMNIST_LAYOUT = (
+    "Fashion-MNIST IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-...)"
+)
 DEFAULT_DOWNLOAD_ROOT = Path("~/.cache/debiascl")
 OPTIONS = ("rho", "seed", "image_size", "balanced_copies")
 
@@ -245,22 +254,33 @@ def _find_fmnist(root: str | None) -> dict[str, Path] | None:
     return None
 
 
-def _fmnist_files(root: str | None, download: bool) -> dict[str, Path]:
-    """The four IDX files: found (root first, then Debian's folder) or downloaded on request."""
+def _download_fmnist(folder: str) -> None:
+    """Fetch Fashion-MNIST's train and test files into ``folder`` with torchvision (network)."""
+    from torchvision.datasets import FashionMNIST
+
+    for train in (True, False):
+        FashionMNIST(folder, train=train, download=True)
+
+
+def _fmnist_files(name: str, root: str | None, download: bool) -> dict[str, Path]:
+    """The four IDX files: found (root first, then Debian's folder) or downloaded on request.
+
+    A given ``root`` must exist unless ``download`` is set (then it is the download target).
+    """
+    if root is not None and not download:
+        existing_root(name, root, FMNIST_LAYOUT)
     found = _find_fmnist(root)
     if found is None and download:
-        from torchvision.datasets import FashionMNIST
-
-        target = Path(root) if root else DEFAULT_DOWNLOAD_ROOT.expanduser()
-        for train in (True, False):
-            FashionMNIST(str(target), train=train, download=True)
-        found = _find_fmnist(str(target))
+        target = str(Path(root) if root else DEFAULT_DOWNLOAD_ROOT.expanduser())
+        download_torchvision(name, target, _download_fmnist)
+        found = _find_fmnist(target)
     if found is None:
-        looked = [root, f"{root}/FashionMNIST/raw"] if root else []
+        looked = ", ".join(
+            [*([root, f"{root}/FashionMNIST/raw"] if root else []), str(DEBIAN_FMNIST)]
+        )
         raise DebiasclError(
-            "Fashion-MNIST IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
-            f"t10k-...) not found in {', '.join([*looked, str(DEBIAN_FMNIST)])}; install Debian's "
-            "package dataset-fashion-mnist, give a root holding them, or set download=True"
+            f"{FMNIST_LAYOUT} not found in {looked}; install Debian's package "
+            "dataset-fashion-mnist, give a root holding them, or set download=True"
         )
     logger.info("Fashion-MNIST: reading the IDX files in %s", found[FMNIST_FILES["test"][0]].parent)
     return found
@@ -278,15 +298,14 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def _source(
-    construction: Construction, root: str | None, download: bool, seed: int
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _source(spec: BenchmarkSpec) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Split name -> (images uint8 (n, H, W), source labels (n,)) before any bias."""
-    if construction.source == "digits":
+    seed = spec.seed
+    if CONSTRUCTIONS[spec.name].source == "digits":
         images, labels = _digits()
         codes = stratified_split(labels, 0.2, 0.2, seed)
         return {split: (images[codes == c], labels[codes == c]) for split, c in SPLIT_CODES.items()}
-    files = _fmnist_files(root, download)
+    files = _fmnist_files(spec.name, spec.root, spec.download)
     train_x, train_y = (read_idx(files[stem]) for stem in FMNIST_FILES["train"])
     test_x, test_y = (read_idx(files[stem]) for stem in FMNIST_FILES["test"])
     if len(train_x) != len(train_y) or len(test_x) != len(test_y):
@@ -427,9 +446,7 @@ def _benchmark(
     construction = CONSTRUCTIONS[spec.name]
     num_attributes = len(construction.attribute_names)
     splits = {}
-    for split, (images, labels) in _source(
-        construction, spec.root, spec.download, spec.seed
-    ).items():
+    for split, (images, labels) in _source(spec).items():
         if construction.superclass is not None:
             targets = np.asarray(construction.superclass)[labels]
             images, targets = images[targets >= 0], targets[targets >= 0]

