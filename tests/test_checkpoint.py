@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -36,6 +37,7 @@ from debiascl.train import train
 def minimal_state(**extra: object) -> dict:
     state = {key: 0 for key in ckpt.REQUIRED_KEYS}
     state.update(format=FORMAT, version=VERSION, method="simclr", model={}, config={})
+    state.update(optimizers={}, schedulers={}, rng=[])
     state.update(extra)
     return state
 
@@ -120,6 +122,26 @@ def test_foreign_checkpoints_give_clear_errors(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "partial.pt")
 
 
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        ({"optimizers": 0}, "optimizers is a int"),
+        ({"config": "a string"}, "config is a str"),
+        ({"rng": {}}, "rng is a dict"),
+        ({"epoch": 0.5, "global_step": True}, "epoch is a float; global_step is a bool"),
+        ({"metrics_offset": None}, "metrics_offset is a NoneType"),
+        ({"config": {"train": [1]}}, "config is not a mapping of sections"),
+    ],
+)
+def test_entries_of_the_wrong_type_are_a_damaged_checkpoint(
+    tmp_path: Path, entries: dict, message: str
+) -> None:
+    path = tmp_path / "damaged.pt"
+    torch.save(minimal_state(**entries), path)
+    with pytest.raises(DebiasclError, match=rf"damaged\.pt' is damaged: {re.escape(message)}$"):
+        load_checkpoint(path)
+
+
 def test_mismatched_method_or_shapes_are_named() -> None:
     class Tiny(torch.nn.Module):
         name = "wcl"
@@ -144,7 +166,13 @@ def _cli(train_args: Callable[..., list[str]], out: Path, *extra: str) -> list[s
     return [sys.executable, "-m", "debiascl", *train_args(out, 2, RESUME_SETTINGS, *extra)]
 
 
+TRAIN_SIZE = 1079  # biased-digits training split
+RESUME_BATCH = 32
+"""Small, so that an epoch has 33 steps: however late the kill after the first checkpoint (of
+step 1), the run is still far from the end of epoch 1, and the last checkpoint is mid-epoch."""
+STEPS_PER_EPOCH = TRAIN_SIZE // RESUME_BATCH
 RESUME_SETTINGS = (
+    f"train.batch_size={RESUME_BATCH}",  # overrides --batch-size 256 of wcl_train_args
     "data.options.image_size=8",
     "train.checkpoint_every=1",
     "train.knn_every=0",
@@ -175,7 +203,7 @@ def test_resume_after_sigkill_mid_epoch_equals_an_uninterrupted_run(
         process.send_signal(signal.SIGKILL)
         process.wait()
     interrupted = load_checkpoint(checkpoint_file)
-    assert interrupted["epoch"] == 0 and 0 < interrupted["position"] < 1079 // 256
+    assert interrupted["epoch"] == 0 and 0 < interrupted["position"] < STEPS_PER_EPOCH
     assert not (killed / "train_done").exists()
 
     resumed = subprocess.run(
@@ -185,13 +213,14 @@ def test_resume_after_sigkill_mid_epoch_equals_an_uninterrupted_run(
 
     config = build_config(
         preset="biased-digits",
-        overrides={"method.name": "wcl", "train.epochs": 2, "train.batch_size": 256},
-        sets=[*RESUME_SETTINGS, "train.device=cpu"],
+        overrides={"method.name": "wcl", "train.epochs": 2, "train.device": "cpu"},
+        sets=list(RESUME_SETTINGS),
     )
+    assert config.train.batch_size == RESUME_BATCH
     reference = train(config, tmp_path / "reference")
     got = load_checkpoint(checkpoint_file)
     want = load_checkpoint(reference / "checkpoints" / "last.pt")
-    assert got["global_step"] == want["global_step"] == 8
+    assert got["global_step"] == want["global_step"] == 2 * STEPS_PER_EPOCH
     assert got["model"].keys() == want["model"].keys()
     for key in want["model"]:
         assert torch.equal(got["model"][key], want["model"][key]), key

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -97,3 +98,68 @@ def test_bad_files_are_named(tmp_path):
 def test_presets_are_listed():
     assert "cifar10" in list_presets()
     assert isinstance(Config().to_dict()["method"], dict)
+
+
+@pytest.mark.parametrize("text", ["just a string\n", "- train\n- method\n", "42\n"])
+def test_a_file_whose_top_level_is_not_a_mapping_is_named(tmp_path, text):
+    path = tmp_path / "flat.yaml"
+    path.write_text(text)
+    with pytest.raises(DebiasclError, match=r"flat\.yaml': expected a mapping of sections") as e:
+        build_config(config_file=path)
+    assert "\n" not in str(e.value)
+
+
+def test_an_empty_file_changes_nothing(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("")
+    assert build_config(config_file=path) == build_config()
+
+
+def test_a_file_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(DebiasclError, match=r"binary\.yaml' is not UTF-8 text"):
+        build_config(config_file=path)
+
+
+def test_an_unreadable_file_is_named(tmp_path, monkeypatch):
+    path = tmp_path / "secret.yaml"
+    path.write_text("train: {epochs: 2}\n")
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_text", refuse)
+    with pytest.raises(DebiasclError, match=r"secret\.yaml' cannot be read: Permission denied"):
+        build_config(config_file=path)
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("method.temperature", "a finite number > 0"),
+        ("method.beta", "a finite number >= 0"),
+        ("method.tau_plus", "a finite number in [0, 1)"),
+        ("optim.lr", "a finite number > 0"),
+        ("optim.lr_b", "a finite number > 0"),
+        ("optim.weight_decay", "a finite number >= 0"),
+        ("data.noise_std", "a finite number >= 0"),
+        ("eval.probe_lr", "a finite number > 0"),
+    ],
+)
+@pytest.mark.parametrize("value", ["inf", ".inf", "nan"])
+def test_non_finite_floats_are_rejected_with_the_range(key, expected, value):
+    with pytest.raises(DebiasclError, match=re.escape(f"setting '{key}' = ")) as error:
+        build_config(sets=[f"{key}={value}"])
+    assert f"out of range: expected {expected}" in str(error.value)
+
+
+def test_channels_last_defaults_to_auto_and_round_trips(tmp_path):
+    config = build_config()
+    assert config.train.channels_last is None
+    path = tmp_path / "config.yaml"
+    config.save(path)
+    assert yaml.safe_load(path.read_text())["train"]["channels_last"] is None
+    assert load_config(path).train.channels_last is None
+    assert build_config(sets=["train.channels_last=null"]).train.channels_last is None
+    assert build_config(sets=["train.channels_last=false"]).train.channels_last is False

@@ -7,6 +7,7 @@ import runpy
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -514,6 +515,51 @@ def _z(batch: int = 4, dim: int = 3) -> Tensor:
 def test_invalid_arguments_raise_value_error(call, argument):
     with pytest.raises(ValueError, match=argument):
         call()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        np.float32,
+        np.float64,
+        np.int64,
+        torch.tensor,
+        lambda v: torch.tensor(v, dtype=torch.float16),
+    ],
+    ids=["np.float32", "np.float64", "np.int64", "0-d tensor", "0-d half tensor"],
+)
+def test_real_number_types_are_accepted_and_give_the_same_loss(make):
+    z1, z2 = _z(6, 3), _z(6, 3)
+    want = hcl_loss(z1, z2, temperature=2.0, tau_plus=0.0, beta=1.0)
+    got = hcl_loss(z1, z2, temperature=make(2), tau_plus=make(0), beta=make(1))
+    assert isinstance(got, Tensor) and torch.allclose(got, want)
+    assert LF.check_temperature(make(2)) == 2.0 and isinstance(LF.check_temperature(make(2)), float)
+    assert torch.allclose(
+        WCLLoss(temperature=make(2))(z1, z2, z1, z2), wcl_loss(z1, z2, z1, z2, 2.0)
+    )
+
+
+@pytest.mark.parametrize(
+    ("check", "value", "message"),
+    [
+        (LF.check_temperature, np.float32("inf"), "temperature must be a finite number > 0"),
+        (LF.check_temperature, np.float64(-0.5), r"temperature must be > 0 \(allowed range"),
+        (LF.check_temperature, torch.tensor(float("nan")), "temperature must be a finite number"),
+        (LF.check_temperature, torch.tensor([0.5]), "temperature must be a finite number"),
+        (LF.check_temperature, torch.tensor(0.5, requires_grad=True), "temperature must be"),
+        (LF.check_temperature, True, "temperature must be a finite number"),
+        (LF.check_temperature, "0.5", "temperature must be a finite number"),
+        (LF.check_tau_plus, np.float32(1.0), r"tau_plus must lie in \[0, 1\)"),
+        (LF.check_tau_plus, torch.tensor(-0.1), r"tau_plus must lie in \[0, 1\)"),
+        (LF.check_tau_plus, np.bool_(False), r"tau_plus must lie in \[0, 1\)"),
+        (LF.check_beta, np.float64("inf"), r"beta must be a finite number >= 0"),
+        (LF.check_beta, torch.tensor(-1.0), r"beta must be a finite number >= 0"),
+        (LF.check_beta, False, r"beta must be a finite number >= 0"),
+    ],
+)
+def test_non_numbers_bools_and_out_of_range_values_are_rejected(check, value, message):
+    with pytest.raises(ValueError, match=message):
+        check(value)
 
 
 # ----------------------------------------------------------------------------------------------

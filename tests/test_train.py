@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -29,6 +32,7 @@ from debiascl.train import (
     check_resumable,
     prepare_run_dir,
     train,
+    use_channels_last,
 )
 
 TRAIN_SIZE = 1079  # biased-digits training split
@@ -172,6 +176,7 @@ def test_run_directory_checks(tmp_path: Path) -> None:
 def test_resuming_with_changed_settings_names_them(tmp_path: Path) -> None:
     saved = tiny_config().to_dict()
     check_resumable(saved, tiny_config(epochs=5), tmp_path)  # more epochs are fine
+    check_resumable(saved, tiny_config("wcl", 1, 128, "train.channels_last=true"), tmp_path)
     with pytest.raises(DebiasclError, match=r"method.tau_plus \(0.1 in the checkpoint, 0.2 now\)"):
         check_resumable(saved, tiny_config("wcl", 1, 128, "method.tau_plus=0.2"), tmp_path)
 
@@ -249,3 +254,63 @@ def test_supervised_method_on_unlabelled_training_samples_is_a_user_error(
     )
     with pytest.raises(DebiasclError, match=r"3 unlabelled samples .*unlabeled=false"):
         train(config, tmp_path / "run")
+
+
+CUDA, CPU = torch.device("cuda", 0), torch.device("cpu")
+
+
+@pytest.mark.parametrize(
+    ("setting", "device", "kind", "backbone", "expected"),
+    [
+        (None, CUDA, "image", "resnet18", True),  # auto: where it helps
+        (None, CUDA, "image", "resnet50", True),
+        (None, CPU, "image", "resnet18", False),
+        (None, CUDA, "image", "small_cnn", False),
+        (None, CUDA, "tabular", "mlp", False),
+        (True, CPU, "image", "small_cnn", True),  # forced
+        (False, CUDA, "image", "resnet50", False),
+        (True, CUDA, "tabular", "mlp", False),  # tables have no channels
+    ],
+)
+def test_channels_last_is_on_for_cuda_resnets_unless_forced(
+    setting: bool | None, device: torch.device, kind: str, backbone: str, expected: bool
+) -> None:
+    assert use_channels_last(setting, device, kind, backbone) is expected
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-epoch simclr run (two steps) to damage copies of."""
+    return train(tiny_config("simclr", 1, 512), tmp_path_factory.mktemp("done") / "run")
+
+
+def _drop_first_weight(state: dict) -> None:
+    del state["model"][next(iter(state["model"]))]
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda s: s.update(optimizers={}), r"damaged or was written with another configuration"),
+        (lambda s: s["optimizers"]["d"].pop("param_groups"), r"\(KeyError: 'param_groups'\)"),
+        (lambda s: s.update(rng=[{}]), r"\(KeyError: 'python'\)"),
+        (lambda s: s.pop("metrics_offset"), r"\(KeyError: 'metrics_offset'\)"),
+        (lambda s: s.update(config="a string"), "is damaged: config is a str"),
+        (lambda s: s.update(config={"train": 3}), "config is not a mapping of sections"),
+        (lambda s: s.update(schedulers=[]), "is damaged: schedulers is a list"),
+        (_drop_first_weight, "does not fit the model built from the config: .* missing"),
+        (lambda s: s["model"].update(extra=3), "does not fit .*: extra is not a tensor"),
+    ],
+)
+def test_resuming_from_a_damaged_checkpoint_is_a_user_error(
+    finished_run: Path, tmp_path: Path, damage: Callable[[dict], object], message: str
+) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    path = run_dir / "checkpoints" / "last.pt"
+    state = torch.load(path, weights_only=True)
+    damage(state)
+    torch.save(state, path)
+    with pytest.raises(DebiasclError, match=f"checkpoint '{re.escape(str(path))}'") as error:
+        train(tiny_config("simclr", 2, 512), run_dir, resume=True)
+    assert re.search(message, str(error.value)) and "\n" not in str(error.value)

@@ -54,6 +54,25 @@ REQUIRED_KEYS = (
     "position",
     "global_step",
 )
+ENTRY_TYPES: dict[str, type | tuple[type, ...]] = {
+    "method": str,
+    "config": dict,
+    "model": dict,
+    "optimizers": dict,
+    "schedulers": dict,
+    "rng": list,
+    "epoch": int,
+    "position": int,
+    "global_step": int,
+    "skipped_steps": int,
+    "consecutive_skips": int,
+    "epoch_sums": dict,
+    "epoch_steps": int,
+    "epoch_skipped": int,
+    "epoch_seconds": (int, float),
+    "metrics_offset": int,
+}
+"""The type of each entry (when present); any other is a damaged checkpoint."""
 
 
 def checkpoint_path(run_dir: str | Path) -> Path:
@@ -150,6 +169,30 @@ def _check_format(state: Any, path: Path) -> None:
     missing = [key for key in REQUIRED_KEYS if key not in state]
     if missing:
         raise DebiasclError(f"checkpoint '{path}' lacks the entries {', '.join(missing)}")
+    wrong = [
+        f"{key} is a {type(state[key]).__name__}"
+        for key, expected in ENTRY_TYPES.items()
+        if key in state and (not isinstance(state[key], expected) or isinstance(state[key], bool))
+    ]
+    if not wrong and not all(isinstance(section, dict) for section in state["config"].values()):
+        wrong.append("config is not a mapping of sections")
+    if wrong:
+        raise DebiasclError(f"checkpoint '{path}' is damaged: {'; '.join(wrong)}")
+
+
+def damaged_checkpoint(path: str | Path, error: Exception) -> DebiasclError:
+    """The user error for a checkpoint whose content does not fit the run restoring it.
+
+    Args:
+        path: the checkpoint file.
+        error: what restoring raised (e.g. a KeyError from ``load_state_dict``); its first line
+            is quoted.
+    """
+    detail = (str(error).strip().splitlines() or [""])[0] or type(error).__name__
+    return DebiasclError(
+        f"checkpoint '{path}' is damaged or was written with another configuration "
+        f"({type(error).__name__}: {detail}); delete it to start again, or restore a good copy"
+    )
 
 
 def check_compatible(state: dict[str, Any], method: torch.nn.Module, path: str | Path) -> None:
@@ -166,8 +209,13 @@ def check_compatible(state: dict[str, Any], method: torch.nn.Module, path: str |
             f"uses method '{name}'"
         )
     ours = {key: tuple(value.shape) for key, value in method.state_dict().items()}
-    theirs = {key: tuple(value.shape) for key, value in state["model"].items()}
-    problems = [f"{key} missing from checkpoint" for key in ours if key not in theirs]
+    theirs = {
+        key: tuple(value.shape)
+        for key, value in state["model"].items()
+        if isinstance(value, torch.Tensor)
+    }
+    problems = [f"{key} is not a tensor" for key in state["model"] if key not in theirs]
+    problems += [f"{key} missing from checkpoint" for key in ours if key not in state["model"]]
     problems += [f"{key} unexpected in checkpoint" for key in theirs if key not in ours]
     problems += [
         f"{key} has shape {theirs[key]} in checkpoint, {ours[key]} in the model"

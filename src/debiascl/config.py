@@ -9,6 +9,7 @@ Every problem raises :class:`~debiascl.errors.DebiasclError` naming the key and 
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -79,13 +80,17 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    """The training loop: length, batch, device, precision, logging and checkpoints."""
+    """The training loop: length, batch, device, precision, logging and checkpoints.
+
+    ``channels_last``: null (auto) uses the channels_last memory layout where it helps, for
+    CUDA training of images with a ResNet backbone; true or false force it on or off.
+    """
 
     epochs: int = 20
     batch_size: int = 256
     device: str = "auto"
     precision: str = "32"
-    channels_last: bool = False
+    channels_last: bool | None = None
     seed: int = 0
     log_every: int = 10
     checkpoint_every: int = 100
@@ -272,18 +277,38 @@ def apply_mapping(config: Config, mapping: dict[str, Any], source: str) -> None:
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML file into a dict, with a clear error for a missing or malformed file."""
+    """Read a YAML file of sections into a dict.
+
+    Raises:
+        DebiasclError: naming the file, when it is missing, unreadable, not UTF-8 text, not
+            valid YAML, or when its top level is not a mapping of sections.
+    """
     path = Path(path)
     if not path.is_file():
         raise DebiasclError(f"config file '{path}' does not exist")
     try:
-        loaded = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise DebiasclError(
+            f"config file '{path}' is not UTF-8 text (byte {error.start}); expected a YAML file"
+        ) from None
+    except OSError as error:
+        raise DebiasclError(f"config file '{path}' cannot be read: {error.strerror}") from None
+    try:
+        loaded = yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or type(error).__name__
         raise DebiasclError(f"config file '{path}' is not valid YAML{where}: {problem}") from None
-    return loaded or {}
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise DebiasclError(
+            f"config file '{path}': expected a mapping of sections (e.g. 'train:'), "
+            f"got a {type(loaded).__name__}"
+        )
+    return loaded
 
 
 def preset_path(name: str) -> Path:
@@ -303,7 +328,7 @@ def _apply_layers(
 ) -> None:
     """Apply YAML layers (with their ``methods.<method>`` block), overrides, then sets."""
     for mapping, source in layers:
-        per_method = mapping.get("methods", {}) if isinstance(mapping, dict) else {}
+        per_method = mapping.get("methods", {})
         if not isinstance(per_method, dict):
             raise DebiasclError(f"{source}: 'methods' must map method names to sections")
         apply_mapping(config, {k: v for k, v in mapping.items() if k != "methods"}, source)
@@ -355,8 +380,15 @@ def load_config(path: str | Path) -> Config:
 
 
 def _check(condition: bool, key: str, expected: str, value: Any) -> None:
-    if not condition:
-        raise DebiasclError(f"setting '{key}' = {value!r} is out of range: expected {expected}")
+    """Raise a DebiasclError naming ``key`` and the ``expected`` range unless ``condition``.
+
+    Float settings must also be finite: ``inf`` and ``nan`` are out of every range.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        expected = f"a finite number {expected}"
+    elif condition:
+        return
+    raise DebiasclError(f"setting '{key}' = {value!r} is out of range: expected {expected}")
 
 
 def validate(config: Config) -> None:

@@ -51,6 +51,7 @@ from debiascl.checkpoint import (
     capture_rng_state,
     check_compatible,
     checkpoint_path,
+    damaged_checkpoint,
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
@@ -77,6 +78,7 @@ RESUMABLE_SETTINGS = frozenset(
     {
         "train.epochs",
         "train.device",
+        "train.channels_last",
         "train.progress",
         "train.log_every",
         "train.checkpoint_every",
@@ -99,6 +101,29 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def use_channels_last(
+    setting: bool | None, device: torch.device, data_kind: str, backbone: str
+) -> bool:
+    """Whether to train in the channels_last memory layout.
+
+    Only images (4-D batches) have that layout. ``setting`` (``train.channels_last``) True or
+    False forces it; None (auto) turns it on where it helps: CUDA training of a ResNet backbone,
+    whose convolutions run faster on NHWC tensors (with tensor cores). It is off on the CPU and
+    for the small CNN, whose tiny convolutions gain nothing from it.
+
+    Args:
+        setting: ``train.channels_last`` (True, False, or None for auto).
+        device: the training device.
+        data_kind: the data set's kind ("image" or "tabular").
+        backbone: ``model.backbone``.
+    """
+    if data_kind != "image":
+        return False
+    if setting is not None:
+        return setting
+    return device.type == "cuda" and backbone.startswith("resnet")
 
 
 # ----------------------------------------------------------------------------- optimization
@@ -389,8 +414,7 @@ class Trainer:
         if state is None:
             seed_everything(train_cfg.seed + runtime.rank)
         else:
-            self._load_state(state)
-            resume_offset = state["metrics_offset"]
+            resume_offset = self._load_state(state)
         self.metrics = MetricsLog(
             run_dir, runtime.is_main, resume_offset, self.progress.global_step
         )
@@ -430,8 +454,13 @@ class Trainer:
 
     @property
     def channels_last(self) -> bool:
-        """Whether inputs and weights use the channels_last layout (images only)."""
-        return self.config.train.channels_last and self.train_set.kind == "image"
+        """Whether inputs and weights use channels_last (see :func:`use_channels_last`)."""
+        return use_channels_last(
+            self.config.train.channels_last,
+            self.runtime.device,
+            self.train_set.kind,
+            self.config.model.backbone,
+        )
 
     # ------------------------------------------------------------------ checkpoint state
 
@@ -457,10 +486,26 @@ class Trainer:
             **asdict(self.progress),
         }
 
-    def _load_state(self, state: dict[str, Any]) -> None:
+    def _load_state(self, state: dict[str, Any]) -> int:
+        """Restore everything from a loaded checkpoint; returns its metrics.jsonl offset.
+
+        Raises:
+            DebiasclError: the checkpoint was written with other settings, or its content does
+                not fit this run (a damaged file, or one from another configuration).
+        """
         path = checkpoint_path(self.run_dir)
         check_resumable(state["config"], self.config, path)
         check_compatible(state, self.method, path)
+        try:
+            return self._restore(state)
+        except (KeyError, TypeError, AttributeError, ValueError, RuntimeError, IndexError) as e:
+            raise damaged_checkpoint(path, e) from e
+
+    def _restore(self, state: dict[str, Any]) -> int:
+        """Load the weights, optimizers, schedulers, scaler, progress and RNG of ``state``.
+
+        Returns the size metrics.jsonl had when ``state`` was written.
+        """
         self.method.load_state_dict(state["model"])
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
@@ -481,6 +526,7 @@ class Trainer:
                 self.runtime.world_size,
             )
             seed_everything(self.config.train.seed + rank + 7919 * self.progress.global_step)
+        return state["metrics_offset"]
 
     def save(self) -> None:
         """Write checkpoints/last.pt from rank 0 (all ranks take part: RNG states are gathered)."""

@@ -21,8 +21,10 @@ process on the global batch (SPEC section 6).
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -33,26 +35,46 @@ from debiascl.distributed import gather_with_grad, get_rank, is_distributed
 # Argument checks (also used by the nn.Module wrappers)
 
 
-def check_temperature(temperature: float) -> None:
-    """Raise ValueError unless ``temperature`` is a finite number > 0."""
-    if not (isinstance(temperature, int | float) and math.isfinite(temperature)):
+def _as_real(value: object) -> float | None:
+    """``value`` as a float when it is a real number, else None.
+
+    Real numbers are ints and floats, numpy scalars (anything registered as
+    :class:`numbers.Real`) and 0-d tensors that do not require grad; bools are not numbers here.
+    """
+    if isinstance(value, bool | np.bool_):
+        return None
+    if isinstance(value, Tensor):
+        usable = value.dim() == 0 and not value.requires_grad and not value.is_complex()
+        return float(value) if usable and value.dtype != torch.bool else None
+    return float(value) if isinstance(value, numbers.Real) else None
+
+
+def check_temperature(temperature: float) -> float:
+    """``temperature`` as a float; ValueError unless it is a finite real number > 0."""
+    value = _as_real(temperature)
+    if value is None or not math.isfinite(value):
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
-    if temperature <= 0:
+    if value <= 0:
         raise ValueError(f"temperature must be > 0 (allowed range (0, inf)), got {temperature}")
+    return value
 
 
-def check_tau_plus(tau_plus: float) -> None:
-    """Raise ValueError unless ``tau_plus`` lies in [0, 1)."""
-    if not (isinstance(tau_plus, int | float) and 0 <= tau_plus < 1):
+def check_tau_plus(tau_plus: float) -> float:
+    """``tau_plus`` as a float; ValueError unless it is a real number in [0, 1)."""
+    value = _as_real(tau_plus)
+    if value is None or not 0 <= value < 1:
         raise ValueError(f"tau_plus must lie in [0, 1), got {tau_plus!r}")
+    return value
 
 
-def check_beta(beta: float) -> None:
-    """Raise ValueError unless ``beta`` is a finite number >= 0."""
-    if not (isinstance(beta, int | float) and math.isfinite(beta) and beta >= 0):
+def check_beta(beta: float) -> float:
+    """``beta`` as a float; ValueError unless it is a finite real number >= 0."""
+    value = _as_real(beta)
+    if value is None or not (math.isfinite(value) and value >= 0):
         raise ValueError(
             f"beta must be a finite number >= 0 (allowed range [0, inf)), got {beta!r}"
         )
+    return value
 
 
 def _check_views(z1: Tensor, z2: Tensor, names: tuple[str, str] = ("z1", "z2")) -> None:
@@ -242,7 +264,7 @@ def info_nce_loss(
         >>> z1, z2 = torch.randn(8, 128), torch.randn(8, 128)
         >>> loss = info_nce_loss(z1, z2, temperature=0.5)
     """
-    check_temperature(temperature)
+    temperature = check_temperature(temperature)
     _check_views(z1, z2)
     pairs = _pairs(z1, z2, gather_distributed, 1.0 / temperature)
     return F.softplus(torch.logsumexp(pairs.masked, dim=1) - pairs.positive).mean()
@@ -273,8 +295,8 @@ def dcl_loss(
     Example:
         >>> loss = dcl_loss(torch.randn(8, 128), torch.randn(8, 128), tau_plus=0.1)
     """
-    check_temperature(temperature)
-    check_tau_plus(tau_plus)
+    temperature = check_temperature(temperature)
+    tau_plus = check_tau_plus(tau_plus)
     _check_views(z1, z2)
     pairs = _pairs(z1, z2, gather_distributed, 1.0 / temperature)
     return _debiased_nce(
@@ -317,9 +339,9 @@ def hcl_loss(
     Example:
         >>> loss = hcl_loss(torch.randn(8, 128), torch.randn(8, 128), beta=1.0)
     """
-    check_temperature(temperature)
-    check_tau_plus(tau_plus)
-    check_beta(beta)
+    temperature = check_temperature(temperature)
+    tau_plus = check_tau_plus(tau_plus)
+    beta = check_beta(beta)
     _check_views(z1, z2)
     pairs = _pairs(z1, z2, gather_distributed, 1.0 / temperature)
     masked, n = pairs.masked, pairs.num_negatives
@@ -359,7 +381,7 @@ def triplet_loss(
     Example:
         >>> loss = triplet_loss(torch.randn(8, 128), torch.randn(8, 128), tau_plus=0.1)
     """
-    check_tau_plus(tau_plus)
+    tau_plus = check_tau_plus(tau_plus)
     _check_views(z1, z2)
     pairs = _pairs(z1, z2, gather_distributed, fill=0.0)
     n = pairs.num_negatives
@@ -403,7 +425,7 @@ def relative_difficulty(
         >>> zd1, zd2, zb1, zb2 = torch.randn(4, 8, 16).unbind(0)
         >>> w = relative_difficulty(zd1, zd2, zb1, zb2)  # (16, 16)
     """
-    check_temperature(temperature)
+    temperature = check_temperature(temperature)
     pairs, logit = _difficulty_pairs(zd1, zd2, zb1, zb2, temperature, gather_distributed)
     with torch.no_grad():
         return logit.sigmoid_().add_(1.0).scatter_(1, pairs.excluded, 0.0)
@@ -440,8 +462,8 @@ def wcl_loss(
         >>> zd1, zd2, zb1, zb2 = torch.randn(4, 8, 128).unbind(0)
         >>> loss = wcl_loss(zd1, zd2, zb1, zb2, temperature=0.5, tau_plus=0.1)
     """
-    check_temperature(temperature)
-    check_tau_plus(tau_plus)
+    temperature = check_temperature(temperature)
+    tau_plus = check_tau_plus(tau_plus)
     pairs, logit = _difficulty_pairs(zd1, zd2, zb1, zb2, temperature, gather_distributed)
     with torch.no_grad():  # log w; the masked logits are -inf off the negatives
         log_w = logit.sigmoid_().add_(1.0).log_()
