@@ -64,7 +64,9 @@ class FakePipeline:
         (run_dir / "train_done").write_text("4\n")
         return run_dir
 
-    def evaluate_run(self, run_dir: str | Path, **_: Any) -> dict[str, Any]:
+    def evaluate_run(
+        self, run_dir: str | Path, probe: str | None = None, **_: Any
+    ) -> dict[str, Any]:
         run_dir = Path(run_dir)
         self.evaluate_calls.append(str(run_dir))
         method, seed = run_dir.parent.name, int(run_dir.name.removeprefix("seed"))
@@ -76,6 +78,7 @@ class FakePipeline:
             "method": method,
             "seed": seed,
             "encoder": "d",
+            "probe_protocol": probe,
             "supervised": supervised,
             "main": main,
             "probe": {"protocol": "linear probe", "metrics": fake_metrics(value)},
@@ -147,6 +150,48 @@ def test_unfinished_runs_are_resumed_or_evaluated(fake: FakePipeline, tmp_path: 
     assert (not_evaluated / "done").is_file() and (not_evaluated / "results.json").is_file()
 
 
+def test_a_garbled_or_empty_done_marker_means_evaluate_again(
+    fake: FakePipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_compare(tmp_path, methods=("wcl",))
+    garbled, empty = run_dir_for(tmp_path, "wcl", 0), run_dir_for(tmp_path, "wcl", 1)
+    (garbled / "done").write_bytes(b"\x00\xffres")
+    (empty / "done").write_text("")
+    fake.evaluate_calls.clear()
+    capsys.readouterr()
+    run_compare(tmp_path, methods=("wcl",))
+    assert fake.train_calls[2:] == [] and sorted(fake.evaluate_calls) == [str(garbled), str(empty)]
+    assert capsys.readouterr().err.count("marker is empty or garbled: evaluating it again") == 2
+    for run_dir in (garbled, empty):
+        assert (run_dir / "done").read_text() == "results.json\n"
+        assert not (run_dir / ".done.tmp").exists()  # written atomically, then renamed
+
+
+def test_results_of_another_protocol_or_encoder_are_evaluated_again(
+    fake: FakePipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A later `debiascl eval RUN --probe authors` must not leak into a fast-probe comparison."""
+    rows = run_compare(tmp_path, methods=("wcl",), probe="fast")
+    assert {row["evaluation"] for row in rows} == {"linear probe (fast)"}
+    overwritten = run_dir_for(tmp_path, "wcl", 0) / "results.json"
+    results = json.loads(overwritten.read_text())
+    overwritten.write_text(json.dumps(results | {"probe_protocol": "authors"}))
+    other_encoder = run_dir_for(tmp_path, "wcl", 1) / "results.json"
+    other_encoder.write_text(json.dumps(results | {"encoder": "b"}))
+    fake.evaluate_calls.clear()
+    capsys.readouterr()
+    rows = run_compare(tmp_path, methods=("wcl",), probe="fast")
+    assert sorted(fake.evaluate_calls) == [str(p.parent) for p in (overwritten, other_encoder)]
+    progress = capsys.readouterr().err
+    assert "made with the 'authors' probe protocol, planned 'fast': evaluating it again" in progress
+    assert "holds E_b results, planned E_d: evaluating it again" in progress
+    assert json.loads(overwritten.read_text())["probe_protocol"] == "fast"
+    assert {row["evaluation"] for row in rows} == {"linear probe (fast)"}
+    fake.evaluate_calls.clear()
+    run_compare(tmp_path, methods=("wcl",), probe="fast")
+    assert fake.evaluate_calls == []
+
+
 def test_rerun_with_other_settings_is_refused(fake: FakePipeline, tmp_path: Path) -> None:
     run_compare(tmp_path, methods=("wcl",))
     with pytest.raises(DebiasclError, match=r"train\.epochs"):
@@ -179,6 +224,10 @@ def test_tables_hold_every_run_and_the_standard_error(
     assert summary["erm"]["accuracy.stderr"] == 0.0
     markdown = (tmp_path / "summary.md").read_text()
     assert "63.33 ± 8.82" in markdown and "90.00 ± 0.00" in markdown
+    assert "| dcl | linear probe (fast) | 3 |" in markdown
+    assert [float(row["class[y=1]"]) for row in rows[:3]] == [0.5, 0.6, 0.8]
+    assert summary["dcl"]["group[y=0,a=0].mean"] == pytest.approx(0.63333, abs=1e-5)
+    assert "| group[y=0,a=0] | 63.33 ± 8.82 | 90.00 ± 0.00 |" in markdown
     results_md = (tmp_path / "results.md").read_text()
     for method in ("dcl", "erm"):
         for seed in (0, 1, 2):
@@ -216,7 +265,7 @@ def test_quick_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["demo", "--quick", "--out", str(out), "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
     for method in ("simclr", "dcl", "hcl", "triplet", "wcl"):
-        assert f"| {method} | linear probe | 1 |" in printed
+        assert f"| {method} | linear probe (fast) | 1 |" in printed
         assert (out / "runs" / method / "seed0" / "done").is_file()
     assert str(out / "summary.md") in printed
     assert (out / "tradeoff.png").read_bytes().startswith(PNG_MAGIC)

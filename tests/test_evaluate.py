@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from debiascl.atomic import write_json, write_text_atomic
 from debiascl.config import build_config
 from debiascl.errors import DebiasclError
 from debiascl.evaluate import (
@@ -110,6 +111,16 @@ def test_format_results_lists_each_evaluation_with_its_protocol():
     assert "conflicting_accuracy" not in text
 
 
+def test_write_text_atomic_replaces_the_file_whole(tmp_path: Path):
+    path = tmp_path / "done"
+    path.write_text("old contents\n")
+    write_text_atomic(path, "results.json\n")
+    assert path.read_text() == "results.json\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["done"]  # no temporary file left behind
+    write_json(tmp_path / "r.json", {"a": [1, 2]})
+    assert json.loads((tmp_path / "r.json").read_text()) == {"a": [1, 2]}
+
+
 def test_cli_eval_of_an_unfinished_run_is_a_one_line_error(tmp_path: Path, capsys):
     from debiascl.cli import main
 
@@ -165,6 +176,7 @@ def test_evaluate_run_end_to_end(trained_run: tuple[str, Path]):
             metrics
         )
     assert "linear probe (fast)" in saved["probe"]["protocol"]
+    assert saved["probe_protocol"] == "fast" and saved["encoder"] == "d"
     assert "main result" in format_results(results)
 
 
@@ -188,8 +200,10 @@ def test_report_and_cli_on_a_trained_run(trained_run: tuple[str, Path], capsys):
     if method == "wcl":
         assert weight_files <= names
         summary = json.loads((run_dir / "weight_summary.json").read_text())
-        for cells in summary.values():
-            assert all(1.0 < cell["mean_w"] < 2.0 for cell in cells.values())
+        assert {row["view"] for row in summary} == {"anchor kind x negative relation"}
+        filled = [row for row in summary if row["pairs"] > 0]
+        assert filled and all(1.0 < row["mean_w"] < 2.0 for row in filled)
+        assert "weight_groups.png" not in names  # 10 digits x 10 colours: too many groups
         assert main(["eval", str(run_dir), "--device", "cpu", "--encoder", "b", "--no-plots"]) == 0
         saved_b = json.loads((run_dir / "results_b.json").read_text())
         assert saved_b["encoder"] == "b" and "E_b" in saved_b["probe"]["protocol"]

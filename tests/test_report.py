@@ -13,16 +13,20 @@ import torch.nn.functional as F
 from PIL import Image
 
 from debiascl.report import (
+    MAX_SHOWN_FEATURES,
     RELATIONS,
+    cell_weights,
     easy_hard_negatives,
     easy_hard_rows,
     flatten_results,
+    group_cells,
     plot_easy_hard_negatives,
     plot_training_curves,
     plot_tsne,
-    plot_weight_histograms,
+    plot_weight_cells,
     pool_weights,
     read_metrics,
+    relation_cells,
     weight_summary,
     write_tables,
 )
@@ -43,6 +47,50 @@ def test_tsne_plot(tmp_path: Path):
     features = torch.randn(60, 8, generator=generator) + 3 * F.one_hot(y, 8).float()
     path = plot_tsne(features, y, a, tmp_path / "tsne.png", max_samples=50)
     _assert_png(path, (1200, 550))
+
+
+def _captured_figures(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Capture the figures the plotting functions save (and skip writing them)."""
+    import debiascl.report
+
+    saved: list = []
+    monkeypatch.setattr(debiascl.report, "_save", lambda figure, path: saved.append(figure))
+    return saved
+
+
+def test_tsne_legends_name_classes_and_attributes(monkeypatch: pytest.MonkeyPatch):
+    saved = _captured_figures(monkeypatch)
+    y, a = torch.arange(60) % 3, torch.arange(60) % 2
+    a[0] = -1
+    features = torch.randn(60, 8, generator=torch.Generator().manual_seed(0))
+    plot_tsne(
+        features,
+        y,
+        a,
+        "unused.png",
+        class_names=["cat", "dog", "fox"],
+        attribute_names=["land", "water"],
+    )
+    by_class, by_bias = saved[0].axes[:2]
+    assert [t.get_text() for t in by_class.get_legend().get_texts()] == ["0 cat", "1 dog", "2 fox"]
+    assert [t.get_text() for t in by_bias.get_legend().get_texts()] == [
+        "unknown",
+        "0 land",
+        "1 water",
+    ]
+    assert len(saved[0].axes) == 2  # no colour bar
+
+
+def test_tsne_falls_back_to_a_colour_bar_of_ids_beyond_20_classes(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    saved = _captured_figures(monkeypatch)
+    y = torch.arange(100) % 25
+    features = torch.randn(100, 8, generator=torch.Generator().manual_seed(0))
+    plot_tsne(features, y, torch.zeros(100, dtype=torch.long), "unused.png")
+    by_class, by_bias, colour_bar = saved[0].axes
+    assert by_class.get_legend() is None and colour_bar.get_ylabel() == "class id"
+    assert [t.get_text() for t in by_bias.get_legend().get_texts()] == ["0"]
 
 
 def _direct_weights(zd: torch.Tensor, zb: torch.Tensor, t: float) -> torch.Tensor:
@@ -110,6 +158,44 @@ def test_easy_hard_rows_label_each_negative():
     ]
 
 
+def test_easy_hard_rows_name_ids_and_show_table_features():
+    y, a = torch.tensor([0, 1, 0, 1, 0, 1, 0, 1]), torch.tensor([1, 1, 0, 0, 1, 1, 0, -1])
+    features = torch.arange(8 * 10, dtype=torch.float32).reshape(8, 10) / 10
+    names = [f"f{i}" for i in range(10)]
+    rows = easy_hard_rows(
+        _ranked_weights(),
+        torch.tensor([2]),
+        y,
+        a,
+        torch.arange(8),
+        k=1,
+        class_names=["income<=50K", "income>50K"],
+        attribute_names=["male", "female"],
+        features=features,
+        feature_names=names,
+    )
+    easy, hard = rows
+    assert (easy["anchor_class"], easy["anchor_bias"]) == ("income<=50K", "male")
+    assert (easy["negative"], easy["negative_class"], easy["negative_bias"]) == (
+        0,
+        "income<=50K",
+        "female",
+    )
+    assert (hard["negative"], hard["negative_class"], hard["negative_bias"]) == (
+        7,
+        "income>50K",
+        "unknown",
+    )
+    shown = ", ".join(f"f{i}={(20 + i) / 10:.2f}" for i in range(MAX_SHOWN_FEATURES))
+    assert easy["anchor_features"] == shown + ", ... (+2 more)"
+    assert hard["negative_features"].startswith("f0=7.00, f1=7.10")
+    few = easy_hard_rows(
+        _ranked_weights(), torch.tensor([2]), y, a, torch.arange(8), 1, features=features[:, :3]
+    )
+    assert few[0]["anchor_features"] == "x0=2.00, x1=2.10, x2=2.20"
+    assert "anchor_class" not in few[0]
+
+
 def test_easy_hard_grid_png(tmp_path: Path):
     images = torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(2))
     y, a = torch.arange(8) % 2, torch.arange(8) // 4
@@ -142,36 +228,96 @@ def _histogram_case():
     return weights, y, a, aligned
 
 
-def test_weight_summary_by_hand():
-    summary = weight_summary(*_histogram_case())
-    aligned, conflicting = summary["aligned anchors"], summary["conflicting anchors"]
+def _cell(summary: list[dict], anchors: str, negatives: str) -> dict:
+    (row,) = [r for r in summary if r["anchors"] == anchors and r["negatives"] == negatives]
+    return {key: row[key] for key in ("pairs", "mean_w", "median_w")}
+
+
+def test_relation_summary_by_hand():
+    weights, y, a, aligned = _histogram_case()
+    summary = weight_summary([relation_cells(weights, y, a, aligned, torch.ones(4, dtype=bool))])
+    assert len(summary) == 2 * len(RELATIONS)
+    assert {row["view"] for row in summary} == {"anchor kind x negative relation"}
+    aligned_rows = "bias-aligned anchors"
     # Aligned anchors 0, 2, 3. Anchor 0 (y0,a0): 1 same class other bias (1.1), 2 other/other.
-    assert aligned["same class, other bias"] == {"mean_w": pytest.approx(1.1), "pairs": 1}
-    # Anchors 2 (y1,a1) and 3 (y1,a1): same class same bias 1.9 and 1.45.
-    assert aligned["same class, same bias"] == {"mean_w": pytest.approx(1.675), "pairs": 2}
-    # Other class, same bias: 2->1 (1.8), 3->1 (1.35); other class, other bias: 0->2, 0->3,
-    # 2->0, 3->0.
-    assert aligned["other class, same bias"]["mean_w"] == pytest.approx((1.8 + 1.35) / 2)
-    other_other = (1.2 + 1.3 + 1.7 + 1.25) / 4
-    assert aligned["other class, other bias"]["mean_w"] == pytest.approx(other_other)
-    # Conflicting anchor 1 (y0,a1): 0 same class other bias, 2 and 3 other class same bias.
-    assert conflicting == {
-        "same class, other bias": {"mean_w": pytest.approx(1.4), "pairs": 1},
-        "other class, same bias": {"mean_w": pytest.approx(1.55), "pairs": 2},
+    assert _cell(summary, aligned_rows, "same class, other bias") == {
+        "pairs": 1,
+        "mean_w": pytest.approx(1.1),
+        "median_w": pytest.approx(1.1),
     }
-    assert set(aligned) <= set(RELATIONS)
+    # Anchors 2 (y1,a1) and 3 (y1,a1): same class same bias 1.9 and 1.45.
+    assert _cell(summary, aligned_rows, "same class, same bias")["mean_w"] == pytest.approx(1.675)
+    # Other class, other bias: 0->2, 0->3, 2->0, 3->0 (median of 1.2, 1.25, 1.3, 1.7).
+    assert _cell(summary, aligned_rows, "other class, other bias") == {
+        "pairs": 4,
+        "mean_w": pytest.approx((1.2 + 1.3 + 1.7 + 1.25) / 4),
+        "median_w": pytest.approx(1.275),
+    }
+    # Conflicting anchor 1 (y0,a1): 0 same class other bias, 2 and 3 other class same bias;
+    # no same-bias negative of its class: an empty cell, not a zero.
+    conflicting = "bias-conflicting anchors"
+    assert _cell(summary, conflicting, "other class, same bias")["mean_w"] == pytest.approx(1.55)
+    assert _cell(summary, conflicting, "same class, same bias") == {
+        "pairs": 0,
+        "mean_w": None,
+        "median_w": None,
+    }
 
 
-def test_weight_histograms_png(tmp_path: Path):
-    generator = torch.Generator().manual_seed(3)
-    y, a = torch.randint(0, 3, (40,), generator=generator), torch.randint(0, 2, (40,))
-    aligned = torch.arange(40) % 5 != 0
-    weights = pool_weights(
-        torch.randn(40, 8, generator=generator), torch.randn(40, 8, generator=generator), 0.5
+def test_cell_weights_equal_a_naive_loop():
+    generator = torch.Generator().manual_seed(5)
+    n = 30
+    y, a = torch.randint(0, 2, (n,), generator=generator), torch.randint(0, 3, (n,))
+    a[:3] = -1
+    weights = pool_weights(torch.randn(n, 8, generator=generator), torch.randn(n, 8), 0.5)
+    cells = group_cells(weights, y, a, 2, 3, ["no", "yes"], ["p", "q", "r"])
+    assert cells.rows[4] == "g4: y=1 yes, a=1 q" and cells.rows == cells.columns
+    groups = [int(c) * 3 + int(b) if b >= 0 else -1 for c, b in zip(y, a, strict=True)]
+    for row in range(6):
+        for column in range(6):
+            naive = [
+                float(weights[i, j])
+                for i in range(n)
+                for j in range(n)
+                if i != j and groups[i] == row and groups[j] == column
+            ]
+            assert cells.values[row][column].tolist() == pytest.approx(naive)
+    assert sum(v.size for per in cells.values for v in per) == sum(
+        1 for i in range(n) for j in range(n) if i != j and groups[i] >= 0 and groups[j] >= 0
     )
-    _assert_png(plot_weight_histograms(weights, y, a, aligned, tmp_path / "w.png"), (1200, 400))
-    with pytest.raises(ValueError, match="at least one anchor"):
-        plot_weight_histograms(weights[:0, :0], y[:0], a[:0], aligned[:0], tmp_path / "x.png")
+    # A pair-dependent column code (n, n) works the same way.
+    relations = cell_weights(weights, torch.zeros(n, dtype=torch.long), torch.eye(n).long(), 1, 2)
+    assert relations[0][1].size == 0 and relations[0][0].size == n * (n - 1)
+
+
+def test_group_summary_has_count_mean_and_median_per_cell():
+    weights, y, a, _ = _histogram_case()
+    summary = weight_summary([group_cells(weights, y, a, 2, 2)])
+    assert len(summary) == 16
+    # Anchor group g1 (sample 1) against group g3 (samples 2, 3): 1.5 and 1.6.
+    assert _cell(summary, "g1: y=0, a=1", "g3: y=1, a=1") == {
+        "pairs": 2,
+        "mean_w": pytest.approx(1.55),
+        "median_w": pytest.approx(1.55),
+    }
+    # Group g2 (y=1, a=0) has no sample.
+    assert _cell(summary, "g2: y=1, a=0", "g0: y=0, a=0")["pairs"] == 0
+    assert _cell(summary, "g0: y=0, a=0", "g0: y=0, a=0")["mean_w"] is None  # anchor != negative
+
+
+def test_weight_cell_histograms_png(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    weights, y, a, _ = _histogram_case()
+    cells = group_cells(weights, y, a, 2, 2)
+    _assert_png(plot_weight_cells(cells, tmp_path / "w.png"), (1200, 980))
+    saved = _captured_figures(monkeypatch)
+    plot_weight_cells(cells, "unused.png")
+    texts = [[t.get_text() for t in axis.texts] for axis in saved[0].axes]
+    titles = [axis.get_title() for axis in saved[0].axes]
+    assert texts[0] == ["none"] and titles[0].endswith("\nnone")  # g0 -> g0: only itself
+    assert titles[7] == "n=2, mean 1.550, median 1.550"  # g1 -> g3
+    empty = group_cells(weights[:0, :0], y[:0], a[:0], 2, 2)
+    with pytest.raises(ValueError, match="no \\(anchor, negative\\) pair"):
+        plot_weight_cells(empty, tmp_path / "x.png")
 
 
 def test_training_curves_from_metrics_jsonl(tmp_path: Path):
@@ -189,7 +335,13 @@ def test_training_curves_from_metrics_jsonl(tmp_path: Path):
 
 
 def _results(method: str, seed: int, accuracy: float, worst: float) -> dict:
-    metrics = {"accuracy": accuracy, "worst_group": worst, "per_group": {"y=0,a=0": 1.0}}
+    metrics = {
+        "accuracy": accuracy,
+        "worst_group": worst,
+        "per_class": {"y=0": 1.0, "y=1": accuracy},
+        "per_group": {"y=0,a=0": 1.0} | ({"y=1,a=1": worst} if seed == 1 else {}),
+        "absent_groups": [] if seed == 1 else ["y=1,a=1"],
+    }
     results = {
         "method": method,
         "dataset": "toy",
@@ -210,7 +362,10 @@ def test_flatten_results_uses_the_main_evaluation():
     assert row["main.accuracy"] == 0.99 and row["probe.accuracy"] == 0.8
     assert row["knn.worst_group"] == 0.0 and row["supervised"] is True
     assert not any("per_group" in key for key in row)
-    assert flatten_results(_results("wcl", 0, 0.8, 0.4))["main.worst_group"] == 0.4
+    probe = flatten_results(_results("wcl", 0, 0.8, 0.4))
+    assert probe["main.worst_group"] == 0.4
+    assert probe["main.group[y=0,a=0]"] == 1.0 and probe["main.class[y=1]"] == 0.8
+    assert "main.group[y=1,a=1]" not in probe  # absent from the test split: no column, never 0
 
 
 def test_write_tables_mean_and_stderr(tmp_path: Path):
@@ -236,6 +391,14 @@ def test_write_tables_mean_and_stderr(tmp_path: Path):
     simclr_line = next(line for line in markdown.splitlines() if line.startswith("| simclr |"))
     assert "70.00" in simclr_line and "±" not in simclr_line  # one run: no spread to show
     with (tmp_path / "runs.csv").open() as handle:
-        assert len(list(csv.DictReader(handle))) == 3
+        runs = list(csv.DictReader(handle))
+    assert [run["main.group[y=1,a=1]"] for run in runs] == ["", "0.6", ""]  # absent: empty
+    assert wcl["main.group[y=1,a=1].mean"] == 0.6  # over the one wcl run that has the group
+    assert "main.group[y=1,a=1].mean" not in simclr
+    scalar_table, per_part_table = markdown.split("Per-class and per-group accuracy")
+    assert "group[" not in scalar_table and "class[" not in scalar_table
+    assert "| metric | wcl | simclr |" in per_part_table
+    assert "| main.class[y=1] | 85.00 ± 5.00 | 70.00 |" in per_part_table
+    assert "| main.group[y=1,a=1] | 60.00 |  |" in per_part_table  # simclr lacks it: empty
     with pytest.raises(ValueError):
         write_tables([], tmp_path)

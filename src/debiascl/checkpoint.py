@@ -21,10 +21,8 @@ stored as a tensor), so it loads with ``torch.load(weights_only=True)``: no code
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from debiascl.atomic import write_atomic
 from debiascl.config import Config, load_config
 from debiascl.data import build_dataset
 from debiascl.errors import DebiasclError
@@ -81,40 +80,9 @@ def checkpoint_path(run_dir: str | Path) -> Path:
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically.
-
-    The bytes go to a temporary file in the same folder, which is flushed and fsynced, then
-    renamed over ``path`` (``os.replace`` is atomic on POSIX and Windows); finally the folder is
-    fsynced so the rename itself survives a crash. A reader sees the old file or the new one,
-    never a partial file; on any error the temporary file is removed.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(state, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename inside ``folder`` durable (no-op where folders cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    """Write ``state`` to ``path`` atomically (:func:`debiascl.atomic.write_atomic`): a reader
+    sees the old checkpoint or the new one, never a partial file."""
+    write_atomic(path, lambda file: torch.save(state, file))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -5,16 +5,22 @@ A comparison folder ``OUT`` holds:
 - ``runs/<method>/seed<k>/``: one run directory per (method, seed) (see :mod:`debiascl.train`),
   with its ``results.json`` (:func:`debiascl.evaluate.evaluate_run`), its plots
   (:func:`debiascl.report.write_report`) and a ``done`` marker naming its results file, written
-  last;
-- ``results.{csv,md,json}``: one row per run with every metric of its *main* evaluation (column
-  ``evaluation``: the linear probe on the frozen representation for contrastive methods, the
-  method's own classifier for supervised ones);
-- ``summary.{md,csv,json}``: per method, the mean ± standard error over seeds of every metric;
+  last and atomically;
+- ``results.{csv,md,json}``: one row per run with every metric of its *main* evaluation, including
+  per-class (``class[y=0]``) and per-group (``group[y=0,a=1]``) accuracies (column
+  ``evaluation``: the linear probe on the frozen representation, with its protocol, e.g.
+  "linear probe (fast)", for contrastive methods; the method's own classifier for supervised
+  ones);
+- ``summary.{md,csv,json}``: per method, the mean ± standard error over seeds of every metric
+  (summary.md: the scalar metrics, then a second table with the per-class and per-group ones);
 - ``tradeoff.png``: average vs worst-group accuracy per method (error bars: standard error).
 
 Rerunning the same comparison skips finished runs (``done`` marker), evaluates runs that were
 trained but not evaluated, resumes interrupted runs from their last checkpoint and restarts runs
-that stopped before their first checkpoint. A rerun must ask for the same settings.
+that stopped before their first checkpoint. A run is evaluated again when its ``done`` marker is
+empty or garbled, or when its results were made with another probe protocol or encoder than
+planned (e.g. by a later ``debiascl eval RUN --probe authors``). A rerun must ask for the same
+settings.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from debiascl.atomic import write_text_atomic
 from debiascl.config import Config, build_config, list_presets
 from debiascl.data import list_datasets
 from debiascl.distributed import resolve_device
@@ -49,8 +56,8 @@ TRAIN_DONE_MARKER = "train_done"
 RESULTS_STEM = "results"
 SUMMARY_STEM = "summary"
 PLOT_NAME = "tradeoff.png"
-EVALUATION_LABELS = {"probe": "linear probe", "classifier": "own classifier (supervised)"}
-"""How each run's main evaluation is labelled in the tables."""
+SUPERVISED_LABEL = "own classifier (supervised)"
+"""The evaluation label of supervised methods (scored by their own classifier)."""
 
 Progress = Callable[[str], None]
 
@@ -193,15 +200,34 @@ def check_same_settings(run: PlannedRun) -> None:
         ) from None
 
 
-def read_results(run_dir: Path) -> dict[str, Any]:
-    """The results of a finished run: the file named by its ``done`` marker."""
-    path = run_dir / (run_dir / DONE_MARKER).read_text().strip()
-    if not path.is_file():
-        raise DebiasclError(
-            f"'{run_dir / DONE_MARKER}' names '{path}', which does not exist; delete the marker "
-            "to evaluate the run again"
+def finished_results(run: PlannedRun) -> tuple[dict[str, Any] | None, str]:
+    """The results named by a run's ``done`` marker if they can be reused, else why not.
+
+    They are reused when the marker names an existing, readable JSON file in the run directory
+    made with the planned probe protocol (``eval.probe``) and the method's product encoder.
+
+    Returns:
+        (results, "") or (None, the reason the run must be evaluated again).
+    """
+    name = (run.run_dir / DONE_MARKER).read_text(errors="replace").strip()
+    if not name or Path(name).name != name or not name.endswith(".json"):
+        return None, f"its '{DONE_MARKER}' marker is empty or garbled"
+    try:
+        results = json.loads((run.run_dir / name).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None, f"'{name}', named by its '{DONE_MARKER}' marker, is missing or unreadable"
+    planned_encoder = METHODS[run.method].product_encoder
+    planned_probe = run.config.eval.probe
+    if results.get("encoder") != planned_encoder:
+        return None, (
+            f"'{name}' holds E_{results.get('encoder')} results, planned E_{planned_encoder}"
         )
-    return json.loads(path.read_text())
+    if results.get("probe_protocol") != planned_probe:
+        return None, (
+            f"'{name}' was made with the '{results.get('probe_protocol')}' probe protocol, "
+            f"planned '{planned_probe}'"
+        )
+    return results, ""
 
 
 def execute_run(run: PlannedRun, report: bool, progress: Progress) -> dict[str, Any]:
@@ -216,9 +242,12 @@ def execute_run(run: PlannedRun, report: bool, progress: Progress) -> dict[str, 
     if state != "new":
         check_same_settings(run)
     if state == "done":
-        progress("finished earlier: skipped")
-        return read_results(run.run_dir)
-    if state == "new":
+        results, reason = finished_results(run)
+        if results is not None:
+            progress("finished earlier: skipped")
+            return results
+        progress(f"{reason}: evaluating it again")
+    elif state == "new":
         if run.run_dir.exists():
             progress("no checkpoint in the existing folder: starting over")
             shutil.rmtree(run.run_dir)
@@ -229,20 +258,32 @@ def execute_run(run: PlannedRun, report: bool, progress: Progress) -> dict[str, 
         train(run.config, run.run_dir, resume=True)
     device = str(resolve_device(run.config.train.device))
     progress("evaluating")
-    results = evaluate_run(run.run_dir, device=device)
+    results = evaluate_run(run.run_dir, device=device, probe=run.config.eval.probe)
     if report:
         progress("writing plots")
         write_report(run.run_dir, device=device)
-    (run.run_dir / DONE_MARKER).write_text(f"{Path(results['results_file']).name}\n")
+    write_text_atomic(run.run_dir / DONE_MARKER, f"{Path(results['results_file']).name}\n")
     return results
 
 
+def evaluation_label(results: dict[str, Any]) -> str:
+    """The main evaluation's label: "linear probe (<protocol>)" or :data:`SUPERVISED_LABEL`."""
+    if results["main"] == "classifier":
+        return SUPERVISED_LABEL
+    return f"linear probe ({results['probe_protocol']})"
+
+
 def results_row(results: dict[str, Any]) -> dict[str, Any]:
-    """One table row: method, seed, the main evaluation's label and its scalar metrics."""
+    """One table row: method, seed, the main evaluation's label and its metrics.
+
+    The metrics are :func:`debiascl.report.flatten_results`' ``main.*`` values without the
+    prefix: the scalars and the per-class / per-group accuracies (``class[y=0]``,
+    ``group[y=0,a=1]``; a group absent from the run's test split has no column in its row).
+    """
     row: dict[str, Any] = {
         "method": results["method"],
         "seed": results["seed"],
-        "evaluation": EVALUATION_LABELS.get(results["main"], results["main"]),
+        "evaluation": evaluation_label(results),
     }
     for key, value in flatten_results(results).items():
         if key.startswith("main."):
@@ -303,7 +344,7 @@ def plot_tradeoff(rows: list[dict[str, Any]], path: str | Path, title: str = "")
         members = [row for row in rows if row["method"] == method]
         x_mean, x_err = mean_and_stderr([100 * row[x_key] for row in members])
         y_mean, y_err = mean_and_stderr([100 * row[y_key] for row in members])
-        supervised = members[0]["evaluation"] == EVALUATION_LABELS["classifier"]
+        supervised = members[0]["evaluation"] == SUPERVISED_LABEL
         label = f"{method} (supervised)" if supervised else method
         axis.errorbar(
             x_mean,

@@ -21,8 +21,6 @@ Probe protocols:
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from debiascl.atomic import write_json
 from debiascl.checkpoint import load_trained
 from debiascl.config import Config
 from debiascl.data.base import BiasedDataset, build_dataset
@@ -299,16 +298,6 @@ def results_filename(encoder: str, product_encoder: str) -> str:
     return "results.json" if encoder == product_encoder else f"results_{encoder}.json"
 
 
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Write JSON atomically (temporary file in the same folder, fsync, rename)."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("w") as handle:
-        json.dump(payload, handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
 def evaluate_run(
     run_dir: str | Path,
     encoder: str | None = None,
@@ -327,7 +316,8 @@ def evaluate_run(
 
     Returns:
         The results dict (also written to ``results.json``, or ``results_<encoder>.json`` for a
-        non-product encoder): run labels, ``probe`` and ``knn`` (and ``classifier`` for supervised
+        non-product encoder): run labels, ``encoder``, ``probe_protocol`` ("fast" or
+        "authors"), ``probe`` and ``knn`` (and ``classifier`` for supervised
         methods) each with a ``protocol`` label and the :func:`group_metrics` dict, and ``main``
         naming the headline evaluation.
     """
@@ -381,6 +371,7 @@ def evaluate_run(
         "class_names": list(test.class_names),
         "attribute_names": list(test.attribute_names),
         "train_group_counts": None if counts is None else counts.tolist(),
+        "probe_protocol": protocol,
         "probe": {
             "protocol": f"linear probe ({protocol}) on frozen E_{key} features",
             "weight_decay": fitted.weight_decay,

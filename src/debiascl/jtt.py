@@ -32,13 +32,13 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from debiascl.atomic import write_json
 from debiascl.checkpoint import checkpoint_path, load_trained
 from debiascl.config import Config, load_yaml
 from debiascl.data import BiasedDataset, build_dataset
@@ -194,13 +194,6 @@ def log_error_set(record: dict[str, Any]) -> None:
             found["conflicting_in_train"],
             groups,
         )
-
-
-def write_json(path: Path, record: dict[str, Any]) -> None:
-    """Write ``record`` atomically (temp file + rename)."""
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(record, indent=1) + "\n")
-    os.replace(temporary, path)
 
 
 def upweight_repeats(num_samples: int, indices: list[int], factor: int) -> torch.Tensor:

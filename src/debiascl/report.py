@@ -3,11 +3,18 @@
 Each plotting function takes arrays/tensors and an output path, so it can be used (and tested)
 without a trained run; :func:`write_report` makes every plot of a run into its directory:
 
-- ``tsne.png``: t-SNE of test representations, coloured by class and, beside it, by bias value;
-- ``easy_hard_negatives.png`` (images) and ``easy_hard_negatives.md`` / ``.csv``: for a few
-  anchors, the negatives with the lowest w (easiest) and highest w (hardest) (wcl only);
-- ``weight_histograms.png`` and ``weight_summary.json``: w by anchor kind (bias-aligned or
-  bias-conflicting) x negative relation (same/different class, same/different bias) (wcl only);
+- ``tsne.png``: t-SNE of test representations, coloured by class and, beside it, by bias value
+  (legends with the class and attribute names);
+- ``easy_hard_negatives.png`` (images) and ``easy_hard_negatives.md`` / ``.csv`` / ``.json``: for
+  a few anchors, the negatives with the lowest w (easiest) and highest w (hardest), with class and
+  attribute names and, for tables, the (standardised) feature values (wcl only);
+- ``weight_histograms.png``: w by anchor kind (bias-aligned or bias-conflicting) x negative
+  relation (same/different class, same/different bias) (wcl only);
+- ``weight_groups.png``: w by anchor group x negative group, g = y * n_bias + a, one histogram
+  per cell (the authors' weight analysis; wcl on data with a bias attribute and at most
+  :data:`MAX_GRID_GROUPS` groups);
+- ``weight_summary.md`` / ``.csv`` / ``.json``: pairs, mean and median w of every cell of both
+  views;
 - ``training_curves.png``: losses and kNN accuracy from ``metrics.jsonl``.
 
 :func:`write_tables` turns one flat row per run into Markdown, CSV and JSON tables with the mean
@@ -19,12 +26,15 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import textwrap
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -42,6 +52,13 @@ RELATIONS = (
     "other class, same bias",
     "other class, other bias",
 )
+ANCHOR_KINDS = ("bias-aligned", "bias-conflicting")
+MAX_GRID_GROUPS = 6
+"""The anchor group x negative group grid is drawn for at most this many groups."""
+MAX_LEGEND_ENTRIES = 20
+"""t-SNE panels with more distinct values use a colour bar instead of a legend."""
+MAX_SHOWN_FEATURES = 8
+"""Feature values shown per table row in the easy/hard negatives table."""
 
 
 def _numpy(values: torch.Tensor | np.ndarray | Sequence[Any]) -> np.ndarray:
@@ -65,6 +82,48 @@ def _save(figure: Figure, path: str | Path) -> Path:
     return path
 
 
+def _named(value: int, names: Sequence[str] | None) -> str:
+    """``"<id> <name>"`` when ``names`` has a (different) name for ``value``, else ``"<id>"``."""
+    name = names[value] if names and 0 <= value < len(names) else str(value)
+    return str(value) if name == str(value) else f"{value} {name}"
+
+
+def _colour_panel(
+    figure: Figure,
+    axis: Axes,
+    embedding: np.ndarray,
+    values: np.ndarray,
+    names: Sequence[str] | None,
+    title: str,
+) -> None:
+    """Scatter a (n, 2) embedding coloured by (n,) integer ``values`` (-1: unknown, grey).
+
+    At most :data:`MAX_LEGEND_ENTRIES` distinct values get a categorical legend ("id name"),
+    more get a colour bar labelled with the ids.
+    """
+    known = values >= 0
+    if (~known).any():
+        axis.scatter(*embedding[~known].T, s=4, c="lightgrey", label="unknown")
+    present = np.unique(values[known])
+    if len(present) <= MAX_LEGEND_ENTRIES:
+        palette = colormaps["tab10" if present.max(initial=0) < 10 else "tab20"]
+        by_id = present.max(initial=0) < palette.N  # the same id keeps its colour across plots
+        for position, value in enumerate(present):
+            axis.scatter(
+                *embedding[values == value].T,
+                s=4,
+                color=palette(int(value) if by_id else position),
+                label=_named(int(value), names),
+            )
+        axis.legend(fontsize=7, markerscale=3, loc="best", title=title, title_fontsize=7)
+    else:
+        points = axis.scatter(*embedding[known].T, s=4, c=values[known], cmap="viridis")
+        figure.colorbar(points, ax=axis, label=f"{title} id")
+    axis.set_title(f"coloured by {title}")
+    axis.set_xticks([])
+    axis.set_yticks([])
+
+
 def plot_tsne(
     features: torch.Tensor | np.ndarray,
     y: torch.Tensor | np.ndarray,
@@ -73,8 +132,13 @@ def plot_tsne(
     max_samples: int = 2000,
     seed: int = 0,
     title: str = "",
+    class_names: Sequence[str] | None = None,
+    attribute_names: Sequence[str] | None = None,
 ) -> Path:
     """t-SNE of representations, coloured by class (left) and by bias attribute (right).
+
+    Each panel has a legend of the classes / attribute values ("id name") when they are at most
+    :data:`MAX_LEGEND_ENTRIES`, else a colour bar of the ids.
 
     Args:
         features: (n, F) representations.
@@ -84,6 +148,7 @@ def plot_tsne(
         max_samples: a random subset of at most this many samples is embedded.
         seed: seeds the subset and t-SNE.
         title: figure title.
+        class_names, attribute_names: names of the class and attribute ids, for the legends.
 
     Returns:
         ``path``.
@@ -100,19 +165,8 @@ def plot_tsne(
         features[keep]
     )
     figure, axes = _figure(1, 2, (12, 5.5))
-    for axis, colours, name in (
-        (axes[0, 0], y[keep], "class"),
-        (axes[0, 1], a[keep], "bias attribute"),
-    ):
-        known = colours >= 0
-        axis.scatter(*embedding[~known].T, s=4, c="lightgrey", label="unknown")
-        cmap = "tab10" if colours.max(initial=0) < 10 else "viridis"
-        points = axis.scatter(*embedding[known].T, s=4, c=colours[known], cmap=cmap)
-        if known.any():
-            figure.colorbar(points, ax=axis, label=name)
-        axis.set_title(f"coloured by {name}")
-        axis.set_xticks([])
-        axis.set_yticks([])
+    _colour_panel(figure, axes[0, 0], embedding, y[keep], class_names, "class")
+    _colour_panel(figure, axes[0, 1], embedding, a[keep], attribute_names, "bias attribute")
     figure.suptitle(title or f"t-SNE of {len(keep)} test representations")
     figure.tight_layout()
     return _save(figure, path)
@@ -161,6 +215,16 @@ def easy_hard_negatives(
     return easy, hard
 
 
+def _feature_text(values: torch.Tensor, names: Sequence[str] | None) -> str:
+    """The first :data:`MAX_SHOWN_FEATURES` of an (F,) feature row as "name=value, ..."."""
+    shown = [
+        f"{names[i] if names else f'x{i}'}={float(value):.2f}"
+        for i, value in enumerate(values[:MAX_SHOWN_FEATURES].tolist())
+    ]
+    hidden = values.shape[0] - len(shown)
+    return ", ".join(shown) + (f", ... (+{hidden} more)" if hidden > 0 else "")
+
+
 def easy_hard_rows(
     weights: torch.Tensor,
     anchors: torch.Tensor,
@@ -168,6 +232,10 @@ def easy_hard_rows(
     a: torch.Tensor,
     index: torch.Tensor,
     k: int = 5,
+    class_names: Sequence[str] | None = None,
+    attribute_names: Sequence[str] | None = None,
+    features: torch.Tensor | None = None,
+    feature_names: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """The easy/hard negatives as table rows (one row per anchor x negative).
 
@@ -176,28 +244,38 @@ def easy_hard_rows(
         y, a: (n,) classes and bias attributes of the pool.
         index: (n,) dataset index of each pool sample.
         k: negatives of each kind.
+        class_names, attribute_names: names of the ids, shown beside them when given.
+        features: (n, F) table rows of the pool, shown (the first :data:`MAX_SHOWN_FEATURES`
+            values) when given; feature_names: their F names (default x0, x1, ...).
 
     Returns:
-        Rows with anchor, anchor_y, anchor_a, kind ("easy"/"hard"), rank, negative,
-        negative_y, negative_a, w.
+        Rows with, for the anchor and then the negative, its dataset index, ``_y``, ``_class``
+        (with class names), ``_a``, ``_bias`` (with attribute names) and ``_features`` (with
+        features); and kind ("easy"/"hard"), rank and w.
     """
+
+    def columns(prefix: str, position: int) -> dict[str, Any]:
+        label, bias = int(y[position]), int(a[position])
+        described: dict[str, Any] = {prefix: int(index[position]), f"{prefix}_y": label}
+        if class_names:
+            described[f"{prefix}_class"] = class_names[label]
+        described[f"{prefix}_a"] = bias
+        if attribute_names:
+            described[f"{prefix}_bias"] = attribute_names[bias] if bias >= 0 else "unknown"
+        if features is not None:
+            described[f"{prefix}_features"] = _feature_text(features[position], feature_names)
+        return described
+
     easy, hard = easy_hard_negatives(weights, anchors, k)
     rows = []
     for row, anchor in enumerate(anchors.tolist()):
         for kind, chosen in (("easy", easy[row]), ("hard", hard[row])):
             for rank, negative in enumerate(chosen.tolist(), start=1):
                 rows.append(
-                    {
-                        "anchor": int(index[anchor]),
-                        "anchor_y": int(y[anchor]),
-                        "anchor_a": int(a[anchor]),
-                        "kind": kind,
-                        "rank": rank,
-                        "negative": int(index[negative]),
-                        "negative_y": int(y[negative]),
-                        "negative_a": int(a[negative]),
-                        "w": round(float(weights[anchor, negative]), 5),
-                    }
+                    columns("anchor", anchor)
+                    | {"kind": kind, "rank": rank}
+                    | columns("negative", negative)
+                    | {"w": round(float(weights[anchor, negative]), 5)}
                 )
     return rows
 
@@ -237,12 +315,8 @@ def plot_easy_hard_negatives(
     """
     easy, hard = easy_hard_negatives(weights, anchors, k)
 
-    def named(prefix: str, value: int, names: Sequence[str] | None) -> str:
-        name = names[value] if names and value >= 0 else str(value)
-        return f"{prefix}={value}" + (f" {name}" if name != str(value) else "")
-
     def label(i: int) -> str:
-        return f"{named('y', int(y[i]), class_names)}\n{named('a', int(a[i]), attribute_names)}"
+        return f"y={_named(int(y[i]), class_names)}\na={_named(int(a[i]), attribute_names)}"
 
     figure, axes = _figure(len(anchors), 2 * k + 1, (1.3 * (2 * k + 1), 2.0 * len(anchors)))
     for row, anchor in enumerate(anchors.tolist()):
@@ -258,82 +332,176 @@ def plot_easy_hard_negatives(
 
 
 def pair_relations(y: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-    """(n, n) index into :data:`RELATIONS` of each (anchor, negative) pair of a pool."""
+    """(n, n) index into :data:`RELATIONS` of each (anchor, negative) pair of a pool, -1 where
+    either bias attribute is unknown."""
     same_class = y[:, None] == y[None, :]
     same_bias = a[:, None] == a[None, :]
-    return 2 * (~same_class).long() + (~same_bias).long()
+    relations = 2 * (~same_class).long() + (~same_bias).long()
+    unknown = (a[:, None] < 0) | (a[None, :] < 0)
+    return relations.masked_fill(unknown, -1)
 
 
-def weight_summary(
-    weights: torch.Tensor, y: torch.Tensor, a: torch.Tensor, aligned: torch.Tensor
-) -> dict[str, dict[str, dict[str, float]]]:
-    """Mean w and pair count by anchor kind x negative relation (the authors' weight analysis).
+def cell_weights(
+    weights: torch.Tensor,
+    anchor_codes: torch.Tensor,
+    negative_codes: torch.Tensor,
+    num_rows: int,
+    num_columns: int,
+) -> list[list[np.ndarray]]:
+    """w of every (anchor, negative) pair of distinct pool samples, split into grid cells.
 
     Args:
-        weights: (n, n) pool weights, every pool sample an anchor against the others.
-        y, a: (n,) classes and bias attributes; aligned: (n,) bool, bias-aligned anchors.
+        weights: (n, n) pool weights (:func:`pool_weights`).
+        anchor_codes: (n,) row of each sample as an anchor, in [0, num_rows); -1: not an anchor.
+        negative_codes: (n,) column of each sample as a negative, or (n, n) column of each
+            (anchor, negative) pair (e.g. :func:`pair_relations`), in [0, num_columns); -1: left
+            out.
+        num_rows, num_columns: the grid's size.
 
     Returns:
-        {"aligned anchors" | "conflicting anchors": {relation: {"mean_w", "pairs"}}}, only
-        for non-empty cells.
+        ``num_rows`` lists of ``num_columns`` float32 arrays: cell (r, c) holds w[i, j] for
+        every i != j with anchor_codes[i] == r and column c, in row-major (i, j) order (empty
+        when no pair falls in the cell).
     """
-    relations = pair_relations(y, a)
-    off_diagonal = ~torch.eye(len(y), dtype=torch.bool)
-    summary: dict[str, dict[str, dict[str, float]]] = {}
-    for anchor_kind, anchor_mask in (
-        ("aligned anchors", aligned),
-        ("conflicting anchors", ~aligned),
-    ):
-        cells = {}
-        for code, relation in enumerate(RELATIONS):
-            pairs = anchor_mask[:, None] & (relations == code) & off_diagonal
-            if pairs.any():
-                values = weights[pairs].float()
-                cells[relation] = {"mean_w": float(values.mean()), "pairs": int(pairs.sum())}
-        if cells:
-            summary[anchor_kind] = cells
-    return summary
+    n = weights.shape[0]
+    columns = negative_codes[None, :].expand(n, n) if negative_codes.dim() == 1 else negative_codes
+    distinct = ~torch.eye(n, dtype=torch.bool, device=weights.device)
+    values = weights.detach().float()
+    return [
+        [
+            values[(anchor_codes[:, None] == row) & (columns == column) & distinct].cpu().numpy()
+            for column in range(num_columns)
+        ]
+        for row in range(num_rows)
+    ]
 
 
-def plot_weight_histograms(
+@dataclass(frozen=True)
+class WeightCells:
+    """One view of w: its values per (anchor row, negative column) cell.
+
+    Attributes:
+        view: what rows x columns are, e.g. "anchor group x negative group".
+        rows, columns: the row (anchor) and column (negative) labels.
+        values: ``len(rows)`` lists of ``len(columns)`` arrays (:func:`cell_weights`).
+    """
+
+    view: str
+    rows: list[str]
+    columns: list[str]
+    values: list[list[np.ndarray]]
+
+
+def relation_cells(
     weights: torch.Tensor,
     y: torch.Tensor,
     a: torch.Tensor,
     aligned: torch.Tensor,
-    path: str | Path,
-) -> Path:
-    """Histograms of w: one panel per anchor kind, one curve per negative relation.
+    known: torch.Tensor,
+) -> WeightCells:
+    """w by anchor kind (:data:`ANCHOR_KINDS`) x negative relation (:data:`RELATIONS`).
 
     Args:
-        weights: (n, n) pool weights (:func:`pool_weights`), diagonal ignored.
-        y, a: (n,) classes and bias attributes of the pool.
-        aligned: (n,) bool, True for bias-aligned samples.
+        weights: (n, n) pool weights; y, a: (n,) classes and bias attributes (-1 unknown).
+        aligned: (n,) bool, bias-aligned samples; known: (n,) bool, alignment known (only
+            these are anchors).
+    """
+    anchor_codes = torch.where(known, (~aligned).long(), torch.full_like(y, -1))
+    values = cell_weights(
+        weights, anchor_codes, pair_relations(y, a), len(ANCHOR_KINDS), len(RELATIONS)
+    )
+    return WeightCells(
+        "anchor kind x negative relation",
+        [f"{kind} anchors" for kind in ANCHOR_KINDS],
+        list(RELATIONS),
+        values,
+    )
+
+
+def group_cells(
+    weights: torch.Tensor,
+    y: torch.Tensor,
+    a: torch.Tensor,
+    num_classes: int,
+    num_attributes: int,
+    class_names: Sequence[str] | None = None,
+    attribute_names: Sequence[str] | None = None,
+) -> WeightCells:
+    """w by anchor group x negative group, g = y * num_attributes + a (samples with a = -1 are
+    left out), the authors' weight analysis.
+
+    Args:
+        weights: (n, n) pool weights; y, a: (n,) classes and bias attributes.
+        num_classes, num_attributes: the grid has num_classes * num_attributes rows and columns.
+        class_names, attribute_names: shown beside the ids in the labels.
+    """
+    groups = torch.where(a >= 0, y * num_attributes + a, torch.full_like(y, -1))
+    labels = [
+        f"g{c * num_attributes + b}: y={_named(c, class_names)}, a={_named(b, attribute_names)}"
+        for c in range(num_classes)
+        for b in range(num_attributes)
+    ]
+    values = cell_weights(weights, groups, groups, len(labels), len(labels))
+    return WeightCells("anchor group x negative group", labels, labels, values)
+
+
+def weight_summary(views: Sequence[WeightCells]) -> list[dict[str, Any]]:
+    """One table row per cell of each view: pairs, mean and median w (None for an empty cell)."""
+    rows = []
+    for cells in views:
+        for row, per_column in zip(cells.rows, cells.values, strict=True):
+            for column, values in zip(cells.columns, per_column, strict=True):
+                empty = values.size == 0
+                rows.append(
+                    {
+                        "view": cells.view,
+                        "anchors": row,
+                        "negatives": column,
+                        "pairs": int(values.size),
+                        "mean_w": None if empty else round(float(values.mean()), 5),
+                        "median_w": None if empty else round(float(np.median(values)), 5),
+                    }
+                )
+    return rows
+
+
+def plot_weight_cells(cells: WeightCells, path: str | Path) -> Path:
+    """One histogram of w per cell (rows: anchors, columns: negatives), on shared bins.
+
+    Each panel is titled with its pair count, mean and median; an empty cell says "none".
+
+    Args:
+        cells: the view to draw (:func:`relation_cells`, :func:`group_cells`).
         path: PNG to write.
 
     Returns:
         ``path``.
     """
-    relations = pair_relations(y, a)
-    off_diagonal = ~torch.eye(len(y), dtype=torch.bool)
-    kinds = [(name, mask) for name, mask in (("aligned", aligned), ("conflicting", ~aligned))]
-    kinds = [(name, mask) for name, mask in kinds if mask.any()]
-    if not kinds:
-        raise ValueError("plot_weight_histograms needs at least one anchor")
-    figure, axes = _figure(1, len(kinds), (6 * len(kinds), 4))
-    values_off_diagonal = weights[off_diagonal].float()
-    low, high = float(values_off_diagonal.min()), float(values_off_diagonal.max())
-    bins = np.linspace(low, max(high, low + 1e-6), 41)
-    for axis, (name, mask) in zip(axes[0], kinds, strict=True):
-        for code, relation in enumerate(RELATIONS):
-            pairs = mask[:, None] & (relations == code) & off_diagonal
-            if pairs.any():
-                values = weights[pairs].float().cpu().numpy()
-                label = f"{relation} (mean {values.mean():.3f}, {values.size} pairs)"
-                axis.hist(values, bins=bins, density=True, histtype="step", label=label)
-        axis.set_title(f"bias-{name} anchors ({int(mask.sum())})")
-        axis.set_xlabel("w(anchor, negative)")
-        axis.set_ylabel("density")
-        axis.legend(fontsize=7)
+    filled = [values for per_column in cells.values for values in per_column if values.size]
+    if not filled:
+        raise ValueError(f"no (anchor, negative) pair in any cell of '{cells.view}'")
+    every = np.concatenate(filled)
+    low, high = float(every.min()), float(every.max())
+    bins = np.linspace(low, max(high, low + 1e-6), 31)
+    num_rows, num_columns = len(cells.rows), len(cells.columns)
+    figure, axes = _figure(num_rows, num_columns, (3.0 * num_columns, 2.3 * num_rows + 0.6))
+    for r, (row, per_column) in enumerate(zip(cells.rows, cells.values, strict=True)):
+        for c, (column, values) in enumerate(zip(cells.columns, per_column, strict=True)):
+            axis = axes[r, c]
+            if values.size:
+                axis.hist(values, bins=bins, color=f"C{c % 10}")
+                stats = f"n={values.size}, mean {values.mean():.3f}, median {np.median(values):.3f}"
+            else:
+                axis.text(0.5, 0.5, "none", ha="center", va="center", transform=axis.transAxes)
+                axis.set_xlim(bins[0], bins[-1])
+                stats = "none"
+            axis.set_title(f"negatives: {column}\n{stats}" if r == 0 else stats, fontsize=7)
+            axis.tick_params(labelsize=6)
+            if c == 0:
+                axis.set_ylabel(textwrap.fill(f"anchors: {row}", 26), fontsize=7)
+            if r == num_rows - 1:
+                axis.set_xlabel("w(anchor, negative)", fontsize=7)
+    figure.suptitle(f"w by {cells.view} (pair counts per panel)", fontsize=9)
     figure.tight_layout()
     return _save(figure, path)
 
@@ -403,7 +571,10 @@ def _markdown_table(rows: list[dict[str, Any]]) -> str:
     """A Markdown table of ``rows`` (columns in first-seen order)."""
     columns = list(dict.fromkeys(key for row in rows for key in row))
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
-    lines += ["| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in rows]
+    lines += [
+        "| " + " | ".join("" if row.get(c) is None else str(row[c]) for c in columns) + " |"
+        for row in rows
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -420,12 +591,17 @@ def _write_rows(rows: list[dict[str, Any]], stem: Path, markdown: str | None = N
     return [md_path, csv_path, json_path]
 
 
-def flatten_results(results: dict[str, Any]) -> dict[str, Any]:
-    """One flat table row of a ``results.json``: labels plus ``<evaluation>.<metric>`` scalars.
+PER_PART_COLUMNS = {"per_class": "class", "per_group": "group"}
+"""Per-class / per-group accuracy dicts of a results.json -> their column prefix."""
 
-    ``main.<metric>`` repeats the headline evaluation (the linear probe for contrastive
-    methods, the own classifier for supervised ones). Per-class/per-group values stay in
-    results.json.
+
+def flatten_results(results: dict[str, Any]) -> dict[str, Any]:
+    """One flat table row of a ``results.json``: labels plus ``<evaluation>.<metric>`` values.
+
+    The metrics are every scalar accuracy and each per-class and per-group accuracy, named
+    ``class[y=0]`` and ``group[y=0,a=1]``; a class or group absent from the test split has no
+    column (never 0). ``main.<metric>`` repeats the headline evaluation (the linear probe for
+    contrastive methods, the own classifier for supervised ones).
     """
     row: dict[str, Any] = {
         key: results[key] for key in ("method", "dataset", "seed", "encoder", "supervised")
@@ -437,6 +613,9 @@ def flatten_results(results: dict[str, Any]) -> dict[str, Any]:
         for metric, value in results[source]["metrics"].items():
             if isinstance(value, float):
                 row[f"{evaluation}.{metric}"] = value
+            elif metric in PER_PART_COLUMNS:
+                prefix = PER_PART_COLUMNS[metric]
+                row |= {f"{evaluation}.{prefix}[{key}]": v for key, v in value.items()}
     return row
 
 
@@ -455,7 +634,10 @@ def write_tables(
         out_dir: folder for ``<rows_stem>.{md,csv,json}`` (the rows as given) and
             ``summary.{md,csv,json}`` (per group: n runs, and per metric its mean and stderr;
             the Markdown shows ``mean ± stderr`` in percent for metrics in [0, 1], the mean
-            alone for a group of one run).
+            alone for a group of one run, empty where no run of the group has the metric).
+            Per-class / per-group metrics (names with "[", e.g. ``group[y=0,a=1]``) go to a
+            second Markdown table, one row per metric and one column per group of runs, so the
+            first stays readable however many groups the data has.
         group_by: keys identifying a group of runs (seeds are averaged within a group).
         rows_stem: file name stem of the per-run tables.
 
@@ -493,8 +675,20 @@ def write_tables(
                 shown[metric] = f"{scale * mean:.2f}{spread}"
         summary.append(entry)
         readable.append(shown)
-    note = "Mean ± standard error over runs (percent for accuracies).\n\n"
-    return paths + _write_rows(summary, out_dir / "summary", note + _markdown_table(readable))
+    per_part = [metric for metric in metrics if "[" in metric]
+    markdown = "Mean ± standard error over runs (percent for accuracies).\n\n"
+    markdown += _markdown_table(
+        [{key: value for key, value in shown.items() if key not in per_part} for shown in readable]
+    )
+    if per_part:
+        named = {" / ".join(str(shown[key]) for key in group_by): shown for shown in readable}
+        transposed = [
+            {"metric": metric} | {name: shown.get(metric) for name, shown in named.items()}
+            for metric in per_part
+        ]
+        markdown += "\nPer-class and per-group accuracy (%), mean ± standard error over runs.\n\n"
+        markdown += _markdown_table(transposed)
+    return paths + _write_rows(summary, out_dir / "summary", markdown)
 
 
 def write_report(
@@ -533,6 +727,8 @@ def write_report(
             max_samples=config.eval.tsne_samples,
             seed=config.train.seed,
             title=title,
+            class_names=test_set.class_names,
+            attribute_names=test_set.attribute_names,
         )
     ]
     metrics_path = run.run_dir / "metrics.jsonl"
@@ -564,9 +760,9 @@ def _weight_report(run: LoadedRun, pool_size: int, num_anchors: int, k: int) -> 
     train_set, test_set = run.splits["train"], run.splits["test"]
     generator = torch.Generator().manual_seed(run.config.train.seed)
     positions = torch.randperm(len(test_set), generator=generator)[:pool_size].sort().values
-    images = torch.stack([test_set.load(i) for i in positions.tolist()])
+    inputs = torch.stack([test_set.load(i) for i in positions.tolist()])  # images or table rows
     y, a = test_set.targets[positions], test_set.attributes[positions]
-    zd, zb = _pool_projections(run.method, run.prepare(images.to(run.device)))
+    zd, zb = _pool_projections(run.method, run.prepare(inputs.to(run.device)))
     weights = pool_weights(zd, zb, run.config.method.temperature)
     if test_set.num_attributes > 0:
         counts = group_counts(
@@ -577,12 +773,24 @@ def _weight_report(run: LoadedRun, pool_size: int, num_anchors: int, k: int) -> 
         aligned, known = torch.ones_like(y, dtype=torch.bool), torch.zeros_like(y, dtype=torch.bool)
     conflicting_first = torch.argsort((aligned | ~known).long(), stable=True)
     anchors = conflicting_first[: min(num_anchors, len(y))]
-    rows = easy_hard_rows(weights, anchors, y, a, positions, min(k, len(y) - 1))
+    table = test_set.kind == "table"
+    rows = easy_hard_rows(
+        weights,
+        anchors,
+        y,
+        a,
+        positions,
+        min(k, len(y) - 1),
+        test_set.class_names,
+        test_set.attribute_names,
+        features=inputs if table else None,
+        feature_names=getattr(test_set, "feature_names", None),
+    )
     written = _write_rows(rows, run.run_dir / "easy_hard_negatives")
-    if test_set.kind == "image":
+    if not table:
         written.append(
             plot_easy_hard_negatives(
-                images,
+                inputs,
                 y,
                 a,
                 weights,
@@ -593,12 +801,26 @@ def _weight_report(run: LoadedRun, pool_size: int, num_anchors: int, k: int) -> 
                 test_set.attribute_names,
             )
         )
-    if not known.any():
-        logger.info("no known bias alignment in the pool: no w histograms")
-        return written
-    keep = known.nonzero().squeeze(1)
-    sub = weights[keep][:, keep], y[keep], a[keep], aligned[keep]
-    summary_path = run.run_dir / "weight_summary.json"
-    summary_path.write_text(json.dumps(weight_summary(*sub), indent=2))
-    written += [summary_path, plot_weight_histograms(*sub, run.run_dir / "weight_histograms.png")]
+    views = []
+    if known.any():
+        views.append(relation_cells(weights, y, a, aligned, known))
+        written.append(plot_weight_cells(views[-1], run.run_dir / "weight_histograms.png"))
+    else:
+        logger.info("no known bias alignment in the pool: no w histograms by relation")
+    num_groups = test_set.num_classes * test_set.num_attributes
+    if 0 < num_groups <= MAX_GRID_GROUPS and (a >= 0).any():
+        views.append(
+            group_cells(
+                weights,
+                y,
+                a,
+                test_set.num_classes,
+                test_set.num_attributes,
+                test_set.class_names,
+                test_set.attribute_names,
+            )
+        )
+        written.append(plot_weight_cells(views[-1], run.run_dir / "weight_groups.png"))
+    if views:
+        written += _write_rows(weight_summary(views), run.run_dir / "weight_summary")
     return written
