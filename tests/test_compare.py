@@ -13,7 +13,7 @@ import pytest
 import debiascl.compare
 from debiascl.checkpoint import checkpoint_path
 from debiascl.cli import main
-from debiascl.compare import compare, plan_runs, run_dir_for
+from debiascl.compare import RunSettings, compare, plan_runs, run_dir_for
 from debiascl.errors import DebiasclError
 
 DATASET = "biased-digits-binary"
@@ -101,7 +101,8 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakePipeline:
 
 def run_compare(out: Path, methods: tuple[str, ...] = ("simclr", "wcl"), **options: Any) -> list:
     options.setdefault("epochs", 2)
-    return compare(DATASET, list(methods), [0, 1], out, report=False, device="cpu", **options)
+    settings = RunSettings(device="cpu", **options)
+    return compare(DATASET, list(methods), [0, 1], out, settings, report=False)
 
 
 def test_finished_runs_are_skipped(fake: FakePipeline, tmp_path: Path) -> None:
@@ -205,7 +206,8 @@ def test_tables_hold_every_run_and_the_standard_error(
 ) -> None:
     fake.values = {("dcl", 0): 0.5, ("dcl", 1): 0.6, ("dcl", 2): 0.8, ("erm", 0): 0.9}
     fake.values |= {("erm", 1): 0.9, ("erm", 2): 0.9}
-    compare(DATASET, ["dcl", "erm"], [0, 1, 2], tmp_path, epochs=2, report=False, device="cpu")
+    settings = RunSettings(epochs=2, device="cpu")
+    compare(DATASET, ["dcl", "erm"], [0, 1, 2], tmp_path, settings, report=False)
     with (tmp_path / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert [(row["method"], row["seed"]) for row in rows] == [
@@ -246,13 +248,14 @@ def test_bad_requests_fail_before_training(fake: FakePipeline, tmp_path: Path) -
     with pytest.raises(DebiasclError, match="once"):
         plan_runs(DATASET, ["wcl"], [0, 0], tmp_path)
     with pytest.raises(DebiasclError, match=r"method\.name"):
-        plan_runs(DATASET, ["wcl"], [0], tmp_path, sets=["method.name=dcl"])
+        plan_runs(DATASET, ["wcl"], [0], tmp_path, RunSettings(sets=["method.name=dcl"]))
     assert main(["compare", "--dataset", DATASET, "--seeds", "0,x", "--out", str(tmp_path)]) == 2
     assert fake.train_calls == []
 
 
 def test_plan_uses_the_dataset_preset(tmp_path: Path) -> None:
-    (run,) = plan_runs(DATASET, ["hcl"], [3], tmp_path, epochs=2, sets=["tau_plus=0.2"])
+    settings = RunSettings(epochs=2, sets=["tau_plus=0.2"])
+    (run,) = plan_runs(DATASET, ["hcl"], [3], tmp_path, settings)
     assert run.run_dir == tmp_path / "runs" / "hcl" / "seed3"
     assert run.config.data.augmentation == "crop_flip"  # from configs/biased-digits-binary.yaml
     assert (run.config.train.epochs, run.config.train.seed) == (2, 3)

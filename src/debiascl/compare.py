@@ -100,31 +100,42 @@ def _check_choices(dataset: str, methods: Sequence[str], seeds: Sequence[int]) -
             raise DebiasclError(f"{name}: each entry may appear once, got {list(values)}")
 
 
+@dataclass(frozen=True)
+class RunSettings:
+    """The settings every run of a comparison shares, layered as in ``debiascl train``.
+
+    The dataset's preset (or ``preset``), the YAML ``config_file``, the explicit fields
+    (``epochs``, ``batch_size``, ``device``, ``data_dir`` = data.root, ``probe`` = eval.probe;
+    None keeps the lower layer's value), then ``sets`` (``key=value`` strings).
+    """
+
+    preset: str | None = None
+    config_file: str | Path | None = None
+    sets: Sequence[str] = ()
+    epochs: int | None = None
+    batch_size: int | None = None
+    device: str | None = None
+    data_dir: str | None = None
+    probe: str | None = None
+
+
 def plan_runs(
     dataset: str,
     methods: Sequence[str],
     seeds: Sequence[int],
     out_dir: str | Path,
-    *,
-    preset: str | None = None,
-    config_file: str | Path | None = None,
-    sets: Sequence[str] = (),
-    epochs: int | None = None,
-    batch_size: int | None = None,
-    device: str | None = None,
-    data_dir: str | None = None,
-    probe: str | None = None,
+    settings: RunSettings = RunSettings(),
 ) -> list[PlannedRun]:
     """Resolve and validate the configuration of every run before any of them starts.
 
-    Settings are layered as in ``debiascl train``: the dataset's preset (or ``preset``), the YAML
-    ``config_file``, the explicit arguments, then ``sets`` (``key=value``). The method, seed and
-    dataset of each run are fixed by the comparison and may not be changed by ``sets``.
+    The method, seed and dataset of each run are fixed by the comparison and may not be changed
+    by ``settings.sets``.
 
     Returns:
         One :class:`PlannedRun` per method x seed, methods in the given order, seeds within.
     """
     _check_choices(dataset, methods, seeds)
+    preset = settings.preset
     if preset is None and dataset in list_presets():
         preset = dataset
     planned = []
@@ -132,18 +143,18 @@ def plan_runs(
         for seed in seeds:
             config = build_config(
                 preset=preset,
-                config_file=config_file,
+                config_file=settings.config_file,
                 overrides={
                     "data.name": dataset,
-                    "data.root": data_dir,
+                    "data.root": settings.data_dir,
                     "method.name": method,
                     "train.seed": seed,
-                    "train.epochs": epochs,
-                    "train.batch_size": batch_size,
-                    "train.device": device,
-                    "eval.probe": probe,
+                    "train.epochs": settings.epochs,
+                    "train.batch_size": settings.batch_size,
+                    "train.device": settings.device,
+                    "eval.probe": settings.probe,
                 },
-                sets=list(sets),
+                sets=list(settings.sets),
             )
             fixed = {"data.name": dataset, "method.name": method, "train.seed": seed}
             actual = {
@@ -378,15 +389,8 @@ def compare(
     methods: Sequence[str],
     seeds: Sequence[int],
     out_dir: str | Path,
+    settings: RunSettings = RunSettings(),
     *,
-    preset: str | None = None,
-    config_file: str | Path | None = None,
-    sets: Sequence[str] = (),
-    epochs: int | None = None,
-    batch_size: int | None = None,
-    device: str | None = None,
-    data_dir: str | None = None,
-    probe: str | None = None,
     report: bool = True,
     progress: Progress = _stderr_line,
 ) -> list[dict[str, Any]]:
@@ -397,29 +401,14 @@ def compare(
         methods: method names (e.g. simclr, dcl, hcl, triplet, wcl, erm, jtt).
         seeds: one run per seed and method.
         out_dir: the comparison folder (see the module docstring for its layout).
-        preset, config_file, sets, epochs, batch_size, device, data_dir: the settings shared by
-            every run (see :func:`plan_runs`).
-        probe: the linear-probe protocol, "fast" or "authors" (None: the configuration's).
+        settings: what every run shares (:class:`RunSettings`).
         report: write each run's plots (t-SNE, training curves, WCL's weight analyses).
         progress: receives the progress lines (default: stderr).
 
     Returns:
         One row per run (:func:`results_row`), in the order methods x seeds.
     """
-    runs = plan_runs(
-        dataset,
-        methods,
-        seeds,
-        out_dir,
-        preset=preset,
-        config_file=config_file,
-        sets=sets,
-        epochs=epochs,
-        batch_size=batch_size,
-        device=device,
-        data_dir=data_dir,
-        probe=probe,
-    )
+    runs = plan_runs(dataset, methods, seeds, out_dir, settings)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

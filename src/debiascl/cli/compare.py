@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from debiascl.cli.options import add_settings_options
-from debiascl.compare import PLOT_NAME, RESULTS_STEM, RUNS_DIR, SUMMARY_STEM, compare
+from debiascl.compare import PLOT_NAME, RESULTS_STEM, RUNS_DIR, SUMMARY_STEM, RunSettings, compare
 from debiascl.errors import DebiasclError
 
 CONTRASTIVE_METHODS = ("simclr", "dcl", "hcl", "triplet", "wcl")
@@ -147,14 +147,16 @@ def run_compare(args: argparse.Namespace) -> int:
         _names(args.methods),
         _seeds(args.seeds),
         args.out,
-        preset=args.preset,
-        config_file=args.config,
-        sets=args.sets,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        device=args.device,
-        data_dir=args.data_dir,
-        probe=args.probe,
+        RunSettings(
+            preset=args.preset,
+            config_file=args.config,
+            sets=args.sets,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            device=args.device,
+            data_dir=args.data_dir,
+            probe=args.probe,
+        ),
         report=not args.no_plots,
     )
     _summarise(Path(args.out), time.perf_counter() - started, plots=not args.no_plots)
@@ -171,10 +173,12 @@ def run_demo(args: argparse.Namespace) -> int:
         settings["methods"],
         settings["seeds"],
         out_dir,
-        sets=settings["sets"],
-        epochs=settings["epochs"],
-        batch_size=settings["batch_size"],
-        device=args.device,
+        RunSettings(
+            sets=settings["sets"],
+            epochs=settings["epochs"],
+            batch_size=settings["batch_size"],
+            device=args.device,
+        ),
         report=settings["report"],
     )
     _summarise(out_dir, time.perf_counter() - started, plots=settings["report"])
