@@ -139,3 +139,56 @@ def test_torchrun_trains_with_two_ranks_and_resumes(
     assert [r["step"] for r in records if r["kind"] == "step"] == list(range(1, 9))
     assert [r["epoch"] for r in records if r["kind"] == "epoch"] == [1, 2]
     assert resumed.stdout.count("debiascl: trained wcl") == 1
+
+
+def _two_nodes(train_args: list[str], nodes: list[Path], port: int) -> list[str]:
+    """Run ``debiascl train`` as 2 nodes of 1 rank each, joined by torchrun's c10d rendezvous.
+
+    Each node runs in its own folder and ``train_args`` names a relative run directory, so the
+    nodes share no files: what rank 1's node needs it must get over the process group.
+
+    Returns:
+        The stderr of each node, in node order; fails the test when a node fails.
+    """
+    rendezvous = ["--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d"]
+    rendezvous += ["--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "debiascl-test"]
+    command = [sys.executable, "-m", "torch.distributed.run", *rendezvous, "-m", "debiascl"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    agents = [
+        subprocess.Popen(
+            [*command, *train_args],
+            cwd=node,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for node in nodes
+    ]
+    outputs = [agent.communicate(timeout=300) for agent in agents]
+    for node, agent, (_, stderr) in zip(nodes, agents, outputs, strict=True):
+        assert agent.returncode == 0, f"{node.name}: {stderr[-3000:]}"
+    return [stderr for _, stderr in outputs]
+
+
+@pytest.mark.slow
+def test_two_nodes_through_the_rendezvous_train_and_resume_without_shared_files(
+    tmp_path: Path, wcl_train_args: Callable[..., list[str]]
+) -> None:
+    nodes = [tmp_path / "node0", tmp_path / "node1"]
+    for node in nodes:
+        node.mkdir()
+    settings = ("data.options.image_size=8", "train.knn_every=0", "train.log_every=1")
+    _two_nodes(wcl_train_args(Path("run"), 1, settings), nodes, free_port())
+    run_dir = nodes[0] / "run"
+    assert (run_dir / "train_done").read_text().strip() == "4"
+    assert not (nodes[1] / "run").exists()  # logs and checkpoints come from rank 0 alone
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert state["world_size"] == 2 and len(state["rng"]) == 2
+
+    # Rank 0 reads the checkpoint and hands it to rank 1, whose node has no copy.
+    _two_nodes(wcl_train_args(Path("run"), 2, settings, "--resume"), nodes, free_port())
+    assert (run_dir / "train_done").read_text().strip() == "8"
+    assert not (nodes[1] / "run").exists()
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "step"] == list(range(1, 9))
