@@ -19,6 +19,7 @@ from test_losses import _all_losses, _inputs
 from test_train import final_model, read_metrics, tiny_config
 
 from debiascl.checkpoint import load_checkpoint
+from debiascl.config import load_config
 from debiascl.distributed import _GatherWithGrad
 from debiascl.train import train
 
@@ -70,6 +71,7 @@ def _cuda_config(method: str, epochs: int, *sets: str):
 @pytest.mark.parametrize("precision", ["32", "bf16", "fp16"])
 def test_wcl_trains_on_cuda_in_each_precision_and_resumes(tmp_path: Path, precision: str) -> None:
     run_dir = train(_cuda_config("wcl", 1, f"train.precision={precision}"), tmp_path / "run")
+    assert load_config(run_dir / "config.yaml").train.device == "cuda"
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     steps = len(read_metrics(run_dir)) - 1  # every step, then the epoch record
     assert state["global_step"] == steps > 0
