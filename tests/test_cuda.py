@@ -15,10 +15,16 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
+from test_checkpoint import minimal_state
 from test_losses import _all_losses, _inputs
 from test_train import final_model, read_metrics, tiny_config
 
-from debiascl.checkpoint import load_checkpoint
+from debiascl.checkpoint import (
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
 from debiascl.config import load_config
 from debiascl.distributed import _GatherWithGrad
 from debiascl.train import train
@@ -84,6 +90,16 @@ def test_wcl_trains_on_cuda_in_each_precision_and_resumes(tmp_path: Path, precis
     assert len(losses) == 2 * steps
     assert all(torch.isfinite(torch.tensor(loss)) for loss in losses)
     assert [r["epoch"] for r in records if r["kind"] == "epoch"] == [1, 2]
+
+
+def test_the_training_gpus_generator_round_trips_through_a_checkpoint(tmp_path: Path) -> None:
+    device = torch.device("cuda", 0)
+    torch.cuda.manual_seed(3)
+    save_checkpoint(tmp_path / "c.pt", minimal_state(rng=[capture_rng_state(device)]))
+    expected = torch.rand(4, device=device)
+    torch.cuda.manual_seed(99)
+    restore_rng_state(load_checkpoint(tmp_path / "c.pt")["rng"][0], device)
+    assert torch.equal(torch.rand(4, device=device), expected)
 
 
 def test_a_cuda_resnet_trains_in_channels_last(tmp_path: Path) -> None:

@@ -7,7 +7,8 @@ A checkpoint is one ``torch.save`` file holding a dict:
 - ``model``: the method's ``state_dict`` (every encoder);
 - ``optimizers``, ``schedulers``: one state dict per parameter group name ("d", "b");
 - ``scaler``: the fp16 GradScaler's state dict, or None;
-- ``rng``: one entry per rank from :func:`capture_rng_state` (python, numpy, torch CPU, CUDA);
+- ``rng``: one entry per rank from :func:`capture_rng_state` (python, numpy, torch CPU and the
+  rank's CUDA device);
 - ``epoch`` (0-based epoch in progress), ``position`` (batches of that epoch already done),
   ``global_step`` (batches done in all, skipped ones included), ``skipped_steps``,
   ``consecutive_skips``; ``epoch_sums``, ``epoch_steps``, ``epoch_skipped``, ``epoch_seconds``
@@ -199,8 +200,12 @@ def check_compatible(state: dict[str, Any], method: torch.nn.Module, path: str |
         )
 
 
-def capture_rng_state() -> dict[str, Any]:
-    """Every random state a training step draws from (python, numpy, torch CPU and CUDA)."""
+def capture_rng_state(device: torch.device | None = None) -> dict[str, Any]:
+    """The random states a training step draws from, as a dict a checkpoint can hold.
+
+    python's, numpy's and torch's CPU generators and, when ``device`` is a CUDA device, that
+    device's generator: the one this process trains on (other GPUs belong to other ranks).
+    """
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
         "python": random.getstate(),
@@ -213,13 +218,17 @@ def capture_rng_state() -> dict[str, Any]:
         },
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def restore_rng_state(state: dict[str, Any]) -> None:
-    """Inverse of :func:`capture_rng_state`."""
+def restore_rng_state(state: dict[str, Any], device: torch.device | None = None) -> None:
+    """Inverse of :func:`capture_rng_state`; a saved CUDA generator state goes to ``device``.
+
+    A state saved on the CPU restores no CUDA generator, and one saved on a GPU restores none
+    when resuming on the CPU.
+    """
     random.setstate(_as_tuples(state["python"]))
     numpy_state = state["numpy"]
     np.random.set_state(
@@ -232,8 +241,8 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         )
     )
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda" in state and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def _as_tuples(value: Any) -> Any:

@@ -518,7 +518,7 @@ class Trainer:
         )
         rank = self.runtime.rank
         if len(state["rng"]) == self.runtime.world_size:
-            restore_rng_state(state["rng"][rank])
+            restore_rng_state(state["rng"][rank], self.runtime.device)
         else:
             LOGGER.warning(
                 "checkpoint written by %d processes, resumed with %d: augmentations are reseeded",
@@ -530,7 +530,7 @@ class Trainer:
 
     def save(self) -> None:
         """Write checkpoints/last.pt from rank 0 (all ranks take part: RNG states are gathered)."""
-        rng = gather_objects(capture_rng_state(), self.runtime.world_size)
+        rng = gather_objects(capture_rng_state(self.runtime.device), self.runtime.world_size)
         if self.runtime.is_main:
             save_checkpoint(checkpoint_path(self.run_dir), self.state_dict(rng))
 
