@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import socket
@@ -72,6 +73,10 @@ def _rank_main(rank: int, world_size: int, port: int, out_dir: str) -> None:
     )
     try:
         torch.save(snapshot(wcl_step(world_size, rank)), Path(out_dir) / f"rank{rank}.pt")
+        # Without the collect and the barrier, about 1 spawn in 20 aborted at interpreter exit
+        # ("terminate called without an active exception", gloo); with them, none in 80.
+        gc.collect()
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
