@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The CUDA checks of debiascl in one run, for a machine with a GPU and PyTorch (no install
-# needed: it runs from src/). About 5 minutes on one H200 after PyTorch's first CUDA start-up.
+# needed: it runs from src/). Not yet run on a GPU; estimated at a few minutes on one H200.
 #
 #   bash benchmarks/gpu_check.sh            # logs and tables go to ./gpu-check/
 #   OUT=/some/dir bash benchmarks/gpu_check.sh
