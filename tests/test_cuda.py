@@ -32,7 +32,7 @@ from debiascl.train import train
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-def _values_and_grads(z1: torch.Tensor, z2: torch.Tensor, t: float) -> dict[str, list]:
+def _every_loss_with_grads(z1: torch.Tensor, z2: torch.Tensor, t: float) -> dict[str, list]:
     """Each loss of :func:`_all_losses` and its gradients with respect to z1 and z2, on CPU."""
     result = {}
     for name, loss in _all_losses(z1, z2, t).items():
@@ -45,8 +45,8 @@ def _values_and_grads(z1: torch.Tensor, z2: torch.Tensor, t: float) -> dict[str,
 def test_losses_and_gradients_on_cuda_equal_the_cpu_ones(t: float) -> None:
     cpu_inputs = _inputs(64, 32)
     cuda_inputs = [z.detach().cuda().requires_grad_() for z in cpu_inputs]
-    on_cpu = _values_and_grads(*cpu_inputs, t)
-    on_cuda = _values_and_grads(*cuda_inputs, t)
+    on_cpu = _every_loss_with_grads(*cpu_inputs, t)
+    on_cuda = _every_loss_with_grads(*cuda_inputs, t)
     for name, expected in on_cpu.items():
         for got, want in zip(on_cuda[name], expected, strict=True):
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6, msg=name)
