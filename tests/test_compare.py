@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -267,9 +268,21 @@ def test_quick_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out), "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
+    summary = (out / "summary.md").read_text()
+    assert "no bias label used" in printed and "oracle: uses the bias labels" in printed
+    assert (
+        "| method | worst_group: plain | worst_group: discovered | worst_group: true |" in printed
+    )
     for method in ("simclr", "dcl", "hcl", "triplet", "wcl"):
-        assert f"| {method} | linear probe (fast) | 1 |" in printed
+        assert re.search(rf"\| {method} \| \d+\.\d\d \| \d+\.\d\d \| \d+\.\d\d \|", printed)
+        for evaluation in (
+            "linear probe (fast)",
+            "linear probe (fast), discovered groups (no bias labels)",
+            "linear probe (fast), true groups (oracle: bias labels)",
+        ):
+            assert f"| {method} | {evaluation} | 1 |" in summary
         assert (out / "runs" / method / "seed0" / "done").is_file()
+        assert (out / "runs" / method / "seed0" / "discovered.csv").is_file()
     assert str(out / "summary.md") in printed
     assert (out / "tradeoff.png").read_bytes().startswith(PNG_MAGIC)
     assert main(["demo", "--quick", "--out", str(out), "--device", "cpu"]) == 0

@@ -13,14 +13,22 @@ A comparison folder ``OUT`` holds:
   ones);
 - ``summary.{md,csv,json}``: per method, the mean ± standard error over seeds of every metric
   (summary.md: the scalar metrics, then a second table with the per-class and per-group ones);
-- ``tradeoff.png``: average vs worst-group accuracy per method (error bars: standard error).
+- ``tradeoff.png``: average vs worst-group accuracy per method and evaluation (error bars:
+  standard error);
+- with ``--probe-groups``: each contrastive run also gets the group-robust probes
+  (``results.csv`` rows labelled "..., discovered groups (no bias labels)" and "..., true groups
+  (oracle: bias labels)"), the discovery files in its run directory (``discovered.csv``,
+  ``discovery.json``), and ``probes.md`` puts the plain and balanced probes of each method side
+  by side with the discovery's precision, recall and AUROC. Single-encoder methods discover with
+  the E_b of the triplet run of the same seed (``runs/triplet/seed<k>``, trained once, also when
+  triplet is not among the methods); WCL and triplet runs use their own E_b.
 
 Rerunning the same comparison skips finished runs (``done`` marker), evaluates runs that were
 trained but not evaluated, resumes interrupted runs from their last checkpoint and restarts runs
 that stopped before their first checkpoint. A run is evaluated again when its ``done`` marker is
 empty or garbled, or when its results were made with another probe protocol or encoder than
-planned (e.g. by a later ``debiascl eval RUN --probe authors``). A rerun must ask for the same
-settings.
+planned (e.g. by a later ``debiascl eval RUN --probe authors``), or without a planned
+group-robust probe. A rerun must ask for the same settings.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +49,10 @@ from matplotlib.figure import Figure
 from debiascl.atomic import write_text_atomic
 from debiascl.config import Config, build_config, list_presets
 from debiascl.data import list_datasets
+from debiascl.discover import BIAS_ENCODER, discover_run
 from debiascl.distributed import resolve_device
 from debiascl.errors import DebiasclError
-from debiascl.evaluate import evaluate_run
+from debiascl.evaluate import PROBE_GROUPS, evaluate_run
 from debiascl.methods import METHODS
 from debiascl.metrics import mean_and_stderr
 from debiascl.report import flatten_results, write_report
@@ -58,6 +67,15 @@ SUMMARY_STEM = "summary"
 PLOT_NAME = "tradeoff.png"
 SUPERVISED_LABEL = "own classifier (supervised)"
 """The evaluation label of supervised methods (scored by their own classifier)."""
+GROUP_LABELS = {
+    "discovered": "discovered groups (no bias labels)",
+    "true": "true groups (oracle: bias labels)",
+}
+"""How the tables name each group-robust probe (:data:`debiascl.evaluate.PROBE_GROUPS`)."""
+GROUP_MARKERS = {"discovered": "^", "true": "D"}
+BIAS_METHOD = "triplet"
+"""The method whose run of the same seed discovers the bias for single-encoder methods."""
+PROBES_TABLE = "probes.md"
 
 Progress = Callable[[str], None]
 
@@ -68,12 +86,15 @@ def _stderr_line(message: str) -> None:
 
 @dataclass(frozen=True)
 class PlannedRun:
-    """One (method, seed) run of a comparison and its resolved configuration."""
+    """One (method, seed) run of a comparison, its resolved configuration and evaluation."""
 
     method: str
     seed: int
     config: Config
     run_dir: Path
+    probe_groups: tuple[str, ...] = ()
+    bias_run: Path | None = None
+    """The run whose E_b discovers the bias for this one (None: its own E_b)."""
 
 
 def run_dir_for(out_dir: str | Path, method: str, seed: int) -> Path:
@@ -107,6 +128,8 @@ class RunSettings:
     The dataset's preset (or ``preset``), the YAML ``config_file``, the explicit fields
     (``epochs``, ``batch_size``, ``device``, ``data_dir`` = data.root, ``probe`` = eval.probe;
     None keeps the lower layer's value), then ``sets`` (``key=value`` strings).
+    ``probe_groups`` adds group-robust probes to every contrastive run's evaluation
+    (:data:`debiascl.evaluate.PROBE_GROUPS`).
     """
 
     preset: str | None = None
@@ -117,6 +140,7 @@ class RunSettings:
     device: str | None = None
     data_dir: str | None = None
     probe: str | None = None
+    probe_groups: tuple[str, ...] = ()
 
 
 def plan_runs(
@@ -168,7 +192,23 @@ def plan_runs(
                     f"--set may not change {', '.join(changed)} in a comparison: use --dataset, "
                     "--methods and --seeds"
                 )
-            planned.append(PlannedRun(method, seed, config, run_dir_for(out_dir, method, seed)))
+            bias_run = None
+            if (
+                "discovered" in settings.probe_groups
+                and not METHODS[method].supervised
+                and BIAS_ENCODER not in METHODS[method].encoder_keys
+            ):
+                bias_run = run_dir_for(out_dir, BIAS_METHOD, seed)
+            planned.append(
+                PlannedRun(
+                    method,
+                    seed,
+                    config,
+                    run_dir_for(out_dir, method, seed),
+                    tuple(settings.probe_groups),
+                    bias_run,
+                )
+            )
     return planned
 
 
@@ -211,6 +251,11 @@ def check_same_settings(run: PlannedRun) -> None:
         ) from None
 
 
+def planned_probe_groups(run: PlannedRun) -> tuple[str, ...]:
+    """The group-robust probes planned for a run: none for supervised methods."""
+    return () if METHODS[run.method].supervised else run.probe_groups
+
+
 def finished_results(run: PlannedRun) -> tuple[dict[str, Any] | None, str]:
     """The results named by a run's ``done`` marker if they can be reused, else why not.
 
@@ -238,6 +283,9 @@ def finished_results(run: PlannedRun) -> tuple[dict[str, Any] | None, str]:
             f"'{name}' was made with the '{results.get('probe_protocol')}' probe protocol, "
             f"planned '{planned_probe}'"
         )
+    missing = [kind for kind in planned_probe_groups(run) if f"probe_{kind}" not in results]
+    if missing:
+        return None, f"'{name}' has no probe balanced over the {', '.join(missing)} groups"
     return results, ""
 
 
@@ -268,8 +316,15 @@ def execute_run(run: PlannedRun, report: bool, progress: Progress) -> dict[str, 
         progress("resuming training from its last checkpoint")
         train(run.config, run.run_dir, resume=True)
     device = str(resolve_device(run.config.train.device))
+    probe_groups = planned_probe_groups(run)
+    if "discovered" in probe_groups:
+        source = "its own E_b" if run.bias_run is None else f"E_b of {run.bias_run}"
+        progress(f"discovering the bias with {source}")
+        discover_run(run.run_dir, bias_run=run.bias_run, device=device, plots=report)
     progress("evaluating")
-    results = evaluate_run(run.run_dir, device=device, probe=run.config.eval.probe)
+    results = evaluate_run(
+        run.run_dir, device=device, probe=run.config.eval.probe, probe_groups=probe_groups
+    )
     if report:
         progress("writing plots")
         write_report(run.run_dir, device=device)
@@ -277,29 +332,49 @@ def execute_run(run: PlannedRun, report: bool, progress: Progress) -> dict[str, 
     return results
 
 
-def evaluation_label(results: dict[str, Any]) -> str:
-    """The main evaluation's label: "linear probe (<protocol>)" or :data:`SUPERVISED_LABEL`."""
-    if results["main"] == "classifier":
-        return SUPERVISED_LABEL
-    return f"linear probe ({results['probe_protocol']})"
+def evaluation_label(results: dict[str, Any], evaluation: str = "main") -> str:
+    """The label of an evaluation in the tables.
 
-
-def results_row(results: dict[str, Any]) -> dict[str, Any]:
-    """One table row: method, seed, the main evaluation's label and its metrics.
-
-    The metrics are :func:`debiascl.report.flatten_results`' ``main.*`` values without the
-    prefix: the scalars and the per-class / per-group accuracies (``class[y=0]``,
-    ``group[y=0,a=1]``; a group absent from the run's test split has no column in its row).
+    "linear probe (<protocol>)" for the plain probe, :data:`SUPERVISED_LABEL` for a supervised
+    method's classifier, and for a group-robust probe ``probe_<kind>`` the probe label followed
+    by :data:`GROUP_LABELS` [kind] (which says whether bias labels were used).
     """
-    row: dict[str, Any] = {
-        "method": results["method"],
-        "seed": results["seed"],
-        "evaluation": evaluation_label(results),
-    }
-    for key, value in flatten_results(results).items():
-        if key.startswith("main."):
-            row[key.removeprefix("main.")] = value
-    return row
+    source = results["main"] if evaluation == "main" else evaluation
+    if source == "classifier":
+        return SUPERVISED_LABEL
+    label = f"linear probe ({results['probe_protocol']})"
+    kind = source.removeprefix("probe_") if source.startswith("probe_") else None
+    return label if kind is None else f"{label}, {GROUP_LABELS[kind]}"
+
+
+def results_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Table rows of one run: its main evaluation, then each group-robust probe.
+
+    Each row has method, seed, the evaluation's label (:func:`evaluation_label`) and its
+    metrics: :func:`debiascl.report.flatten_results`' ``<evaluation>.*`` values without the
+    prefix, the scalars and the per-class / per-group accuracies (``class[y=0]``,
+    ``group[y=0,a=1]``; a group absent from the run's test split has no column in its row). The
+    discovered-groups row adds the discovery's quality on the train split where the data has
+    bias labels (``discovery_precision``, ``discovery_recall``, ``discovery_auroc``).
+    """
+    flat = flatten_results(results)
+    evaluations = ["main"] + [
+        f"probe_{kind}" for kind in PROBE_GROUPS if f"probe_{kind}" in results
+    ]
+    rows = []
+    for evaluation in evaluations:
+        row: dict[str, Any] = {
+            "method": results["method"],
+            "seed": results["seed"],
+            "evaluation": evaluation_label(results, evaluation),
+        }
+        prefix = f"{evaluation}."
+        row |= {key.removeprefix(prefix): v for key, v in flat.items() if key.startswith(prefix)}
+        quality = results.get("discovery", {}).get("train", {})
+        if evaluation == "probe_discovered" and quality.get("bias_labels"):
+            row |= {f"discovery_{key}": quality[key] for key in ("precision", "recall", "auroc")}
+        rows.append(row)
+    return rows
 
 
 def write_tables(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
@@ -335,11 +410,12 @@ AXIS_LABELS = {
 def plot_tradeoff(rows: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
     """Average vs worst-group accuracy, one point per method (mean ± stderr over seeds).
 
-    Supervised methods (evaluated by their own classifier) are drawn as squares, the others as
-    circles.
+    One point per method and evaluation. Supervised methods (evaluated by their own classifier)
+    are drawn as squares, plain probes as circles, group-robust probes with
+    :data:`GROUP_MARKERS` in the method's colour.
 
     Args:
-        rows: :func:`results_row` dicts (several seeds per method).
+        rows: :func:`results_rows` dicts (several seeds per method).
         path: the PNG to write.
         title: the figure title.
 
@@ -351,19 +427,27 @@ def plot_tradeoff(rows: list[dict[str, Any]], path: str | Path, title: str = "")
     FigureCanvasAgg(figure)
     axis = figure.add_subplot(1, 1, 1)
     methods = list(dict.fromkeys(row["method"] for row in rows))
-    for index, method in enumerate(methods):
-        members = [row for row in rows if row["method"] == method]
+    series = list(dict.fromkeys((row["method"], row["evaluation"]) for row in rows))
+    for method, evaluation in series:
+        members = [
+            row for row in rows if (row["method"], row["evaluation"]) == (method, evaluation)
+        ]
         x_mean, x_err = mean_and_stderr([100 * row[x_key] for row in members])
         y_mean, y_err = mean_and_stderr([100 * row[y_key] for row in members])
-        supervised = members[0]["evaluation"] == SUPERVISED_LABEL
-        label = f"{method} (supervised)" if supervised else method
+        kind = _short_label(evaluation)
+        if kind == "own classifier":
+            label, marker = f"{method} (supervised)", "s"
+        elif kind in GROUP_MARKERS:
+            label, marker = f"{method} [{kind} groups]", GROUP_MARKERS[kind]
+        else:
+            label, marker = method, "o"
         axis.errorbar(
             x_mean,
             y_mean,
             xerr=x_err,
             yerr=y_err,
-            fmt="s" if supervised else "o",
-            color=f"C{index % 10}",
+            fmt=marker,
+            color=f"C{methods.index(method) % 10}",
             capsize=3,
             label=f"{label} (n={len(members)})",
         )
@@ -384,6 +468,91 @@ def _duration(seconds: float) -> str:
     return f"{minutes}m{seconds:02d}s"
 
 
+def bias_runs(
+    dataset: str,
+    runs: list[PlannedRun],
+    out_dir: str | Path,
+    settings: RunSettings,
+) -> list[PlannedRun]:
+    """The :data:`BIAS_METHOD` runs that discover the bias for the single-encoder methods.
+
+    Those already in ``runs`` are reused; the others are planned beside them (trained and
+    evaluated, but not tabulated). Empty when no run needs one.
+    """
+    needed = sorted({run.seed for run in runs if run.bias_run is not None})
+    if not needed:
+        return []
+    planned = {run.seed: run for run in runs if run.method == BIAS_METHOD}
+    missing = [seed for seed in needed if seed not in planned]
+    if missing:
+        extra = plan_runs(
+            dataset, [BIAS_METHOD], missing, out_dir, replace(settings, probe_groups=())
+        )
+        planned |= {run.seed: run for run in extra}
+    return [planned[seed] for seed in needed]
+
+
+def probes_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: per method, worst-group and average accuracy of each probe, and the discovery.
+
+    One row per method; columns ``<metric>: <evaluation>`` (plain, discovered, true, or own
+    classifier) in percent, mean ± standard error over seeds, then the discovery's precision,
+    recall and AUROC (train split) where measured.
+    """
+    evaluations = list(dict.fromkeys(row["evaluation"] for row in rows))
+    short = {evaluation: _short_label(evaluation) for evaluation in evaluations}
+    metrics = (
+        ("worst_group", "accuracy")
+        if all("worst_group" in r for r in rows)
+        else (
+            "worst_class",
+            "accuracy",
+        )
+    )
+    table = []
+    for method in dict.fromkeys(row["method"] for row in rows):
+        line: dict[str, Any] = {"method": method}
+        for metric in metrics:
+            for evaluation in evaluations:
+                values = [
+                    100 * r[metric]
+                    for r in rows
+                    if (r["method"], r["evaluation"]) == (method, evaluation) and metric in r
+                ]
+                line[f"{metric}: {short[evaluation]}"] = _mean_text(values)
+        for key in ("discovery_precision", "discovery_recall", "discovery_auroc"):
+            values = [
+                100 * r[key] for r in rows if r["method"] == method and r.get(key) is not None
+            ]
+            if values:
+                line[key] = _mean_text(values)
+        table.append(line)
+    columns = list(dict.fromkeys(key for line in table for key in line))
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(line.get(c, "") for c in columns) + " |" for line in table]
+    return (
+        "Mean ± standard error over seeds (%). Linear probes on the frozen representation: "
+        "plain; discovered = balanced over the groups a bias encoder found (no bias label used); "
+        "true = balanced over the true groups (oracle: uses the bias labels).\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+
+
+def _short_label(evaluation: str) -> str:
+    """plain, discovered, true or own classifier: an evaluation label's short name."""
+    if evaluation == SUPERVISED_LABEL:
+        return "own classifier"
+    return next((k for k, text in GROUP_LABELS.items() if evaluation.endswith(text)), "plain")
+
+
+def _mean_text(values: list[float]) -> str:
+    if not values:
+        return ""
+    mean, stderr = mean_and_stderr(values)
+    return f"{mean:.2f} ± {stderr:.2f}" if len(values) > 1 else f"{mean:.2f}"
+
+
 def compare(
     dataset: str,
     methods: Sequence[str],
@@ -396,6 +565,11 @@ def compare(
 ) -> list[dict[str, Any]]:
     """Train and evaluate every method x seed on ``dataset`` and write the comparison tables.
 
+    With the discovered-groups probe (``settings.probe_groups``), the :data:`BIAS_METHOD` run of
+    each seed runs first: its E_b discovers the bias for that seed's single-encoder runs (WCL
+    and triplet runs use their own E_b); it is planned even when not among ``methods``, and then
+    not tabulated.
+
     Args:
         dataset: a registered data set name.
         methods: method names (e.g. simclr, dcl, hcl, triplet, wcl, erm, jtt).
@@ -406,23 +580,29 @@ def compare(
         progress: receives the progress lines (default: stderr).
 
     Returns:
-        One row per run (:func:`results_row`), in the order methods x seeds.
+        The table rows (:func:`results_rows`), in the order methods x seeds.
     """
     runs = plan_runs(dataset, methods, seeds, out_dir, settings)
+    helpers = bias_runs(dataset, runs, out_dir, settings)
+    ordered = helpers + [run for run in runs if run not in helpers]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    rows = []
-    for number, run in enumerate(runs, start=1):
-        prefix = f"[{number}/{len(runs)}] {run.method} seed {run.seed}"
+    results_of: dict[Path, dict[str, Any]] = {}
+    for number, run in enumerate(ordered, start=1):
+        prefix = f"[{number}/{len(ordered)}] {run.method} seed {run.seed}"
         run_started = time.perf_counter()
-        results = execute_run(run, report, lambda message, p=prefix: progress(f"{p}: {message}"))
-        rows.append(results_row(results))
+        results_of[run.run_dir] = execute_run(
+            run, report, lambda message, p=prefix: progress(f"{p}: {message}")
+        )
         now = time.perf_counter()
         progress(
             f"{prefix}: finished in {_duration(now - run_started)} "
             f"(elapsed {_duration(now - started)})"
         )
+    rows = [row for run in runs for row in results_rows(results_of[run.run_dir])]
     write_tables(rows, out_dir)
     plot_tradeoff(rows, out_dir / PLOT_NAME, title=f"{dataset}: mean ± stderr over seeds")
+    if settings.probe_groups:
+        write_text_atomic(out_dir / PROBES_TABLE, probes_table(rows))
     return rows

@@ -21,7 +21,7 @@ Probe protocols:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from debiascl.config import Config
 from debiascl.data.base import BiasedDataset, build_dataset
 from debiascl.data.sampling import labelled_subset
 from debiascl.data.views import build_views
+from debiascl.discovery import balanced_weights, group_ids, read_discovery
 from debiascl.errors import DebiasclError
 from debiascl.features import extract_features, knn_predict, predict_classes
 from debiascl.metrics import group_counts, group_metrics
@@ -45,6 +46,11 @@ FAST_WEIGHT_DECAYS = (1e-5, 1e-4, 1e-3, 1e-2)
 FAST_DEFAULT_WEIGHT_DECAY = 1e-4
 FAST_MAX_ITER = 300
 AUTHORS_WEIGHT_DECAY = 1e-6
+PROBE_GROUPS = {
+    "discovered": "discovered groups (class x E_b flag; no bias label used)",
+    "true": "true groups (class x bias attribute; oracle, uses bias labels)",
+}
+"""Group-robust probes: name -> what balances its loss (``results.json`` key ``probe_<name>``)."""
 SUMMARY_METRICS = (
     "accuracy",
     "worst_class",
@@ -81,10 +87,23 @@ class LinearProbe:
         return self.linear(inputs).argmax(dim=1).cpu()
 
 
+def _weighted_cross_entropy(
+    logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None
+) -> torch.Tensor:
+    """Mean cross-entropy, or mean of ``weights`` (B,) * per-sample cross-entropy."""
+    if weights is None:
+        return F.cross_entropy(logits, labels)
+    return (weights * F.cross_entropy(logits, labels, reduction="none")).mean()
+
+
 def _fit_lbfgs(
-    features: torch.Tensor, labels: torch.Tensor, num_classes: int, weight_decay: float
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    weight_decay: float,
+    weights: torch.Tensor | None = None,
 ) -> nn.Linear:
-    """Full-batch L-BFGS on cross-entropy + weight_decay/2 * ||W||^2, from zero weights."""
+    """Full-batch L-BFGS on (weighted) cross-entropy + weight_decay/2 * ||W||^2, from zero."""
     linear = nn.Linear(features.shape[1], num_classes).to(features.device)
     nn.init.zeros_(linear.weight)
     nn.init.zeros_(linear.bias)
@@ -100,7 +119,7 @@ def _fit_lbfgs(
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        loss = F.cross_entropy(linear(features), labels)
+        loss = _weighted_cross_entropy(linear(features), labels, weights)
         loss = loss + 0.5 * weight_decay * linear.weight.pow(2).sum()
         loss.backward()
         return loss
@@ -118,8 +137,9 @@ def _fit_adam(
     lr: float,
     batch_size: int,
     seed: int,
+    weights: torch.Tensor | None = None,
 ) -> nn.Linear:
-    """The authors' probe: Adam on shuffled mini-batches of frozen features."""
+    """The authors' probe: Adam on shuffled mini-batches of frozen features (weighted CE)."""
     generator = torch.Generator().manual_seed(seed)
     linear = nn.Linear(features.shape[1], num_classes)
     bound = 1.0 / features.shape[1] ** 0.5
@@ -134,7 +154,10 @@ def _fit_adam(
             for start in range(0, features.shape[0], batch_size):
                 batch = order[start : start + batch_size]
                 optimizer.zero_grad()
-                F.cross_entropy(linear(features[batch]), labels[batch]).backward()
+                batch_weights = None if weights is None else weights[batch]
+                _weighted_cross_entropy(
+                    linear(features[batch]), labels[batch], batch_weights
+                ).backward()
                 optimizer.step()
     return linear
 
@@ -151,6 +174,8 @@ def fit_linear_probe(
     batch_size: int = 256,
     seed: int = 0,
     device: str | torch.device = "cpu",
+    sample_weights: torch.Tensor | None = None,
+    val_groups: torch.Tensor | None = None,
 ) -> LinearProbe:
     """Fit a linear classifier on frozen features (see the module docstring for the protocols).
 
@@ -165,6 +190,10 @@ def fit_linear_probe(
         epochs, lr, batch_size: the "authors" protocol's settings.
         seed: seeds the "authors" initialisation and shuffling.
         device: where to fit.
+        sample_weights: (n,) per-sample loss weights (e.g. :func:`debiascl.discovery.
+            balanced_weights` of the samples' groups, the group-robust probe); None: unweighted.
+        val_groups: (n_val,) group id of each val sample; "fast" then picks the L2 strength by
+            the worst accuracy over these groups instead of the plain val accuracy.
 
     Returns:
         The fitted :class:`LinearProbe`.
@@ -175,29 +204,37 @@ def fit_linear_probe(
         )
     features = train_features.to(device).float()
     labels = train_y.to(device).long()
+    weights = None if sample_weights is None else sample_weights.to(device).float()
     if protocol == "authors":
-        linear = _fit_adam(features, labels, num_classes, epochs, lr, batch_size, seed)
+        linear = _fit_adam(features, labels, num_classes, epochs, lr, batch_size, seed, weights)
         zero, one = torch.zeros(features.shape[1], device=device), torch.ones(1, device=device)
         return LinearProbe(linear, zero, one, protocol, AUTHORS_WEIGHT_DECAY)
     mean = features.mean(dim=0)
     std = features.std(dim=0).clamp_min(1e-6)
     standardised = (features - mean) / std
     if val_features is None or val_y is None:
-        linear = _fit_lbfgs(standardised, labels, num_classes, FAST_DEFAULT_WEIGHT_DECAY)
+        linear = _fit_lbfgs(standardised, labels, num_classes, FAST_DEFAULT_WEIGHT_DECAY, weights)
         return LinearProbe(linear, mean, std, protocol, FAST_DEFAULT_WEIGHT_DECAY)
     best: tuple[float, float, LinearProbe] | None = None
     for weight_decay in FAST_WEIGHT_DECAYS:
         probe = LinearProbe(
-            _fit_lbfgs(standardised, labels, num_classes, weight_decay),
+            _fit_lbfgs(standardised, labels, num_classes, weight_decay, weights),
             mean,
             std,
             protocol,
             weight_decay,
         )
-        accuracy = float((probe.predict(val_features) == val_y.cpu()).float().mean())
+        accuracy = _selection_accuracy(probe.predict(val_features) == val_y.cpu(), val_groups)
         if best is None or (accuracy, weight_decay) >= best[:2]:
             best = (accuracy, weight_decay, probe)
     return best[2]
+
+
+def _selection_accuracy(correct: torch.Tensor, groups: torch.Tensor | None) -> float:
+    """Plain accuracy of (m,) bool ``correct``, or its worst accuracy over ``groups`` (m,)."""
+    if groups is None:
+        return float(correct.float().mean())
+    return min(float(correct[groups == g].float().mean()) for g in groups.unique().tolist())
 
 
 def linear_probe(
@@ -298,12 +335,67 @@ def results_filename(encoder: str, product_encoder: str) -> str:
     return "results.json" if encoder == product_encoder else f"results_{encoder}.json"
 
 
+def _true_groups(
+    features: dict[str, tuple[torch.Tensor, ...]], dataset: BiasedDataset
+) -> dict[str, torch.Tensor]:
+    """Split -> (n,) ids of the true groups (class x bias attribute) of its labelled samples."""
+    if dataset.num_attributes == 0 or not bool((features["train"][2] >= 0).any()):
+        raise DebiasclError(
+            f"probe groups 'true': data set '{dataset.name}' has no bias attribute in its train "
+            "split; use the discovered groups instead"
+        )
+    return {split: group_ids(y, a) for split, (_, y, a, _) in features.items()}
+
+
+def _discovered_groups(
+    run_dir: Path, features: dict[str, tuple[torch.Tensor, ...]]
+) -> dict[str, torch.Tensor]:
+    """Split -> (n,) ids of the discovered groups (class x flag) from ``discovered.csv``.
+
+    Raises:
+        DebiasclError: no discovery, or one whose samples are not the split's (stale).
+    """
+    splits, _ = read_discovery(run_dir)
+    groups = {}
+    for split, (_, y, _, index) in features.items():
+        if split == "test":
+            continue
+        part = splits.get(split)
+        if part is None or not (torch.equal(part.index, index) and torch.equal(part.y, y)):
+            raise DebiasclError(
+                f"the bias discovery in '{run_dir}' does not match the run's {split} split; "
+                f"run `debiascl discover {run_dir}` again"
+            )
+        groups[split] = part.groups
+    return groups
+
+
+def probe_groups_of(
+    kind: str, run: LoadedRun, features: dict[str, tuple[torch.Tensor, ...]]
+) -> dict[str, torch.Tensor]:
+    """The groups that balance a group-robust probe: split ("train", "val") -> (n,) group ids.
+
+    Args:
+        kind: a key of :data:`PROBE_GROUPS`.
+        run: the loaded run (its directory holds the discovery).
+        features: split -> :func:`extract_features` output of the labelled samples.
+    """
+    if kind not in PROBE_GROUPS:
+        raise DebiasclError(
+            f"probe groups '{kind}': expected none or one of {', '.join(PROBE_GROUPS)}"
+        )
+    if kind == "true":
+        return _true_groups(features, run.splits["train"])
+    return _discovered_groups(run.run_dir, features)
+
+
 def evaluate_run(
     run_dir: str | Path,
     encoder: str | None = None,
     device: str | torch.device = "cpu",
     probe: str | None = None,
     batch_size: int = 512,
+    probe_groups: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Evaluate a finished run and write ``results.json`` into it.
 
@@ -313,13 +405,19 @@ def evaluate_run(
         device: where to run the network and fit the probe.
         probe: "fast" or "authors" (None: ``config.eval.probe``).
         batch_size: samples per forward pass during feature extraction.
+        probe_groups: group-robust probes to add (keys of :data:`PROBE_GROUPS`): each weights
+            the probe's training loss so that every group weighs the same
+            (:func:`debiascl.discovery.balanced_weights`) and, for "fast", picks the L2 strength
+            by the worst val accuracy over the same kind of groups. "discovered" needs a
+            discovery in the run directory (:func:`debiascl.discover.discover_run`).
 
     Returns:
         The results dict (also written to ``results.json``, or ``results_<encoder>.json`` for a
         non-product encoder): run labels, ``encoder``, ``probe_protocol`` ("fast" or
-        "authors"), ``probe`` and ``knn`` (and ``classifier`` for supervised
-        methods) each with a ``protocol`` label and the :func:`group_metrics` dict, and ``main``
-        naming the headline evaluation.
+        "authors"), ``probe`` and ``knn`` (and ``classifier`` for supervised methods, and
+        ``probe_<kind>`` for each of ``probe_groups``) each with a ``protocol`` label and the
+        :func:`group_metrics` dict, ``main`` naming the headline evaluation and, with the
+        discovered groups, ``discovery`` (the discovery's settings and quality).
     """
     run = load_run(run_dir, device)
     config, method, test = run.config, run.method, run.splits["test"]
@@ -345,19 +443,26 @@ def evaluate_run(
             test_y, predictions, test_a, test.num_classes, test.num_attributes, counts
         )
 
-    fitted = fit_linear_probe(
-        train_h,
-        train_y,
-        test.num_classes,
-        protocol,
-        val_features=features["val"][0] if "val" in features else None,
-        val_y=features["val"][1] if "val" in features else None,
-        epochs=config.eval.probe_epochs,
-        lr=config.eval.probe_lr,
-        batch_size=config.eval.probe_batch_size,
-        seed=config.train.seed,
-        device=device,
-    )
+    def fit(
+        weights: torch.Tensor | None = None, val_groups: torch.Tensor | None = None
+    ) -> LinearProbe:
+        return fit_linear_probe(
+            train_h,
+            train_y,
+            test.num_classes,
+            protocol,
+            val_features=features["val"][0] if "val" in features else None,
+            val_y=features["val"][1] if "val" in features else None,
+            epochs=config.eval.probe_epochs,
+            lr=config.eval.probe_lr,
+            batch_size=config.eval.probe_batch_size,
+            seed=config.train.seed,
+            device=device,
+            sample_weights=weights,
+            val_groups=val_groups,
+        )
+
+    fitted = fit()
     k, temperature = config.eval.knn_k, config.method.temperature
     results: dict[str, Any] = {
         "run_dir": str(run.run_dir),
@@ -385,6 +490,19 @@ def evaluate_run(
         },
         "main": "probe",
     }
+    for kind in probe_groups:
+        groups = probe_groups_of(kind, run, features)
+        balanced = fit(balanced_weights(groups["train"]), groups.get("val"))
+        results[f"probe_{kind}"] = {
+            "protocol": f"linear probe ({protocol}) on frozen E_{key} features, loss balanced "
+            f"over {PROBE_GROUPS[kind]}",
+            "uses_bias_labels": kind == "true",
+            "num_groups": int(groups["train"].unique().numel()),
+            "weight_decay": balanced.weight_decay,
+            "metrics": score(balanced.predict(test_h)),
+        }
+        if kind == "discovered":
+            results["discovery"] = read_discovery(run.run_dir)[1]
     if method.supervised:
         predictions = predict_classes(method, test, run.prepare, device, batch_size)
         results["classifier"] = {
@@ -404,28 +522,44 @@ def _final_step(run_dir: Path) -> int | None:
     return int(text) if text.isdigit() else None
 
 
+def evaluation_keys(results: dict[str, Any]) -> list[str]:
+    """The evaluations a results dict holds, in table order: main, classifier, probe,
+    each group-robust probe, knn."""
+    order = ["main", "classifier", "probe", *(f"probe_{kind}" for kind in PROBE_GROUPS), "knn"]
+    return [key for key in order if key == "main" or key in results]
+
+
 def _percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:6.2f}"
 
 
 def format_results(results: dict[str, Any]) -> str:
     """A readable text table of the summary metrics (percent) of each evaluation in ``results``."""
-    columns = [key for key in ("classifier", "probe", "knn") if key in results]
+    columns = [key for key in evaluation_keys(results) if key != "main"]
     header = (
         f"{results['method']} on {results['dataset']} (seed {results['seed']}, "
         f"encoder E_{results['encoder']}); main result: {results['main']}"
     )
     lines = [header]
-    lines += [f"  {key:<10} = {results[key]['protocol']}" for key in columns]
-    lines.append(f"{'metric (%)':<24}" + "".join(f"{key:>12}" for key in columns))
+    lines += [f"  {key:<16} = {results[key]['protocol']}" for key in columns]
+    lines.append(f"{'metric (%)':<24}" + "".join(f"{key:>18}" for key in columns))
     for metric in SUMMARY_METRICS:
         values = [results[key]["metrics"].get(metric) for key in columns]
         if all(value is None for value in values):
             continue
-        lines.append(f"{metric:<24}" + "".join(f"{_percent(v):>12}" for v in values))
+        lines.append(f"{metric:<24}" + "".join(f"{_percent(v):>18}" for v in values))
     main = results[results["main"]]["metrics"]
     if "worst_group_name" in main:
         lines.append(f"worst group ({results['main']}): {main['worst_group_name']}")
+    quality = results.get("discovery", {}).get("train", {})
+    if quality.get("bias_labels"):
+        lines.append(
+            "discovery (train, graded with the bias labels it did not use): "
+            + ", ".join(
+                f"{name} {_percent(quality[name]).strip()}"
+                for name in ("precision", "recall", "auroc")
+            )
+        )
     if main.get("absent_groups"):
         lines.append(f"absent groups (no test sample): {', '.join(main['absent_groups'])}")
     return "\n".join(lines)

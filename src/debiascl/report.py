@@ -39,7 +39,8 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from debiascl.evaluate import LoadedRun, load_run
+from debiascl.data.base import BiasedDataset
+from debiascl.evaluate import LoadedRun, evaluation_keys, load_run
 from debiascl.features import extract_features
 from debiascl.losses import relative_difficulty
 from debiascl.metrics import group_counts, majority_aligned, mean_and_stderr
@@ -506,6 +507,131 @@ def plot_weight_cells(cells: WeightCells, path: str | Path) -> Path:
     return _save(figure, path)
 
 
+MAX_FLAGGED_SHOWN = 24
+"""Flagged samples shown in the discovery grid and table (highest scores first)."""
+
+
+def plot_score_histogram(
+    scores: torch.Tensor, groups: Sequence[str], threshold: float, path: str | Path, title: str
+) -> Path:
+    """The bias-conflict scores of a split, one histogram per group, with the flag threshold.
+
+    Args:
+        scores: (n,) scores in [0, 1].
+        groups: (n,) the name of each sample's group (true (y, a) where known, else its class).
+        threshold: drawn as a dashed line; samples to its right are flagged.
+        path: PNG to write.
+        title: the figure title.
+
+    Returns:
+        ``path``.
+    """
+    values = _numpy(scores)
+    names = list(dict.fromkeys(sorted(groups)))
+    labels = np.asarray(groups)
+    bins = np.linspace(0.0, 1.0, 22)
+    figure, axes = _figure(1, len(names), (2.8 * len(names), 2.8))
+    for column, name in enumerate(names):
+        axis = axes[0, column]
+        members = values[labels == name]
+        flagged = int((members > threshold).sum())
+        axis.hist(members, bins=bins, color=f"C{column % 10}")
+        axis.axvline(threshold, color="black", linestyle="--", linewidth=1)
+        axis.set_title(f"{name}\nn={members.size}, flagged {flagged}", fontsize=8)
+        axis.set_xlabel("conflict score", fontsize=7)
+        axis.tick_params(labelsize=6)
+    figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def most_flagged(scores: torch.Tensor, flags: torch.Tensor, limit: int) -> torch.Tensor:
+    """(m,) positions of at most ``limit`` flagged samples, highest score first (stable)."""
+    positions = flags.nonzero().squeeze(1)
+    order = torch.argsort(-scores[positions], stable=True)
+    return positions[order][:limit]
+
+
+def plot_sample_grid(
+    images: torch.Tensor, captions: Sequence[str], path: str | Path, title: str, columns: int = 8
+) -> Path:
+    """(m, C, H, W) images in [0, 1] on a grid of ``columns``, each with its caption."""
+    rows = max(1, -(-len(captions) // columns))
+    figure, axes = _figure(rows, columns, (1.3 * columns, 1.7 * rows + 0.4))
+    for position, axis in enumerate(axes.flat):
+        if position < len(captions):
+            _show(axis, images[position], captions[position])
+        else:
+            axis.axis("off")
+    figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def write_discovery_report(
+    dataset: BiasedDataset,
+    index: torch.Tensor,
+    scores: torch.Tensor,
+    flags: torch.Tensor,
+    threshold: float,
+    out_dir: str | Path,
+    title: str,
+) -> list[Path]:
+    """What a bias discovery found in a split: score histograms and the flagged samples.
+
+    Writes ``discovery_scores.png`` (scores by true group (y, a) where the bias is known, else by
+    class) and the :data:`MAX_FLAGGED_SHOWN` highest-scored flagged samples as
+    ``discovered_flagged.{md,csv,json}`` (with feature values for tables) and, for images,
+    ``discovered_flagged.png``.
+
+    Args:
+        dataset: the split the discovery scored; index: (n,) its dataset indices.
+        scores: (n,) conflict scores; flags: (n,) bool.
+        threshold: the flag threshold.
+        out_dir: where to write.
+        title: names the run and bias encoder in the figures.
+
+    Returns:
+        The paths written.
+    """
+    out_dir = Path(out_dir)
+    y, a = dataset.targets[index], dataset.attributes[index]
+    names = [
+        f"y={_named(label, dataset.class_names)}"
+        + (f", a={_named(bias, dataset.attribute_names)}" if bias >= 0 else "")
+        for label, bias in zip(y.tolist(), a.tolist(), strict=True)
+    ]
+    written = [
+        plot_score_histogram(
+            scores, names, threshold, out_dir / "discovery_scores.png", f"{title}: conflict scores"
+        )
+    ]
+    shown = most_flagged(scores, flags, MAX_FLAGGED_SHOWN)
+    if shown.numel() == 0:
+        logger.info("no sample flagged: no grid or table of flagged samples")
+        return written
+    table = dataset.kind == "table"
+    inputs = torch.stack([dataset.load(int(index[i])) for i in shown.tolist()])
+    feature_names = getattr(dataset, "feature_names", None)
+    rows = [
+        {"index": int(index[i]), "group": names[i], "score": round(float(scores[i]), 4)}
+        | ({"features": _feature_text(inputs[row], feature_names)} if table else {})
+        for row, i in enumerate(shown.tolist())
+    ]
+    written += _write_rows(rows, out_dir / "discovered_flagged")
+    if not table:
+        captions = [f"{names[i]}\ns={float(scores[i]):.2f}" for i in shown.tolist()]
+        written.append(
+            plot_sample_grid(
+                inputs,
+                captions,
+                out_dir / "discovered_flagged.png",
+                f"{title}: the {len(captions)} highest-scored flagged samples (true labels shown)",
+            )
+        )
+    return written
+
+
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     """The records of a ``metrics.jsonl`` file (blank lines skipped)."""
     lines = Path(path).read_text().splitlines()
@@ -601,15 +727,14 @@ def flatten_results(results: dict[str, Any]) -> dict[str, Any]:
     The metrics are every scalar accuracy and each per-class and per-group accuracy, named
     ``class[y=0]`` and ``group[y=0,a=1]``; a class or group absent from the test split has no
     column (never 0). ``main.<metric>`` repeats the headline evaluation (the linear probe for
-    contrastive methods, the own classifier for supervised ones).
+    contrastive methods, the own classifier for supervised ones); group-robust probes appear as
+    ``probe_discovered.<metric>`` and ``probe_true.<metric>``.
     """
     row: dict[str, Any] = {
         key: results[key] for key in ("method", "dataset", "seed", "encoder", "supervised")
     }
-    for evaluation in ("main", "classifier", "probe", "knn"):
+    for evaluation in evaluation_keys(results):
         source = results["main"] if evaluation == "main" else evaluation
-        if source not in results:
-            continue
         for metric, value in results[source]["metrics"].items():
             if isinstance(value, float):
                 row[f"{evaluation}.{metric}"] = value

@@ -14,10 +14,10 @@ from collections.abc import Iterator, Sequence
 from typing import NoReturn, TextIO
 
 from debiascl import __version__
-from debiascl.cli import compare, datasets, evaluate, train
+from debiascl.cli import compare, datasets, discover, evaluate, train
 from debiascl.errors import DebiasclError, user_message
 
-SUBCOMMAND_MODULES = (train, evaluate, compare, datasets)
+SUBCOMMAND_MODULES = (train, evaluate, discover, compare, datasets)
 LOG_FORMAT = "debiascl: %(message)s"
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from debiascl.cli.options import add_discovery_options, add_probe_groups_option
+from debiascl.discover import ensure_discovery
 from debiascl.distributed import resolve_device
 from debiascl.evaluate import evaluate_run, format_results
 from debiascl.report import write_report
@@ -20,7 +22,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "eval",
         help="evaluate a trained run (linear probe, kNN, group metrics, plots)",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
-        epilog="example: debiascl eval runs/wcl --probe authors",
+        epilog="examples:\n  debiascl eval runs/wcl --probe authors\n"
+        "  debiascl eval runs/wcl --probe-groups discovered,true\n"
+        "  debiascl eval runs/simclr --probe-groups discovered --bias-run runs/triplet\n"
+        "--probe-groups discovered reuses RUN_DIR's discovery (debiascl discover) or, without\n"
+        "one or with --bias-run/--k/--threshold, discovers first.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a finished training run")
     parser.add_argument(
@@ -36,6 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("fast", "authors"),
         help="linear probe protocol (default: the run's eval.probe)",
     )
+    add_probe_groups_option(parser)
+    add_discovery_options(parser)
     parser.add_argument("--no-plots", action="store_true", help="skip t-SNE and the other plots")
     parser.set_defaults(func=run)
 
@@ -43,7 +52,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table, write the plots; returns the exit status."""
     device = resolve_device(args.device)
-    results = evaluate_run(args.run_dir, encoder=args.encoder, device=device, probe=args.probe)
+    if "discovered" in args.probe_groups:
+        ensure_discovery(
+            args.run_dir, args.bias_run, args.k, args.threshold, device, plots=not args.no_plots
+        )
+    results = evaluate_run(
+        args.run_dir,
+        encoder=args.encoder,
+        device=device,
+        probe=args.probe,
+        probe_groups=args.probe_groups,
+    )
     print(format_results(results))
     print(f"\nresults: {results['results_file']}")
     if args.no_plots:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from debiascl.discovery import DEFAULT_K, DEFAULT_THRESHOLD
+from debiascl.evaluate import PROBE_GROUPS
+
 SET_HELP = "any setting, e.g. --set method.tau_plus=0.1 (repeatable)"
 
 
@@ -27,3 +30,48 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, metavar="N", help="number of epochs")
     parser.add_argument("--batch-size", type=int, metavar="B", help="global batch size")
     add_set_option(parser)
+
+
+def add_discovery_options(parser: argparse.ArgumentParser) -> None:
+    """``--bias-run``, ``--k`` and ``--threshold`` of the bias discovery (SPEC 9)."""
+    parser.add_argument(
+        "--bias-run",
+        metavar="DIR",
+        help="finished run whose encoder discovers the bias (default: the run's own E_b)",
+    )
+    parser.add_argument(
+        "--k", type=int, metavar="N", help=f"neighbours per sample (default: {DEFAULT_K})"
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        metavar="T",
+        help=f"flag samples whose conflict score exceeds T (default: {DEFAULT_THRESHOLD})",
+    )
+
+
+def add_probe_groups_option(parser: argparse.ArgumentParser) -> None:
+    """``--probe-groups none|discovered|true[,...]``, parsed into a tuple of names."""
+    parser.add_argument(
+        "--probe-groups",
+        type=probe_groups,
+        default=(),
+        metavar="none|discovered|true",
+        help="also fit group-robust probes whose loss balances these groups (comma-separated): "
+        "discovered (class x E_b flag, no bias label used) or true (class x bias attribute, "
+        "the oracle); default: none",
+    )
+
+
+def probe_groups(text: str) -> tuple[str, ...]:
+    """``"none"`` -> (); ``"discovered,true"`` -> ("discovered", "true"), checked."""
+    names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    if names in ((), ("none",)):
+        return ()
+    unknown = [name for name in names if name not in PROBE_GROUPS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown {', '.join(unknown)}; expected none or a comma-separated choice of "
+            f"{', '.join(PROBE_GROUPS)}"
+        )
+    return names

@@ -1,0 +1,76 @@
+"""`debiascl discover RUN_DIR`: find the bias-conflicting training samples without bias labels.
+
+Scores every training sample by the share of its k nearest neighbours (cosine, leave-one-out) in
+a bias encoder's representation whose class differs from its own, flags those above the
+threshold, and writes discovered.csv, discovery.json and the plots into RUN_DIR (SPEC 9).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from debiascl.cli.options import add_discovery_options
+from debiascl.discover import discover_run
+from debiascl.discovery import DEFAULT_K, DEFAULT_THRESHOLD, SCORES_FILE, SUMMARY_FILE
+from debiascl.distributed import resolve_device
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``discover`` sub-command."""
+    parser = subparsers.add_parser(
+        "discover",
+        help="find bias-conflicting training samples with a bias encoder (no bias labels)",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        epilog="examples:\n  debiascl discover runs/wcl\n"
+        "  debiascl discover runs/simclr --bias-run runs/triplet\n"
+        "then: debiascl eval RUN_DIR --probe-groups discovered",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a finished training run")
+    add_discovery_options(parser)
+    parser.add_argument(
+        "--encoder",
+        choices=("d", "b"),
+        help="the bias run's encoder to use (default: b, its E_b)",
+    )
+    parser.add_argument(
+        "--device", default="auto", metavar="cpu|cuda|auto", help="default: auto (cuda if present)"
+    )
+    parser.add_argument("--no-plots", action="store_true", help="skip the histogram and grid")
+    parser.set_defaults(func=run)
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Discover, print what was found; returns the exit status."""
+    summary = discover_run(
+        args.run_dir,
+        bias_run=args.bias_run,
+        encoder=args.encoder,
+        k=DEFAULT_K if args.k is None else args.k,
+        threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold,
+        device=resolve_device(args.device),
+        plots=not args.no_plots,
+    )
+    train = summary["train"]
+    flagged = sum(summary["flagged_by_class"].values())
+    print(
+        f"E_{summary['encoder']} of {summary['bias_run']} (k={summary['k']}, threshold "
+        f"{summary['threshold']}): {flagged} of {train['num_samples']} training samples flagged"
+    )
+    print(f"flagged per class: {json.dumps(summary['flagged_by_class'])}")
+    if train.get("bias_labels"):
+        print(
+            "graded with the true bias labels (not used to discover): "
+            f"precision {_percent(train['precision'])}, recall {_percent(train['recall'])}, "
+            f"AUROC {_percent(train['auroc'])} over {train['conflicting']} bias-conflicting "
+            "samples"
+        )
+    else:
+        print("the data set has no bias labels: no precision/recall to report")
+    print(f"written: {args.run_dir}/{SCORES_FILE}, {args.run_dir}/{SUMMARY_FILE}")
+    return 0

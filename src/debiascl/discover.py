@@ -1,0 +1,212 @@
+"""Bias discovery on trained runs: score every training sample with a bias encoder (SPEC 9).
+
+:func:`discover_run` reads the frozen backbone features h_b of a bias encoder (by default E_b of
+the run itself, a WCL or triplet run; any finished run's encoder with ``bias_run`` /
+``encoder``), scores the train split leave-one-out and the val split against the train bank
+(:mod:`debiascl.discovery`), and writes into the run directory:
+
+- ``discovered.csv``: split, index, y, score, flag and the true a (-1 where unknown; never used);
+- ``discovery.json``: the settings, the flagged counts per class and, where bias labels exist,
+  precision / recall / AUROC against the true bias-conflicting samples and the flagged set's
+  composition by true group (train and val);
+- ``discovery_scores.png`` and ``discovered_flagged.{png,md,csv,json}``
+  (:func:`debiascl.report.write_discovery_report`).
+
+The discovered groups (class x flag) then balance the linear probe of ``debiascl eval
+--probe-groups discovered`` without any bias label.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from debiascl.config import load_config
+from debiascl.data.sampling import labelled_subset
+from debiascl.discovery import (
+    DEFAULT_K,
+    DEFAULT_THRESHOLD,
+    SCORES_FILE,
+    SplitDiscovery,
+    conflict_scores,
+    discovery_quality,
+    write_discovery,
+)
+from debiascl.errors import DebiasclError
+from debiascl.evaluate import LoadedRun, check_run_dir, load_run
+from debiascl.features import extract_features
+from debiascl.metrics import group_counts
+from debiascl.report import write_discovery_report
+
+logger = logging.getLogger(__name__)
+
+BIAS_ENCODER = "b"
+
+
+def bias_encoder_key(run: LoadedRun, encoder: str | None) -> str:
+    """The encoder of ``run`` that discovery reads: ``encoder``, or E_b when None.
+
+    Raises:
+        DebiasclError: the run's method has no such encoder (e.g. simclr has no E_b).
+    """
+    if encoder is not None:
+        return run.encoder_key(encoder)
+    if BIAS_ENCODER not in run.method.encoders():
+        raise DebiasclError(
+            f"run '{run.run_dir}' (method '{run.method.name}') has no bias encoder E_b: point "
+            "the bias run at a finished wcl or triplet run of the same data (bias_run), or "
+            "choose one of its encoders explicitly (encoder)"
+        )
+    return BIAS_ENCODER
+
+
+def check_same_data(run_dir: Path, bias_dir: Path) -> None:
+    """Refuse a bias run trained on other data than the run (its samples would not match)."""
+    data, bias_data = (load_config(d / "config.yaml").data for d in (run_dir, bias_dir))
+    mine = (data.name, dict(data.options))
+    theirs = (bias_data.name, dict(bias_data.options))
+    if mine != theirs:
+        raise DebiasclError(
+            f"bias run '{bias_dir}' was trained on {theirs[0]} {theirs[1]}, but run "
+            f"'{run_dir}' on {mine[0]} {mine[1]}: the bias run must use the same data set and "
+            "data options"
+        )
+
+
+def _split_discovery(
+    run: LoadedRun,
+    key: str,
+    split: str,
+    k: int,
+    threshold: float,
+    bank: tuple[torch.Tensor, torch.Tensor] | None,
+) -> tuple[SplitDiscovery, torch.Tensor]:
+    """Scores of ``split`` under encoder ``key`` and its (n, F) features.
+
+    ``bank`` None scores the split leave-one-out against itself (train); else against the
+    given (features, classes) of the train split (val).
+    """
+    features, y, a, index = extract_features(
+        run.method, labelled_subset(run.splits[split]), run.prepare, key, run.device
+    )
+    if bank is None:
+        scores = conflict_scores(features, y, k)
+    else:
+        bank_features, bank_y = bank
+        scores = conflict_scores(bank_features, bank_y, k, queries=features, query_y=y)
+    return SplitDiscovery(index, y, a, scores, scores > threshold), features
+
+
+def _rounded(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.3f}"
+
+
+def discover_run(
+    run_dir: str | Path,
+    bias_run: str | Path | None = None,
+    encoder: str | None = None,
+    k: int = DEFAULT_K,
+    threshold: float = DEFAULT_THRESHOLD,
+    device: str | torch.device = "cpu",
+    plots: bool = True,
+) -> dict[str, Any]:
+    """Discover the bias-conflicting training samples of a finished run without bias labels.
+
+    Args:
+        run_dir: the finished run whose probe will use the discovered groups (files go here).
+        bias_run: the finished run whose encoder discovers (default: ``run_dir`` itself).
+        encoder: that run's encoder ("d" or "b"; default E_b).
+        k: neighbours per sample.
+        threshold: flag samples whose score exceeds it, in [0, 1).
+        device: where to run the encoder.
+        plots: also write the score histograms and the flagged samples.
+
+    Returns:
+        The summary written to ``discovery.json``.
+    """
+    if not 0.0 <= threshold < 1.0:
+        raise DebiasclError(f"threshold = {threshold}: expected a number in [0, 1)")
+    run_dir = check_run_dir(run_dir)
+    bias_dir = run_dir if bias_run is None else check_run_dir(bias_run)
+    if bias_dir != run_dir:
+        check_same_data(run_dir, bias_dir)
+    run = load_run(bias_dir, device, splits=("train", "val"))
+    key = bias_encoder_key(run, encoder)
+    train, train_features = _split_discovery(run, key, "train", k, threshold, None)
+    splits = {"train": train}
+    if len(run.splits["val"]) > 0:
+        bank = (train_features, train.y)
+        splits["val"] = _split_discovery(run, key, "val", k, threshold, bank)[0]
+    dataset = run.splits["train"]
+    counts = (
+        group_counts(train.y, train.a, dataset.num_classes, dataset.num_attributes)
+        if dataset.num_attributes > 0 and bool((train.a >= 0).any())
+        else None
+    )
+    summary: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "bias_run": str(bias_dir),
+        "bias_method": run.method.name,
+        "encoder": key,
+        "k": k,
+        "threshold": threshold,
+        "uses_bias_labels": False,
+        "flagged_by_class": {
+            name: int(train.flag[train.y == label].sum())
+            for label, name in enumerate(dataset.class_names)
+        },
+    }
+    for split, part in splits.items():
+        summary[split] = {"num_samples": int(part.y.numel())} | discovery_quality(
+            part.score, part.flag, part.y, part.a, counts
+        )
+    write_discovery(run_dir, splits, summary)
+    quality = summary["train"]
+    logger.info(
+        "discovery with E_%s of %s: %d of %d training samples flagged%s",
+        key,
+        bias_dir,
+        int(train.flag.sum()),
+        train.flag.numel(),
+        ""
+        if not quality.get("bias_labels")
+        else " (precision {}, recall {}, AUROC {})".format(
+            *(_rounded(quality[key]) for key in ("precision", "recall", "auroc"))
+        ),
+    )
+    if plots:
+        title = f"E_{key} of {run.method.name} run {bias_dir.name}"
+        write_discovery_report(
+            dataset, train.index, train.score, train.flag, threshold, run_dir, title
+        )
+    return summary
+
+
+def ensure_discovery(
+    run_dir: str | Path,
+    bias_run: str | Path | None = None,
+    k: int | None = None,
+    threshold: float | None = None,
+    device: str | torch.device = "cpu",
+    plots: bool = True,
+) -> None:
+    """Discover in ``run_dir`` unless a discovery is there and no setting was asked for.
+
+    A run directory that already holds a discovery (``debiascl discover``) keeps it when
+    ``bias_run``, ``k`` and ``threshold`` are all None; otherwise :func:`discover_run` runs with
+    the given settings (the defaults for those left None).
+    """
+    asked = (bias_run, k, threshold) != (None, None, None)
+    if not asked and (Path(run_dir) / SCORES_FILE).is_file():
+        return
+    discover_run(
+        run_dir,
+        bias_run=bias_run,
+        k=DEFAULT_K if k is None else k,
+        threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
+        device=device,
+        plots=plots,
+    )
