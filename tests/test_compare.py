@@ -16,6 +16,7 @@ from debiascl.checkpoint import checkpoint_path
 from debiascl.cli import main
 from debiascl.compare import RunSettings, compare, plan_runs, run_dir_for
 from debiascl.errors import DebiasclError
+from debiascl.methods import METHODS
 
 DATASET = "biased-digits-binary"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -53,6 +54,7 @@ class FakePipeline:
         self.values = values or {}
         self.train_calls: list[tuple[str, bool]] = []
         self.evaluate_calls: list[str] = []
+        self.discover_calls: list[tuple[Path, Path | None]] = []
 
     def train(self, config: Any, run_dir: str | Path, resume: bool = False) -> Path:
         run_dir = Path(run_dir)
@@ -65,8 +67,16 @@ class FakePipeline:
         (run_dir / "train_done").write_text("4\n")
         return run_dir
 
+    def discover_run(self, run_dir: str | Path, bias_run: Path | None = None, **_: Any) -> None:
+        self.discover_calls.append((Path(run_dir), bias_run))
+        assert (Path(bias_run or run_dir) / "train_done").is_file(), "bias run not trained yet"
+
     def evaluate_run(
-        self, run_dir: str | Path, probe: str | None = None, **_: Any
+        self,
+        run_dir: str | Path,
+        probe: str | None = None,
+        probe_groups: tuple[str, ...] = (),
+        **_: Any,
     ) -> dict[str, Any]:
         run_dir = Path(run_dir)
         self.evaluate_calls.append(str(run_dir))
@@ -78,7 +88,7 @@ class FakePipeline:
             "dataset": DATASET,
             "method": method,
             "seed": seed,
-            "encoder": "d",
+            "encoder": METHODS[method].product_encoder,
             "probe_protocol": probe,
             "supervised": supervised,
             "main": main,
@@ -86,6 +96,12 @@ class FakePipeline:
             "knn": {"protocol": "knn", "metrics": fake_metrics(0.1)},
             "results_file": str(run_dir / "results.json"),
         }
+        for kind in probe_groups:
+            results[f"probe_{kind}"] = {"protocol": kind, "metrics": fake_metrics(value + 0.1)}
+        if "discovered" in probe_groups:
+            results["discovery"] = {
+                "train": {"bias_labels": True, "precision": 1.0, "recall": 0.5, "auroc": 0.9}
+            }
         if supervised:
             results["classifier"] = {"protocol": "own", "metrics": fake_metrics(value)}
         (run_dir / "results.json").write_text(json.dumps(results))
@@ -97,6 +113,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakePipeline:
     pipeline = FakePipeline()
     monkeypatch.setattr(debiascl.compare, "train", pipeline.train)
     monkeypatch.setattr(debiascl.compare, "evaluate_run", pipeline.evaluate_run)
+    monkeypatch.setattr(debiascl.compare, "discover_run", pipeline.discover_run)
     return pipeline
 
 
@@ -287,3 +304,41 @@ def test_quick_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert (out / "tradeoff.png").read_bytes().startswith(PNG_MAGIC)
     assert main(["demo", "--quick", "--out", str(out), "--device", "cpu"]) == 0
     assert capsys.readouterr().err.count("finished earlier: skipped") == 5
+
+
+def test_discovered_groups_use_the_triplet_run_of_the_same_seed(
+    fake: FakePipeline, tmp_path: Path
+) -> None:
+    out = tmp_path / "cmp"
+    rows = run_compare(out, ("simclr", "wcl", "erm"), probe_groups=("discovered", "true"))
+    # the triplet bias runs are trained first, once per seed, and not tabulated
+    assert [call for call, _ in fake.train_calls[:2]] == ["triplet/0", "triplet/1"]
+    assert len(fake.train_calls) == 8
+    assert {row["method"] for row in rows} == {"simclr", "wcl", "erm"}
+    assert sorted(fake.discover_calls) == sorted(
+        [(run_dir_for(out, "simclr", s), run_dir_for(out, "triplet", s)) for s in (0, 1)]
+        + [(run_dir_for(out, "wcl", s), None) for s in (0, 1)]
+    )  # wcl uses its own E_b; erm is supervised and gets no discovery
+    labels = {(row["method"], row["evaluation"]) for row in rows}
+    assert ("simclr", "linear probe (fast), discovered groups (no bias labels)") in labels
+    assert ("wcl", "linear probe (fast), true groups (oracle: bias labels)") in labels
+    assert not any(method == "erm" and "groups" in label for method, label in labels)
+    discovered = [row for row in rows if "discovered" in row["evaluation"]]
+    assert all(row["discovery_auroc"] == 0.9 for row in discovered)
+    table = (out / "probes.md").read_text()
+    assert "| method | worst_group: plain | worst_group: discovered | worst_group: true |" in table
+    assert "| simclr | 25.00 ± 0.00 | 30.00 ± 0.00 | 30.00 ± 0.00 |" in table
+    # a rerun reuses everything; one without the probes planned before evaluates again
+    fake.evaluate_calls.clear()
+    run_compare(out, ("simclr", "wcl", "erm"), probe_groups=("discovered", "true"))
+    assert fake.evaluate_calls == []
+
+
+def test_results_without_a_planned_probe_are_evaluated_again(
+    fake: FakePipeline, tmp_path: Path
+) -> None:
+    out = tmp_path / "cmp"
+    run_compare(out, ("wcl",))
+    fake.evaluate_calls.clear()
+    run_compare(out, ("wcl",), probe_groups=("true",))
+    assert len(fake.evaluate_calls) == 2

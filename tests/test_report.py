@@ -12,23 +12,24 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from debiascl.report import (
-    MAX_SHOWN_FEATURES,
-    RELATIONS,
-    cell_weights,
-    easy_hard_negatives,
-    easy_hard_rows,
-    flatten_results,
-    group_cells,
+from debiascl.report.labels import MAX_SHOWN_FEATURES
+from debiascl.report.plots import (
     plot_easy_hard_negatives,
     plot_training_curves,
     plot_tsne,
     plot_weight_cells,
-    pool_weights,
     read_metrics,
+)
+from debiascl.report.tables import flatten_results, write_tables
+from debiascl.report.weights import (
+    RELATIONS,
+    cell_weights,
+    easy_hard_negatives,
+    easy_hard_rows,
+    group_cells,
+    pool_weights,
     relation_cells,
     weight_summary,
-    write_tables,
 )
 
 
@@ -51,10 +52,10 @@ def test_tsne_plot(tmp_path: Path):
 
 def _captured_figures(monkeypatch: pytest.MonkeyPatch) -> list:
     """Capture the figures the plotting functions save (and skip writing them)."""
-    import debiascl.report
+    import debiascl.report.plots
 
     saved: list = []
-    monkeypatch.setattr(debiascl.report, "_save", lambda figure, path: saved.append(figure))
+    monkeypatch.setattr(debiascl.report.plots, "_save", lambda figure, path: saved.append(figure))
     return saved
 
 

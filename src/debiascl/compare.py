@@ -43,8 +43,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from debiascl.atomic import write_text_atomic
 from debiascl.config import Config, build_config, list_presets
@@ -55,8 +53,16 @@ from debiascl.errors import DebiasclError
 from debiascl.evaluate import PROBE_GROUPS, evaluate_run
 from debiascl.methods import METHODS
 from debiascl.metrics import mean_and_stderr
-from debiascl.report import flatten_results, write_report
-from debiascl.report import write_tables as write_report_tables
+from debiascl.report import write_report
+from debiascl.report.plots import plot_tradeoff
+from debiascl.report.tables import (
+    GROUP_LABELS,
+    SUPERVISED_LABEL,
+    flatten_results,
+    markdown_table,
+    short_label,
+)
+from debiascl.report.tables import write_tables as write_report_tables
 from debiascl.train import check_resumable, resumable, train
 
 RUNS_DIR = "runs"
@@ -65,14 +71,6 @@ TRAIN_DONE_MARKER = "train_done"
 RESULTS_STEM = "results"
 SUMMARY_STEM = "summary"
 PLOT_NAME = "tradeoff.png"
-SUPERVISED_LABEL = "own classifier (supervised)"
-"""The evaluation label of supervised methods (scored by their own classifier)."""
-GROUP_LABELS = {
-    "discovered": "discovered groups (no bias labels)",
-    "true": "true groups (oracle: bias labels)",
-}
-"""How the tables name each group-robust probe (:data:`debiascl.evaluate.PROBE_GROUPS`)."""
-GROUP_MARKERS = {"discovered": "^", "true": "D"}
 BIAS_METHOD = "triplet"
 """The method whose run of the same seed discovers the bias for single-encoder methods."""
 PROBES_TABLE = "probes.md"
@@ -384,85 +382,6 @@ def write_tables(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     )
 
 
-def tradeoff_metrics(rows: list[dict[str, Any]]) -> tuple[str, str]:
-    """The (x, y) metrics of the trade-off plot that every row has.
-
-    x: the average accuracy weighted by training group proportions when available, else plain
-    accuracy; y: worst-group accuracy when the data has a bias attribute, else worst-class.
-    """
-
-    def everywhere(key: str) -> bool:
-        return all(row.get(key) is not None for row in rows)
-
-    x = "avg_acc_train_weighted" if everywhere("avg_acc_train_weighted") else "accuracy"
-    y = "worst_group" if everywhere("worst_group") else "worst_class"
-    return x, y
-
-
-AXIS_LABELS = {
-    "avg_acc_train_weighted": "average accuracy, weighted by train group proportions (%)",
-    "accuracy": "average accuracy (%)",
-    "worst_group": "worst-group accuracy (%)",
-    "worst_class": "worst-class accuracy (%)",
-}
-
-
-def plot_tradeoff(rows: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
-    """Average vs worst-group accuracy, one point per method (mean ± stderr over seeds).
-
-    One point per method and evaluation. Supervised methods (evaluated by their own classifier)
-    are drawn as squares, plain probes as circles, group-robust probes with
-    :data:`GROUP_MARKERS` in the method's colour.
-
-    Args:
-        rows: :func:`results_rows` dicts (several seeds per method).
-        path: the PNG to write.
-        title: the figure title.
-
-    Returns:
-        ``path``.
-    """
-    x_key, y_key = tradeoff_metrics(rows)
-    figure = Figure(figsize=(6.5, 5.0))
-    FigureCanvasAgg(figure)
-    axis = figure.add_subplot(1, 1, 1)
-    methods = list(dict.fromkeys(row["method"] for row in rows))
-    series = list(dict.fromkeys((row["method"], row["evaluation"]) for row in rows))
-    for method, evaluation in series:
-        members = [
-            row for row in rows if (row["method"], row["evaluation"]) == (method, evaluation)
-        ]
-        x_mean, x_err = mean_and_stderr([100 * row[x_key] for row in members])
-        y_mean, y_err = mean_and_stderr([100 * row[y_key] for row in members])
-        kind = _short_label(evaluation)
-        if kind == "own classifier":
-            label, marker = f"{method} (supervised)", "s"
-        elif kind in GROUP_MARKERS:
-            label, marker = f"{method} [{kind} groups]", GROUP_MARKERS[kind]
-        else:
-            label, marker = method, "o"
-        axis.errorbar(
-            x_mean,
-            y_mean,
-            xerr=x_err,
-            yerr=y_err,
-            fmt=marker,
-            color=f"C{methods.index(method) % 10}",
-            capsize=3,
-            label=f"{label} (n={len(members)})",
-        )
-        axis.annotate(label, (x_mean, y_mean), textcoords="offset points", xytext=(5, 5))
-    axis.set_xlabel(AXIS_LABELS[x_key])
-    axis.set_ylabel(AXIS_LABELS[y_key])
-    axis.set_title(title or "mean ± standard error over seeds")
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8, loc="best")
-    figure.tight_layout()
-    path = Path(path)
-    figure.savefig(path, dpi=120)
-    return path
-
-
 def _duration(seconds: float) -> str:
     minutes, seconds = divmod(round(seconds), 60)
     return f"{minutes}m{seconds:02d}s"
@@ -500,7 +419,7 @@ def probes_table(rows: list[dict[str, Any]]) -> str:
     recall and AUROC (train split) where measured.
     """
     evaluations = list(dict.fromkeys(row["evaluation"] for row in rows))
-    short = {evaluation: _short_label(evaluation) for evaluation in evaluations}
+    short = {evaluation: short_label(evaluation) for evaluation in evaluations}
     metrics = (
         ("worst_group", "accuracy")
         if all("worst_group" in r for r in rows)
@@ -527,23 +446,12 @@ def probes_table(rows: list[dict[str, Any]]) -> str:
             if values:
                 line[key] = _mean_text(values)
         table.append(line)
-    columns = list(dict.fromkeys(key for line in table for key in line))
-    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
-    lines += ["| " + " | ".join(line.get(c, "") for c in columns) + " |" for line in table]
     return (
         "Mean ± standard error over seeds (%). Linear probes on the frozen representation: "
         "plain; discovered = balanced over the groups a bias encoder found (no bias label used); "
         "true = balanced over the true groups (oracle: uses the bias labels).\n\n"
-        + "\n".join(lines)
-        + "\n"
+        + markdown_table(table)
     )
-
-
-def _short_label(evaluation: str) -> str:
-    """plain, discovered, true or own classifier: an evaluation label's short name."""
-    if evaluation == SUPERVISED_LABEL:
-        return "own classifier"
-    return next((k for k, text in GROUP_LABELS.items() if evaluation.endswith(text)), "plain")
 
 
 def _mean_text(values: list[float]) -> str:

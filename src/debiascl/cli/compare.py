@@ -23,8 +23,10 @@ from debiascl.compare import (
     compare,
 )
 from debiascl.errors import DebiasclError
+from debiascl.methods import METHODS
 
-CONTRASTIVE_METHODS = ("simclr", "dcl", "hcl", "triplet", "wcl")
+CONTRASTIVE_METHODS = tuple(name for name, method in METHODS.items() if not method.supervised)
+SUPERVISED_METHODS = tuple(name for name, method in METHODS.items() if method.supervised)
 
 DEMO: dict[str, Any] = {
     "dataset": "biased-digits-binary",
@@ -96,7 +98,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--methods",
         default=",".join(CONTRASTIVE_METHODS),
         metavar="M1,M2,...",
-        help=f"comma-separated methods (default: {','.join(CONTRASTIVE_METHODS)}; also erm, jtt)",
+        help=f"comma-separated methods (default: {','.join(CONTRASTIVE_METHODS)}; also "
+        f"{', '.join(SUPERVISED_METHODS)})",
     )
     compare.add_argument(
         "--seeds", default="0,1,2", metavar="S1,S2,...", help="comma-separated (default: 0,1,2)"
