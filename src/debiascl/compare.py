@@ -454,10 +454,10 @@ def compare(
         write_tables(rows, out_dir)
         plot_tradeoff(rows, out_dir / PLOT_NAME, title=f"{dataset}: mean ± stderr over seeds")
     if busy:
+        tables = f"the tables hold the other {len(rows)}" if rows else "no tables were written"
         raise DebiasclError(
             f"{len(busy)} of {len(runs)} runs were skipped because another process holds them: "
-            f"{'; '.join(busy)}. The tables hold the other runs; rerun the same command when "
-            "that process has finished"
+            f"{'; '.join(busy)}; {tables}. Rerun the same command when that process has finished"
         )
     return rows
 
