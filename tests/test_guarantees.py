@@ -26,6 +26,7 @@ import pytest
 import torch
 
 import debiascl.atomic
+import debiascl.train
 from debiascl.checkpoint import checkpoint_path, load_checkpoint
 from debiascl.cli import main
 from debiascl.compare import RunSettings, finished_results, plan_runs
@@ -240,6 +241,31 @@ def test_resume_repairs_metrics_jsonl_and_never_pads_it(
     else:
         warnings = [line for line in err.splitlines() if "metrics.jsonl" in line]
         assert len(warnings) == 1 and f"fewer than the {len(original)}" in warnings[0]
+
+
+def test_the_log_is_fsynced_before_each_checkpoint_that_records_its_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[tuple[str, int]] = []
+    log = tmp_path / "run" / "metrics.jsonl"
+    real_fsync, real_save = os.fsync, debiascl.train.save_checkpoint
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        if log.exists() and os.path.samefile(f"/proc/self/fd/{fd}", log):
+            events.append(("fsync", log.stat().st_size))
+
+    def save(path: Path, state: dict) -> None:
+        events.append(("checkpoint", state["metrics_offset"]))
+        real_save(path, state)
+
+    monkeypatch.setattr(debiascl.train.os, "fsync", fsync)
+    monkeypatch.setattr(debiascl.train, "save_checkpoint", save)
+    assert main(train_args(tmp_path / "run", "--set", "train.checkpoint_every=2")) == 0
+    checkpoints = [k for k, (name, _) in enumerate(events) if name == "checkpoint"]
+    assert len(checkpoints) == 2  # after step 2, and at the end of the epoch
+    for k in checkpoints:
+        assert events[k - 1] == ("fsync", events[k][1]), events
 
 
 # ----------------------------------------------------------------------------- checkpoints

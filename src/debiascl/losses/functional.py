@@ -126,13 +126,14 @@ class _Pairs:
 def _normalize(z: Tensor) -> Tensor:
     """(B, D) -> (B, D) rows scaled to unit L2 norm, also when the norm overflows the dtype.
 
-    Each row is first divided by its largest absolute entry (a constant for autograd: the
-    result does not depend on it), so rows of any finite size (e.g. entries of 1e19 in float32,
-    whose squares overflow) keep their direction instead of becoming zero vectors. A row with
-    a NaN or an infinite entry gives NaN.
+    A row whose squared norm could overflow (an entry above sqrt(max / D), e.g. 3e19 in
+    float32) is first divided by its largest absolute entry (a constant for autograd: the result
+    does not depend on it), so it keeps its direction instead of becoming a zero vector. Other
+    rows are divided by 1, exactly as ``F.normalize`` alone. A row with a NaN gives NaN.
     """
-    scale = z.detach().abs().amax(dim=1, keepdim=True)
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # zero rows stay zero
+    limit = math.sqrt(torch.finfo(z.dtype).max / max(z.shape[1], 1))
+    largest = z.detach().abs().amax(dim=1, keepdim=True)
+    scale = torch.where(largest > limit, largest, torch.ones_like(largest))
     return F.normalize(z / scale, dim=1)
 
 
