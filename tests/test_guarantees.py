@@ -26,10 +26,12 @@ import pytest
 import torch
 
 import debiascl.atomic
+import debiascl.compare
 import debiascl.train
 from debiascl.checkpoint import checkpoint_path, load_checkpoint
 from debiascl.cli import main
-from debiascl.compare import RunSettings, finished_results, plan_runs
+from debiascl.compare import RunSettings, compare, finished_results, plan_runs
+from debiascl.errors import DebiasclError
 from debiascl.rundir_lock import LOCK_NAME, hold_run_dir
 
 DATASET = "biased-digits-binary"
@@ -193,6 +195,26 @@ def test_compare_skips_a_run_another_process_holds(
         "no tables were written. Rerun the same command",
     )
     assert snapshot(tmp_path / "out") == before  # nothing trained into it, no tables
+    assert process.poll() is None
+
+
+def test_compare_trains_the_other_runs_and_tabulates_them(
+    holder: tuple[subprocess.Popen, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from test_compare import FakePipeline  # its stand-ins for train() and evaluate_run()
+
+    process, _ = holder
+    fake = FakePipeline()
+    monkeypatch.setattr(debiascl.compare, "train", fake.train)
+    monkeypatch.setattr(debiascl.compare, "evaluate_run", fake.evaluate_run)
+    settings = RunSettings(epochs=1, device="cpu")
+    with pytest.raises(DebiasclError, match=r"1 of 2 runs were skipped .* the tables hold the"):
+        compare(DATASET, ["simclr", "wcl"], [0], tmp_path / "out", settings, report=False)
+    assert fake.train_calls == [("wcl/0", False)]
+    rows = (tmp_path / "out" / "results.csv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].startswith("wcl,0,")
     assert process.poll() is None
 
 
