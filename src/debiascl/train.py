@@ -10,7 +10,8 @@
   steps), "epoch" (means over the epoch) or "knn" (the weighted kNN monitor), each with
   ``epoch`` (1-based) and ``step`` (batches done so far, counting skipped ones);
 - ``tb/``: the same numbers as TensorBoard events;
-- ``train_done``: written last, holding the final step.
+- ``train_done``: written last, holding the final step;
+- ``.lock``: held by the training process for the whole run (:mod:`debiascl.rundir_lock`).
 
 Determinism. The data order of epoch e is a permutation drawn from a generator seeded by
 (seed, e) only; augmentations draw from torch's global RNG, seeded once and saved in checkpoints;
