@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pickle
@@ -62,10 +63,10 @@ def test_failed_save_keeps_the_old_file_and_leaves_no_partial_file(
         real_save(obj, file, *args, **kwargs)
         file.seek(file.tell() // 2)
         file.truncate()
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(ckpt.torch, "save", crash_mid_write)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(DebiasclError, match=f"cannot write '{path}': no space left on device"):
         save_checkpoint(path, minimal_state(global_step=2))
     monkeypatch.undo()
     assert load_checkpoint(path)["global_step"] == 1

@@ -17,6 +17,7 @@ from debiascl.cli import main
 from debiascl.compare import RunSettings, compare, plan_runs, run_dir_for
 from debiascl.errors import DebiasclError
 from debiascl.methods import METHODS
+from debiascl.rundir_lock import LOCK_NAME
 
 DATASET = "biased-digits-binary"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -60,7 +61,8 @@ class FakePipeline:
         run_dir = Path(run_dir)
         self.train_calls.append((f"{config.method.name}/{config.train.seed}", resume))
         if not resume:
-            assert not run_dir.exists() or not any(run_dir.iterdir()), "train on a used folder"
+            used = run_dir.exists() and any(e.name != LOCK_NAME for e in run_dir.iterdir())
+            assert not used, "train on a used folder"
         checkpoint_path(run_dir).parent.mkdir(parents=True, exist_ok=True)
         config.save(run_dir / "config.yaml")
         checkpoint_path(run_dir).write_bytes(b"checkpoint")

@@ -478,6 +478,36 @@ def test_large_batch_stays_finite():
     assert torch.isfinite(loss) and torch.isfinite(z1.grad).all()
 
 
+def test_a_nan_in_any_projection_gives_a_nan_loss():
+    z1, z2, zb1, zb2 = (z.detach() for z in _inputs(6, 8, count=4))
+    bad = z1.clone()
+    bad[2, 3] = math.nan
+    for name, loss in _all_losses(bad, z2, 0.5).items():
+        assert torch.isnan(loss), name
+    bad_b = zb1.clone()
+    bad_b[0, 0] = math.nan  # only E_b's projections: the weights are NaN, so is the loss
+    assert torch.isnan(wcl_loss(z1, z2, bad_b, zb2, 0.5, 0.1))
+    assert torch.isfinite(wcl_loss(z1, z2, zb1, zb2, 0.5, 0.1))
+
+
+def test_projections_whose_norm_overflows_float32_keep_their_direction():
+    z1, z2 = (z.detach().float() for z in _inputs(6, 8))
+    huge1, huge2 = z1 * 3e19, z2 * 3e19  # finite, but their squared norms overflow float32
+    assert torch.isinf(huge1.pow(2).sum(dim=1)).all()
+    want, got = _all_losses(z1, z2, 0.5), _all_losses(huge1, huge2, 0.5)
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_complex_projections_are_a_value_error(name):
+    z1, z2 = (torch.randn(4, 3, dtype=torch.complex64) for _ in range(2))
+    with pytest.raises(ValueError, match=r"z1 must be a real tensor, got dtype torch\.complex64"):
+        LOSSES[name](z1, z2)
+    with pytest.raises(ValueError, match="zb1 must be a real tensor"):
+        wcl_loss(z1.real, z2.real, z1, z2)
+
+
 # ----------------------------------------------------------------------------------------------
 # Argument validation
 

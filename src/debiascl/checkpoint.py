@@ -14,7 +14,11 @@ A checkpoint is one ``torch.save`` file holding a dict:
   ``consecutive_skips``; ``epoch_sums``, ``epoch_steps``, ``epoch_skipped``, ``epoch_seconds``
   (running totals of the epoch in progress, for its "epoch" log record);
 - ``metrics_offset``: the size of metrics.jsonl when the checkpoint was written (a resumed run
-  drops the lines written after it); ``world_size``: the number of DDP ranks that wrote it.
+  drops the lines written after it); ``world_size``: the number of DDP ranks that wrote it;
+- ``checksum``: :func:`state_digest` of everything else, added by :func:`save_checkpoint` and
+  verified by :func:`load_checkpoint`, so damaged bytes (in a tensor or anywhere else) are a
+  clear error instead of a silently wrong model. A checkpoint written before checksums existed
+  has none and loads unverified.
 
 Everything in it is a tensor, a number, a string or a container of those (numpy RNG state is
 stored as a tensor), so it loads with ``torch.load(weights_only=True)``: no code runs on load.
@@ -22,6 +26,7 @@ stored as a tensor), so it loads with ``torch.load(weights_only=True)``: no code
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import random
 import zipfile
@@ -71,6 +76,7 @@ ENTRY_TYPES: dict[str, type | tuple[type, ...]] = {
     "epoch_skipped": int,
     "epoch_seconds": (int, float),
     "metrics_offset": int,
+    "checksum": str,
 }
 """The type of each entry (when present); any other is a damaged checkpoint."""
 
@@ -80,18 +86,50 @@ def checkpoint_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / CHECKPOINT_NAME
 
 
+def _feed(digest: Any, value: Any) -> None:
+    """Hash ``value`` (tensors by dtype, shape and bytes; containers in their order)."""
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous()
+        digest.update(f"T{tensor.dtype}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, dict):
+        digest.update(f"D{len(value)}".encode())
+        for key, item in value.items():
+            _feed(digest, key)
+            _feed(digest, item)
+    elif isinstance(value, list | tuple):
+        digest.update(f"{type(value).__name__[0]}{len(value)}".encode())
+        for item in value:
+            _feed(digest, item)
+    else:
+        digest.update(f"V{type(value).__name__}:{value!r};".encode())
+
+
+def state_digest(state: dict[str, Any]) -> str:
+    """The sha256 (hex) of a checkpoint's entries other than ``checksum``, in their order."""
+    digest = hashlib.sha256()
+    _feed(digest, {key: value for key, value in state.items() if key != "checksum"})
+    return digest.hexdigest()
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically (:func:`debiascl.atomic.write_atomic`): a reader
-    sees the old checkpoint or the new one, never a partial file."""
-    write_atomic(path, lambda file: torch.save(state, file))
+    """Write ``state`` and its ``checksum`` (:func:`state_digest`) to ``path`` atomically.
+
+    A reader sees the old checkpoint or the new one, never a partial file
+    (:func:`debiascl.atomic.write_atomic`); if the disk is full the old one stays and the error
+    says so.
+    """
+    payload = {**state, "checksum": state_digest(state)}
+    write_atomic(path, lambda file: torch.save(payload, file))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint`, on CPU.
 
     Raises:
-        DebiasclError: the file is missing, truncated or not a torch file, holds objects other
-            than tensors and containers, or is not a debiascl checkpoint of this version.
+        DebiasclError: the file is missing, truncated, damaged (its checksum does not match) or
+            not a torch file, holds objects other than tensors and containers, or is not a
+            debiascl checkpoint of this version.
     """
     path = Path(path)
     if not path.is_file():
@@ -107,8 +145,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        if "weights only" not in str(error).lower():
-            raise DebiasclError(f"checkpoint '{path}' is corrupt ({error})") from None
+        if "unsupported global" not in str(error).lower():  # e.g. "Unsupported operand 255"
+            raise damaged_checkpoint(path, _weights_only_detail(error)) from None
         raise DebiasclError(
             f"checkpoint '{path}' is not a debiascl checkpoint: it holds Python objects "
             "other than tensors and containers, which are not loaded for safety"
@@ -120,7 +158,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             "restore a good copy"
         ) from None
     _check_format(state, path)
+    if "checksum" in state and state["checksum"] != state_digest(state):
+        raise damaged_checkpoint(
+            path, ValueError("its checksum does not match its content (damaged bytes)")
+        )
     return state
+
+
+def _weights_only_detail(error: pickle.UnpicklingError) -> Exception:
+    """The line of torch's long weights-only message that says what was wrong."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    found = [line for line in lines if line.lower().startswith("unsupported")]
+    return pickle.UnpicklingError(found[0] if found else lines[0] if lines else "")
 
 
 def _check_format(state: Any, path: Path) -> None:

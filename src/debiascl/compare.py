@@ -29,6 +29,12 @@ that stopped before their first checkpoint. A run is evaluated again when its ``
 empty or garbled, or when its results were made with another probe protocol or encoder than
 planned (e.g. by a later ``debiascl eval RUN --probe authors``), or without a planned
 group-robust probe. A rerun must ask for the same settings.
+
+Each run directory is locked while the comparison trains and evaluates it
+(:mod:`debiascl.rundir_lock`). A run that another process holds (a ``debiascl train`` into it, or
+another ``compare`` over the same folder) is SKIPPED, not waited for: the other runs go on, the
+tables are written without it, and the command then fails naming the skipped runs, so that a
+rerun once the other process has finished completes the comparison.
 """
 
 from __future__ import annotations
@@ -42,10 +48,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from debiascl.atomic import write_text_atomic
-from debiascl.config import Config, build_config, list_presets
+from debiascl.config import Config, build_config, list_presets, load_config
 from debiascl.data import list_datasets
 from debiascl.discover import BIAS_ENCODER, discover_run
 from debiascl.distributed import resolve_device
@@ -63,6 +67,7 @@ from debiascl.report.tables import (
     short_label,
 )
 from debiascl.report.tables import write_tables as write_report_tables
+from debiascl.rundir_lock import LOCK_NAME, RunDirBusy, hold_run_dir
 from debiascl.train import check_resumable, resumable, train
 
 RUNS_DIR = "runs"
@@ -234,7 +239,7 @@ def check_same_settings(run: PlannedRun) -> None:
     stored_path = run.run_dir / "config.yaml"
     if not stored_path.is_file():
         raise DebiasclError(f"run directory '{run.run_dir}' has no config.yaml; delete it to rerun")
-    stored = yaml.safe_load(stored_path.read_text())
+    stored = load_config(stored_path).to_dict()
     try:
         check_resumable(stored, run.config, stored_path)
         if stored["train"]["epochs"] != run.config.train.epochs:
@@ -270,6 +275,8 @@ def finished_results(run: PlannedRun) -> tuple[dict[str, Any] | None, str]:
         results = json.loads((run.run_dir / name).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None, f"'{name}', named by its '{DONE_MARKER}' marker, is missing or unreadable"
+    if not isinstance(results, dict):
+        return None, f"'{name}' holds a JSON {type(results).__name__}, not a results mapping"
     planned_encoder = METHODS[run.method].product_encoder
     planned_probe = run.config.eval.probe
     if results.get("encoder") != planned_encoder:
@@ -305,9 +312,9 @@ def execute_run(run: PlannedRun, report: bool, progress: Progress) -> dict[str, 
             return results
         progress(f"{reason}: evaluating it again")
     elif state == "new":
-        if run.run_dir.exists():
+        if any(entry.name != LOCK_NAME for entry in run.run_dir.iterdir()):
             progress("no checkpoint in the existing folder: starting over")
-            shutil.rmtree(run.run_dir)
+            _empty(run.run_dir)
         progress("training")
         train(run.config, run.run_dir)
     elif state == "checkpoint":
@@ -328,6 +335,17 @@ def execute_run(run: PlannedRun, report: bool, progress: Progress) -> dict[str, 
         write_report(run.run_dir, device=device)
     write_text_atomic(run.run_dir / DONE_MARKER, f"{Path(results['results_file']).name}\n")
     return results
+
+
+def _empty(folder: Path) -> None:
+    """Delete everything in ``folder`` but its lock file (held by this process)."""
+    for entry in folder.iterdir():
+        if entry.name == LOCK_NAME:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def evaluation_label(results: dict[str, Any], evaluation: str = "main") -> str:
@@ -494,23 +512,58 @@ def compare(
     helpers = bias_runs(dataset, runs, out_dir, settings)
     ordered = helpers + [run for run in runs if run not in helpers]
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _make_out_dir(out_dir)
     started = time.perf_counter()
     results_of: dict[Path, dict[str, Any]] = {}
+    busy = []
     for number, run in enumerate(ordered, start=1):
         prefix = f"[{number}/{len(ordered)}] {run.method} seed {run.seed}"
         run_started = time.perf_counter()
-        results_of[run.run_dir] = execute_run(
-            run, report, lambda message, p=prefix: progress(f"{p}: {message}")
-        )
+        try:
+            with hold_run_dir(run.run_dir):
+                results_of[run.run_dir] = execute_run(
+                    run, report, lambda message, p=prefix: progress(f"{p}: {message}")
+                )
+        except RunDirBusy as error:
+            progress(f"{prefix}: skipped, in use by another process ({error.holder})")
+            busy.append(f"{run.run_dir} ({error.holder})")
+            continue
         now = time.perf_counter()
         progress(
             f"{prefix}: finished in {_duration(now - run_started)} "
             f"(elapsed {_duration(now - started)})"
         )
-    rows = [row for run in runs for row in results_rows(results_of[run.run_dir])]
-    write_tables(rows, out_dir)
-    plot_tradeoff(rows, out_dir / PLOT_NAME, title=f"{dataset}: mean ± stderr over seeds")
-    if settings.probe_groups:
-        write_text_atomic(out_dir / PROBES_TABLE, probes_table(rows))
+    rows = [
+        row
+        for run in runs
+        if run.run_dir in results_of
+        for row in results_rows(results_of[run.run_dir])
+    ]
+    if rows:
+        write_tables(rows, out_dir)
+        plot_tradeoff(rows, out_dir / PLOT_NAME, title=f"{dataset}: mean ± stderr over seeds")
+        if settings.probe_groups:
+            write_text_atomic(out_dir / PROBES_TABLE, probes_table(rows))
+    if busy:
+        done = len(results_of) - len(helpers)
+        tables = f"the tables hold the other {done}" if rows else "no tables were written"
+        raise DebiasclError(
+            f"{len(busy)} of {len(ordered)} runs were skipped because another process holds "
+            f"them: {'; '.join(busy)}; {tables}. Rerun the same command when that process has "
+            "finished"
+        )
     return rows
+
+
+def _make_out_dir(out_dir: Path) -> None:
+    """Create the comparison folder, or a user error naming it when that is impossible."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DebiasclError(
+            f"--out '{out_dir}' is a file, not a comparison folder; choose another --out"
+        )
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DebiasclError(
+            f"--out '{out_dir}' cannot be created ({error.strerror}); choose another --out"
+        ) from None

@@ -21,6 +21,11 @@ import yaml
 from debiascl.errors import DebiasclError
 
 PRESET_DIR = Path(__file__).parent / "configs"
+MAX_IMAGE_SIZE = 4096
+"""The largest image side accepted (data.image_size and the data sets' image_size option): a
+batch of 3 x 4096 x 4096 float images is already 200 MB per image."""
+MAX_SEED = 2**32 - 1
+"""Seeds lie in [0, MAX_SEED] (numpy's range; torch accepts more)."""
 
 
 @dataclass
@@ -192,6 +197,10 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     if annotation is int:
         if isinstance(value, bool):
             raise DebiasclError(f"setting '{key}': expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+            return int(value)
         try:
             as_float = float(value)
         except (TypeError, ValueError):
@@ -245,10 +254,22 @@ def set_value(config: Config, key: str, value: Any) -> None:
     section_name, name = _resolve_key(key)
     section = getattr(config, section_name)
     if name.startswith("options."):
-        section.options[name.removeprefix("options.")] = yaml.safe_load(str(value))
+        section.options[name.removeprefix("options.")] = parse_set_value(str(value))
         return
     annotation = _field_types(type(section))[name]
     setattr(section, name, _coerce(value, annotation, f"{section_name}.{name}"))
+
+
+def parse_set_value(text: str) -> Any:
+    """The value of a ``--set key=value``: parsed as YAML (``0.1``, ``[1, 2]``, ``true``);
+    text that is not valid YAML (``[``, ``@``) stays a string, which the setting's type check
+    then accepts or rejects by name. Empty text stays empty."""
+    if not text.strip():
+        return text
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
 
 
 def apply_mapping(config: Config, mapping: dict[str, Any], source: str) -> None:
@@ -341,7 +362,7 @@ def _apply_layers(
         if "=" not in item:
             raise DebiasclError(f"--set expects key=value, got '{item}'")
         key, value = item.split("=", 1)
-        set_value(config, key.strip(), yaml.safe_load(value) if value.strip() else value)
+        set_value(config, key.strip(), parse_set_value(value))
 
 
 def build_config(
@@ -413,6 +434,7 @@ def validate(config: Config) -> None:
     _check(0 < o.gamma <= 1, "optim.gamma", "in (0, 1]", o.gamma)
     _check(all(ms > 0 for ms in o.milestones), "optim.milestones", "positive epochs", o.milestones)
     _check(t.epochs >= 1, "train.epochs", ">= 1", t.epochs)
+    _check(0 <= t.seed <= MAX_SEED, "train.seed", f"in [0, {MAX_SEED}]", t.seed)
     _check(t.batch_size >= 2, "train.batch_size", ">= 2", t.batch_size)
     _check(t.log_every >= 1, "train.log_every", ">= 1", t.log_every)
     _check(t.checkpoint_every >= 1, "train.checkpoint_every", ">= 1", t.checkpoint_every)
@@ -430,8 +452,14 @@ def validate(config: Config) -> None:
     _check(d.noise_std >= 0, "data.noise_std", ">= 0", d.noise_std)
     _check(0 <= d.corruption_rate < 1, "data.corruption_rate", "in [0, 1)", d.corruption_rate)
     _check(d.num_workers >= 0, "data.num_workers", ">= 0", d.num_workers)
-    _check(d.image_size is None or d.image_size >= 8, "data.image_size", ">= 8", d.image_size)
+    _check(
+        d.image_size is None or 8 <= d.image_size <= MAX_IMAGE_SIZE,
+        "data.image_size",
+        f"in [8, {MAX_IMAGE_SIZE}]",
+        d.image_size,
+    )
     _check(config.model.proj_dim >= 1, "model.proj_dim", ">= 1", config.model.proj_dim)
     _check(e.probe_epochs >= 1, "eval.probe_epochs", ">= 1", e.probe_epochs)
     _check(e.probe_lr > 0, "eval.probe_lr", "> 0", e.probe_lr)
+    _check(e.probe_batch_size >= 1, "eval.probe_batch_size", ">= 1", e.probe_batch_size)
     _check(e.knn_k >= 1, "eval.knn_k", ">= 1", e.knn_k)

@@ -257,6 +257,8 @@ def linear_probe(
 def check_run_dir(run_dir: str | Path) -> Path:
     """The run directory of a finished training, or a DebiasclError saying what is missing."""
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise DebiasclError(f"'{run_dir}' is a file, not a run directory")
     if not run_dir.is_dir():
         raise DebiasclError(f"run directory '{run_dir}' does not exist")
     if not (run_dir / "config.yaml").is_file():

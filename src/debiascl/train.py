@@ -10,7 +10,8 @@
   steps), "epoch" (means over the epoch) or "knn" (the weighted kNN monitor), each with
   ``epoch`` (1-based) and ``step`` (batches done so far, counting skipped ones);
 - ``tb/``: the same numbers as TensorBoard events;
-- ``train_done``: written last, holding the final step.
+- ``train_done``: written last, holding the final step;
+- ``.lock``: held by the training process for the whole run (:mod:`debiascl.rundir_lock`).
 
 Determinism. The data order of epoch e is a permutation drawn from a generator seeded by
 (seed, e) only; augmentations draw from torch's global RNG, seeded once and saved in checkpoints;
@@ -28,9 +29,12 @@ seeds its augmentations with ``seed + rank``. Logs and checkpoints come from ran
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import random
+import shutil
 import sys
 import time
 from collections.abc import Collection
@@ -45,6 +49,7 @@ from torch.optim.lr_scheduler import MultiStepLR
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from debiascl.atomic import remove_stale_temporaries, write_error
 from debiascl.checkpoint import (
     FORMAT,
     VERSION,
@@ -72,6 +77,7 @@ from debiascl.distributed import (
 from debiascl.errors import DebiasclError
 from debiascl.features import knn_accuracy
 from debiascl.methods import METHODS, Method, build_method
+from debiascl.rundir_lock import LOCK_NAME, hold_run_dir
 
 LOGGER = logging.getLogger("debiascl")
 RESUMABLE_SETTINGS = frozenset(
@@ -205,8 +211,8 @@ class MetricsLog:
         run_dir: the run directory.
         enabled: False on ranks other than 0.
         resume_offset: on resume, the size metrics.jsonl had at the checkpoint; later lines
-            (written after it, before the run stopped) are dropped, as are TensorBoard events
-            after ``resume_step``.
+            (written after it, before the run stopped) are dropped (see :func:`repair_log`),
+            as are TensorBoard events after ``resume_step``.
         resume_step: global step of the checkpoint resumed from.
     """
 
@@ -222,11 +228,10 @@ class MetricsLog:
             return
         from torch.utils.tensorboard import SummaryWriter
 
-        path = run_dir / "metrics.jsonl"
-        if resume_offset is not None and path.exists():
-            with path.open("r+b") as file:
-                file.truncate(resume_offset)
-        self.file = path.open("a")
+        self.path = run_dir / "metrics.jsonl"
+        if resume_offset is not None:
+            repair_log(self.path, resume_offset)
+        self.file = self.path.open("a")
         purge = resume_step + 1 if resume_offset is not None else None
         self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=purge)
 
@@ -234,12 +239,24 @@ class MetricsLog:
         """Bytes written to metrics.jsonl so far (stored in checkpoints)."""
         return self.file.tell() if self.enabled else 0
 
+    def sync(self) -> None:
+        """Put metrics.jsonl on the disk (fsync): done before each checkpoint records its size."""
+        if self.enabled:
+            try:
+                self.file.flush()
+                os.fsync(self.file.fileno())
+            except OSError as error:
+                raise write_error(self.path, error) from None
+
     def write(self, record: dict[str, Any]) -> None:
         """Append one record; numbers (also nested one level, e.g. lr per group) go to TB."""
         if not self.enabled:
             return
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
+        try:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+        except OSError as error:
+            raise write_error(self.path, error) from None
         for key, value in record.items():
             if isinstance(value, dict):
                 for sub_key, sub_value in value.items():
@@ -252,8 +269,58 @@ class MetricsLog:
     def close(self) -> None:
         """Flush and close the files."""
         if self.enabled:
-            self.file.close()
             self.writer.close()
+            try:
+                self.file.close()
+            except OSError as error:
+                raise write_error(self.path, error) from None
+
+
+def _last_line_end(file: Any, size: int, chunk: int = 1 << 16) -> int:
+    """The offset just after the last newline among the first ``size`` bytes (0 if none)."""
+    end = size
+    while end > 0:
+        start = max(0, end - chunk)
+        file.seek(start)
+        found = file.read(end - start).rfind(b"\n")
+        if found >= 0:
+            return start + found + 1
+        end = start
+    return 0
+
+
+def repair_log(path: Path, offset: int) -> None:
+    """Cut metrics.jsonl back to the ``offset`` bytes a checkpoint recorded, on resume.
+
+    Records written after the checkpoint are dropped (the resumed run writes them again). The
+    file may also be SHORTER than ``offset``: the records written before the checkpoint did not
+    all reach the disk (a crash of the machine), or the file was edited. Then its complete
+    records are kept, a torn last line is dropped, and one warning says how much is missing; the
+    file is never padded. Either way it ends with a complete line.
+    """
+    size = path.stat().st_size if path.exists() else 0
+    if size == 0 and offset == 0:
+        return
+    with path.open("a+b") as file:
+        end = _last_line_end(file, min(size, offset))
+        file.truncate(end)
+    if size < offset:
+        LOGGER.warning(
+            "'%s' holds %d bytes, fewer than the %d its checkpoint recorded (records lost before "
+            "they reached the disk, or an edited file): kept its %d bytes of complete records",
+            path,
+            size,
+            offset,
+            end,
+        )
+    elif end < offset:
+        LOGGER.warning(
+            "'%s' ends in a torn record at the checkpoint's offset %d: kept the %d bytes of "
+            "complete records before it",
+            path,
+            offset,
+            end,
+        )
 
 
 @dataclass
@@ -302,16 +369,51 @@ def check_resumable(saved: dict[str, Any], config: Config, path: Path) -> None:
         )
 
 
+STOPPED_ATTEMPT_ENTRIES = frozenset({"config.yaml", "metrics.jsonl", "tb", "checkpoints"})
+"""What a run writes before its first checkpoint; a directory holding only these (and its
+config.yaml, but no checkpoint and no train_done) is an attempt that a plain re-run restarts."""
+
+
+def _stopped_before_first_checkpoint(run_dir: Path, keep: Collection[str]) -> bool:
+    """Whether ``run_dir`` holds only what a run that died before its first checkpoint wrote."""
+    names = {entry.name for entry in run_dir.iterdir()} - set(keep) - {LOCK_NAME}
+    return (
+        (run_dir / "config.yaml").is_file()
+        and names <= STOPPED_ATTEMPT_ENTRIES
+        and not (run_dir / "train_done").exists()
+        and not resumable(run_dir)
+    )
+
+
+def _clear_stopped_attempt(run_dir: Path) -> None:
+    """Remove what a run that stopped before its first checkpoint left in ``run_dir``."""
+    LOGGER.warning(
+        "run directory '%s' holds a run that stopped before its first checkpoint "
+        "(config.yaml, no checkpoint, no train_done): starting it again",
+        run_dir,
+    )
+    for name in STOPPED_ATTEMPT_ENTRIES:
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
 def prepare_run_dir(
     run_dir: Path, resume: bool, keep: Collection[str] = ()
 ) -> dict[str, Any] | None:
     """Check the run directory; on resume return the loaded checkpoint.
 
-    A fresh run needs an absent or empty directory; entries named in ``keep`` may already be
-    there (JTT's stage-1 run and error set, made before its final model is trained).
+    Temporary files of a checkpoint write that never finished are removed. A fresh run needs an
+    absent or empty directory (its ``.lock`` aside, see :mod:`debiascl.rundir_lock`); entries
+    named in ``keep`` may already be there (JTT's stage-1 run and error set, made before its
+    final model is trained). A directory left by a run that stopped before its first checkpoint
+    is cleared and started again, with a warning saying so.
     """
+    path = checkpoint_path(run_dir)
+    remove_stale_temporaries(path)
     if resume:
-        path = checkpoint_path(run_dir)
         if not path.is_file():
             raise DebiasclError(
                 f"--resume: there is no checkpoint at '{path}' to resume from; "
@@ -320,8 +422,11 @@ def prepare_run_dir(
         state = load_checkpoint(path)
         (run_dir / "train_done").unlink(missing_ok=True)  # training is about to go on
         return state
+    if run_dir.is_dir() and _stopped_before_first_checkpoint(run_dir, keep):
+        _clear_stopped_attempt(run_dir)
     if run_dir.exists() and (
-        not run_dir.is_dir() or any(entry.name not in keep for entry in run_dir.iterdir())
+        not run_dir.is_dir()
+        or any(entry.name not in {*keep, LOCK_NAME} for entry in run_dir.iterdir())
     ):
         raise DebiasclError(
             f"run directory '{run_dir}' already exists and is not empty; pass --resume to "
@@ -529,19 +634,29 @@ class Trainer:
         return state["metrics_offset"]
 
     def save(self) -> None:
-        """Write checkpoints/last.pt from rank 0 (all ranks take part: RNG states are gathered)."""
+        """Write checkpoints/last.pt from rank 0 (all ranks take part: RNG states are gathered).
+
+        metrics.jsonl is put on the disk first, so the offset the checkpoint records is there.
+        """
         rng = gather_objects(capture_rng_state(self.runtime.device), self.runtime.world_size)
         if self.runtime.is_main:
+            self.metrics.sync()
             save_checkpoint(checkpoint_path(self.run_dir), self.state_dict(rng))
 
     # ------------------------------------------------------------------ the loop
 
     def run(self) -> Path:
-        """Train until ``train.epochs``; returns the run directory."""
+        """Train until ``train.epochs``; returns the run directory.
+
+        Raises:
+            DebiasclError: every step this call ran had a non-finite loss (no train_done).
+        """
+        started_at = (self.progress.global_step, self.progress.skipped_steps)
         try:
             while self.progress.epoch < self.config.train.epochs:
                 self._train_epoch()
                 self._end_epoch()
+            self._check_some_step_finite(*started_at)
             if self.runtime.is_main:
                 (self.run_dir / "train_done").write_text(f"{self.progress.global_step}\n")
         finally:
@@ -616,6 +731,16 @@ class Trainer:
                 self.save()
         progress.epoch_seconds += time.perf_counter() - started
         bar.close()
+
+    def _check_some_step_finite(self, first_step: int, skipped_before: int) -> None:
+        """Refuse to finish when every step since ``first_step`` was skipped as non-finite."""
+        steps = self.progress.global_step - first_step
+        if steps and self.progress.skipped_steps - skipped_before == steps:
+            raise DebiasclError(
+                f"training of '{self.run_dir}' ran {steps} steps and the loss was not finite in "
+                "any of them, so the run is not marked finished (no train_done); check the "
+                "data and the checkpoint, or try a lower learning rate (optim.lr / optim.lr_b)"
+            )
 
     def _account(self, result: tuple[float, dict[str, torch.Tensor]] | None) -> None:
         """Update the counters after one step; stop after too many non-finite losses."""
@@ -724,22 +849,30 @@ def train(config: Config, run_dir: str | Path, resume: bool = False) -> Path:
 
     Args:
         config: a validated configuration.
-        run_dir: the run directory; must be absent or empty unless ``resume``.
+        run_dir: the run directory; must be absent or empty unless ``resume`` (or left by a
+            run that stopped before its first checkpoint, which is started again).
         resume: continue from ``run_dir/checkpoints/last.pt`` exactly where it stopped.
 
     Returns:
         The run directory.
 
+    The run directory is locked for the whole call (by rank 0 under DDP,
+    :func:`debiascl.rundir_lock.hold_run_dir`): a second ``train`` into it fails at once.
+
     Raises:
-        DebiasclError: a user error (bad settings, missing data, non-empty run directory,
-            nothing to resume, unusable checkpoint, too many non-finite losses).
+        DebiasclError: a user error (bad settings, missing data, non-empty or unwritable run
+            directory, one in use by another process, nothing to resume, unusable checkpoint,
+            too many non-finite losses, or only non-finite ones).
     """
+    run_dir = Path(run_dir)
     runtime = setup_runtime(config.train.device)
     try:
-        if config.method.name == "jtt":
-            from debiascl.jtt import train_jtt  # jtt builds on this module
+        with contextlib.ExitStack() as lock:
+            run_on_main(runtime, lambda: lock.enter_context(hold_run_dir(run_dir)))
+            if config.method.name == "jtt":
+                from debiascl.jtt import train_jtt  # jtt builds on this module
 
-            return train_jtt(config, Path(run_dir), runtime, resume)
-        return Trainer(config, Path(run_dir), runtime, resume).run()
+                return train_jtt(config, run_dir, runtime, resume)
+            return Trainer(config, run_dir, runtime, resume).run()
     finally:
         runtime.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from debiascl.cli.options import add_discovery_options
+from debiascl.cli.options import add_device_option, add_discovery_options
 from debiascl.discover import discover_run
 from debiascl.discovery import DEFAULT_K, DEFAULT_THRESHOLD, SCORES_FILE, SUMMARY_FILE
 from debiascl.distributed import resolve_device
@@ -34,9 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("d", "b"),
         help="the bias run's encoder to use (default: b, its E_b)",
     )
-    parser.add_argument(
-        "--device", default="auto", metavar="cpu|cuda|auto", help="default: auto (cuda if present)"
-    )
+    add_device_option(parser)
     parser.add_argument("--no-plots", action="store_true", help="skip the histogram and grid")
     parser.set_defaults(func=run)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from debiascl.cli.options import add_discovery_options, add_probe_groups_option
+from debiascl.cli.options import add_device_option, add_discovery_options, add_probe_groups_option
 from debiascl.discover import ensure_discovery
 from debiascl.distributed import resolve_device
 from debiascl.evaluate import evaluate_run, format_results
@@ -35,9 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("d", "b"),
         help="whose representations: d (debiased) or b (biased); default: the method's product",
     )
-    parser.add_argument(
-        "--device", default="auto", metavar="cpu|cuda|auto", help="default: auto (cuda if present)"
-    )
+    add_device_option(parser)
     parser.add_argument(
         "--probe",
         choices=("fast", "authors"),

@@ -75,3 +75,10 @@ def probe_groups(text: str) -> tuple[str, ...]:
             f"{', '.join(PROBE_GROUPS)}"
         )
     return names
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    """``--device cpu|cuda|auto`` (default auto: cuda if present) of the evaluation commands."""
+    parser.add_argument(
+        "--device", default="auto", metavar="cpu|cuda|auto", help="default: auto (cuda if present)"
+    )

@@ -324,17 +324,20 @@ def _holdout_part(split: str, targets: torch.Tensor, options: dict[str, Any]) ->
 def _read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
     """Rows of a CSV file with a header holding every column of ``required``."""
     _file(path, f"a CSV table with columns {', '.join(required)}")
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        columns = [column.strip() for column in reader.fieldnames or []]
-        missing = [column for column in required if column not in columns]
-        if missing:
-            raise DebiasclError(
-                f"{path}: missing column {', '.join(missing)}; expected columns "
-                f"{', '.join(required)}, found {', '.join(columns) or 'none'}"
-            )
-        reader.fieldnames = columns
-        return list(reader)
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            columns = [column.strip() for column in reader.fieldnames or []]
+            missing = [column for column in required if column not in columns]
+            if missing:
+                raise DebiasclError(
+                    f"{path}: missing column {', '.join(missing)}; expected columns "
+                    f"{', '.join(required)}, found {', '.join(columns) or 'none'}"
+                )
+            reader.fieldnames = columns
+            return list(reader)
+    except UnicodeDecodeError:
+        raise DebiasclError(f"{path} is not UTF-8 text; save it as UTF-8 CSV") from None
 
 
 def _integer(text: str) -> int:

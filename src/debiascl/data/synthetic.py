@@ -69,6 +69,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from debiascl.config import MAX_IMAGE_SIZE
 from debiascl.data.base import (
     BiasedDataset,
     download_torchvision,
@@ -474,6 +475,26 @@ def _benchmark(
 # ----------------------------------------------------------------------------- registry
 
 
+def _number(
+    name: str,
+    options: dict[str, object],
+    key: str,
+    default: float,
+    kind: type[int] | type[float],
+    expected: str,
+) -> float:
+    """Option ``key`` (or ``default``) converted by ``kind``; a user error naming the option."""
+    value = options.get(key, default)
+    try:
+        if isinstance(value, bool):
+            raise TypeError(value)
+        return kind(value)
+    except (TypeError, ValueError, OverflowError):
+        raise DebiasclError(
+            f"dataset '{name}': option {key}={value!r}; expected {expected}"
+        ) from None
+
+
 def _spec(name: str, root: str | None, download: bool, options: dict[str, object]) -> BenchmarkSpec:
     """Validated options -> the cache key of a benchmark."""
     unknown = sorted(set(options) - set(OPTIONS))
@@ -483,17 +504,24 @@ def _spec(name: str, root: str | None, download: bool, options: dict[str, object
             f"{', '.join(OPTIONS)}"
         )
     digits = CONSTRUCTIONS[name].source == "digits"
-    try:
-        rho = float(options.get("rho", 0.95))
-        seed = int(options.get("seed", 0))
-        image_size = int(options.get("image_size", 16 if digits else 28))
-    except (TypeError, ValueError) as error:
-        raise DebiasclError(f"dataset '{name}': bad option value ({error})") from None
+    rho = _number(name, options, "rho", 0.95, float, "a fraction in [0, 1]")
+    seed = _number(name, options, "seed", 0, int, "an integer")
+    image_size = _number(
+        name,
+        options,
+        "image_size",
+        16 if digits else 28,
+        int,
+        f"an integer in [4, {MAX_IMAGE_SIZE}]",
+    )
     copies = options.get("balanced_copies", digits)
     if not 0.0 <= rho <= 1.0:
         raise DebiasclError(f"dataset '{name}': option rho={rho}; expected a fraction in [0, 1]")
-    if image_size < 4:
-        raise DebiasclError(f"dataset '{name}': option image_size={image_size}; expected >= 4")
+    if not 4 <= image_size <= MAX_IMAGE_SIZE:
+        raise DebiasclError(
+            f"dataset '{name}': option image_size={image_size}; expected an integer in "
+            f"[4, {MAX_IMAGE_SIZE}]"
+        )
     if not isinstance(copies, bool):
         raise DebiasclError(
             f"dataset '{name}': option balanced_copies={copies!r}; expected true/false"

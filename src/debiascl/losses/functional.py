@@ -78,7 +78,7 @@ def check_beta(beta: float) -> float:
 
 
 def _check_views(z1: Tensor, z2: Tensor, names: tuple[str, str] = ("z1", "z2")) -> None:
-    """Raise ValueError unless ``z1`` and ``z2`` are 2-D tensors of the same shape (B, D >= 1).
+    """Raise ValueError unless ``z1`` and ``z2`` are real 2-D tensors of one shape (B, D >= 1).
 
     B >= 2 is checked on the (possibly gathered) global batch by :func:`_pairs`.
     """
@@ -87,6 +87,8 @@ def _check_views(z1: Tensor, z2: Tensor, names: tuple[str, str] = ("z1", "z2")) 
             raise ValueError(f"{name} must be a torch.Tensor of shape (B, D), got {type(z)}")
         if z.dim() != 2:
             raise ValueError(f"{name} must be 2-D of shape (B, D), got shape {tuple(z.shape)}")
+        if z.is_complex():
+            raise ValueError(f"{name} must be a real tensor, got dtype {z.dtype}")
     if z1.shape != z2.shape:
         raise ValueError(
             f"{names[0]} and {names[1]} must have the same shape (B, D), "
@@ -121,6 +123,20 @@ class _Pairs:
         return self.masked.shape[1] - 2
 
 
+def _normalize(z: Tensor) -> Tensor:
+    """(B, D) -> (B, D) rows scaled to unit L2 norm, also when the norm overflows the dtype.
+
+    A row whose squared norm could overflow (an entry above sqrt(max / D), e.g. 3e19 in
+    float32) is first divided by its largest absolute entry (a constant for autograd: the result
+    does not depend on it), so it keeps its direction instead of becoming a zero vector. Other
+    rows are divided by 1, exactly as ``F.normalize`` alone. A row with a NaN gives NaN.
+    """
+    limit = math.sqrt(torch.finfo(z.dtype).max / max(z.shape[1], 1))
+    largest = z.detach().abs().amax(dim=1, keepdim=True)
+    scale = torch.where(largest > limit, largest, torch.ones_like(largest))
+    return F.normalize(z / scale, dim=1)
+
+
 def _pairs(
     z1: Tensor,
     z2: Tensor,
@@ -145,8 +161,8 @@ def _pairs(
     """
     dtype = torch.promote_types(z1.dtype, torch.float32)
     with torch.autocast(device_type=z1.device.type, enabled=False):
-        n1 = F.normalize(z1.to(dtype), dim=1)
-        n2 = F.normalize(z2.to(dtype), dim=1)
+        n1 = _normalize(z1.to(dtype))
+        n2 = _normalize(z2.to(dtype))
         b = n1.shape[0]
         offset = 0
         if gather_distributed and is_distributed():
@@ -192,7 +208,9 @@ def _debiased_nce(
     scaled = (torch.exp(log_negatives - shift) - pos_term) / (1.0 - tau_plus)
     valid = scaled > 0
     log_scaled = torch.log(torch.where(valid, scaled, torch.ones_like(scaled)))
-    log_ng = torch.where(valid, shift + log_scaled, torch.full_like(scaled, -math.inf))
+    # A NaN (from a NaN input) must reach the loss, not fall to the clamp like a non-positive.
+    fill = torch.where(scaled.isnan(), scaled, torch.full_like(scaled, -math.inf))
+    log_ng = torch.where(valid, shift + log_scaled, fill)
     log_ng = torch.clamp(log_ng, min=math.log(num_negatives) - 1.0 / temperature)
     return F.softplus(log_ng - log_pos).mean()
 
