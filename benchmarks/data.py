@@ -3,15 +3,19 @@
 The folder holds ``--num-images`` generated JPEGs of CelebA's size (178x218; smooth random
 content, seed 0) in the metadata-csv layout; it is written once into ``--folder`` (default: a
 temporary folder) and reused when it is already there. For each ``--sizes`` S a row is one
-epoch's data path on the CPU, load + two SimCLR views of every image:
+epoch's data path, load + two SimCLR views of every image (debiascl's views on ``--device``,
+default the CPU):
 
 * debiascl, first epoch: builds the decoded-image cache (``--workers`` decoding processes), then
   reads the epoch's batches from it into the batched view pipeline;
 * debiascl, later epoch: batches straight from the cache into the batched view pipeline
   (best of ``--repeats`` epochs);
-* torchvision: an ImageFolder-style data set (PIL decode + resize per item) with
-  ``transforms.v2`` per-sample views in a DataLoader with ``--workers`` persistent workers
-  (best of ``--repeats`` epochs after a warm-up epoch), the default path of lightly/solo-learn.
+* debiascl, later epoch, loading only: the same without the views, i.e. the CPU's share of an
+  epoch when the views are made on a GPU;
+* torchvision: an ImageFolder-style data set (PIL decode, resize of the shorter side to S, as
+  debiascl stores images) with ``transforms.v2`` per-sample views in a DataLoader with
+  ``--workers`` persistent workers (best of ``--repeats`` epochs after a warm-up epoch), the
+  default path of lightly/solo-learn users.
 
     python benchmarks/data.py                                  # 5000 images, S = 64 and 128
     python benchmarks/data.py --num-images 300 --sizes 64      # a quick check
@@ -94,22 +98,25 @@ def _timed(run: Callable[[], int]) -> float:
 
 def measure_debiascl(
     folder: Path, size: int, cache_dir: Path, args: argparse.Namespace
-) -> tuple[float, float, int]:
-    """(first epoch images/s incl. building the cache, best later epoch images/s, cache bytes)."""
+) -> tuple[float, float, float, int]:
+    """Images/s of debiascl's first epoch (building the cache), best later epoch, best later
+    epoch without the views (what the CPU does when they run on a GPU), and the cache's bytes."""
     dataset = build_dataset("metadata-csv", str(folder), "train", image_size=size)
-    views = build_views("simclr", dataset)
+    device = torch.device(args.device)
+    views = build_views("simclr", dataset).to(device)
     sampler = EpochBatchSampler(len(dataset), args.batch_size, seed=0, epoch=0)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
-    def epoch() -> int:
-        loader = batch_loader(
-            dataset, sampler, resolve_workers("auto", dataset), torch.device("cpu")
-        )
+    def epoch(make_views: bool = True) -> int:
+        loader = batch_loader(dataset, sampler, resolve_workers("auto", dataset), device)
         seen = 0
         with torch.no_grad():
             for _, x, _, _ in loader:
-                views(x)
+                if make_views:
+                    views(x.to(device, non_blocking=True))
                 seen += len(x)
-            sampler.epoch += 1
+        sync()
+        sampler.epoch += 1
         return seen
 
     def first() -> int:
@@ -118,7 +125,8 @@ def measure_debiascl(
 
     first_rate = _timed(first)
     later = max(_timed(epoch) for _ in range(args.repeats))
-    return first_rate, later, dataset.decoded.path.stat().st_size
+    loading = max(_timed(lambda: epoch(make_views=False)) for _ in range(args.repeats))
+    return first_rate, later, loading, dataset.decoded.path.stat().st_size
 
 
 def measure_torchvision(folder: Path, size: int, args: argparse.Namespace) -> float:
@@ -156,6 +164,7 @@ def main() -> None:
         help="decoding processes of both paths (default: data.num_workers auto's share)",
     )
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--device", default="cpu", help="where debiascl's views are made")
     parser.add_argument("--repeats", type=int, default=2, help="timed epochs, the best counts")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="debiascl-bench-") as temp:
@@ -165,24 +174,26 @@ def main() -> None:
         print(
             f"{args.num_images} JPEGs 178x218 in {folder} ({time.perf_counter() - started:.0f} s)"
         )
-        rows, cache_sizes = [], []
+        rows, cache_sizes, on = [], [], f" ({args.device})"
         for size in args.sizes:
-            first, later, cache_bytes = measure_debiascl(folder, size, Path(temp) / "cache", args)
+            cache = Path(temp) / "cache"
+            first, later, loading, cache_bytes = measure_debiascl(folder, size, cache, args)
             baseline = measure_torchvision(folder, size, args)
             rows += [
-                ("debiascl, first epoch (builds the cache)", size, first, first / baseline),
-                ("debiascl, later epoch (cached)", size, later, later / baseline),
-                ("torchvision v2 per-sample", size, baseline, 1.0),
+                (f"debiascl, first epoch (builds the cache){on}", size, first, first / baseline),
+                (f"debiascl, later epoch (cached){on}", size, later, later / baseline),
+                ("debiascl, later epoch, loading only", size, loading, loading / baseline),
+                ("torchvision v2 per-sample (cpu)", size, baseline, 1.0),
             ]
             cache_sizes.append(f"{size} px: {cache_bytes / 2**20:.0f} MiB")
     print(
         f"batch {args.batch_size}, {args.workers} workers, torch threads "
         f"{torch.get_num_threads()}, {available_cpus()} CPUs, best of {args.repeats} epochs"
     )
-    print(f"| {'data path':<42} | {'size':>4} | {'images/s':>9} | {'vs torchvision':>14} |")
-    print(f"| {'-' * 42} | {'-' * 3}:| {'-' * 8}:| {'-' * 13}:|")
+    print(f"| {'data path':<48} | {'size':>4} | {'images/s':>9} | {'vs torchvision':>14} |")
+    print(f"| {'-' * 48} | {'-' * 3}:| {'-' * 8}:| {'-' * 13}:|")
     for name, size, rate, ratio in rows:
-        print(f"| {name:<42} | {size:>4} | {rate:>9.0f} | {ratio:>13.1f}x |")
+        print(f"| {name:<48} | {size:>4} | {rate:>9.0f} | {ratio:>13.1f}x |")
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     print(f"cache on disk: {', '.join(cache_sizes)}")
