@@ -19,6 +19,7 @@ from PIL import Image
 from test_data_images import CELEBA_ROWS, WATERBIRDS_ROWS, make_celeba, make_waterbirds
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
+from debiascl.checkpoint import load_checkpoint
 from debiascl.config import build_config
 from debiascl.data import build_dataset, loading
 from debiascl.data import cache as cache_module
@@ -27,6 +28,7 @@ from debiascl.data.images import ImageFileDataset
 from debiascl.data.loading import batch_loader, configured_dataset, resolve_workers
 from debiascl.data.sampling import IndexedSubset
 from debiascl.errors import DebiasclError
+from debiascl.train import train
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 SIZE = 16
@@ -95,7 +97,9 @@ def test_cache_gives_exactly_the_uncached_images(tmp_path: Path, layout: str) ->
         expected = _images(uncached)
         assert uncached.reads_files and expected.shape == (len(uncached), 3, SIZE, SIZE)
         assert len(torch.unique(expected)) > 100  # noise, not flat colour: resize is exercised
+        rng = torch.get_rng_state()
         dataset = attach_cache(build_dataset(layout, str(root), split, image_size=SIZE))
+        assert torch.equal(torch.get_rng_state(), rng)  # building draws no random numbers
         assert not dataset.reads_files
         assert cache_path(dataset).is_file()
         assert cache_path(dataset).parent.parent == default_cache_dir()
@@ -397,3 +401,33 @@ def test_cache_settings_defaults_and_checks() -> None:
         build_config(sets=["data.cache=sometimes"])
     with pytest.raises(DebiasclError, match=r"data.cache_dir"):
         build_config(sets=["data.cache_dir=' '"])
+
+
+@pytest.mark.slow
+def test_training_reads_the_cache_and_learns_the_same_model(tmp_path: Path) -> None:
+    rows = [
+        (f"img/{k:02d}.png", k % 3 == 2, k % 2, (k // 2) % 2, (20 + k % 5, 18)) for k in range(24)
+    ]
+    root = make_metadata_csv(
+        tmp_path / "data", [(n, int(s) * 2, y, a, wh) for n, s, y, a, wh in rows]
+    )
+    sets = [
+        "data.name=metadata-csv",
+        f"data.root={root}",
+        "data.options.image_size=8",
+        "data.augmentation=crop_flip",
+        "method.name=simclr",
+        "train.epochs=2",
+        "train.batch_size=4",
+        "train.device=cpu",
+        "train.knn_every=0",
+        "train.progress=false",
+    ]
+    models = {}
+    for cache in ("true", "false"):
+        run_dir = train(build_config(sets=[*sets, f"data.cache={cache}"]), tmp_path / cache)
+        models[cache] = load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
+    written = list((default_cache_dir() / "images").glob("metadata-csv-train-8px-*.npy"))
+    assert len(written) == 1  # by the cached run, in the cache folder the settings name
+    assert models["true"].keys() == models["false"].keys()
+    assert all(torch.equal(models["true"][k], models["false"][k]) for k in models["true"])

@@ -194,7 +194,12 @@ def _check_space(folder: Path, needed: int, what: str) -> None:
 def _fill(array: np.ndarray, dataset: ImageFileDataset, workers: int, what: str) -> None:
     """Decode every image of ``dataset`` into ``array`` (n, 3, S, S) uint8, ``workers`` at once."""
     workers = min(workers, (len(array) - 1) // BUILD_BATCH)  # no process without a batch to do
-    loader = DataLoader(_FileImages(dataset), batch_size=BUILD_BATCH, num_workers=workers)
+    loader = DataLoader(
+        _FileImages(dataset),
+        batch_size=BUILD_BATCH,
+        num_workers=workers,
+        generator=torch.Generator(),  # building must not draw from the global RNG
+    )
     with tqdm(total=len(array), desc=f"caching {what}", unit="img", disable=None) as bar:
         for index, images in loader:
             array[index.numpy()] = images.numpy()
