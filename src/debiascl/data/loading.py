@@ -4,7 +4,9 @@
 per item (a file-based image set without its decoded-image cache): ``min(8, CPUs per process - 1)``
 of them, where CPUs per process is this process's CPU affinity divided by the number of training
 processes (one CPU stays with the training loop). In-memory tensors and cached images get 0:
-their batches are one gather from memory, cheaper than handing them between processes.
+their batches are one gather from memory, cheaper than handing them between processes (measured
+on 2 shared CPUs: cached 224 px images, batches of 128, 1,700 images/s read in the training
+process, 800 images/s through one loader process).
 """
 
 from __future__ import annotations
