@@ -424,10 +424,16 @@ def test_training_reads_the_cache_and_learns_the_same_model(tmp_path: Path) -> N
         "train.progress=false",
     ]
     models = {}
-    for cache in ("true", "false"):
-        run_dir = train(build_config(sets=[*sets, f"data.cache={cache}"]), tmp_path / cache)
-        models[cache] = load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
+    variants = {  # cached; decoding files in one persistent loader process; in this process
+        "cached": ["data.cache=true"],
+        "worker": ["data.cache=false", "data.num_workers=1"],
+        "inline": ["data.cache=false", "data.num_workers=0"],
+    }
+    for name, extra in variants.items():
+        run_dir = train(build_config(sets=[*sets, *extra]), tmp_path / name)
+        models[name] = load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
     written = list((default_cache_dir() / "images").glob("metadata-csv-train-8px-*.npy"))
     assert len(written) == 1  # by the cached run, in the cache folder the settings name
-    assert models["true"].keys() == models["false"].keys()
-    assert all(torch.equal(models["true"][k], models["false"][k]) for k in models["true"])
+    for name in ("worker", "inline"):
+        assert models[name].keys() == models["cached"].keys()
+        assert all(torch.equal(models[name][k], models["cached"][k]) for k in models["cached"])
