@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
-import kornia.augmentation as K
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torchvision.transforms import v2
@@ -32,6 +32,9 @@ from debiascl.data.views import (
     SIMCLR_SCALE,
     build_views,
 )
+
+if TYPE_CHECKING:
+    import kornia.augmentation as K
 
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
@@ -86,6 +89,8 @@ def torchvision_simclr(size: int) -> v2.Compose:
 
 def kornia_simclr(size: int) -> K.AugmentationSequential:
     """kornia's batched equivalent of the "simclr" view pipeline (float input in [0, 1])."""
+    import kornia.augmentation as K  # only here: benchmarks/data.py imports this module too
+
     return K.AugmentationSequential(
         K.RandomResizedCrop((size, size), scale=SIMCLR_SCALE, ratio=CROP_RATIO),
         K.RandomHorizontalFlip(),

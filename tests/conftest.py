@@ -36,6 +36,14 @@ def _wcl_train_args(out: Path, epochs: int, settings: Iterable[str], *extra: str
     ]
 
 
+@pytest.fixture(autouse=True)
+def _private_image_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every test caches decoded images in its own temporary folder, never in ~/.cache."""
+    monkeypatch.setenv("DEBIASCL_CACHE_DIR", str(tmp_path_factory.mktemp("image-cache")))
+
+
 @pytest.fixture
 def wcl_train_args() -> Callable[..., list[str]]:
     """``(out, epochs, settings, *extra) -> list[str]``: see :func:`_wcl_train_args`."""

@@ -30,7 +30,12 @@ MAX_SEED = 2**32 - 1
 
 @dataclass
 class DataConfig:
-    """Which data set, where, and how views are made (SPEC section 5, augmentation row)."""
+    """Which data set, where, and how views are made (SPEC section 5, augmentation row).
+
+    ``num_workers``: loader processes, or "auto" (see :mod:`debiascl.data.loading`). ``cache``:
+    decode file-based image sets once into a cache under ``cache_dir`` (null: the user cache
+    folder; see :mod:`debiascl.data.cache`).
+    """
 
     name: str = "biased-digits"
     root: str | None = None
@@ -40,7 +45,9 @@ class DataConfig:
     image_size: int | None = None
     noise_std: float = 0.1
     corruption_rate: float = 0.6
-    num_workers: int = 0
+    num_workers: int | str = "auto"
+    cache: bool = True
+    cache_dir: str | None = None
 
 
 @dataclass
@@ -172,7 +179,12 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         if isinstance(value, str) and value.lower() in ("none", "null") and type(None) in args:
             return None
         non_none = [a for a in args if a is not type(None)]
-        return _coerce(value, non_none[0], key)
+        for option in non_none[:-1]:  # int | str: "4" is 4, "auto" stays a string
+            try:
+                return _coerce(value, option, key)
+            except DebiasclError:
+                continue
+        return _coerce(value, non_none[-1], key)
     if annotation is Any:
         return value
     if origin is list:
@@ -451,7 +463,18 @@ def validate(config: Config) -> None:
     )
     _check(d.noise_std >= 0, "data.noise_std", ">= 0", d.noise_std)
     _check(0 <= d.corruption_rate < 1, "data.corruption_rate", "in [0, 1)", d.corruption_rate)
-    _check(d.num_workers >= 0, "data.num_workers", ">= 0", d.num_workers)
+    _check(
+        d.num_workers == "auto" or (isinstance(d.num_workers, int) and d.num_workers >= 0),
+        "data.num_workers",
+        "auto or an integer >= 0",
+        d.num_workers,
+    )
+    _check(
+        d.cache_dir is None or d.cache_dir.strip() != "",
+        "data.cache_dir",
+        "a folder, or null for the user cache folder",
+        d.cache_dir,
+    )
     _check(
         d.image_size is None or 8 <= d.image_size <= MAX_IMAGE_SIZE,
         "data.image_size",

@@ -33,7 +33,8 @@ from torch import nn
 from debiascl.atomic import write_json
 from debiascl.checkpoint import load_trained
 from debiascl.config import Config
-from debiascl.data.base import BiasedDataset, build_dataset
+from debiascl.data.base import BiasedDataset
+from debiascl.data.loading import configured_dataset
 from debiascl.data.sampling import labelled_subset
 from debiascl.data.views import build_views
 from debiascl.discovery import balanced_weights, group_ids, read_discovery
@@ -318,10 +319,7 @@ def load_run(
     run_dir = check_run_dir(run_dir)
     config, method = load_trained(run_dir, device)
     data = config.data
-    datasets = {
-        split: build_dataset(data.name, data.root, split, download=False, **data.options)
-        for split in splits
-    }
+    datasets = {split: configured_dataset(data, split, download=False) for split in splits}
     pipeline = build_views(
         data.augmentation,
         datasets["train"],

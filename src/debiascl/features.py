@@ -10,9 +10,10 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, Dataset, SequentialSampler
 
 from debiascl.data.base import BiasedDataset
+from debiascl.data.loading import batch_loader
 from debiascl.data.sampling import labelled_subset, sample_subset
 
 KNN_SAMPLE_LIMIT = 10_000
@@ -34,7 +35,7 @@ def _map_dataset(
 
     Args:
         method: the network ``forward`` uses; put in eval mode, then back in its former mode.
-        dataset: items (index, x, y, a).
+        dataset: items (index, x, y, a), read a batch at a time (``get_batch``).
         prepare: (B, *input_shape) -> network input (resize + normalise), on ``device``.
         forward: network input (B, ...) -> (B, ...) outputs.
         device: where to run the network.
@@ -52,7 +53,8 @@ def _map_dataset(
     method.eval()
     outputs: list[torch.Tensor] = []
     indices: list[torch.Tensor] = []
-    for index, x, _, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+    batches = BatchSampler(SequentialSampler(range(len(dataset))), batch_size, drop_last=False)
+    for index, x, _, _ in batch_loader(dataset, batches, 0, torch.device(device)):
         outputs.append(forward(prepare(x.to(device, non_blocking=True))).cpu())
         indices.append(index)
     method.train(was_training)

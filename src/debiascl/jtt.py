@@ -41,7 +41,8 @@ import torch
 from debiascl.atomic import write_json
 from debiascl.checkpoint import checkpoint_path, load_trained
 from debiascl.config import Config, load_yaml
-from debiascl.data import BiasedDataset, build_dataset
+from debiascl.data import BiasedDataset
+from debiascl.data.loading import configured_dataset
 from debiascl.data.views import build_views
 from debiascl.distributed import Runtime, run_on_main
 from debiascl.errors import DebiasclError
@@ -67,8 +68,7 @@ def stage1_config(config: Config) -> Config:
 
 
 def _dataset(config: Config, split: str) -> BiasedDataset:
-    data = config.data
-    return build_dataset(data.name, data.root, split, download=data.download, **data.options)
+    return configured_dataset(config.data, split, config.data.download)
 
 
 # ----------------------------------------------------------------------------- the error set

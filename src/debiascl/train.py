@@ -62,7 +62,8 @@ from debiascl.checkpoint import (
     save_checkpoint,
 )
 from debiascl.config import Config, OptimConfig
-from debiascl.data import BiasedDataset, build_dataset
+from debiascl.data import BiasedDataset
+from debiascl.data.loading import batch_loader, configured_dataset, resolve_workers
 from debiascl.data.sampling import EpochBatchSampler, mix_seed
 from debiascl.data.views import ViewPipeline, build_views
 from debiascl.distributed import (
@@ -93,6 +94,8 @@ RESUMABLE_SETTINGS = frozenset(
         "data.root",
         "data.download",
         "data.num_workers",
+        "data.cache",
+        "data.cache_dir",
     }
 )
 """Settings that may differ between a run and its resumption (they do not change the result)."""
@@ -526,6 +529,8 @@ class Trainer:
         if runtime.is_main:
             config.save(run_dir / "config.yaml")
         self._val_set: BiasedDataset | None = None
+        self._train_loader: DataLoader | None = None
+        self._sampler: EpochBatchSampler | None = None
 
     def _check_labels(self) -> None:
         """A supervised method needs a class for every training sample."""
@@ -539,7 +544,7 @@ class Trainer:
 
     def _dataset(self, split: str) -> BiasedDataset:
         data = self.config.data
-        return build_dataset(data.name, data.root, split, download=data.download, **data.options)
+        return configured_dataset(data, split, data.download, self.runtime.world_size)
 
     def _build_method(self) -> Method:
         runtime = self.runtime
@@ -664,27 +669,28 @@ class Trainer:
         return self.run_dir
 
     def _loader(self) -> DataLoader:
+        """The training loader, made once (its workers persist), set to this epoch's batches."""
         config, runtime = self.config, self.runtime
-        sampler = EpochBatchSampler(
-            len(self.train_set),
-            config.train.batch_size,
-            config.train.seed,
-            self.progress.epoch,
-            runtime.rank,
-            runtime.world_size,
-            start=self.progress.position,
-            repeats=self.repeats,
-        )
-        return DataLoader(
-            self.train_set,
-            batch_sampler=sampler,
-            num_workers=config.data.num_workers,
-            pin_memory=runtime.device.type == "cuda",
-            # Its own generator: creating the iterator must not draw from the global RNG.
-            generator=torch.Generator().manual_seed(
-                mix_seed(config.train.seed, self.progress.epoch, 1)
-            ),
-        )
+        if self._train_loader is None:
+            self._sampler = EpochBatchSampler(
+                len(self.train_set),
+                config.train.batch_size,
+                config.train.seed,
+                self.progress.epoch,
+                runtime.rank,
+                runtime.world_size,
+                repeats=self.repeats,
+            )
+            self._train_loader = batch_loader(
+                self.train_set,
+                self._sampler,
+                resolve_workers(config.data.num_workers, self.train_set, runtime.world_size),
+                runtime.device,
+                # Its own generator: creating an iterator must not draw from the global RNG.
+                generator=torch.Generator().manual_seed(mix_seed(config.train.seed, 1)),
+            )
+        self._sampler.epoch, self._sampler.start = self.progress.epoch, self.progress.position
+        return self._train_loader
 
     def _make_views(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
@@ -709,7 +715,9 @@ class Trainer:
         started = last_log = time.perf_counter()
         steps_since_log = 0
         for _, x, y, _ in loader:
-            targets = y.to(self.runtime.device) if self.method.supervised else None
+            targets = (
+                y.to(self.runtime.device, non_blocking=True) if self.method.supervised else None
+            )
             result = self.runner.step(self._make_views(x), targets)
             progress.position += 1
             progress.global_step += 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -51,6 +51,28 @@ class BiasedDataset(Dataset):
     def load(self, index: int) -> torch.Tensor:
         """The input of sample ``index``: float32 in [0, 1] of ``input_shape`` (images) or (F,)."""
         raise NotImplementedError
+
+    @property
+    def reads_files(self) -> bool:
+        """True when items are decoded from files (worth loader workers); False in memory."""
+        return False
+
+    def load_batch(self, indices: Sequence[int]) -> torch.Tensor:
+        """The inputs of samples ``indices`` stacked: (B, *input_shape) float32.
+
+        Subclasses that can read many samples at once (a decoded-image cache) override it.
+        """
+        return torch.stack([self.load(index) for index in indices])
+
+    def get_batch(
+        self, indices: Sequence[int]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Items ``indices`` already collated: index (B,), x (B, *input_shape), y (B,), a (B,).
+
+        Equal to collating ``[self[i] for i in indices]``, but loads through :meth:`load_batch`.
+        """
+        index = torch.as_tensor(indices, dtype=torch.int64)
+        return index, self.load_batch(indices), self.targets[index], self.attributes[index]
 
     def __len__(self) -> int:
         return int(self.targets.shape[0])

@@ -37,7 +37,8 @@ Split choices (documented here because the sources differ):
 Only CIFAR and STL-10 can be downloaded (through torchvision, and only with ``download=True``).
 CIFAR/STL-10 have no bias attribute (``a = -1``; evaluation reports worst-class accuracy).
 File-based sets resize the shorter image side to ``image_size`` (default 224, SPEC section 5)
-and centre-crop a square; images are decoded only when an item is read.
+and centre-crop a square; images are decoded only when an item is read, or once into a
+decoded-image cache that later reads come from (:mod:`debiascl.data.cache`).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ import pickle
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -65,6 +66,9 @@ from debiascl.data.base import (
     register_dataset,
 )
 from debiascl.errors import DebiasclError
+
+if TYPE_CHECKING:
+    from debiascl.data.cache import DecodedImages
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -198,18 +202,32 @@ class ImageFileDataset(BiasedDataset):
         self.num_classes, self.num_attributes = len(class_names), len(attribute_names)
         self.mean, self.std = mean, std
         self.input_shape = (3, image_size, image_size)
+        self.decoded: DecodedImages | None = None  # see debiascl.data.cache.attach_cache
         if files and not (folder / files[0]).is_file():
             raise DebiasclError(
                 f"image file {folder / files[0]} (from {source}) does not exist; "
                 f"expected the images of dataset '{name}' under {folder}"
             )
 
+    @property
+    def reads_files(self) -> bool:
+        """True while items are decoded from the files (no decoded-image cache attached)."""
+        return self.decoded is None
+
     def load(self, index: int) -> torch.Tensor:
         """Image ``index`` as float32 (3, S, S) in [0, 1]."""
-        return load_image(self.folder / self.files[index], self.input_shape[1], self.source)
+        if self.decoded is None:
+            return load_image(self.folder / self.files[index], self.input_shape[1], self.source)
+        return self.load_batch([index])[0]
+
+    def load_batch(self, indices: Sequence[int]) -> torch.Tensor:
+        """Images ``indices`` as float32 (B, 3, S, S), read at once from the cache when attached."""
+        if self.decoded is None:
+            return super().load_batch(indices)
+        return torch.from_numpy(self.decoded.rows(indices)).float().div_(255)
 
 
-def load_image(path: Path, image_size: int, source: Path | None = None) -> torch.Tensor:
+def decode_image(path: Path, image_size: int, source: Path | None = None) -> torch.Tensor:
     """Decode an image file to RGB, resize its shorter side to S and centre-crop a square.
 
     Args:
@@ -218,7 +236,7 @@ def load_image(path: Path, image_size: int, source: Path | None = None) -> torch
         source: the metadata file listing the image, named in error messages.
 
     Returns:
-        float32 (3, S, S) in [0, 1].
+        uint8 (3, S, S).
     """
     listed = f" (from {source})" if source is not None else ""
     try:
@@ -230,7 +248,12 @@ def load_image(path: Path, image_size: int, source: Path | None = None) -> torch
         raise DebiasclError(f"cannot read image {path}{listed}: {error}") from error
     rgb = TF.resize(rgb, image_size, interpolation=InterpolationMode.BILINEAR)
     rgb = TF.center_crop(rgb, [image_size, image_size])
-    return TF.pil_to_tensor(rgb).float().div_(255)
+    return TF.pil_to_tensor(rgb)
+
+
+def load_image(path: Path, image_size: int, source: Path | None = None) -> torch.Tensor:
+    """:func:`decode_image` as float32 (3, S, S) in [0, 1] (the decoded bytes / 255)."""
+    return decode_image(path, image_size, source).float().div_(255)
 
 
 # ---------------------------------------------------------------- options and checks

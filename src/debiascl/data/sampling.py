@@ -103,6 +103,12 @@ class IndexedSubset(Dataset):
     def __getitem__(self, position: int) -> tuple[int, torch.Tensor, int, int]:
         return self.dataset[self.indices[position]]
 
+    def get_batch(
+        self, positions: list[int]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Items at ``positions`` collated (:meth:`BiasedDataset.get_batch`), original indices."""
+        return self.dataset.get_batch([self.indices[position] for position in positions])
+
 
 def labelled_subset(dataset: BiasedDataset) -> Dataset:
     """The samples with a class (y >= 0): the whole data set, or an :class:`IndexedSubset`.

@@ -62,6 +62,7 @@ import functools
 import gzip
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -215,6 +216,10 @@ class SyntheticBiasedDataset(BiasedDataset):
     def load(self, index: int) -> torch.Tensor:
         """Image ``index`` as float32 (3, S, S) in [0, 1]."""
         return self.images[index].float().div_(255.0)
+
+    def load_batch(self, indices: Sequence[int]) -> torch.Tensor:
+        """Images ``indices`` as float32 (B, 3, S, S) in [0, 1], gathered at once."""
+        return self.images[torch.as_tensor(indices, dtype=torch.int64)].float().div_(255.0)
 
 
 # ----------------------------------------------------------------------------- sources

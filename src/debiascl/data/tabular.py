@@ -166,6 +166,10 @@ class TableDataset(BiasedDataset):
         """Row ``index`` as a float32 tensor of shape (F,)."""
         return self.features[index]
 
+    def load_batch(self, indices: Sequence[int]) -> torch.Tensor:
+        """Rows ``indices`` as float32 (B, F), gathered at once."""
+        return self.features[torch.as_tensor(indices, dtype=torch.int64)]
+
 
 # ----------------------------------------------------------------------------- splits, options
 
