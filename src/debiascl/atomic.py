@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -111,3 +112,11 @@ def remove_stale_temporaries(path: str | Path) -> None:
     if path.parent.is_dir():
         for temp in path.parent.glob(f".{path.name}.*.tmp"):
             temp.unlink(missing_ok=True)
+
+
+def remove_path(path: Path) -> None:
+    """Delete ``path``: a folder with everything in it, or a file or link; nothing if absent."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)

@@ -40,7 +40,6 @@ rerun once the other process has finished completes the comparison.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -48,7 +47,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from debiascl.atomic import write_text_atomic
+from debiascl.atomic import remove_path, write_text_atomic
 from debiascl.config import Config, build_config, list_presets, load_config
 from debiascl.data import list_datasets
 from debiascl.discover import BIAS_ENCODER, discover_run
@@ -340,12 +339,8 @@ def execute_run(run: PlannedRun, report: bool, progress: Progress) -> dict[str, 
 def _empty(folder: Path) -> None:
     """Delete everything in ``folder`` but its lock file (held by this process)."""
     for entry in folder.iterdir():
-        if entry.name == LOCK_NAME:
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
+        if entry.name != LOCK_NAME:
+            remove_path(entry)
 
 
 def evaluation_label(results: dict[str, Any], evaluation: str = "main") -> str:

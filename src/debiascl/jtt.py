@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from debiascl.atomic import write_json
+from debiascl.atomic import remove_path, write_json
 from debiascl.checkpoint import checkpoint_path, load_trained
 from debiascl.config import Config, load_yaml
 from debiascl.data import BiasedDataset
@@ -259,11 +259,7 @@ def _error_set(config: Config, run_dir: Path, device: torch.device) -> dict[str,
 def _clear_stage2_leftovers(run_dir: Path) -> None:
     """Before a fresh stage 2: drop what an attempt that never reached a checkpoint wrote."""
     for name in STAGE2_LEFTOVERS:
-        path = run_dir / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
+        remove_path(run_dir / name)
 
 
 def train_jtt(config: Config, run_dir: Path, runtime: Runtime, resume: bool = False) -> Path:

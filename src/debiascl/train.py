@@ -34,7 +34,6 @@ import json
 import logging
 import os
 import random
-import shutil
 import sys
 import time
 from collections.abc import Collection
@@ -49,7 +48,7 @@ from torch.optim.lr_scheduler import MultiStepLR
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from debiascl.atomic import remove_stale_temporaries, write_error
+from debiascl.atomic import remove_path, remove_stale_temporaries, write_error
 from debiascl.checkpoint import (
     FORMAT,
     VERSION,
@@ -396,11 +395,7 @@ def _clear_stopped_attempt(run_dir: Path) -> None:
         run_dir,
     )
     for name in STOPPED_ATTEMPT_ENTRIES:
-        path = run_dir / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
+        remove_path(run_dir / name)
 
 
 def prepare_run_dir(
