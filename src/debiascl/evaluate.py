@@ -37,7 +37,7 @@ from debiascl.data.base import BiasedDataset
 from debiascl.data.loading import configured_dataset
 from debiascl.data.sampling import labelled_subset
 from debiascl.data.views import build_views
-from debiascl.discovery import balanced_weights, group_ids, read_discovery
+from debiascl.discovery import SplitDiscovery, balanced_weights, group_ids, read_discovery
 from debiascl.errors import DebiasclError
 from debiascl.features import extract_features, knn_predict, predict_classes
 from debiascl.metrics import group_counts, group_metrics
@@ -348,14 +348,15 @@ def _true_groups(
 
 
 def _discovered_groups(
-    run_dir: Path, features: dict[str, tuple[torch.Tensor, ...]]
+    run_dir: Path,
+    splits: dict[str, SplitDiscovery],
+    features: dict[str, tuple[torch.Tensor, ...]],
 ) -> dict[str, torch.Tensor]:
-    """Split -> (n,) ids of the discovered groups (class x flag) from ``discovered.csv``.
+    """Split -> (n,) ids of the discovered groups (class x flag) of ``run_dir``'s discovery.
 
     Raises:
-        DebiasclError: no discovery, or one whose samples are not the split's (stale).
+        DebiasclError: a discovery whose samples are not the split's (stale).
     """
-    splits, _ = read_discovery(run_dir)
     groups = {}
     for split, (_, y, _, index) in features.items():
         if split == "test":
@@ -371,7 +372,10 @@ def _discovered_groups(
 
 
 def probe_groups_of(
-    kind: str, run: LoadedRun, features: dict[str, tuple[torch.Tensor, ...]]
+    kind: str,
+    run: LoadedRun,
+    features: dict[str, tuple[torch.Tensor, ...]],
+    discovered: dict[str, SplitDiscovery] | None = None,
 ) -> dict[str, torch.Tensor]:
     """The groups that balance a group-robust probe: split ("train", "val") -> (n,) group ids.
 
@@ -379,6 +383,8 @@ def probe_groups_of(
         kind: a key of :data:`PROBE_GROUPS`.
         run: the loaded run (its directory holds the discovery).
         features: split -> :func:`extract_features` output of the labelled samples.
+        discovered: the run's discovery (:func:`debiascl.discovery.read_discovery`), when
+            already read; None reads it for "discovered".
     """
     if kind not in PROBE_GROUPS:
         raise DebiasclError(
@@ -386,7 +392,9 @@ def probe_groups_of(
         )
     if kind == "true":
         return _true_groups(features, run.splits["train"])
-    return _discovered_groups(run.run_dir, features)
+    if discovered is None:
+        discovered = read_discovery(run.run_dir)[0]
+    return _discovered_groups(run.run_dir, discovered, features)
 
 
 def evaluate_run(
@@ -490,8 +498,9 @@ def evaluate_run(
         },
         "main": "probe",
     }
+    discovery = read_discovery(run.run_dir) if "discovered" in probe_groups else None
     for kind in probe_groups:
-        groups = probe_groups_of(kind, run, features)
+        groups = probe_groups_of(kind, run, features, None if discovery is None else discovery[0])
         balanced = fit(balanced_weights(groups["train"]), groups.get("val"))
         results[f"probe_{kind}"] = {
             "protocol": f"linear probe ({protocol}) on frozen E_{key} features, loss balanced "
@@ -502,7 +511,7 @@ def evaluate_run(
             "metrics": score(balanced.predict(test_h)),
         }
         if kind == "discovered":
-            results["discovery"] = read_discovery(run.run_dir)[1]
+            results["discovery"] = discovery[1]
     if method.supervised:
         predictions = predict_classes(method, test, run.prepare, device, batch_size)
         results["classifier"] = {
