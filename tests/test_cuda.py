@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
+from fakes import train_args
 from test_checkpoint import minimal_state
 from test_losses import _all_losses, _inputs
 from test_train import final_model, read_metrics, tiny_config
@@ -111,10 +111,11 @@ def test_a_cuda_resnet_trains_in_channels_last(tmp_path: Path) -> None:
 
 
 def test_torchrun_with_one_rank_trains_on_the_cuda_device(
-    tmp_path: Path, wcl_train_args: Callable[..., list[str]]
+    tmp_path: Path,
 ) -> None:
     run_dir = tmp_path / "run"
-    args = wcl_train_args(run_dir, 1, ("data.options.image_size=8", "train.knn_every=0"))
+    settings = ("data.options.image_size=8", "train.knn_every=0")
+    args = train_args(run_dir, dataset="biased-digits", method="wcl", settings=settings)
     args[args.index("--device") + 1] = "cuda"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     command += ["--nproc-per-node", "1", "-m", "debiascl", *args]
