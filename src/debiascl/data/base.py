@@ -106,8 +106,11 @@ class BiasedDataset(Dataset):
         counts = group_counts(self.targets, self.attributes, self.num_classes, self.num_attributes)
         return torch.from_numpy(counts)
 
-    def _bias_alignment(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """(aligned (n,), known (n,)) bool from :func:`debiascl.metrics.majority_aligned`.
+    def bias_alignment(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(aligned (n,), known (n,)) bool: :attr:`bias_aligned` and where alignment is defined.
+
+        :func:`debiascl.metrics.majority_aligned` on the training split's group counts
+        (``train_group_counts``, or this split's own when it is the training split).
 
         None without a bias attribute, without any known attribute, or for a val / test split
         whose builder did not give the training split's counts.
@@ -142,7 +145,7 @@ class BiasedDataset(Dataset):
         False where a is unknown (-1) or the class has no training sample with a known
         attribute; None when alignment is undefined (see :attr:`bias_conflicting`).
         """
-        alignment = self._bias_alignment()
+        alignment = self.bias_alignment()
         return None if alignment is None else alignment[0]
 
     @property
@@ -152,7 +155,7 @@ class BiasedDataset(Dataset):
         None without a bias attribute, when every attribute is unknown, or for a val / test
         split built without the training split's counts (``train_group_counts``).
         """
-        alignment = self._bias_alignment()
+        alignment = self.bias_alignment()
         return None if alignment is None else alignment[1] & ~alignment[0]
 
 

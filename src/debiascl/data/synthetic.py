@@ -22,8 +22,9 @@ Constructions.
   stripes) and ``water`` (a = 1: blue, wavy horizontal stripes), each with a random phase per
   image. Class y's background is a = y. Groups g = 2 y + a (4 groups).
 
-A sample is *bias-aligned* when a equals its class's background (a == y in all four);
-``bias_aligned`` is that (n,) bool tensor.
+A sample is *bias-aligned* when a equals its class's background (a == y in all four):
+``bias_aligned`` (:attr:`debiascl.data.base.BiasedDataset.bias_aligned`, the majority background
+of the class in the training split) is exactly that for ``rho > 1 / A``.
 
 Bias assignment (seeded by option ``seed``, default 0; deterministic).
 
