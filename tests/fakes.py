@@ -1,4 +1,8 @@
-"""Stand-ins and argument builders shared by several test modules (no test imports another)."""
+"""Stand-ins, builders and small inputs shared by several test modules.
+
+Test modules import what they share from here (and the image files from ``image_files``), never
+from one another.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
+from torch import Tensor
 
 import debiascl.compare
-from debiascl.checkpoint import checkpoint_path
+from debiascl import checkpoint as ckpt
+from debiascl.checkpoint import FORMAT, VERSION, checkpoint_path, load_checkpoint
+from debiascl.config import Config, build_config
+from debiascl.losses import dcl_loss, hcl_loss, info_nce_loss, triplet_loss, wcl_loss
 from debiascl.methods import METHODS
 from debiascl.rundir_lock import LOCK_NAME
 
@@ -147,3 +156,57 @@ class FakePipeline:
         monkeypatch.setattr(debiascl.compare, "evaluate_run", self.evaluate_run)
         monkeypatch.setattr(debiascl.compare, "discover_run", self.discover_run)
         return self
+
+
+def minimal_state(**extra: object) -> dict:
+    """The smallest state dict a checkpoint accepts (every required key), updated by ``extra``."""
+    state = {key: 0 for key in ckpt.REQUIRED_KEYS}
+    state.update(format=FORMAT, version=VERSION, method="simclr", model={}, config={})
+    state.update(optimizers={}, schedulers={}, rng=[])
+    state.update(extra)
+    return state
+
+
+def tiny_config(method: str = "wcl", epochs: int = 1, batch_size: int = 128, *sets: str) -> Config:
+    """biased-digits at 8 px on the CPU, no kNN monitor, no progress bar."""
+    return build_config(
+        preset="biased-digits",
+        overrides={
+            "method.name": method,
+            "train.epochs": epochs,
+            "train.batch_size": batch_size,
+            "train.device": "cpu",
+        },
+        sets=["data.options.image_size=8", "train.knn_every=0", "train.progress=false", *sets],
+    )
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """The records of ``run_dir/metrics.jsonl``, one dict a line."""
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def final_model(run_dir: Path) -> dict[str, torch.Tensor]:
+    """The model weights of the run's last checkpoint."""
+    return load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
+
+
+def random_projections(batch: int, dim: int, count: int = 2, seed: int = 0) -> list[Tensor]:
+    """``count`` seeded float64 (batch, dim) leaf tensors that require gradients."""
+    gen = torch.Generator().manual_seed(seed)
+    return [
+        torch.randn(batch, dim, generator=gen, dtype=torch.float64).requires_grad_()
+        for _ in range(count)
+    ]
+
+
+def all_losses(z1: Tensor, z2: Tensor, t: float) -> dict[str, Tensor]:
+    """Every loss at temperature t; WCL takes E_b's projections as a fixed perturbation."""
+    zb1, zb2 = z1.detach().flip(0), z2.detach().flip(0)
+    return {
+        "info_nce": info_nce_loss(z1, z2, t),
+        "dcl": dcl_loss(z1, z2, t, 0.1),
+        "hcl": hcl_loss(z1, z2, t, 0.1, 1.0),
+        "triplet": triplet_loss(z1, z2, 0.1),
+        "wcl": wcl_loss(z1, z2, zb1, zb2, t, 0.1),
+    }

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fakes import train_args
+from fakes import minimal_state, train_args
 
 from debiascl import checkpoint as ckpt
 from debiascl.checkpoint import (
@@ -33,14 +33,6 @@ from debiascl.checkpoint import (
 from debiascl.config import build_config
 from debiascl.errors import DebiasclError
 from debiascl.train import train
-
-
-def minimal_state(**extra: object) -> dict:
-    state = {key: 0 for key in ckpt.REQUIRED_KEYS}
-    state.update(format=FORMAT, version=VERSION, method="simclr", model={}, config={})
-    state.update(optimizers={}, schedulers={}, rng=[])
-    state.update(extra)
-    return state
 
 
 def test_save_then_load_round_trips(tmp_path: Path) -> None:
