@@ -535,34 +535,3 @@ _register(
     "biased-fmnist-binary",
     "Fashion-MNIST clothing vs shoes/bags on land / water textures (4 groups).",
 )
-
-
-# ----------------------------------------------------------------------------- description
-
-
-def describe(dataset: BiasedDataset) -> dict[str, object]:
-    """Counts of one split of any data set: size, aligned / conflicting, per-group counts.
-
-    Aligned and conflicting follow :attr:`BiasedDataset.bias_aligned` (the one definition).
-
-    Returns:
-        {"name", "split", "size", "class_names", "attribute_names",
-        "aligned" and "conflicting" (None when alignment is undefined for the split),
-        "unknown_attribute" (samples with a = -1), "class_counts" (C,),
-        "group_counts" (C lists of A counts: row y, column a)}.
-    """
-    targets, aligned, conflicting = dataset.targets, dataset.bias_aligned, dataset.bias_conflicting
-    return {
-        "name": dataset.name,
-        "split": dataset.split,
-        "size": len(dataset),
-        "class_names": list(dataset.class_names),
-        "attribute_names": list(dataset.attribute_names),
-        "aligned": None if aligned is None else int(aligned.sum()),
-        "conflicting": None if conflicting is None else int(conflicting.sum()),
-        "unknown_attribute": int((dataset.attributes < 0).sum()),
-        "class_counts": torch.bincount(
-            targets[targets >= 0], minlength=dataset.num_classes
-        ).tolist(),
-        "group_counts": dataset.group_counts.tolist(),
-    }
