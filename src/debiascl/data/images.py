@@ -323,7 +323,8 @@ def stratified_holdout(
     Returns:
         (train_idx, val_idx): sorted int64 indices into targets, disjoint, together all of it.
     """
-    codes = torch.from_numpy(stratified_split(targets.numpy(), val_fraction, 0.0, seed))
+    codes = stratified_split(targets.numpy(), val_fraction, 0.0, seed, generator="torch")
+    codes = torch.from_numpy(codes)
     train_idx = torch.nonzero(codes == SPLIT_CODES["train"]).flatten()
     return train_idx, torch.nonzero(codes == SPLIT_CODES["val"]).flatten()
 
