@@ -135,8 +135,9 @@ class BiasedDataset(Dataset):
         (:func:`debiascl.metrics.majority_aligned` on the training split's group counts; every
         value tied for the maximum counts). The direction is "a given y", not "y given a":
         the bias is a shortcut that predicts the class from the attribute, so a sample follows it
-        when it carries its class's usual attribute (SPEC's bias-aligned / bias-conflicting
-        samples, the paper's Section 5.2); the built-in benchmarks are built that way (a share
+        when it carries its class's usual attribute (SPEC section 9 scores discovery against
+        "a != class's majority attribute"; the paper's Section 5.2 calls the samples that E_b
+        learns easily bias-aligned); the built-in benchmarks are built that way (a share
         ``rho`` of each class's training images gets the class's own background, so for
         ``rho > 1 / A`` the aligned samples are exactly those with a == y). The training split
         defines it for every split, so a group-balanced test split is still split into aligned
