@@ -25,6 +25,8 @@ from debiascl.data.sampling import (
 )
 from debiascl.distributed import resolve_device
 from debiascl.errors import DebiasclError
+from debiascl.evaluate import load_run
+from debiascl.features import knn_accuracy
 from debiascl.methods import METHODS, build_method
 from debiascl.train import (
     StepRunner,
@@ -65,6 +67,19 @@ def test_wcl_run_writes_every_artefact_and_learns(tmp_path: Path) -> None:
     assert epochs[0]["loss_b"] > epochs[1]["loss_b"]
     (knn,) = [r for r in records if r["kind"] == "knn"]
     assert knn["epoch"] == 2 and 0.0 <= knn["knn_acc"] <= 1.0
+    # The logged number is the kNN accuracy of the final model on val, recomputed from the run.
+    run = load_run(run_dir)
+    recomputed = knn_accuracy(
+        run.method,
+        run.splits["train"],
+        run.splits["val"],
+        run.prepare,
+        k=50,
+        temperature=config.method.temperature,
+        device=torch.device("cpu"),
+        seed=config.train.seed,
+    )
+    assert knn["knn_acc"] == pytest.approx(recomputed)
 
 
 @pytest.mark.slow
