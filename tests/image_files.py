@@ -13,6 +13,7 @@ from PIL import Image
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> None:
+    """A CSV file with ``header`` and ``rows``."""
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
@@ -112,6 +113,7 @@ WATERBIRDS_ROWS = [
 
 
 def make_waterbirds(root: Path) -> None:
+    """group_DRO's layout under root: metadata.csv of WATERBIRDS_ROWS and one image each."""
     root.mkdir(parents=True, exist_ok=True)
     rows = [
         [k + 1, name, y, split, place, f"/b/bamboo_forest/{k:08d}.jpg"]
