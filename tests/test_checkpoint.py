@@ -12,12 +12,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from fakes import minimal_state, train_args
 
 from debiascl import checkpoint as ckpt
 from debiascl.checkpoint import (
@@ -33,14 +33,6 @@ from debiascl.checkpoint import (
 from debiascl.config import build_config
 from debiascl.errors import DebiasclError
 from debiascl.train import train
-
-
-def minimal_state(**extra: object) -> dict:
-    state = {key: 0 for key in ckpt.REQUIRED_KEYS}
-    state.update(format=FORMAT, version=VERSION, method="simclr", model={}, config={})
-    state.update(optimizers={}, schedulers={}, rng=[])
-    state.update(extra)
-    return state
 
 
 def test_save_then_load_round_trips(tmp_path: Path) -> None:
@@ -163,8 +155,12 @@ def test_mismatched_method_or_shapes_are_named() -> None:
         check_compatible(minimal_state(model=Tiny(4).state_dict()), Tiny(4), "c.pt")
 
 
-def _cli(train_args: Callable[..., list[str]], out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "debiascl", *train_args(out, 2, RESUME_SETTINGS, *extra)]
+def _cli(out: Path, *extra: str) -> list[str]:
+    """``python -m debiascl train``: WCL on biased-digits for 2 epochs with RESUME_SETTINGS."""
+    args = train_args(
+        out, *extra, dataset="biased-digits", method="wcl", epochs=2, settings=RESUME_SETTINGS
+    )
+    return [sys.executable, "-m", "debiascl", *args]
 
 
 TRAIN_SIZE = 1079  # biased-digits training split
@@ -173,7 +169,7 @@ RESUME_BATCH = 32
 step 1), the run is still far from the end of epoch 1, and the last checkpoint is mid-epoch."""
 STEPS_PER_EPOCH = TRAIN_SIZE // RESUME_BATCH
 RESUME_SETTINGS = (
-    f"train.batch_size={RESUME_BATCH}",  # overrides --batch-size 256 of wcl_train_args
+    f"train.batch_size={RESUME_BATCH}",  # overrides --batch-size 256 of train_args
     "data.options.image_size=8",
     "train.checkpoint_every=1",
     "train.knn_every=0",
@@ -192,11 +188,11 @@ def _wait_for_mid_epoch_checkpoint(process: subprocess.Popen, path: Path) -> Non
 
 @pytest.mark.slow
 def test_resume_after_sigkill_mid_epoch_equals_an_uninterrupted_run(
-    tmp_path: Path, wcl_train_args: Callable[..., list[str]]
+    tmp_path: Path,
 ) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     killed = tmp_path / "killed"
-    process = subprocess.Popen(_cli(wcl_train_args, killed), env=env, stderr=subprocess.PIPE)
+    process = subprocess.Popen(_cli(killed), env=env, stderr=subprocess.PIPE)
     checkpoint_file = killed / "checkpoints" / "last.pt"
     try:
         _wait_for_mid_epoch_checkpoint(process, checkpoint_file)
@@ -207,9 +203,7 @@ def test_resume_after_sigkill_mid_epoch_equals_an_uninterrupted_run(
     assert interrupted["epoch"] == 0 and 0 < interrupted["position"] < STEPS_PER_EPOCH
     assert not (killed / "train_done").exists()
 
-    resumed = subprocess.run(
-        _cli(wcl_train_args, killed, "--resume"), env=env, capture_output=True, text=True
-    )
+    resumed = subprocess.run(_cli(killed, "--resume"), env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
 
     config = build_config(

@@ -10,113 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes import DATASET, FakePipeline
 
-import debiascl.compare
 from debiascl.checkpoint import checkpoint_path
 from debiascl.cli import main
 from debiascl.compare import RunSettings, compare, plan_runs, run_dir_for
 from debiascl.errors import DebiasclError
-from debiascl.methods import METHODS
-from debiascl.rundir_lock import LOCK_NAME
 
-DATASET = "biased-digits-binary"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def fake_metrics(value: float) -> dict[str, Any]:
-    """A group_metrics-like dict whose every accuracy is derived from ``value``."""
-    return {
-        "num_samples": 8,
-        "accuracy": value,
-        "per_class": {"y=0": value, "y=1": value},
-        "absent_classes": [],
-        "worst_class": value,
-        "per_group": {"y=0,a=0": value},
-        "group_sizes": {"y=0,a=0": 2},
-        "absent_groups": [],
-        "worst_group": value / 2,
-        "worst_group_name": "y=0,a=0",
-        "mean_group": value,
-        "avg_acc_train_weighted": value,
-        "aligned_accuracy": value,
-        "aligned_size": 4,
-        "conflicting_accuracy": value / 2,
-        "conflicting_size": 4,
-    }
-
-
-class FakePipeline:
-    """Stand-ins for train() and evaluate_run() that write what the real ones write.
-
-    ``values[(method, seed)]`` is the accuracy the fake evaluation reports for that run.
-    """
-
-    def __init__(self, values: dict[tuple[str, int], float] | None = None) -> None:
-        self.values = values or {}
-        self.train_calls: list[tuple[str, bool]] = []
-        self.evaluate_calls: list[str] = []
-        self.discover_calls: list[tuple[Path, Path | None]] = []
-
-    def train(self, config: Any, run_dir: str | Path, resume: bool = False) -> Path:
-        run_dir = Path(run_dir)
-        self.train_calls.append((f"{config.method.name}/{config.train.seed}", resume))
-        if not resume:
-            used = run_dir.exists() and any(e.name != LOCK_NAME for e in run_dir.iterdir())
-            assert not used, "train on a used folder"
-        checkpoint_path(run_dir).parent.mkdir(parents=True, exist_ok=True)
-        config.save(run_dir / "config.yaml")
-        checkpoint_path(run_dir).write_bytes(b"checkpoint")
-        (run_dir / "train_done").write_text("4\n")
-        return run_dir
-
-    def discover_run(self, run_dir: str | Path, bias_run: Path | None = None, **_: Any) -> None:
-        self.discover_calls.append((Path(run_dir), bias_run))
-        assert (Path(bias_run or run_dir) / "train_done").is_file(), "bias run not trained yet"
-
-    def evaluate_run(
-        self,
-        run_dir: str | Path,
-        probe: str | None = None,
-        probe_groups: tuple[str, ...] = (),
-        **_: Any,
-    ) -> dict[str, Any]:
-        run_dir = Path(run_dir)
-        self.evaluate_calls.append(str(run_dir))
-        method, seed = run_dir.parent.name, int(run_dir.name.removeprefix("seed"))
-        supervised = method == "erm"
-        main = "classifier" if supervised else "probe"
-        value = self.values.get((method, seed), 0.5)
-        results = {
-            "dataset": DATASET,
-            "method": method,
-            "seed": seed,
-            "encoder": METHODS[method].product_encoder,
-            "probe_protocol": probe,
-            "supervised": supervised,
-            "main": main,
-            "probe": {"protocol": "linear probe", "metrics": fake_metrics(value)},
-            "knn": {"protocol": "knn", "metrics": fake_metrics(0.1)},
-            "results_file": str(run_dir / "results.json"),
-        }
-        for kind in probe_groups:
-            results[f"probe_{kind}"] = {"protocol": kind, "metrics": fake_metrics(value + 0.1)}
-        if "discovered" in probe_groups:
-            results["discovery"] = {
-                "train": {"bias_labels": True, "precision": 1.0, "recall": 0.5, "auroc": 0.9}
-            }
-        if supervised:
-            results["classifier"] = {"protocol": "own", "metrics": fake_metrics(value)}
-        (run_dir / "results.json").write_text(json.dumps(results))
-        return results
 
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakePipeline:
-    pipeline = FakePipeline()
-    monkeypatch.setattr(debiascl.compare, "train", pipeline.train)
-    monkeypatch.setattr(debiascl.compare, "evaluate_run", pipeline.evaluate_run)
-    monkeypatch.setattr(debiascl.compare, "discover_run", pipeline.discover_run)
-    return pipeline
+    return FakePipeline().install(monkeypatch)
 
 
 def run_compare(out: Path, methods: tuple[str, ...] = ("simclr", "wcl"), **options: Any) -> list:

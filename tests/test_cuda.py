@@ -9,15 +9,20 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-from test_checkpoint import minimal_state
-from test_losses import _all_losses, _inputs
-from test_train import final_model, read_metrics, tiny_config
+from fakes import (
+    all_losses,
+    final_model,
+    minimal_state,
+    random_projections,
+    read_metrics,
+    tiny_config,
+    train_args,
+)
 
 from debiascl.checkpoint import (
     capture_rng_state,
@@ -33,9 +38,9 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 
 def _every_loss_with_grads(z1: torch.Tensor, z2: torch.Tensor, t: float) -> dict[str, list]:
-    """Each loss of :func:`_all_losses` and its gradients with respect to z1 and z2, on CPU."""
+    """Each loss of :func:`all_losses` and its gradients with respect to z1 and z2, on CPU."""
     result = {}
-    for name, loss in _all_losses(z1, z2, t).items():
+    for name, loss in all_losses(z1, z2, t).items():
         grads = torch.autograd.grad(loss, (z1, z2))
         result[name] = [loss.detach().cpu(), *(g.cpu() for g in grads)]
     return result
@@ -43,7 +48,7 @@ def _every_loss_with_grads(z1: torch.Tensor, z2: torch.Tensor, t: float) -> dict
 
 @pytest.mark.parametrize("t", [0.05, 0.5])
 def test_losses_and_gradients_on_cuda_equal_the_cpu_ones(t: float) -> None:
-    cpu_inputs = _inputs(64, 32)
+    cpu_inputs = random_projections(64, 32)
     cuda_inputs = [z.detach().cuda().requires_grad_() for z in cpu_inputs]
     on_cpu = _every_loss_with_grads(*cpu_inputs, t)
     on_cuda = _every_loss_with_grads(*cuda_inputs, t)
@@ -60,8 +65,8 @@ def test_under_cuda_autocast_the_losses_are_float32_and_finite(dtype: torch.dtyp
     with torch.autocast("cuda", dtype=dtype):
         z1, z2 = head(x1), head(x2)
         assert z1.dtype == dtype
-        losses = _all_losses(z1, z2, 0.05)
-    reference = _all_losses(z1.detach().double(), z2.detach().double(), 0.05)
+        losses = all_losses(z1, z2, 0.05)
+    reference = all_losses(z1.detach().double(), z2.detach().double(), 0.05)
     for name, loss in losses.items():
         assert loss.dtype == torch.float32, name
         torch.testing.assert_close(loss.double(), reference[name], rtol=1e-5, atol=1e-4, msg=name)
@@ -111,10 +116,11 @@ def test_a_cuda_resnet_trains_in_channels_last(tmp_path: Path) -> None:
 
 
 def test_torchrun_with_one_rank_trains_on_the_cuda_device(
-    tmp_path: Path, wcl_train_args: Callable[..., list[str]]
+    tmp_path: Path,
 ) -> None:
     run_dir = tmp_path / "run"
-    args = wcl_train_args(run_dir, 1, ("data.options.image_size=8", "train.knn_every=0"))
+    settings = ("data.options.image_size=8", "train.knn_every=0")
+    args = train_args(run_dir, dataset="biased-digits", method="wcl", settings=settings)
     args[args.index("--device") + 1] = "cuda"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     command += ["--nproc-per-node", "1", "-m", "debiascl", *args]

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from image_files import CELEBA_ROWS, WATERBIRDS_ROWS, make_celeba, make_waterbirds
 from PIL import Image
-from test_data_images import CELEBA_ROWS, WATERBIRDS_ROWS, make_celeba, make_waterbirds
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
 from debiascl.checkpoint import load_checkpoint

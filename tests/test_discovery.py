@@ -11,9 +11,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
 
 import debiascl.evaluate
 from debiascl.cli import main
+from debiascl.config import load_config
+from debiascl.data import build_dataset
 from debiascl.discovery import (
     balanced_weights,
     conflict_scores,
@@ -242,7 +245,14 @@ def test_discover_writes_scores_summary_and_plots(
     assert torch.all((train.score * 5).round() == train.score * 5)  # multiples of 1/k
     assert summary["k"] == 5 and summary["encoder"] == "b" and summary["uses_bias_labels"] is False
     quality = summary["train"]
-    assert quality["bias_labels"] and 0.0 <= quality["auroc"] <= 1.0
+    # Scored against the data set's own bias-conflicting samples (the one definition).
+    config = load_config(runs["triplet"] / "config.yaml")
+    dataset = build_dataset(config.data.name, None, "train", **config.data.options)
+    conflicting = dataset.bias_conflicting[train.index]
+    assert quality["bias_labels"] and quality["conflicting"] == int(conflicting.sum()) > 0
+    assert quality["auroc"] == pytest.approx(roc_auc_score(conflicting.numpy(), train.score))
+    hits = int((train.flag & conflicting).sum())
+    assert quality["recall"] == pytest.approx(hits / int(conflicting.sum()))
     flagged = sum(quality["flagged_by_group"].values())
     assert flagged == int(train.flag.sum()) == sum(summary["flagged_by_class"].values())
     assert (runs["triplet"] / "discovery_scores.png").read_bytes().startswith(b"\x89PNG")
@@ -267,7 +277,8 @@ def test_a_run_without_e_b_discovers_with_another_runs_encoder(
     printed = capsys.readouterr().out
     assert "probe_discovered" in printed and "no bias label used" in printed
     results = json.loads((runs["simclr"] / "results.json").read_text())
-    assert results["probe"]["metrics"]["worst_group"] is not None
+    probe = results["probe"]["metrics"]
+    assert probe["worst_group"] == min(probe["per_group"].values())
     for kind, uses in (("discovered", False), ("true", True)):
         entry = results[f"probe_{kind}"]
         assert entry["uses_bias_labels"] is uses

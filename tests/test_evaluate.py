@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from debiascl.atomic import write_json, write_text_atomic
-from debiascl.config import build_config
+from debiascl.config import build_config, load_config
+from debiascl.data import build_dataset
 from debiascl.errors import DebiasclError
 from debiascl.evaluate import (
     FAST_WEIGHT_DECAYS,
@@ -167,10 +168,21 @@ def test_evaluate_run_end_to_end(trained_run: tuple[str, Path]):
     assert expected <= saved.keys() and ("classifier" in saved) == (method == "erm")
     assert saved["main"] == ("classifier" if method == "erm" else "probe")
     assert sum(map(sum, saved["train_group_counts"])) == 1079
+    options = load_config(Path(run_dir) / "config.yaml").data.options
+    train_set, test_set = (
+        build_dataset("biased-digits", None, split, **options) for split in ("train", "test")
+    )
+    assert saved["train_group_counts"] == train_set.group_counts.tolist()
     for key in expected:
         metrics = saved[key]["metrics"]
         assert metrics["num_samples"] == 359
         assert 0.0 <= metrics["worst_group"] <= metrics["mean_group"] <= 1.0
+        per_group = list(metrics["per_group"].values())
+        assert metrics["worst_group"] == min(per_group)
+        assert metrics["mean_group"] == pytest.approx(sum(per_group) / len(per_group))
+        # Aligned / conflicting as the data set defines them (the one definition).
+        assert metrics["aligned_size"] == int(test_set.bias_aligned.sum())
+        assert metrics["conflicting_size"] == int(test_set.bias_conflicting.sum())
         assert len(metrics["per_group"]) + len(metrics["absent_groups"]) == 100
         assert {"avg_acc_train_weighted", "aligned_accuracy", "conflicting_accuracy"} <= set(
             metrics
@@ -248,4 +260,7 @@ def test_a_run_without_a_val_split_trains_and_evaluates(tmp_path: Path, caplog):
     assert "kNN monitor is off" in caplog.text
     results = evaluate_run(run_dir, probe="fast")
     assert results["num_samples"]["val"] == 0 and results["num_samples"]["test"] > 0
-    assert 0.0 <= results["probe"]["metrics"]["worst_group"] <= 1.0
+    probe = results["probe"]["metrics"]
+    assert 0.0 <= probe["worst_group"] <= 1.0
+    assert probe["worst_group"] == min(probe["per_group"].values())
+    assert probe["aligned_size"] + probe["conflicting_size"] == results["num_samples"]["test"]

@@ -24,9 +24,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from fakes import DATASET, FakePipeline
+from fakes import train_args as shared_train_args
 
 import debiascl.atomic
-import debiascl.compare
 import debiascl.train
 from debiascl.checkpoint import checkpoint_path, load_checkpoint
 from debiascl.cli import main
@@ -34,7 +35,6 @@ from debiascl.compare import RunSettings, compare, finished_results, plan_runs
 from debiascl.errors import DebiasclError
 from debiascl.rundir_lock import LOCK_NAME, hold_run_dir
 
-DATASET = "biased-digits-binary"
 TINY = (
     "data.options.image_size=8",
     "train.knn_every=0",
@@ -46,24 +46,7 @@ TINY = (
 
 def train_args(out: Path, *extra: str, method: str = "simclr", epochs: int = 1) -> list[str]:
     """``debiascl train`` of the tiny run into ``out``."""
-    sets = [arg for setting in TINY for arg in ("--set", setting)]
-    return [
-        "train",
-        "--dataset",
-        DATASET,
-        "--method",
-        method,
-        "--out",
-        str(out),
-        "--epochs",
-        str(epochs),
-        "--batch-size",
-        "256",
-        "--device",
-        "cpu",
-        *sets,
-        *extra,
-    ]
+    return shared_train_args(out, *extra, method=method, epochs=epochs, settings=TINY)
 
 
 def one_line_error(capsys: pytest.CaptureFixture[str], status: int, *fragments: str) -> str:
@@ -203,12 +186,8 @@ def test_compare_trains_the_other_runs_and_tabulates_them(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from test_compare import FakePipeline  # its stand-ins for train() and evaluate_run()
-
     process, _ = holder
-    fake = FakePipeline()
-    monkeypatch.setattr(debiascl.compare, "train", fake.train)
-    monkeypatch.setattr(debiascl.compare, "evaluate_run", fake.evaluate_run)
+    fake = FakePipeline().install(monkeypatch)
     settings = RunSettings(epochs=1, device="cpu")
     with pytest.raises(DebiasclError, match=r"1 of 2 runs were skipped .* the tables hold the"):
         compare(DATASET, ["simclr", "wcl"], [0], tmp_path / "out", settings, report=False)

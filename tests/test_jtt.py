@@ -13,7 +13,7 @@ import torch
 from debiascl.checkpoint import checkpoint_path, load_checkpoint, load_trained
 from debiascl.cli import main
 from debiascl.config import Config, build_config, load_config
-from debiascl.data import build_dataset
+from debiascl.data import BiasedDataset, build_dataset
 from debiascl.data.sampling import EpochBatchSampler
 from debiascl.data.views import build_views
 from debiascl.errors import DebiasclError
@@ -97,7 +97,8 @@ def test_error_set_composition_counts_groups_and_bias_conflicting_samples(jtt_ru
     dataset = build_dataset(config.data.name, None, "train", **config.data.options)
     indices = torch.tensor(record["indices"])
     found = record["composition"]
-    conflicting = ~dataset.bias_aligned
+    conflicting = dataset.bias_conflicting
+    assert torch.equal(conflicting, dataset.attributes != dataset.targets)  # rho 0.95: a == y
     assert found["conflicting_in_train"] == int(conflicting.sum()) > 0
     assert found["conflicting_caught"] == int(conflicting[indices].sum())
     assert found["conflicting_recall"] == pytest.approx(
@@ -110,34 +111,26 @@ def test_error_set_composition_counts_groups_and_bias_conflicting_samples(jtt_ru
             assert by_group[y, a] == (int(members[indices].sum()), int(members.sum()))
 
 
-class StandIn:
-    """A minimal data set with bias labels (and optionally ``bias_aligned``)."""
+class StandIn(BiasedDataset):
+    """A minimal training split with bias labels (and optionally the training counts)."""
 
-    def __init__(self, targets: list[int], attributes: list[int], aligned=None) -> None:
+    def __init__(self, targets: list[int], attributes: list[int], train_counts=None) -> None:
+        self.name, self.kind = "stand-in", "table"
+        self.split = "train" if train_counts is None else "val"
         self.targets, self.attributes = torch.tensor(targets), torch.tensor(attributes)
         self.num_classes, self.num_attributes = 2, 2
         self.class_names, self.attribute_names = ["c0", "c1"], ["a0", "a1"]
-        if aligned is not None:
-            self.bias_aligned = torch.tensor(aligned)
-
-    def __len__(self) -> int:
-        return len(self.targets)
+        if train_counts is not None:
+            self.train_group_counts = torch.tensor(train_counts)
 
 
-def test_bias_conflicting_uses_bias_aligned_else_the_majority_attribute_of_each_class() -> None:
+def test_bias_conflicting_is_the_majority_attribute_of_each_class_in_training() -> None:
     targets, attributes = [0, 0, 0, 1, 1, 1, 1], [0, 0, 1, 1, 1, 0, -1]
     majority = bias_conflicting(StandIn(targets, attributes))
     assert majority.tolist() == [False, False, True, False, False, True, False]
-    given = [True, False, True, True, True, True, True]
-    assert bias_conflicting(StandIn(targets, attributes, given)).tolist() == [
-        False,
-        True,
-        False,
-        False,
-        False,
-        False,
-        False,
-    ]
+    # Another split follows the training split's majorities (here the reverse of its own).
+    reverse = StandIn(targets, attributes, train_counts=[[1, 2], [2, 1]])
+    assert bias_conflicting(reverse).tolist() == [True, True, False, True, True, False, False]
     found = composition(StandIn(targets, attributes), torch.tensor([2, 4, 6]))
     assert (found["conflicting_caught"], found["conflicting_in_train"]) == (1, 2)
     counts = [(g["in_error_set"], g["in_train"]) for g in found["groups"]]

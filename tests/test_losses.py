@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from fakes import all_losses, random_projections
 from torch import Tensor
 
 from debiascl.losses import (
@@ -144,14 +145,6 @@ def naive_wcl(
 # Helpers
 
 
-def _inputs(batch: int, dim: int, count: int = 2, seed: int = 0) -> list[Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    return [
-        torch.randn(batch, dim, generator=gen, dtype=torch.float64).requires_grad_()
-        for _ in range(count)
-    ]
-
-
 def _value_and_grads(fn: Callable[..., Tensor], inputs: list[Tensor]) -> tuple[Tensor, list]:
     inputs = [x.detach().clone().requires_grad_() for x in inputs]
     loss = fn(*inputs)
@@ -185,7 +178,7 @@ def test_info_nce_matches_naive_loop(batch, dim, t, tau_plus, beta):
     _assert_same_loss(
         lambda a, b: info_nce_loss(a, b, t),
         lambda a, b: naive_info_nce(a, b, t),
-        _inputs(batch, dim),
+        random_projections(batch, dim),
     )
 
 
@@ -194,7 +187,7 @@ def test_dcl_matches_naive_loop(batch, dim, t, tau_plus, beta):
     _assert_same_loss(
         lambda a, b: dcl_loss(a, b, t, tau_plus),
         lambda a, b: naive_dcl(a, b, t, tau_plus),
-        _inputs(batch, dim),
+        random_projections(batch, dim),
     )
 
 
@@ -204,12 +197,12 @@ def test_hcl_matches_naive_loop(batch, dim, t, tau_plus, beta, detach):
     _assert_same_loss(
         lambda a, b: hcl_loss(a, b, t, tau_plus, beta, detach_weights=detach),
         lambda a, b: naive_hcl(a, b, t, tau_plus, beta, detach),
-        _inputs(batch, dim),
+        random_projections(batch, dim),
     )
 
 
 def test_hcl_detach_weights_changes_only_the_gradient():
-    z1, z2 = _inputs(4, 6)
+    z1, z2 = random_projections(4, 6)
     flowing, flowing_grads = _value_and_grads(lambda a, b: hcl_loss(a, b, beta=1.0), [z1, z2])
     detached, detached_grads = _value_and_grads(
         lambda a, b: hcl_loss(a, b, beta=1.0, detach_weights=True), [z1, z2]
@@ -224,13 +217,13 @@ def test_triplet_matches_naive_loop(batch, dim, t, tau_plus, beta, debias):
     _assert_same_loss(
         lambda a, b: triplet_loss(a, b, tau_plus, debias),
         lambda a, b: naive_triplet(a, b, tau_plus, debias),
-        _inputs(batch, dim),
+        random_projections(batch, dim),
     )
 
 
 @pytest.mark.parametrize(("batch", "dim", "t", "tau_plus", "beta"), CASES)
 def test_wcl_matches_naive_loop(batch, dim, t, tau_plus, beta):
-    zd1, zd2, zb1, zb2 = _inputs(batch, dim, count=4)
+    zd1, zd2, zb1, zb2 = random_projections(batch, dim, count=4)
     _assert_same_loss(
         lambda a, b: wcl_loss(a, b, zb1, zb2, t, tau_plus),
         lambda a, b: naive_wcl(a, b, zb1, zb2, t, tau_plus),
@@ -240,7 +233,7 @@ def test_wcl_matches_naive_loop(batch, dim, t, tau_plus, beta):
 
 def test_clamp_is_active_and_matches_naive_loop():
     # Identical positives and a large tau_plus push sum(neg) - tau_plus * N * pos below zero.
-    z1 = _inputs(5, 4)[0]
+    z1 = random_projections(5, 4)[0]
     z2 = z1.detach().clone()
     n, t, tau_plus = 8, 0.2, 0.6
     expected = F.softplus(torch.tensor(math.log(n) - 2.0 / t, dtype=torch.float64))
@@ -255,7 +248,7 @@ def test_clamp_is_active_and_matches_naive_loop():
 
 
 def test_wcl_sends_no_gradient_to_the_biased_encoder():
-    zd1, zd2, zb1, zb2 = _inputs(4, 6, count=4)
+    zd1, zd2, zb1, zb2 = random_projections(4, 6, count=4)
     wcl_loss(zd1, zd2, zb1, zb2).backward()
     assert zb1.grad is None and zb2.grad is None
     assert zd1.grad is not None and torch.count_nonzero(zd1.grad) > 0
@@ -270,7 +263,7 @@ def test_dcl_with_zero_tau_plus_is_info_nce(batch, dim, t, tau_plus, beta):
     _assert_same_loss(
         lambda a, b: dcl_loss(a, b, t, 0.0),
         lambda a, b: info_nce_loss(a, b, t),
-        _inputs(batch, dim),
+        random_projections(batch, dim),
     )
 
 
@@ -279,13 +272,13 @@ def test_hcl_with_zero_beta_is_dcl(batch, dim, t, tau_plus, beta):
     _assert_same_loss(
         lambda a, b: hcl_loss(a, b, t, tau_plus, 0.0),
         lambda a, b: dcl_loss(a, b, t, tau_plus),
-        _inputs(batch, dim),
+        random_projections(batch, dim),
     )
 
 
 @pytest.mark.parametrize("t", [0.05, 0.5, 2.0])
 def test_info_nce_is_cross_entropy_with_self_masked(t):
-    z1, z2 = _inputs(6, 8)
+    z1, z2 = random_projections(6, 8)
     batch = z1.shape[0]
     z = F.normalize(torch.cat([z1, z2]), dim=1)
     logits = (z @ z.T / t).masked_fill(torch.eye(2 * batch, dtype=torch.bool), -math.inf)
@@ -298,7 +291,7 @@ def test_wcl_with_unit_weights_is_dcl(monkeypatch):
     monkeypatch.setattr(
         LF, "_difficulty_logit", lambda logits_d, logits_b, sims: torch.full_like(logits_d, -1e30)
     )
-    zd1, zd2, zb1, zb2 = _inputs(5, 6, count=4)
+    zd1, zd2, zb1, zb2 = random_projections(5, 6, count=4)
     _assert_same_loss(
         lambda a, b: wcl_loss(a, b, zb1, zb2, 0.3, 0.1),
         lambda a, b: dcl_loss(a, b, 0.3, 0.1),
@@ -307,7 +300,7 @@ def test_wcl_with_unit_weights_is_dcl(monkeypatch):
 
 
 def test_wcl_with_identical_encoders_weights_every_negative_by_one_and_a_half():
-    zd1, zd2 = _inputs(5, 6)
+    zd1, zd2 = random_projections(5, 6)
     w = relative_difficulty(zd1, zd2, zd1, zd2)
     mask = w != 0
     torch.testing.assert_close(w[mask], torch.full_like(w[mask], 1.5))
@@ -324,7 +317,7 @@ def test_wcl_with_identical_encoders_weights_every_negative_by_one_and_a_half():
 
 @pytest.mark.parametrize(("batch", "t"), [(2, 0.5), (5, 0.2), (8, 1.0)])
 def test_relative_difficulty_matches_direct_formula(batch, t):
-    zd1, zd2, zb1, zb2 = _inputs(batch, 6, count=4, seed=batch)
+    zd1, zd2, zb1, zb2 = random_projections(batch, 6, count=4, seed=batch)
     w = relative_difficulty(zd1, zd2, zb1, zb2, t)
     assert w.shape == (2 * batch, 2 * batch)
     assert not w.requires_grad
@@ -364,14 +357,14 @@ LOSSES: dict[str, Callable[..., Tensor]] = {
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_gradcheck(name):
-    z1, z2 = _inputs(3, 4)
+    z1, z2 = random_projections(3, 4)
     assert torch.autograd.gradcheck(LOSSES[name], (z1, z2))
 
 
 def test_gradcheck_wcl(monkeypatch):
     # The weights are detached by design, so freeze them at the starting point: the loss is
     # then an ordinary function of zd whose gradient gradcheck can verify.
-    zd1, zd2, zb1, zb2 = _inputs(3, 4, count=4)
+    zd1, zd2, zb1, zb2 = random_projections(3, 4, count=4)
     frozen: list[Tensor] = []
     real_logit = LF._difficulty_logit
 
@@ -388,20 +381,8 @@ def test_gradcheck_wcl(monkeypatch):
 # Numerical stability (SPEC 4)
 
 
-def _all_losses(z1: Tensor, z2: Tensor, t: float) -> dict[str, Tensor]:
-    """Every loss at temperature t; WCL takes E_b's projections as a fixed perturbation."""
-    zb1, zb2 = z1.detach().flip(0), z2.detach().flip(0)
-    return {
-        "info_nce": info_nce_loss(z1, z2, t),
-        "dcl": dcl_loss(z1, z2, t, 0.1),
-        "hcl": hcl_loss(z1, z2, t, 0.1, 1.0),
-        "triplet": triplet_loss(z1, z2, 0.1),
-        "wcl": wcl_loss(z1, z2, zb1, zb2, t, 0.1),
-    }
-
-
 def _assert_finite_with_finite_grads(z1: Tensor, z2: Tensor, t: float) -> dict[str, Tensor]:
-    losses = _all_losses(z1, z2, t)
+    losses = all_losses(z1, z2, t)
     for name, loss in losses.items():
         assert loss.dtype in (torch.float32, torch.float64), name
         assert torch.isfinite(loss), name
@@ -413,10 +394,10 @@ def _assert_finite_with_finite_grads(z1: Tensor, z2: Tensor, t: float) -> dict[s
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("t", [0.05, 2.0])
 def test_low_precision_inputs_at_extreme_temperatures(dtype, t):
-    z1, z2 = (z.detach().to(dtype).requires_grad_() for z in _inputs(16, 32))
+    z1, z2 = (z.detach().to(dtype).requires_grad_() for z in random_projections(16, 32))
     losses = _assert_finite_with_finite_grads(z1, z2, t)
     # Computed in float32: equal to the float64 value of the same (rounded) inputs.
-    reference = _all_losses(z1.detach().double(), z2.detach().double(), t)
+    reference = all_losses(z1.detach().double(), z2.detach().double(), t)
     for name, loss in losses.items():
         assert loss.dtype == torch.float32, name
         torch.testing.assert_close(loss.double(), reference[name], rtol=1e-4, atol=1e-4)
@@ -429,8 +410,8 @@ def test_under_cpu_autocast_the_loss_is_float32():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         z1, z2 = head(x1), head(x2)
         assert z1.dtype == torch.bfloat16
-        losses = _all_losses(z1, z2, 0.05)
-    reference = _all_losses(z1.detach().double(), z2.detach().double(), 0.05)
+        losses = all_losses(z1, z2, 0.05)
+    reference = all_losses(z1.detach().double(), z2.detach().double(), 0.05)
     for name, loss in losses.items():
         assert loss.dtype == torch.float32, name
         # A bf16 matmul would be off by ~1e-2 relative at t = 0.05.
@@ -459,13 +440,13 @@ def test_antipodal_views(t):
     z1 = torch.randn(8, 16)
     z1, z2 = z1.clone().requires_grad_(), (-z1).requires_grad_()
     losses = _assert_finite_with_finite_grads(z1, z2, t)
-    reference = _all_losses(z1.detach().double(), z2.detach().double(), t)
+    reference = all_losses(z1.detach().double(), z2.detach().double(), t)
     for name, loss in losses.items():
         torch.testing.assert_close(loss.double(), reference[name], rtol=1e-5, atol=1e-4)
 
 
 def test_smallest_batch():
-    z1, z2 = _inputs(2, 3)
+    z1, z2 = random_projections(2, 3)
     _assert_finite_with_finite_grads(z1, z2, 0.05)
 
 
@@ -479,10 +460,10 @@ def test_large_batch_stays_finite():
 
 
 def test_a_nan_in_any_projection_gives_a_nan_loss():
-    z1, z2, zb1, zb2 = (z.detach() for z in _inputs(6, 8, count=4))
+    z1, z2, zb1, zb2 = (z.detach() for z in random_projections(6, 8, count=4))
     bad = z1.clone()
     bad[2, 3] = math.nan
-    for name, loss in _all_losses(bad, z2, 0.5).items():
+    for name, loss in all_losses(bad, z2, 0.5).items():
         assert torch.isnan(loss), name
     bad_b = zb1.clone()
     bad_b[0, 0] = math.nan  # only E_b's projections: the weights are NaN, so is the loss
@@ -491,10 +472,10 @@ def test_a_nan_in_any_projection_gives_a_nan_loss():
 
 
 def test_projections_whose_norm_overflows_float32_keep_their_direction():
-    z1, z2 = (z.detach().float() for z in _inputs(6, 8))
+    z1, z2 = (z.detach().float() for z in random_projections(6, 8))
     huge1, huge2 = z1 * 3e19, z2 * 3e19  # finite, but their squared norms overflow float32
     assert torch.isinf(huge1.pow(2).sum(dim=1)).all()
-    want, got = _all_losses(z1, z2, 0.5), _all_losses(huge1, huge2, 0.5)
+    want, got = all_losses(z1, z2, 0.5), all_losses(huge1, huge2, 0.5)
     for name in want:
         torch.testing.assert_close(got[name], want[name], rtol=1e-5, atol=1e-6, msg=name)
 
@@ -597,7 +578,7 @@ def test_non_numbers_bools_and_out_of_range_values_are_rejected(check, value, me
 
 
 def test_modules_equal_functions():
-    zd1, zd2, zb1, zb2 = (z.detach() for z in _inputs(5, 7, count=4))
+    zd1, zd2, zb1, zb2 = (z.detach() for z in random_projections(5, 7, count=4))
     pairs = [
         (InfoNCELoss(0.3)(zd1, zd2), info_nce_loss(zd1, zd2, 0.3)),
         (DebiasedContrastiveLoss(0.3, 0.2)(zd1, zd2), dcl_loss(zd1, zd2, 0.3, 0.2)),

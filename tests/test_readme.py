@@ -1,11 +1,13 @@
-"""README's Python examples run as written."""
+"""README's Python examples run as written, and what they state holds."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
@@ -13,8 +15,33 @@ BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
 
 def test_readme_has_python_examples() -> None:
     assert BLOCKS, "README.md should show the losses in a Python example"
+    assert any("relative_difficulty" in block for block in BLOCKS)  # checked below
+
+
+def _check_wcl_example(names: dict[str, Any]) -> None:
+    """The losses example's claims: w's range and zeros, and no gradient between the encoders."""
+    w, batch = names["w"], names["view1"].shape[0]
+    assert w.shape == (2 * batch, 2 * batch)
+    rows = torch.arange(2 * batch)
+    masked = torch.zeros_like(w, dtype=torch.bool)
+    masked[rows, rows] = True  # self
+    masked[rows, (rows + batch) % (2 * batch)] = True  # the positive
+    assert torch.all(w[masked] == 0)
+    assert torch.all((w[~masked] > 1) & (w[~masked] < 2))
+    # E_b's gradient is exactly that of its own triplet loss: none came from E_d's loss.
+    encoder_b = names["encoder_b"]
+    loss_b = names["triplet_loss"](
+        encoder_b(names["view1"]), encoder_b(names["view2"]), tau_plus=0.1
+    )
+    expected = torch.autograd.grad(loss_b, list(encoder_b.parameters()))
+    for parameter, gradient in zip(encoder_b.parameters(), expected, strict=True):
+        torch.testing.assert_close(parameter.grad, gradient)
+    assert torch.isfinite(names["loss"]) and torch.isfinite(names["loss_d"])
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
 def test_readme_python_block_runs(block: str) -> None:
-    exec(compile(block, str(README), "exec"), {"__name__": "readme_example"})
+    names: dict[str, Any] = {"__name__": "readme_example"}
+    exec(compile(block, str(README), "exec"), names)
+    if "relative_difficulty" in block:
+        _check_wcl_example(names)

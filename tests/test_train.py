@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import shutil
@@ -12,10 +11,11 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from test_data_images import make_stl10
+from fakes import final_model, read_metrics, tiny_config
+from image_files import make_stl10
 
 from debiascl.checkpoint import load_checkpoint
-from debiascl.config import Config, build_config, load_config
+from debiascl.config import build_config, load_config
 from debiascl.data import build_dataset
 from debiascl.data.sampling import (
     EpochBatchSampler,
@@ -25,6 +25,8 @@ from debiascl.data.sampling import (
 )
 from debiascl.distributed import resolve_device
 from debiascl.errors import DebiasclError
+from debiascl.evaluate import load_run
+from debiascl.features import knn_accuracy
 from debiascl.methods import METHODS, build_method
 from debiascl.train import (
     StepRunner,
@@ -36,28 +38,6 @@ from debiascl.train import (
 )
 
 TRAIN_SIZE = 1079  # biased-digits training split
-
-
-def tiny_config(method: str = "wcl", epochs: int = 1, batch_size: int = 128, *sets: str) -> Config:
-    """biased-digits at 8 px on the CPU, no kNN monitor, no progress bar."""
-    return build_config(
-        preset="biased-digits",
-        overrides={
-            "method.name": method,
-            "train.epochs": epochs,
-            "train.batch_size": batch_size,
-            "train.device": "cpu",
-        },
-        sets=["data.options.image_size=8", "train.knn_every=0", "train.progress=false", *sets],
-    )
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
-def final_model(run_dir: Path) -> dict[str, torch.Tensor]:
-    return load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
 
 
 @pytest.mark.slow
@@ -87,6 +67,19 @@ def test_wcl_run_writes_every_artefact_and_learns(tmp_path: Path) -> None:
     assert epochs[0]["loss_b"] > epochs[1]["loss_b"]
     (knn,) = [r for r in records if r["kind"] == "knn"]
     assert knn["epoch"] == 2 and 0.0 <= knn["knn_acc"] <= 1.0
+    # The logged number is the kNN accuracy of the final model on val, recomputed from the run.
+    run = load_run(run_dir)
+    recomputed = knn_accuracy(
+        run.method,
+        run.splits["train"],
+        run.splits["val"],
+        run.prepare,
+        k=50,
+        temperature=config.method.temperature,
+        device=torch.device("cpu"),
+        seed=config.train.seed,
+    )
+    assert knn["knn_acc"] == pytest.approx(recomputed)
 
 
 @pytest.mark.slow

@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,6 +15,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from fakes import train_args
 
 from debiascl.checkpoint import load_checkpoint
 from debiascl.config import build_config
@@ -104,10 +104,15 @@ def test_one_wcl_step_on_two_ranks_equals_one_process_on_the_global_batch(tmp_pa
     assert any(k.startswith("encoder_b.") for k in moved)
 
 
-def _torchrun(
-    train_args: Callable[..., list[str]], out: Path, epochs: int, *extra: str
-) -> subprocess.CompletedProcess:
+def _wcl_args(out: Path, epochs: int, *extra: str) -> list[str]:
+    """``debiascl train`` arguments: WCL on biased-digits at 8 px, every step logged."""
     settings = ("data.options.image_size=8", "train.knn_every=0", "train.log_every=1")
+    return train_args(
+        out, *extra, dataset="biased-digits", method="wcl", epochs=epochs, settings=settings
+    )
+
+
+def _torchrun(out: Path, epochs: int, *extra: str) -> subprocess.CompletedProcess:
     command = [
         sys.executable,
         "-m",
@@ -117,18 +122,16 @@ def _torchrun(
         "2",
         "-m",
         "debiascl",
-        *train_args(out, epochs, settings, *extra),
+        *_wcl_args(out, epochs, *extra),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.slow
-def test_torchrun_trains_with_two_ranks_and_resumes(
-    tmp_path: Path, wcl_train_args: Callable[..., list[str]]
-) -> None:
+def test_torchrun_trains_with_two_ranks_and_resumes(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    first = _torchrun(wcl_train_args, run_dir, 1)
+    first = _torchrun(run_dir, 1)
     assert first.returncode == 0, first.stderr[-3000:]
     assert (run_dir / "train_done").read_text().strip() == "4"
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
@@ -136,7 +139,7 @@ def test_torchrun_trains_with_two_ranks_and_resumes(
     # The ranks' augmentations differ (seed + rank).
     assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])
 
-    resumed = _torchrun(wcl_train_args, run_dir, 2, "--resume")
+    resumed = _torchrun(run_dir, 2, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert (run_dir / "train_done").read_text().strip() == "8"
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -178,13 +181,12 @@ def _two_nodes(train_args: list[str], nodes: list[Path], port: int) -> list[str]
 
 @pytest.mark.slow
 def test_two_nodes_through_the_rendezvous_train_and_resume_without_shared_files(
-    tmp_path: Path, wcl_train_args: Callable[..., list[str]]
+    tmp_path: Path,
 ) -> None:
     nodes = [tmp_path / "node0", tmp_path / "node1"]
     for node in nodes:
         node.mkdir()
-    settings = ("data.options.image_size=8", "train.knn_every=0", "train.log_every=1")
-    _two_nodes(wcl_train_args(Path("run"), 1, settings), nodes, free_port())
+    _two_nodes(_wcl_args(Path("run"), 1), nodes, free_port())
     run_dir = nodes[0] / "run"
     assert (run_dir / "train_done").read_text().strip() == "4"
     assert not (nodes[1] / "run").exists()  # logs and checkpoints come from rank 0 alone
@@ -192,7 +194,7 @@ def test_two_nodes_through_the_rendezvous_train_and_resume_without_shared_files(
     assert state["world_size"] == 2 and len(state["rng"]) == 2
 
     # Rank 0 reads the checkpoint and hands it to rank 1, whose node has no copy.
-    _two_nodes(wcl_train_args(Path("run"), 2, settings, "--resume"), nodes, free_port())
+    _two_nodes(_wcl_args(Path("run"), 2, "--resume"), nodes, free_port())
     assert (run_dir / "train_done").read_text().strip() == "8"
     assert not (nodes[1] / "run").exists()
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

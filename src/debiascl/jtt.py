@@ -38,6 +38,7 @@ from typing import Any
 
 import torch
 
+from debiascl import metrics
 from debiascl.atomic import remove_path, write_json
 from debiascl.checkpoint import checkpoint_path, load_trained
 from debiascl.config import Config, load_yaml
@@ -75,33 +76,26 @@ def _dataset(config: Config, split: str) -> BiasedDataset:
 
 
 def bias_conflicting(dataset: BiasedDataset) -> torch.Tensor | None:
-    """(n,) bool: samples whose bias attribute is not the one their class usually has.
+    """(n,) bool: the training samples whose bias attribute is not their class's usual one.
 
-    Uses the data set's ``bias_aligned`` when it has one; otherwise a sample conflicts when its
-    attribute differs from the most frequent attribute of its class in this split. Samples with
-    an unknown attribute (-1) never count. None when the data set has no bias attribute.
+    :attr:`BiasedDataset.bias_conflicting` (the one definition of alignment); samples with an
+    unknown attribute (-1) never count. None when the data set has no bias attribute.
     """
-    attributes, targets = dataset.attributes, dataset.targets
-    known = attributes >= 0
-    if dataset.num_attributes == 0 or not known.any():
-        return None
-    aligned = getattr(dataset, "bias_aligned", None)
-    if aligned is None:
-        majority = group_counts(dataset, torch.arange(len(dataset))).argmax(dim=1)
-        aligned = attributes == majority[targets]
-    return known & ~aligned.bool()
+    return dataset.bias_conflicting
 
 
 def group_counts(dataset: BiasedDataset, indices: torch.Tensor) -> torch.Tensor:
     """(num_classes, num_attributes) int64: samples of ``indices`` (k,) per group (y, a).
 
-    Samples with an unknown attribute (-1) are not counted.
+    :func:`debiascl.metrics.group_counts` of the chosen samples; a = -1 is not counted.
     """
-    targets, attributes = dataset.targets[indices], dataset.attributes[indices]
-    known = attributes >= 0
-    shape = (dataset.num_classes, dataset.num_attributes)
-    flat = targets[known] * dataset.num_attributes + attributes[known]
-    return torch.bincount(flat, minlength=shape[0] * shape[1]).view(shape)
+    counts = metrics.group_counts(
+        dataset.targets[indices],
+        dataset.attributes[indices],
+        dataset.num_classes,
+        dataset.num_attributes,
+    )
+    return torch.from_numpy(counts)
 
 
 def composition(dataset: BiasedDataset, indices: torch.Tensor) -> dict[str, Any] | None:
@@ -119,7 +113,7 @@ def composition(dataset: BiasedDataset, indices: torch.Tensor) -> dict[str, Any]
     conflicting = bias_conflicting(dataset)
     if conflicting is None:
         return None
-    in_train = group_counts(dataset, torch.arange(len(dataset)))
+    in_train = dataset.group_counts
     in_error = group_counts(dataset, indices)
     caught, total = int(conflicting[indices].sum()), int(conflicting.sum())
     return {

@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-import yaml
+import torch
 
 from debiascl.cli.options import add_set_option
-from debiascl.data import DATASETS, SPLITS, build_dataset, list_datasets
-from debiascl.data.synthetic import describe
+from debiascl.config import parse_set_value
+from debiascl.data import DATASETS, SPLITS, BiasedDataset, build_dataset, list_datasets
 from debiascl.errors import DebiasclError
 
 
@@ -62,16 +62,17 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def parse_options(sets: Sequence[str]) -> dict[str, object]:
-    """``["rho=0.9", "bias=race"]`` -> ``{"rho": 0.9, "bias": "race"}`` (values parsed as YAML)."""
+    """``["rho=0.9", "bias=race"]`` -> ``{"rho": 0.9, "bias": "race"}``.
+
+    Values are read as ``debiascl train --set data.options.KEY=VALUE`` reads them
+    (:func:`debiascl.config.parse_set_value`), so describe and train build the same data set.
+    """
     options: dict[str, object] = {}
     for item in sets:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise DebiasclError(f"--set {item!r}: expected KEY=VALUE, e.g. rho=0.9")
-        try:
-            options[key.strip()] = yaml.safe_load(value) if value.strip() else None
-        except yaml.YAMLError:
-            options[key.strip()] = value
+        options[key.strip()] = parse_set_value(value)
     return options
 
 
@@ -84,6 +85,34 @@ def run_describe(args: argparse.Namespace) -> int:
     ]
     print(format_description(args.name, options, descriptions))
     return 0
+
+
+def describe(dataset: BiasedDataset) -> dict[str, object]:
+    """Counts of one split of any data set: size, aligned / conflicting, per-group counts.
+
+    Aligned and conflicting follow :attr:`BiasedDataset.bias_aligned` (the one definition).
+
+    Returns:
+        {"name", "split", "size", "class_names", "attribute_names",
+        "aligned" and "conflicting" (None when alignment is undefined for the split),
+        "unknown_attribute" (samples with a = -1), "class_counts" (C,),
+        "group_counts" (C lists of A counts: row y, column a)}.
+    """
+    targets, aligned, conflicting = dataset.targets, dataset.bias_aligned, dataset.bias_conflicting
+    return {
+        "name": dataset.name,
+        "split": dataset.split,
+        "size": len(dataset),
+        "class_names": list(dataset.class_names),
+        "attribute_names": list(dataset.attribute_names),
+        "aligned": None if aligned is None else int(aligned.sum()),
+        "conflicting": None if conflicting is None else int(conflicting.sum()),
+        "unknown_attribute": int((dataset.attributes < 0).sum()),
+        "class_counts": torch.bincount(
+            targets[targets >= 0], minlength=dataset.num_classes
+        ).tolist(),
+        "group_counts": dataset.group_counts.tolist(),
+    }
 
 
 def format_description(

@@ -11,8 +11,11 @@ import torch
 from torch.utils.data import Dataset
 
 from debiascl.errors import DebiasclError
+from debiascl.metrics import group_counts, majority_aligned
 
 SPLITS = ("train", "val", "test")
+SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
+"""The integer code of each split (stored split columns, seeded split assignments, RNG streams)."""
 
 
 class BiasedDataset(Dataset):
@@ -33,6 +36,9 @@ class BiasedDataset(Dataset):
         attributes: (n,) int64 bias attribute of each sample, -1 where unknown.
         mean, std: per-channel normalisation statistics for images; empty tuples for tables
             (tables are standardised by the loader with training statistics).
+        train_group_counts: (C, A) int64 samples of the *training* split per group (y, a), set
+            by builders that know the training split when building val or test; None lets the
+            training split use its own counts (:attr:`group_counts`).
     """
 
     name: str
@@ -47,6 +53,7 @@ class BiasedDataset(Dataset):
     attributes: torch.Tensor
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
+    train_group_counts: torch.Tensor | None = None
 
     def load(self, index: int) -> torch.Tensor:
         """The input of sample ``index``: float32 in [0, 1] of ``input_shape`` (images) or (F,)."""
@@ -87,6 +94,70 @@ class BiasedDataset(Dataset):
             return torch.full_like(self.targets, -1)
         groups = self.targets * self.num_attributes + self.attributes
         return torch.where(self.attributes < 0, torch.full_like(groups, -1), groups)
+
+    @property
+    def group_counts(self) -> torch.Tensor:
+        """(C, A) int64 samples of this split per group (y, a); a = -1 is not counted.
+
+        (C, 0) when the data set has no bias attribute.
+        """
+        if self.num_attributes == 0:
+            return torch.zeros(self.num_classes, 0, dtype=torch.int64)
+        counts = group_counts(self.targets, self.attributes, self.num_classes, self.num_attributes)
+        return torch.from_numpy(counts)
+
+    def bias_alignment(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(aligned (n,), known (n,)) bool: :attr:`bias_aligned` and where alignment is defined.
+
+        :func:`debiascl.metrics.majority_aligned` on the training split's group counts
+        (``train_group_counts``, or this split's own when it is the training split).
+
+        None without a bias attribute, without any known attribute, or for a val / test split
+        whose builder did not give the training split's counts.
+        """
+        if self.num_attributes == 0 or not bool((self.attributes >= 0).any()):
+            return None
+        counts = self.train_group_counts
+        if counts is None and self.split == "train":
+            counts = self.group_counts
+        if counts is None:
+            return None
+        aligned, known = majority_aligned(self.targets, self.attributes, counts)
+        return torch.from_numpy(aligned), torch.from_numpy(known)
+
+    @property
+    def bias_aligned(self) -> torch.Tensor | None:
+        """(n,) bool: True where a sample's bias attribute a is the one that goes with its class y.
+
+        The project's one definition of alignment (evaluation, JTT's error-set composition,
+        discovery and ``debiascl datasets describe`` all use it): a sample is bias-aligned when
+        a is the *majority attribute among the training samples of class y*
+        (:func:`debiascl.metrics.majority_aligned` on the training split's group counts; every
+        value tied for the maximum counts). The direction is "a given y", not "y given a":
+        the bias is a shortcut that predicts the class from the attribute, so a sample follows it
+        when it carries its class's usual attribute (SPEC section 9 scores discovery against
+        "a != class's majority attribute"; the paper's Section 5.2 calls the samples that E_b
+        learns easily bias-aligned); the built-in benchmarks are built that way (a share
+        ``rho`` of each class's training images gets the class's own background, so for
+        ``rho > 1 / A`` the aligned samples are exactly those with a == y). The training split
+        defines it for every split, so a group-balanced test split is still split into aligned
+        and conflicting samples by the training correlation.
+
+        False where a is unknown (-1) or the class has no training sample with a known
+        attribute; None when alignment is undefined (see :attr:`bias_conflicting`).
+        """
+        alignment = self.bias_alignment()
+        return None if alignment is None else alignment[0]
+
+    @property
+    def bias_conflicting(self) -> torch.Tensor | None:
+        """(n,) bool: samples whose alignment is known and who are not bias-aligned.
+
+        None without a bias attribute, when every attribute is unknown, or for a val / test
+        split built without the training split's counts (``train_group_counts``).
+        """
+        alignment = self.bias_alignment()
+        return None if alignment is None else alignment[1] & ~alignment[0]
 
 
 class DatasetBuilder(Protocol):

@@ -24,7 +24,8 @@ Split choices (documented here because the sources differ):
 
 * CIFAR-10/100, STL-10 and ImageNet-100 have no official validation split. ``val`` is a
   seeded, class-stratified holdout of ``val_fraction`` (default 0.1, seed ``split_seed``,
-  default 0) of the official training set and ``train`` is the rest; ``test`` is the official
+  default 0; ``floor(val_fraction * n_c + 0.5)`` images of each class c, the rule of every
+  data set's split) of the official training set and ``train`` is the rest; ``test`` is the official
   test set (ImageNet-100: the official ``val/`` folder, as its test labels are not public).
   ``val_fraction=0`` trains on the whole official training set, as the paper does; the ``val``
   split is then empty (training turns its kNN monitor off, evaluation uses train and test).
@@ -60,12 +61,16 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 from torchvision.transforms import InterpolationMode
 
 from debiascl.data.base import (
+    SPLIT_CODES,
     BiasedDataset,
     download_torchvision,
     existing_root,
     register_dataset,
 )
+from debiascl.data.options import resolve_options
+from debiascl.data.sampling import stratified_split
 from debiascl.errors import DebiasclError
+from debiascl.metrics import group_counts
 
 if TYPE_CHECKING:
     from debiascl.data.cache import DecodedImages
@@ -92,14 +97,11 @@ STL10_CLASSES = [
     "ship",
     "truck",
 ]
-SPLIT_CODES = {
-    "0": "train",
-    "1": "val",
-    "2": "test",
-    "train": "train",
-    "val": "val",
-    "test": "test",
+SPLIT_NAMES = {
+    **{str(code): split for split, code in SPLIT_CODES.items()},
+    **{split: split for split in SPLIT_CODES},
 }
+"""A metadata file's split value (0/1/2, :data:`SPLIT_CODES`, or the name) -> the split's name."""
 
 
 # ---------------------------------------------------------------- the two dataset classes
@@ -173,6 +175,8 @@ class ImageFileDataset(BiasedDataset):
         mean, std: per-channel normalisation statistics.
         image_size: side S of the returned (3, S, S) images.
         source: the metadata file that lists the images (named in error messages).
+        train_group_counts: (C, A) training images per group (y, a), which define
+            :attr:`bias_aligned` for a val / test split; None for the train split itself.
     """
 
     kind = "image"
@@ -192,6 +196,7 @@ class ImageFileDataset(BiasedDataset):
         std: tuple[float, ...],
         image_size: int,
         source: Path,
+        train_group_counts: torch.Tensor | None = None,
     ) -> None:
         if not files and split != "val":
             raise DebiasclError(f"{source}: no images in split '{split}' of dataset '{name}'")
@@ -202,6 +207,7 @@ class ImageFileDataset(BiasedDataset):
         self.num_classes, self.num_attributes = len(class_names), len(attribute_names)
         self.mean, self.std = mean, std
         self.input_shape = (3, image_size, image_size)
+        self.train_group_counts = train_group_counts
         self.decoded: DecodedImages | None = None  # see debiascl.data.cache.attach_cache
         if files and not (folder / files[0]).is_file():
             raise DebiasclError(
@@ -260,14 +266,8 @@ def load_image(path: Path, image_size: int, source: Path | None = None) -> torch
 
 
 def _options(name: str, given: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
-    """``defaults`` updated by ``given``; an option ``name`` does not know is an error."""
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise DebiasclError(
-            f"dataset '{name}' has no option {', '.join(unknown)}; "
-            f"valid options: {', '.join(sorted(defaults))}"
-        )
-    options = {**defaults, **given}
+    """:func:`~debiascl.data.options.resolve_options`, then the image options' own checks."""
+    options = resolve_options(name, given, defaults)
     if "image_size" in options:
         size = options["image_size"]
         if isinstance(size, bool) or not isinstance(size, int) or size < 8:
@@ -311,7 +311,9 @@ def _no_download(name: str, download: bool, source: str) -> None:
 def stratified_holdout(
     targets: torch.Tensor, val_fraction: float, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seeded class-stratified holdout: ``round(val_fraction * n_c)`` samples of each class.
+    """Seeded class-stratified holdout (:func:`debiascl.data.sampling.stratified_split`).
+
+    ``floor(val_fraction * n_c + 0.5)`` samples of each class c are held out.
 
     Args:
         targets: (n,) int64 classes.
@@ -321,16 +323,10 @@ def stratified_holdout(
     Returns:
         (train_idx, val_idx): sorted int64 indices into targets, disjoint, together all of it.
     """
-    generator = torch.Generator().manual_seed(seed)
-    held_out = [torch.zeros(0, dtype=torch.int64)]
-    for label in torch.unique(targets):
-        members = torch.nonzero(targets == label).flatten()
-        order = torch.randperm(len(members), generator=generator)
-        held_out.append(members[order[: round(len(members) * val_fraction)]])
-    val_idx = torch.sort(torch.cat(held_out)).values
-    keep = torch.ones(len(targets), dtype=torch.bool)
-    keep[val_idx] = False
-    return torch.nonzero(keep).flatten(), val_idx
+    codes = stratified_split(targets.numpy(), val_fraction, 0.0, seed, generator="torch")
+    codes = torch.from_numpy(codes)
+    train_idx = torch.nonzero(codes == SPLIT_CODES["train"]).flatten()
+    return train_idx, torch.nonzero(codes == SPLIT_CODES["val"]).flatten()
 
 
 def _holdout_part(split: str, targets: torch.Tensor, options: dict[str, Any]) -> torch.Tensor:
@@ -709,7 +705,7 @@ def _celeba_partition(path: Path) -> dict[str, str]:
     for number, fields in lines:
         if len(fields) != 2 or fields[1].strip() not in ("0", "1", "2"):
             raise DebiasclError(f"{path}, line {number}: expected an image id and 0, 1 or 2")
-        partition[fields[0]] = SPLIT_CODES[fields[1].strip()]
+        partition[fields[0]] = SPLIT_NAMES[fields[1].strip()]
     return partition
 
 
@@ -741,6 +737,8 @@ def build_celeba(
     if missing:
         raise DebiasclError(f"image {missing[0]} of {path} is missing from {partition_path}")
     chosen = [k for k, image in enumerate(ids) if partition[image] == split]
+    train = [k for k, image in enumerate(ids) if partition[image] == "train"]
+    train_y, train_a = np.asarray(y)[train], np.asarray(a)[train]
     images = folder / "img_align_celeba"
     if (images / "img_align_celeba").is_dir():  # the Kaggle archive nests the folder
         images = images / "img_align_celeba"
@@ -759,6 +757,7 @@ def build_celeba(
         std=IMAGENET_STD,
         image_size=options["image_size"],
         source=path,
+        train_group_counts=torch.from_numpy(group_counts(train_y, train_a, 2, 2)),
     )
 
 
@@ -770,14 +769,25 @@ def _split_rows(rows: list[dict[str, str]], split: str, path: Path) -> list[dict
     chosen = []
     for line, row in enumerate(rows, start=2):
         code = (row["split"] or "").strip().lower().removesuffix(".0")
-        if code not in SPLIT_CODES:
+        if code not in SPLIT_NAMES:
             raise DebiasclError(
                 f"{path}, line {line}: column 'split' must be 0/1/2 or train/val/test, "
                 f"got '{row['split']}'"
             )
-        if SPLIT_CODES[code] == split:
+        if SPLIT_NAMES[code] == split:
             chosen.append(row)
     return chosen
+
+
+def _train_counts(
+    rows: list[dict[str, str]], path: Path, y: str, a: str, num_classes: int, num_attributes: int
+) -> torch.Tensor:
+    """(C, A) int64 rows of the train split per group (columns ``y``, ``a``)."""
+    train = _split_rows(rows, "train", path)
+    counts = group_counts(
+        _int_column(train, y, path), _int_column(train, a, path), num_classes, num_attributes
+    )
+    return torch.from_numpy(counts)
 
 
 @register_dataset("waterbirds")
@@ -794,7 +804,8 @@ def build_waterbirds(
     _no_download("waterbirds", download, "https://github.com/kohpangwei/group_DRO")
     folder = _root("waterbirds", root, "group_DRO's folder with metadata.csv")
     path = folder / "metadata.csv"
-    rows = _split_rows(_read_csv(path, ["img_filename", "y", "split", "place"]), split, path)
+    every = _read_csv(path, ["img_filename", "y", "split", "place"])
+    rows = _split_rows(every, split, path)
     targets, places = _int_column(rows, "y", path), _int_column(rows, "place", path)
     _check_range(targets, 0, 1, "y", path)
     _check_range(places, 0, 1, "place", path)
@@ -811,6 +822,7 @@ def build_waterbirds(
         std=IMAGENET_STD,
         image_size=options["image_size"],
         source=path,
+        train_group_counts=_train_counts(every, path, "y", "place", 2, 2),
     )
 
 
@@ -850,6 +862,7 @@ def build_metadata_csv(
         std=IMAGENET_STD,
         image_size=options["image_size"],
         source=path,
+        train_group_counts=_train_counts(every, path, "y", "a", num_classes, num_attributes),
     )
 
 

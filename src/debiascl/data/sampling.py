@@ -1,4 +1,4 @@
-"""The data order of training: seeded per-epoch permutations, rank slices, seeded subsets.
+"""Seeded sampling: per-epoch data order, rank slices, seeded subsets, stratified splits.
 
 The order of epoch e is a pure function of (seed, e), so a run can be resumed in the middle of an
 epoch and K DDP ranks together see exactly the batches of a single process.
@@ -6,13 +6,16 @@ epoch and K DDP ranks together see exactly the batches of a single process.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
+from typing import Literal
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from debiascl.data.base import BiasedDataset
+from debiascl.data.base import SPLIT_CODES, BiasedDataset
+from debiascl.errors import DebiasclError
 
 
 def mix_seed(*values: int) -> int:
@@ -128,3 +131,50 @@ def sample_subset(dataset: BiasedDataset, limit: int, seed: int) -> Dataset:
         return dataset
     generator = torch.Generator().manual_seed(seed)
     return IndexedSubset(dataset, torch.randperm(len(dataset), generator=generator)[:limit])
+
+
+def stratified_split(
+    strata: np.ndarray,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    generator: Literal["numpy", "torch"] = "numpy",
+) -> np.ndarray:
+    """Seeded stratified assignment of rows to train / val / test (every data set's splitter).
+
+    The one rounding rule: ``floor(fraction * n_stratum + 0.5)`` rows of each stratum (halves
+    round up), test first, then val, in a seeded random order inside the stratum.
+
+    Args:
+        strata: (n,) int64 stratum of each row.
+        val_fraction, test_fraction: fractions of every stratum sent to val and test.
+        seed: seed of the permutations inside the strata (one generator, strata in sorted order).
+        generator: "numpy" (``numpy.random.default_rng(seed)``: tables and the built-in
+            benchmarks) or "torch" (``torch.Generator().manual_seed(seed)``: the image data
+            sets' class-stratified holdouts); each keeps the splits its data sets always had.
+
+    Returns:
+        (n,) int64 split codes (:data:`~debiascl.data.base.SPLIT_CODES`: 0 train, 1 val, 2 test).
+    """
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise DebiasclError(
+            f"val_fraction={val_fraction} and test_fraction={test_fraction}: expected two "
+            "fractions in [0, 1) whose sum is below 1"
+        )
+    if generator == "numpy":
+        permutation = np.random.default_rng(seed).permutation
+    else:
+        torch_generator = torch.Generator().manual_seed(seed)
+
+        def permutation(n: int) -> np.ndarray:
+            return torch.randperm(n, generator=torch_generator).numpy()
+
+    codes = np.zeros(len(strata), dtype=np.int64)
+    for stratum in np.unique(strata):
+        members = np.flatnonzero(strata == stratum)
+        rows = members[permutation(len(members))]
+        n_test = math.floor(test_fraction * len(rows) + 0.5)
+        n_val = math.floor(val_fraction * len(rows) + 0.5)
+        codes[rows[:n_test]] = SPLIT_CODES["test"]
+        codes[rows[n_test : n_test + n_val]] = SPLIT_CODES["val"]
+    return codes

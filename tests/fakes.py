@@ -1,0 +1,212 @@
+"""Stand-ins, builders and small inputs shared by several test modules.
+
+Test modules import what they share from here (and the image files from ``image_files``), never
+from one another.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor
+
+import debiascl.compare
+from debiascl import checkpoint as ckpt
+from debiascl.checkpoint import FORMAT, VERSION, checkpoint_path, load_checkpoint
+from debiascl.config import Config, build_config
+from debiascl.losses import dcl_loss, hcl_loss, info_nce_loss, triplet_loss, wcl_loss
+from debiascl.methods import METHODS
+from debiascl.rundir_lock import LOCK_NAME
+
+DATASET = "biased-digits-binary"
+"""The data set of the fake pipeline's results and the default of :func:`train_args`."""
+
+
+def train_args(
+    out: Path,
+    *extra: str,
+    dataset: str = DATASET,
+    method: str = "simclr",
+    epochs: int = 1,
+    settings: Iterable[str] = (),
+) -> list[str]:
+    """Arguments of ``debiascl train`` on the CPU with a global batch of 256.
+
+    Args:
+        out: the run directory (``--out``).
+        extra: further arguments, e.g. "--resume".
+        dataset: ``--dataset``.
+        method: ``--method``.
+        epochs: ``--epochs``.
+        settings: "key=value" strings, each passed as ``--set``.
+    """
+    return [
+        "train",
+        "--dataset",
+        dataset,
+        "--method",
+        method,
+        "--out",
+        str(out),
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        "256",
+        "--device",
+        "cpu",
+        *[arg for setting in settings for arg in ("--set", setting)],
+        *extra,
+    ]
+
+
+def fake_metrics(value: float) -> dict[str, Any]:
+    """A group_metrics-like dict whose every accuracy is derived from ``value``."""
+    return {
+        "num_samples": 8,
+        "accuracy": value,
+        "per_class": {"y=0": value, "y=1": value},
+        "absent_classes": [],
+        "worst_class": value,
+        "per_group": {"y=0,a=0": value},
+        "group_sizes": {"y=0,a=0": 2},
+        "absent_groups": [],
+        "worst_group": value / 2,
+        "worst_group_name": "y=0,a=0",
+        "mean_group": value,
+        "avg_acc_train_weighted": value,
+        "aligned_accuracy": value,
+        "aligned_size": 4,
+        "conflicting_accuracy": value / 2,
+        "conflicting_size": 4,
+    }
+
+
+class FakePipeline:
+    """Stand-ins for train() and evaluate_run() that write what the real ones write.
+
+    ``values[(method, seed)]`` is the accuracy the fake evaluation reports for that run.
+    """
+
+    def __init__(self, values: dict[tuple[str, int], float] | None = None) -> None:
+        self.values = values or {}
+        self.train_calls: list[tuple[str, bool]] = []
+        self.evaluate_calls: list[str] = []
+        self.discover_calls: list[tuple[Path, Path | None]] = []
+
+    def train(self, config: Any, run_dir: str | Path, resume: bool = False) -> Path:
+        run_dir = Path(run_dir)
+        self.train_calls.append((f"{config.method.name}/{config.train.seed}", resume))
+        if not resume:
+            used = run_dir.exists() and any(e.name != LOCK_NAME for e in run_dir.iterdir())
+            assert not used, "train on a used folder"
+        checkpoint_path(run_dir).parent.mkdir(parents=True, exist_ok=True)
+        config.save(run_dir / "config.yaml")
+        checkpoint_path(run_dir).write_bytes(b"checkpoint")
+        (run_dir / "train_done").write_text("4\n")
+        return run_dir
+
+    def discover_run(self, run_dir: str | Path, bias_run: Path | None = None, **_: Any) -> None:
+        self.discover_calls.append((Path(run_dir), bias_run))
+        assert (Path(bias_run or run_dir) / "train_done").is_file(), "bias run not trained yet"
+
+    def evaluate_run(
+        self,
+        run_dir: str | Path,
+        probe: str | None = None,
+        probe_groups: tuple[str, ...] = (),
+        **_: Any,
+    ) -> dict[str, Any]:
+        run_dir = Path(run_dir)
+        self.evaluate_calls.append(str(run_dir))
+        method, seed = run_dir.parent.name, int(run_dir.name.removeprefix("seed"))
+        supervised = method == "erm"
+        main = "classifier" if supervised else "probe"
+        value = self.values.get((method, seed), 0.5)
+        results = {
+            "dataset": DATASET,
+            "method": method,
+            "seed": seed,
+            "encoder": METHODS[method].product_encoder,
+            "probe_protocol": probe,
+            "supervised": supervised,
+            "main": main,
+            "probe": {"protocol": "linear probe", "metrics": fake_metrics(value)},
+            "knn": {"protocol": "knn", "metrics": fake_metrics(0.1)},
+            "results_file": str(run_dir / "results.json"),
+        }
+        for kind in probe_groups:
+            results[f"probe_{kind}"] = {"protocol": kind, "metrics": fake_metrics(value + 0.1)}
+        if "discovered" in probe_groups:
+            results["discovery"] = {
+                "train": {"bias_labels": True, "precision": 1.0, "recall": 0.5, "auroc": 0.9}
+            }
+        if supervised:
+            results["classifier"] = {"protocol": "own", "metrics": fake_metrics(value)}
+        (run_dir / "results.json").write_text(json.dumps(results))
+        return results
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> FakePipeline:
+        """Put the stand-ins in place of debiascl.compare's train, evaluate_run, discover_run."""
+        monkeypatch.setattr(debiascl.compare, "train", self.train)
+        monkeypatch.setattr(debiascl.compare, "evaluate_run", self.evaluate_run)
+        monkeypatch.setattr(debiascl.compare, "discover_run", self.discover_run)
+        return self
+
+
+def minimal_state(**extra: object) -> dict:
+    """The smallest state dict a checkpoint accepts (every required key), updated by ``extra``."""
+    state = {key: 0 for key in ckpt.REQUIRED_KEYS}
+    state.update(format=FORMAT, version=VERSION, method="simclr", model={}, config={})
+    state.update(optimizers={}, schedulers={}, rng=[])
+    state.update(extra)
+    return state
+
+
+def tiny_config(method: str = "wcl", epochs: int = 1, batch_size: int = 128, *sets: str) -> Config:
+    """biased-digits at 8 px on the CPU, no kNN monitor, no progress bar."""
+    return build_config(
+        preset="biased-digits",
+        overrides={
+            "method.name": method,
+            "train.epochs": epochs,
+            "train.batch_size": batch_size,
+            "train.device": "cpu",
+        },
+        sets=["data.options.image_size=8", "train.knn_every=0", "train.progress=false", *sets],
+    )
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """The records of ``run_dir/metrics.jsonl``, one dict a line."""
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def final_model(run_dir: Path) -> dict[str, torch.Tensor]:
+    """The model weights of the run's last checkpoint."""
+    return load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
+
+
+def random_projections(batch: int, dim: int, count: int = 2, seed: int = 0) -> list[Tensor]:
+    """``count`` seeded float64 (batch, dim) leaf tensors that require gradients."""
+    gen = torch.Generator().manual_seed(seed)
+    return [
+        torch.randn(batch, dim, generator=gen, dtype=torch.float64).requires_grad_()
+        for _ in range(count)
+    ]
+
+
+def all_losses(z1: Tensor, z2: Tensor, t: float) -> dict[str, Tensor]:
+    """Every loss at temperature t; WCL takes E_b's projections as a fixed perturbation."""
+    zb1, zb2 = z1.detach().flip(0), z2.detach().flip(0)
+    return {
+        "info_nce": info_nce_loss(z1, z2, t),
+        "dcl": dcl_loss(z1, z2, t, 0.1),
+        "hcl": hcl_loss(z1, z2, t, 0.1, 1.0),
+        "triplet": triplet_loss(z1, z2, 0.1),
+        "wcl": wcl_loss(z1, z2, zb1, zb2, t, 0.1),
+    }
