@@ -12,12 +12,11 @@ from typing import Any
 import pytest
 
 import debiascl.compare
-from debiascl.checkpoint import checkpoint_path
 from debiascl.cli import main
 from debiascl.compare import RunSettings, compare, plan_runs, run_dir_for
 from debiascl.errors import DebiasclError
 from debiascl.methods import METHODS
-from debiascl.rundir_lock import LOCK_NAME
+from debiascl.rundir import LOCK_NAME, checkpoint_path
 
 DATASET = "biased-digits-binary"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -14,7 +14,7 @@ import pytest
 import torch
 from test_data_images import make_stl10
 
-from debiascl.checkpoint import load_checkpoint
+from debiascl.checkpoint import check_resumable, load_checkpoint
 from debiascl.config import Config, build_config, load_config
 from debiascl.data import build_dataset
 from debiascl.data.sampling import (
@@ -26,14 +26,10 @@ from debiascl.data.sampling import (
 from debiascl.distributed import resolve_device
 from debiascl.errors import DebiasclError
 from debiascl.methods import METHODS, build_method
-from debiascl.train import (
-    StepRunner,
-    build_optimizers,
-    check_resumable,
-    prepare_run_dir,
-    train,
-    use_channels_last,
-)
+from debiascl.rundir import prepare_run_dir
+from debiascl.train import train
+from debiascl.trainer import StepRunner
+from debiascl.training_parts import build_optimizers, use_channels_last
 
 TRAIN_SIZE = 1079  # biased-digits training split
 
