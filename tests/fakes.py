@@ -17,11 +17,11 @@ from torch import Tensor
 
 import debiascl.compare
 from debiascl import checkpoint as ckpt
-from debiascl.checkpoint import FORMAT, VERSION, checkpoint_path, load_checkpoint
+from debiascl.checkpoint import FORMAT, VERSION, load_checkpoint
 from debiascl.config import Config, build_config
 from debiascl.losses import dcl_loss, hcl_loss, info_nce_loss, triplet_loss, wcl_loss
 from debiascl.methods import METHODS
-from debiascl.rundir_lock import LOCK_NAME
+from debiascl.rundir import LOCK_NAME, checkpoint_path
 
 DATASET = "biased-digits-binary"
 """The data set of the fake pipeline's results and the default of :func:`train_args`."""

@@ -19,6 +19,7 @@ import pytest
 import torch
 from fakes import minimal_state, train_args
 
+import debiascl.data.loading
 from debiascl import checkpoint as ckpt
 from debiascl.checkpoint import (
     FORMAT,
@@ -32,6 +33,8 @@ from debiascl.checkpoint import (
 )
 from debiascl.config import build_config
 from debiascl.errors import DebiasclError
+from debiascl.evaluate import evaluate_run
+from debiascl.rundir import checkpoint_path
 from debiascl.train import train
 
 
@@ -245,3 +248,38 @@ def test_load_trained_rebuilds_the_method(tmp_path: Path) -> None:
     assert loaded_config == config and not method.training
     saved = load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
     assert all(torch.equal(value, saved[key]) for key, value in method.state_dict().items())
+
+
+def test_a_run_from_before_model_info_still_loads_evaluates_and_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = build_config(
+        preset="biased-digits",
+        overrides={"method.name": "simclr", "train.epochs": 1, "train.batch_size": 512},
+        sets=["data.options.image_size=8", "train.knn_every=0", "train.device=cpu"],
+    )
+    run_dir = train(config, tmp_path / "run")
+    path = checkpoint_path(run_dir)
+    state = load_checkpoint(path)
+    assert state["model_info"] == {
+        "name": "biased-digits",
+        "kind": "image",
+        "input_shape": [3, 8, 8],
+        "num_classes": 10,
+    }
+    # The checkpoint as written before the entry existed (same version, no model_info).
+    save_checkpoint(path, {k: v for k, v in state.items() if k not in ("model_info", "checksum")})
+    _, method = load_trained(run_dir)
+    weights = method.state_dict()
+    assert all(torch.equal(value, state["model"][key]) for key, value in weights.items())
+    assert evaluate_run(run_dir)["probe"]["metrics"]["accuracy"] > 0.1
+    config.train.epochs = 2
+    train(config, run_dir, resume=True)
+    assert load_checkpoint(path)["model_info"] == state["model_info"]
+
+    def no_data(*args: object, **kwargs: object) -> None:
+        raise AssertionError("load_trained opened the data set")
+
+    monkeypatch.setattr(debiascl.data.loading, "build_dataset", no_data)
+    loaded_config, method = load_trained(run_dir)
+    assert loaded_config == config and not method.training

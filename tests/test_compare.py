@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from fakes import DATASET, FakePipeline
 
-from debiascl.checkpoint import checkpoint_path
 from debiascl.cli import main
 from debiascl.compare import RunSettings, compare, plan_runs, run_dir_for
 from debiascl.errors import DebiasclError
+from debiascl.rundir import checkpoint_path
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -14,12 +14,12 @@ from debiascl.data import build_dataset
 from debiascl.errors import DebiasclError
 from debiascl.evaluate import (
     FAST_WEIGHT_DECAYS,
-    check_run_dir,
     evaluate_run,
     fit_linear_probe,
     format_results,
     linear_probe,
 )
+from debiascl.rundir import check_finished
 from debiascl.train import train
 
 
@@ -71,16 +71,16 @@ def test_unknown_probe_protocol_is_a_user_error():
 
 def test_check_run_dir_names_what_is_missing(tmp_path: Path):
     with pytest.raises(DebiasclError, match="does not exist"):
-        check_run_dir(tmp_path / "nope")
+        check_finished(tmp_path / "nope")
     (tmp_path / "config.yaml").write_text("{}\n")
     with pytest.raises(DebiasclError, match="no checkpoint"):
-        check_run_dir(tmp_path)
+        check_finished(tmp_path)
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "last.pt").write_bytes(b"x")
     with pytest.raises(DebiasclError, match="has not finished"):
-        check_run_dir(tmp_path)
+        check_finished(tmp_path)
     (tmp_path / "train_done").write_text("12\n")
-    assert check_run_dir(tmp_path) == tmp_path
+    assert check_finished(tmp_path) == tmp_path
 
 
 def test_format_results_lists_each_evaluation_with_its_protocol():

@@ -28,12 +28,15 @@ from fakes import DATASET, FakePipeline
 from fakes import train_args as shared_train_args
 
 import debiascl.atomic
+import debiascl.compare
+import debiascl.metrics_log
 import debiascl.train
-from debiascl.checkpoint import checkpoint_path, load_checkpoint
+import debiascl.trainer
+from debiascl.checkpoint import load_checkpoint
 from debiascl.cli import main
 from debiascl.compare import RunSettings, compare, finished_results, plan_runs
 from debiascl.errors import DebiasclError
-from debiascl.rundir_lock import LOCK_NAME, hold_run_dir
+from debiascl.rundir import LOCK_NAME, checkpoint_path, hold_run_dir
 
 TINY = (
     "data.options.image_size=8",
@@ -115,7 +118,7 @@ def holder(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, Path]]:
     run_dir = tmp_path / "out" / "runs" / "simclr" / "seed0"
     code = (
         "import sys, time\n"
-        "from debiascl.rundir_lock import hold_run_dir\n"
+        "from debiascl.rundir import hold_run_dir\n"
         "with hold_run_dir(sys.argv[1]):\n"
         "    time.sleep(600)\n"
     )
@@ -249,7 +252,7 @@ def test_the_log_is_fsynced_before_each_checkpoint_that_records_its_size(
 ) -> None:
     events: list[tuple[str, int]] = []
     log = tmp_path / "run" / "metrics.jsonl"
-    real_fsync, real_save = os.fsync, debiascl.train.save_checkpoint
+    real_fsync, real_save = os.fsync, debiascl.trainer.save_checkpoint
 
     def fsync(fd: int) -> None:
         real_fsync(fd)
@@ -260,8 +263,8 @@ def test_the_log_is_fsynced_before_each_checkpoint_that_records_its_size(
         events.append(("checkpoint", state["metrics_offset"]))
         real_save(path, state)
 
-    monkeypatch.setattr(debiascl.train.os, "fsync", fsync)
-    monkeypatch.setattr(debiascl.train, "save_checkpoint", save)
+    monkeypatch.setattr(debiascl.metrics_log.os, "fsync", fsync)
+    monkeypatch.setattr(debiascl.trainer, "save_checkpoint", save)
     assert main(train_args(tmp_path / "run", "--set", "train.checkpoint_every=2")) == 0
     checkpoints = [k for k, (name, _) in enumerate(events) if name == "checkpoint"]
     assert len(checkpoints) == 2  # after step 2, and at the end of the epoch

@@ -10,21 +10,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from debiascl.checkpoint import checkpoint_path, load_checkpoint, load_trained
+from debiascl.checkpoint import load_checkpoint, load_trained
 from debiascl.cli import main
 from debiascl.config import Config, build_config, load_config
 from debiascl.data import BiasedDataset, build_dataset
 from debiascl.data.sampling import EpochBatchSampler
 from debiascl.data.views import build_views
 from debiascl.errors import DebiasclError
-from debiascl.jtt import (
-    ERROR_SET_FILE,
-    STAGE1_DIR,
-    bias_conflicting,
-    composition,
-    upweight_repeats,
-)
-from debiascl.train import Trainer, resumable, train
+from debiascl.jtt import bias_conflicting, composition, upweight_repeats
+from debiascl.rundir import ERROR_SET_FILE, STAGE1_DIR, checkpoint_path, resumable
+from debiascl.train import train
+from debiascl.trainer import Trainer
 
 BATCH = 128
 T = 2  # stage-1 epochs
@@ -201,7 +197,7 @@ def _kill_at(monkeypatch: pytest.MonkeyPatch, stage: int, step: int) -> None:
 
     def dying(self: Trainer, result) -> None:
         account(self, result)
-        if (self.repeats is not None) == (stage == 2) and self.progress.global_step == step:
+        if (self.parts.repeats is not None) == (stage == 2) and self.progress.global_step == step:
             raise RuntimeError("killed")
 
     monkeypatch.setattr(Trainer, "_account", dying)

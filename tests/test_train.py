@@ -14,7 +14,7 @@ import torch
 from fakes import final_model, read_metrics, tiny_config
 from image_files import make_stl10
 
-from debiascl.checkpoint import load_checkpoint
+from debiascl.checkpoint import check_resumable, load_checkpoint
 from debiascl.config import build_config, load_config
 from debiascl.data import build_dataset
 from debiascl.data.sampling import (
@@ -28,14 +28,10 @@ from debiascl.errors import DebiasclError
 from debiascl.evaluate import load_run
 from debiascl.features import knn_accuracy
 from debiascl.methods import METHODS, build_method
-from debiascl.train import (
-    StepRunner,
-    build_optimizers,
-    check_resumable,
-    prepare_run_dir,
-    train,
-    use_channels_last,
-)
+from debiascl.rundir import prepare_run_dir
+from debiascl.train import train
+from debiascl.trainer import StepRunner
+from debiascl.training_parts import build_optimizers, use_channels_last
 
 TRAIN_SIZE = 1079  # biased-digits training split
 

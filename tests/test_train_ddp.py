@@ -17,11 +17,12 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from fakes import train_args
 
-from debiascl.checkpoint import load_checkpoint
+from debiascl.checkpoint import load_checkpoint, seed_everything
 from debiascl.config import build_config
 from debiascl.distributed import prepare_distributed
 from debiascl.methods import Method, build_method
-from debiascl.train import StepRunner, build_optimizers, seed_everything
+from debiascl.trainer import StepRunner
+from debiascl.training_parts import build_optimizers
 
 GLOBAL_BATCH = 16
 # The protocol build_method needs from a data set: the 8 px biased-digits images.

@@ -15,6 +15,9 @@ A checkpoint is one ``torch.save`` file holding a dict:
   (running totals of the epoch in progress, for its "epoch" log record);
 - ``metrics_offset``: the size of metrics.jsonl when the checkpoint was written (a resumed run
   drops the lines written after it); ``world_size``: the number of DDP ranks that wrote it;
+- ``model_info``: the data set's name, kind, input shape and class count
+  (:class:`debiascl.models.ModelInfo`), so the model is rebuilt without opening the data
+  (checkpoints written before this entry existed lack it: the train split is then opened);
 - ``checksum``: :func:`state_digest` of everything else, added by :func:`save_checkpoint` and
   verified by :func:`load_checkpoint`, so damaged bytes (in a tensor or anywhere else) are a
   clear error instead of a silently wrong model. A checkpoint written before checksums existed
@@ -22,29 +25,46 @@ A checkpoint is one ``torch.save`` file holding a dict:
 
 Everything in it is a tensor, a number, a string or a container of those (numpy RNG state is
 stored as a tensor), so it loads with ``torch.load(weights_only=True)``: no code runs on load.
+
+:class:`TrainingState` turns a trainer's objects into such a dict and back; resuming checks
+that the settings did not change (:func:`check_resumable`) and that the weights fit.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import logging
 import pickle
 import random
 import zipfile
+from collections.abc import Collection
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 
 from debiascl.atomic import write_atomic
 from debiascl.config import Config, load_config
-from debiascl.data import build_dataset
+from debiascl.data.loading import configured_dataset
 from debiascl.errors import DebiasclError
 from debiascl.methods import Method, build_method
+from debiascl.models import DatasetInfo, ModelInfo
+from debiascl.rundir import (
+    CONFIG_FILE,
+    checkpoint_path,
+    config_path,
+    prepare_run_dir,
+    reopen,
+)
 
+LOGGER = logging.getLogger("debiascl")
 FORMAT = "debiascl-checkpoint"
 VERSION = 1
-CHECKPOINT_NAME = Path("checkpoints") / "last.pt"
 ZIP_MAGIC = b"PK\x03\x04"
 REQUIRED_KEYS = (
     "format",
@@ -76,14 +96,10 @@ ENTRY_TYPES: dict[str, type | tuple[type, ...]] = {
     "epoch_skipped": int,
     "epoch_seconds": (int, float),
     "metrics_offset": int,
+    "model_info": dict,
     "checksum": str,
 }
 """The type of each entry (when present); any other is a damaged checkpoint."""
-
-
-def checkpoint_path(run_dir: str | Path) -> Path:
-    """Where a run keeps its checkpoint: ``run_dir/checkpoints/last.pt``."""
-    return Path(run_dir) / CHECKPOINT_NAME
 
 
 def _feed(digest: Any, value: Any) -> None:
@@ -301,32 +317,236 @@ def _as_tuples(value: Any) -> Any:
     return value
 
 
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and every CUDA device)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------- resuming
+
+RESUMABLE_SETTINGS = frozenset(
+    {
+        "train.epochs",
+        "train.device",
+        "train.channels_last",
+        "train.progress",
+        "train.log_every",
+        "train.checkpoint_every",
+        "train.knn_every",
+        "train.knn_k",
+        "data.root",
+        "data.download",
+        "data.num_workers",
+        "data.cache",
+        "data.cache_dir",
+    }
+)
+"""Settings that may differ between a run and its resumption (they do not change the result)."""
+
+
+def _flatten(config_dict: dict[str, Any]) -> dict[str, Any]:
+    return {
+        f"{section}.{key}": value
+        for section, values in config_dict.items()
+        for key, value in values.items()
+    }
+
+
+def check_resumable(saved: dict[str, Any], config: Config, path: Path) -> None:
+    """Refuse to resume with settings that change the result (all but RESUMABLE_SETTINGS)."""
+    old, new = _flatten(saved), _flatten(config.to_dict())
+    changed = [
+        f"{key} ({old.get(key)!r} in the checkpoint, {new.get(key)!r} now)"
+        for key in sorted(set(old) | set(new))
+        if key not in RESUMABLE_SETTINGS and old.get(key) != new.get(key)
+    ]
+    if changed:
+        raise DebiasclError(
+            f"cannot resume from '{path}' with different settings: {'; '.join(changed)}. "
+            f"Resume with the settings of the original run (see its {CONFIG_FILE})"
+        )
+
+
+def open_run_dir(run_dir: Path, resume: bool, keep: Collection[str] = ()) -> dict[str, Any] | None:
+    """Check ``run_dir`` for training (:func:`debiascl.rundir.prepare_run_dir`); on resume
+    load its checkpoint and drop ``train_done`` (training goes on), else return None."""
+    prepare_run_dir(run_dir, resume, keep)
+    if not resume:
+        return None
+    state = load_checkpoint(checkpoint_path(run_dir))
+    reopen(run_dir)
+    return state
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in checkpoints (all plain numbers)."""
+
+    epoch: int = 0
+    position: int = 0
+    global_step: int = 0
+    skipped_steps: int = 0
+    consecutive_skips: int = 0
+    epoch_sums: dict[str, float] = field(default_factory=dict)
+    epoch_steps: int = 0
+    epoch_skipped: int = 0
+    epoch_seconds: float = 0.0
+
+    def count_step(self, loss: float, logs: dict[str, torch.Tensor]) -> None:
+        """Add a finite step's loss and logs (scalars) to the epoch's sums."""
+        self.consecutive_skips = 0
+        self.epoch_steps += 1
+        for key, value in {"loss": loss, **logs}.items():
+            self.epoch_sums[key] = self.epoch_sums.get(key, 0.0) + float(value)
+
+    def count_skip(self) -> None:
+        """Count a step skipped for a non-finite loss."""
+        self.skipped_steps += 1
+        self.epoch_skipped += 1
+        self.consecutive_skips += 1
+
+    def start_epoch(self) -> None:
+        """Reset the per-epoch counters."""
+        self.position = 0
+        self.epoch_sums = {}
+        self.epoch_steps = 0
+        self.epoch_skipped = 0
+        self.epoch_seconds = 0.0
+
+
+@dataclass
+class TrainingState:
+    """What a checkpoint saves of a run in training, besides the RNG and the log's size.
+
+    Attributes:
+        method: the method in training (its ``state_dict`` holds every encoder).
+        optimizers, schedulers: one per parameter group name ("d", "b").
+        scaler: the fp16 GradScaler (saved only when enabled).
+        model_info: what rebuilds the model (:class:`debiascl.models.ModelInfo`).
+        progress: the counters of :class:`Progress`.
+    """
+
+    method: torch.nn.Module
+    optimizers: dict[str, Optimizer]
+    schedulers: dict[str, LRScheduler]
+    scaler: torch.amp.GradScaler
+    model_info: ModelInfo
+    progress: Progress = field(default_factory=Progress)
+
+    def to_checkpoint(
+        self, config: Config, rng: list[dict[str, Any]], metrics_offset: int, world_size: int
+    ) -> dict[str, Any]:
+        """The checkpoint dict (see the module docstring).
+
+        Args:
+            config: the run's configuration.
+            rng: the RNG state of every rank, in rank order.
+            metrics_offset: the size of metrics.jsonl now.
+            world_size: the number of DDP ranks.
+        """
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "method": self.method.name,
+            "config": config.to_dict(),
+            "model": self.method.state_dict(),
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "schedulers": {name: s.state_dict() for name, s in self.schedulers.items()},
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "rng": rng,
+            "metrics_offset": metrics_offset,
+            "world_size": world_size,
+            "model_info": self.model_info.to_dict(),
+            **asdict(self.progress),
+        }
+
+    def restore(
+        self,
+        state: dict[str, Any],
+        config: Config,
+        path: Path,
+        rank: int,
+        world_size: int,
+        device: torch.device,
+    ) -> int:
+        """Restore everything from a loaded checkpoint; returns its metrics.jsonl offset.
+
+        The RNG of ``rank`` is restored when ``world_size`` ranks wrote the checkpoint; else
+        (another number of processes) the augmentations are reseeded, with a warning.
+
+        Raises:
+            DebiasclError: the checkpoint was written with other settings, or its content does
+                not fit this run (a damaged file, or one from another configuration).
+        """
+        check_resumable(state["config"], config, path)
+        check_compatible(state, self.method, path)
+        try:
+            self._load(state)
+            if len(state["rng"]) == world_size:
+                restore_rng_state(state["rng"][rank], device)
+            else:
+                LOGGER.warning(
+                    "checkpoint written by %d processes, resumed with %d: augmentations are "
+                    "reseeded",
+                    len(state["rng"]),
+                    world_size,
+                )
+                seed_everything(config.train.seed + rank + 7919 * self.progress.global_step)
+            return state["metrics_offset"]
+        except (KeyError, TypeError, AttributeError, ValueError, RuntimeError, IndexError) as e:
+            raise damaged_checkpoint(path, e) from e
+
+    def _load(self, state: dict[str, Any]) -> None:
+        """Load the weights, optimizers, schedulers, scaler and progress of ``state``."""
+        self.method.load_state_dict(state["model"])
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        for name, scheduler in self.schedulers.items():
+            scheduler.load_state_dict(state["schedulers"][name])
+        if state["scaler"] is not None and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
+        self.progress = Progress(
+            **{key: state[key] for key in Progress.__dataclass_fields__ if key in state}
+        )
+
+
+# ----------------------------------------------------------------------------- trained runs
+
+
+def _model_info(state: dict[str, Any], config: Config, path: Path) -> DatasetInfo:
+    """What rebuilds the model: the checkpoint's ``model_info``, or (a checkpoint written
+    before that entry existed) the training split itself, opened without its cache."""
+    if "model_info" not in state:
+        data = dataclasses.replace(config.data, cache=False)
+        return configured_dataset(data, "train", download=data.download)
+    try:
+        return ModelInfo.from_dict(state["model_info"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise damaged_checkpoint(path, error) from None
+
+
 def load_trained(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[Config, Method]:
     """The config and trained method of a run directory, in eval mode on ``device``.
 
     Reads ``run_dir/config.yaml`` and ``run_dir/checkpoints/last.pt``; the method is rebuilt
-    from the config (the training split is opened for its input shape and class count).
+    from the config and the checkpoint's ``model_info`` (the training split is opened for its
+    input shape and class count only for checkpoints without it).
 
     Raises:
         DebiasclError: the run directory, its config or its checkpoint is missing or unusable.
     """
     run_dir = Path(run_dir)
-    config_file = run_dir / "config.yaml"
+    config_file = config_path(run_dir)
     if not config_file.is_file():
-        raise DebiasclError(f"'{run_dir}' is not a run directory: it has no config.yaml")
+        raise DebiasclError(f"'{run_dir}' is not a run directory: it has no {CONFIG_FILE}")
     path = checkpoint_path(run_dir)
     if not path.is_file():
         raise DebiasclError(f"run directory '{run_dir}' has no checkpoint at '{path}'")
     config = load_config(config_file)
     state = load_checkpoint(path)
-    dataset = build_dataset(
-        config.data.name,
-        config.data.root,
-        "train",
-        download=config.data.download,
-        **config.data.options,
-    )
-    method = build_method(config, dataset)
+    method = build_method(config, _model_info(state, config, path))
     check_compatible(state, method, path)
     method.load_state_dict(state["model"])
     return config, method.to(device).eval()

@@ -31,10 +31,10 @@ planned (e.g. by a later ``debiascl eval RUN --probe authors``), or without a pl
 group-robust probe. A rerun must ask for the same settings.
 
 Each run directory is locked while the comparison trains and evaluates it
-(:mod:`debiascl.rundir_lock`). A run that another process holds (a ``debiascl train`` into it, or
-another ``compare`` over the same folder) is SKIPPED, not waited for: the other runs go on, the
-tables are written without it, and the command then fails naming the skipped runs, so that a
-rerun once the other process has finished completes the comparison.
+(:func:`debiascl.rundir.hold_run_dir`). A run that another process holds (a ``debiascl train``
+into it, or another ``compare`` over the same folder) is SKIPPED, not waited for: the other runs
+go on, the tables are written without it, and the command then fails naming the skipped runs, so
+that a rerun once the other process has finished completes the comparison.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from debiascl.atomic import remove_path, write_text_atomic
+from debiascl.checkpoint import check_resumable
 from debiascl.config import Config, build_config, list_presets, load_config
 from debiascl.data import list_datasets
 from debiascl.discover import BIAS_ENCODER, discover_run
@@ -66,12 +67,20 @@ from debiascl.report.tables import (
     short_label,
 )
 from debiascl.report.tables import write_tables as write_report_tables
-from debiascl.rundir_lock import LOCK_NAME, RunDirBusy, hold_run_dir
-from debiascl.train import check_resumable, resumable, train
+from debiascl.rundir import (
+    LOCK_NAME,
+    RunDirBusy,
+    RunState,
+    config_path,
+    done_marker_path,
+    hold_run_dir,
+)
+from debiascl.rundir import (
+    run_state as run_dir_state,
+)
+from debiascl.train import train
 
 RUNS_DIR = "runs"
-DONE_MARKER = "done"
-TRAIN_DONE_MARKER = "train_done"
 RESULTS_STEM = "results"
 SUMMARY_STEM = "summary"
 PLOT_NAME = "tradeoff.png"
@@ -217,16 +226,13 @@ def plan_runs(
 def run_state(run_dir: Path) -> str:
     """What is left to do for a run: "done", "trained", "checkpoint" (resume) or "new".
 
-    "checkpoint" is whatever :func:`debiascl.train.resumable` can continue (a checkpoint, or
-    JTT's stage 1).
+    "checkpoint" is whatever :func:`debiascl.rundir.resumable` can continue (a checkpoint, or
+    JTT's stage 1). The comparison holds the run's lock, so it is never running elsewhere.
     """
-    if (run_dir / DONE_MARKER).is_file():
+    if done_marker_path(run_dir).is_file():
         return "done"
-    if (run_dir / TRAIN_DONE_MARKER).is_file():
-        return "trained"
-    if resumable(run_dir):
-        return "checkpoint"
-    return "new"
+    state = run_dir_state(run_dir)
+    return {RunState.FINISHED: "trained", RunState.RESUMABLE: "checkpoint"}.get(state, "new")
 
 
 def check_same_settings(run: PlannedRun) -> None:
@@ -235,9 +241,11 @@ def check_same_settings(run: PlannedRun) -> None:
     Only settings that do not change the result (device, progress bars, logging and checkpoint
     frequency, data location) may differ.
     """
-    stored_path = run.run_dir / "config.yaml"
+    stored_path = config_path(run.run_dir)
     if not stored_path.is_file():
-        raise DebiasclError(f"run directory '{run.run_dir}' has no config.yaml; delete it to rerun")
+        raise DebiasclError(
+            f"run directory '{run.run_dir}' has no {stored_path.name}; delete it to rerun"
+        )
     stored = load_config(stored_path).to_dict()
     try:
         check_resumable(stored, run.config, stored_path)
@@ -267,13 +275,14 @@ def finished_results(run: PlannedRun) -> tuple[dict[str, Any] | None, str]:
     Returns:
         (results, "") or (None, the reason the run must be evaluated again).
     """
-    name = (run.run_dir / DONE_MARKER).read_text(errors="replace").strip()
+    marker = done_marker_path(run.run_dir)
+    name = marker.read_text(errors="replace").strip()
     if not name or Path(name).name != name or not name.endswith(".json"):
-        return None, f"its '{DONE_MARKER}' marker is empty or garbled"
+        return None, f"its '{marker.name}' marker is empty or garbled"
     try:
         results = json.loads((run.run_dir / name).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None, f"'{name}', named by its '{DONE_MARKER}' marker, is missing or unreadable"
+        return None, f"'{name}', named by its '{marker.name}' marker, is missing or unreadable"
     if not isinstance(results, dict):
         return None, f"'{name}' holds a JSON {type(results).__name__}, not a results mapping"
     planned_encoder = METHODS[run.method].product_encoder
@@ -332,7 +341,7 @@ def execute_run(run: PlannedRun, report: bool, progress: Progress) -> dict[str, 
     if report:
         progress("writing plots")
         write_report(run.run_dir, device=device)
-    write_text_atomic(run.run_dir / DONE_MARKER, f"{Path(results['results_file']).name}\n")
+    write_text_atomic(done_marker_path(run.run_dir), f"{Path(results['results_file']).name}\n")
     return results
 
 

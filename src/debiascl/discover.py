@@ -29,17 +29,17 @@ from debiascl.data.sampling import labelled_subset
 from debiascl.discovery import (
     DEFAULT_K,
     DEFAULT_THRESHOLD,
-    SCORES_FILE,
     SplitDiscovery,
     conflict_scores,
     discovery_quality,
     write_discovery,
 )
 from debiascl.errors import DebiasclError
-from debiascl.evaluate import LoadedRun, check_run_dir, load_run
+from debiascl.evaluate import LoadedRun, load_run
 from debiascl.features import extract_features
 from debiascl.metrics import group_counts
 from debiascl.report import write_discovery_report
+from debiascl.rundir import check_finished, config_path, discovery_paths
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def bias_encoder_key(run: LoadedRun, encoder: str | None) -> str:
 
 def check_same_data(run_dir: Path, bias_dir: Path) -> None:
     """Refuse a bias run trained on other data than the run (its samples would not match)."""
-    data, bias_data = (load_config(d / "config.yaml").data for d in (run_dir, bias_dir))
+    data, bias_data = (load_config(config_path(d)).data for d in (run_dir, bias_dir))
     mine = (data.name, dict(data.options))
     theirs = (bias_data.name, dict(bias_data.options))
     if mine != theirs:
@@ -129,8 +129,8 @@ def discover_run(
     """
     if not 0.0 <= threshold < 1.0:
         raise DebiasclError(f"threshold = {threshold}: expected a number in [0, 1)")
-    run_dir = check_run_dir(run_dir)
-    bias_dir = run_dir if bias_run is None else check_run_dir(bias_run)
+    run_dir = check_finished(run_dir)
+    bias_dir = run_dir if bias_run is None else check_finished(bias_run)
     if bias_dir != run_dir:
         check_same_data(run_dir, bias_dir)
     run = load_run(bias_dir, device, splits=("train", "val"))
@@ -200,7 +200,7 @@ def ensure_discovery(
     the given settings (the defaults for those left None).
     """
     asked = (bias_run, k, threshold) != (None, None, None)
-    if not asked and (Path(run_dir) / SCORES_FILE).is_file():
+    if not asked and discovery_paths(run_dir)[0].is_file():
         return
     discover_run(
         run_dir,

@@ -38,13 +38,12 @@ from sklearn.metrics import roc_auc_score
 from debiascl.atomic import write_json, write_text_atomic
 from debiascl.errors import DebiasclError
 from debiascl.metrics import group_name, majority_aligned
+from debiascl.rundir import SCORES_FILE, discovery_paths
 
 DEFAULT_K = 10
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_CHUNK_SIZE = 4096
 """Queries and bank rows per block of the exact kNN: memory is O(chunk^2), not O(n^2)."""
-SCORES_FILE = "discovered.csv"
-SUMMARY_FILE = "discovery.json"
 CSV_COLUMNS = ("split", "index", "y", "score", "flag", "a")
 
 
@@ -236,7 +235,6 @@ def write_discovery(
     Returns:
         The two paths.
     """
-    run_dir = Path(run_dir)
     lines = [",".join(CSV_COLUMNS)]
     for split, part in splits.items():
         for index, y, score, flag, a in zip(
@@ -248,7 +246,7 @@ def write_discovery(
             strict=True,
         ):
             lines.append(f"{split},{index},{y},{score:.6g},{int(flag)},{a}")
-    scores_path, summary_path = run_dir / SCORES_FILE, run_dir / SUMMARY_FILE
+    scores_path, summary_path = discovery_paths(run_dir)
     write_text_atomic(scores_path, "\n".join(lines) + "\n")
     write_json(summary_path, summary)
     return scores_path, summary_path
@@ -260,8 +258,7 @@ def read_discovery(run_dir: str | Path) -> tuple[dict[str, SplitDiscovery], dict
     Raises:
         DebiasclError: the files are missing or malformed (the message says how to redo them).
     """
-    run_dir = Path(run_dir)
-    scores_path, summary_path = run_dir / SCORES_FILE, run_dir / SUMMARY_FILE
+    scores_path, summary_path = discovery_paths(run_dir)
     redo = f"run `debiascl discover {run_dir}` (again)"
     if not scores_path.is_file() or not summary_path.is_file():
         raise DebiasclError(f"run '{run_dir}' has no bias discovery ({SCORES_FILE}); {redo}")

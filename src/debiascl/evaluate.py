@@ -34,13 +34,13 @@ from debiascl.atomic import write_json
 from debiascl.checkpoint import load_trained
 from debiascl.config import Config
 from debiascl.data.base import BiasedDataset
-from debiascl.data.loading import configured_dataset
+from debiascl.data.loading import configured_dataset, configured_views
 from debiascl.data.sampling import labelled_subset
-from debiascl.data.views import build_views
 from debiascl.discovery import SplitDiscovery, balanced_weights, group_ids, read_discovery
 from debiascl.errors import DebiasclError
 from debiascl.features import extract_features, knn_predict, predict_classes
 from debiascl.metrics import group_counts, group_metrics
+from debiascl.rundir import check_finished, final_step, results_filename
 
 PROBE_PROTOCOLS = ("fast", "authors")
 FAST_WEIGHT_DECAYS = (1e-5, 1e-4, 1e-3, 1e-2)
@@ -255,25 +255,6 @@ def linear_probe(
     return probe.predict(test_features)
 
 
-def check_run_dir(run_dir: str | Path) -> Path:
-    """The run directory of a finished training, or a DebiasclError saying what is missing."""
-    run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise DebiasclError(f"'{run_dir}' is a file, not a run directory")
-    if not run_dir.is_dir():
-        raise DebiasclError(f"run directory '{run_dir}' does not exist")
-    if not (run_dir / "config.yaml").is_file():
-        raise DebiasclError(f"'{run_dir}' is not a run directory: it has no config.yaml")
-    if not (run_dir / "checkpoints" / "last.pt").is_file():
-        raise DebiasclError(f"run '{run_dir}' has no checkpoint (checkpoints/last.pt)")
-    if not (run_dir / "train_done").is_file():
-        raise DebiasclError(
-            f"training of run '{run_dir}' has not finished (no train_done marker); "
-            "finish it with `debiascl train ... --resume` first"
-        )
-    return run_dir
-
-
 @dataclass
 class LoadedRun:
     """A finished run ready for evaluation: its config, trained method, data and input transform.
@@ -311,28 +292,16 @@ def load_run(
     device: str | torch.device = "cpu",
     splits: tuple[str, ...] = ("train", "val", "test"),
 ) -> LoadedRun:
-    """Load a finished run (:func:`check_run_dir`), the given splits of its data and its views.
+    """Load a finished run (:func:`debiascl.rundir.check_finished`), splits of its data, its views.
 
     Data sets are built as configured but never downloaded; ``splits`` must include "train"
     (the view pipeline is built from it, as in training).
     """
-    run_dir = check_run_dir(run_dir)
+    run_dir = check_finished(run_dir)
     config, method = load_trained(run_dir, device)
-    data = config.data
-    datasets = {split: configured_dataset(data, split, download=False) for split in splits}
-    pipeline = build_views(
-        data.augmentation,
-        datasets["train"],
-        image_size=data.image_size,
-        noise_std=data.noise_std,
-        corruption_rate=data.corruption_rate,
-    ).to(device)
+    datasets = {split: configured_dataset(config.data, split, download=False) for split in splits}
+    pipeline = configured_views(config.data, datasets["train"]).to(device)
     return LoadedRun(run_dir, config, method, datasets, pipeline.prepare, device)
-
-
-def results_filename(encoder: str, product_encoder: str) -> str:
-    """``results.json`` for the method's product encoder, ``results_<encoder>.json`` otherwise."""
-    return "results.json" if encoder == product_encoder else f"results_{encoder}.json"
 
 
 def _true_groups(
@@ -479,7 +448,7 @@ def evaluate_run(
         "supervised": bool(method.supervised),
         "encoder": key,
         "seed": config.train.seed,
-        "train_step": _final_step(run.run_dir),
+        "train_step": final_step(run.run_dir),
         "num_samples": {split: len(dataset) for split, dataset in run.splits.items()},
         "class_names": list(test.class_names),
         "attribute_names": list(test.attribute_names),
@@ -523,12 +492,6 @@ def evaluate_run(
     results["results_file"] = str(path)
     write_json(path, results)
     return results
-
-
-def _final_step(run_dir: Path) -> int | None:
-    """The final step recorded in the ``train_done`` marker (None when it holds no integer)."""
-    text = (run_dir / "train_done").read_text().strip()
-    return int(text) if text.isdigit() else None
 
 
 def evaluation_keys(results: dict[str, Any]) -> list[str]:

@@ -6,15 +6,19 @@ the same thing.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import BatchSampler, Dataset, SequentialSampler
 
+from debiascl.config import Config
 from debiascl.data.base import BiasedDataset
-from debiascl.data.loading import batch_loader
+from debiascl.data.loading import batch_loader, configured_dataset
 from debiascl.data.sampling import labelled_subset, sample_subset
+
+LOGGER = logging.getLogger("debiascl")
 
 KNN_SAMPLE_LIMIT = 10_000
 """The kNN monitor uses at most this many training samples as bank and val samples as queries."""
@@ -186,3 +190,56 @@ def knn_accuracy(
         bank, train_set.targets[bank_index], queries, train_set.num_classes, k, temperature
     )
     return float((predictions == val_set.targets[query_index]).float().mean())
+
+
+class KnnMonitor:
+    """The trainer's kNN monitor: :func:`knn_accuracy` of the val split under a forked RNG.
+
+    The val split is opened on first use; when it is empty the monitor says so once and stays
+    off. The RNG is forked (CPU and the CUDA device), so monitoring never changes the training
+    trajectory.
+
+    Args:
+        config: the run's configuration (data, ``train.knn_k``, ``method.temperature``, seed).
+        train_set: the training split (the bank).
+        prepare: the deterministic transform (B, *input_shape) -> network input.
+        device: the training device.
+        world_size: training processes (they share the machine's CPUs when caching).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        train_set: BiasedDataset,
+        prepare: Prepare,
+        device: torch.device,
+        world_size: int = 1,
+    ) -> None:
+        self.config = config
+        self.train_set = train_set
+        self.prepare = prepare
+        self.device = device
+        self.world_size = world_size
+        self._val_set: BiasedDataset | None = None
+
+    def accuracy(self, method: torch.nn.Module) -> float | None:
+        """The weighted kNN accuracy of ``method``'s representation; None for an empty val split."""
+        if self._val_set is None:
+            data = self.config.data
+            self._val_set = configured_dataset(data, "val", data.download, self.world_size)
+            if len(self._val_set) == 0:
+                LOGGER.warning("the val split is empty: the kNN monitor is off for this run")
+        if len(self._val_set) == 0:
+            return None
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            return knn_accuracy(
+                method,
+                self.train_set,
+                self._val_set,
+                self.prepare,
+                k=self.config.train.knn_k,
+                temperature=self.config.method.temperature,
+                device=self.device,
+                seed=self.config.train.seed,
+            )

@@ -21,7 +21,7 @@ sample; the paper's hyper-parameters were tuned with that script.)
 
 ``run_dir/config.yaml`` (the JTT config) is written when the run starts. Resume
 (``resume=True``; possible as soon as ``run_dir/stage1`` exists, see
-:func:`debiascl.train.resumable`): a finished stage 1 (``stage1/train_done``) is never retrained
+:func:`debiascl.rundir.resumable`): a finished stage 1 (``stage1/train_done``) is never retrained
 and a saved error set is reused; otherwise stage 1 continues from its own checkpoint (or starts
 over when it had none). Stage 2 continues from ``run_dir/checkpoints/last.pt`` when it has one,
 else starts afresh.
@@ -39,22 +39,30 @@ from typing import Any
 import torch
 
 from debiascl import metrics
-from debiascl.atomic import remove_path, write_json
-from debiascl.checkpoint import checkpoint_path, load_trained
+from debiascl.atomic import write_json
+from debiascl.checkpoint import check_resumable, load_trained
 from debiascl.config import Config, load_yaml
 from debiascl.data import BiasedDataset
-from debiascl.data.loading import configured_dataset
-from debiascl.data.views import build_views
+from debiascl.data.loading import configured_dataset, configured_views
 from debiascl.distributed import Runtime, run_on_main
 from debiascl.errors import DebiasclError
 from debiascl.features import predict_classes
-from debiascl.train import Trainer, check_resumable, prepare_run_dir
+from debiascl.rundir import (
+    CONFIG_FILE,
+    ERROR_SET_FILE,
+    STAGE1_DIR,
+    checkpoint_path,
+    clear_stage2_leftovers,
+    config_path,
+    error_set_path,
+    final_step,
+    prepare_run_dir,
+    stage1_path,
+    train_done_path,
+)
+from debiascl.trainer import Trainer
 
 LOGGER = logging.getLogger("debiascl")
-STAGE1_DIR = "stage1"
-ERROR_SET_FILE = "error_set.json"
-STAGE2_LEFTOVERS = ("metrics.jsonl", "tb", "checkpoints", "train_done")
-"""What a stage 2 stopped before its first checkpoint leaves behind (removed before it restarts)."""
 
 
 # ----------------------------------------------------------------------------- settings
@@ -66,10 +74,6 @@ def stage1_config(config: Config) -> Config:
     stage1.method.name = "erm"
     stage1.train.epochs = config.method.jtt_epochs
     return stage1
-
-
-def _dataset(config: Config, split: str) -> BiasedDataset:
-    return configured_dataset(config.data, split, config.data.download)
 
 
 # ----------------------------------------------------------------------------- the error set
@@ -144,18 +148,15 @@ def compute_error_set(config: Config, stage1_dir: Path, device: torch.device) ->
         "epoch_size" (samples per stage-2 epoch), "indices" (k sorted ints), "composition"}.
     """
     _, method = load_trained(stage1_dir, device)
-    dataset = _dataset(config, "train")
-    data = config.data
-    views = build_views(
-        data.augmentation, dataset, data.image_size, data.noise_std, data.corruption_rate
-    ).to(device)
+    dataset = configured_dataset(config.data, "train", config.data.download)
+    views = configured_views(config.data, dataset).to(device)
     predictions = predict_classes(method, dataset, views.prepare, device)
     indices = torch.nonzero(predictions != dataset.targets).flatten()
     factor = config.method.jtt_upweight
     return {
         "jtt_epochs": config.method.jtt_epochs,
         "jtt_upweight": factor,
-        "stage1_step": int((stage1_dir / "train_done").read_text().strip() or 0),
+        "stage1_step": final_step(stage1_dir) or 0,
         "train_size": len(dataset),
         "size": len(indices),
         "epoch_size": len(dataset) + (factor - 1) * len(indices),
@@ -202,9 +203,9 @@ def upweight_repeats(num_samples: int, indices: list[int], factor: int) -> torch
 
 def _check_finished_stage1(config: Config, stage1_dir: Path) -> None:
     """Refuse to reuse a finished stage 1 trained with other settings."""
-    saved = load_yaml(stage1_dir / "config.yaml")
+    saved = load_yaml(config_path(stage1_dir))
     expected = stage1_config(config)
-    check_resumable(saved, expected, stage1_dir / "config.yaml")
+    check_resumable(saved, expected, config_path(stage1_dir))
     trained = saved.get("train", {}).get("epochs")
     if trained != expected.train.epochs:
         raise DebiasclError(
@@ -216,7 +217,7 @@ def _check_finished_stage1(config: Config, stage1_dir: Path) -> None:
 
 def _prepare(run_dir: Path, resume: bool) -> bool:
     """Check ``run_dir``, clear half-started pieces; True when stage 1 is already finished."""
-    stage1_dir = run_dir / STAGE1_DIR
+    stage1_dir = stage1_path(run_dir)
     if not resume:
         prepare_run_dir(run_dir, resume=False)
         return False
@@ -225,9 +226,9 @@ def _prepare(run_dir: Path, resume: bool) -> bool:
             f"--resume: '{run_dir}' holds no JTT stage-1 run ('{stage1_dir}') to resume from; "
             "start the run without --resume"
         )
-    if (stage1_dir / "train_done").is_file():
+    if train_done_path(stage1_dir).is_file():
         return True
-    (run_dir / ERROR_SET_FILE).unlink(missing_ok=True)
+    error_set_path(run_dir).unlink(missing_ok=True)
     if not checkpoint_path(stage1_dir).is_file():
         shutil.rmtree(stage1_dir)  # stopped before its first checkpoint: start stage 1 over
     return False
@@ -235,7 +236,7 @@ def _prepare(run_dir: Path, resume: bool) -> bool:
 
 def _error_set(config: Config, run_dir: Path, device: torch.device) -> dict[str, Any]:
     """The saved error set of ``run_dir``, or a freshly computed (and saved) one."""
-    path = run_dir / ERROR_SET_FILE
+    path = error_set_path(run_dir)
     if path.is_file():
         record = json.loads(path.read_text())
         if record.get("jtt_epochs") != config.method.jtt_epochs:
@@ -244,16 +245,10 @@ def _error_set(config: Config, run_dir: Path, device: torch.device) -> dict[str,
                 f"epochs but setting 'method.jtt_epochs' = {config.method.jtt_epochs}"
             )
         return record
-    record = compute_error_set(config, run_dir / STAGE1_DIR, device)
+    record = compute_error_set(config, stage1_path(run_dir), device)
     write_json(path, record)
     log_error_set(record)
     return record
-
-
-def _clear_stage2_leftovers(run_dir: Path) -> None:
-    """Before a fresh stage 2: drop what an attempt that never reached a checkpoint wrote."""
-    for name in STAGE2_LEFTOVERS:
-        remove_path(run_dir / name)
 
 
 def train_jtt(config: Config, run_dir: Path, runtime: Runtime, resume: bool = False) -> Path:
@@ -270,10 +265,10 @@ def train_jtt(config: Config, run_dir: Path, runtime: Runtime, resume: bool = Fa
             nothing to resume, settings that differ from the stopped run's).
     """
     factor = config.method.jtt_upweight
-    stage1_dir = run_dir / STAGE1_DIR
+    stage1_dir = stage1_path(run_dir)
     stage1_done = run_on_main(runtime, lambda: _prepare(run_dir, resume))
     if runtime.is_main and not resume:
-        config.save(run_dir / "config.yaml")  # marks the folder as this run's from the start
+        config.save(config_path(run_dir))  # marks the folder as this run's from the start
     if stage1_done:
         run_on_main(runtime, lambda: _check_finished_stage1(config, stage1_dir))
         LOGGER.info("JTT stage 1 finished earlier (%s): not retrained", stage1_dir)
@@ -285,7 +280,7 @@ def train_jtt(config: Config, run_dir: Path, runtime: Runtime, resume: bool = Fa
     repeats = upweight_repeats(record["train_size"], record["indices"], factor)
     stage2_resume = checkpoint_path(run_dir).is_file()
     if not stage2_resume and runtime.is_main:
-        _clear_stage2_leftovers(run_dir)
+        clear_stage2_leftovers(run_dir)
     LOGGER.info(
         "JTT stage 2: a fresh model for %d epochs of %d samples (%d error samples x %d)",
         config.train.epochs,
@@ -293,5 +288,5 @@ def train_jtt(config: Config, run_dir: Path, runtime: Runtime, resume: bool = Fa
         record["size"],
         factor,
     )
-    keep = (STAGE1_DIR, ERROR_SET_FILE, "config.yaml")
+    keep = (STAGE1_DIR, ERROR_SET_FILE, CONFIG_FILE)
     return Trainer(config, run_dir, runtime, stage2_resume, repeats=repeats, keep=keep).run()

@@ -45,6 +45,9 @@ class Method(nn.Module):
     supervised: ClassVar[bool] = False
     encoder_keys: ClassVar[tuple[str, ...]] = ("d",)
     product_encoder: ClassVar[str] = "d"
+    driver: ClassVar[str | None] = None
+    """``"module:function"`` of a training driver with several stages (see
+    :func:`debiascl.train.train`); None: one run of :class:`debiascl.trainer.Trainer`."""
 
     def __init__(
         self, config: Config, dataset: DatasetInfo, gather_distributed: bool = False
@@ -303,6 +306,7 @@ class JTT(ERM):
     """
 
     name = "jtt"
+    driver = "debiascl.jtt:train_jtt"
 
 
 METHODS: dict[str, type[Method]] = {

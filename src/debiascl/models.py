@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 import torchvision
@@ -50,6 +51,36 @@ class DatasetInfo(Protocol):
     kind: str
     input_shape: tuple[int, ...]
     num_classes: int
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A :class:`DatasetInfo` as plain values: what a checkpoint keeps to rebuild its model
+    without opening the data set."""
+
+    name: str
+    kind: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+
+    @classmethod
+    def of(cls, dataset: DatasetInfo) -> ModelInfo:
+        """The model-building facts of ``dataset``."""
+        return cls(dataset.name, dataset.kind, tuple(dataset.input_shape), dataset.num_classes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A dict of strings, ints and a list of ints (what a weights-only checkpoint holds)."""
+        return {**asdict(self), "input_shape": list(self.input_shape)}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> ModelInfo:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            str(values["name"]),
+            str(values["kind"]),
+            tuple(int(size) for size in values["input_shape"]),
+            int(values["num_classes"]),
+        )
 
 
 class Encoder(nn.Module):

@@ -12,8 +12,9 @@ import json
 
 from debiascl.cli.options import add_device_option, add_discovery_options
 from debiascl.discover import discover_run
-from debiascl.discovery import DEFAULT_K, DEFAULT_THRESHOLD, SCORES_FILE, SUMMARY_FILE
+from debiascl.discovery import DEFAULT_K, DEFAULT_THRESHOLD
 from debiascl.distributed import resolve_device
+from debiascl.rundir import discovery_paths
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -70,5 +71,5 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         print("the data set has no bias labels: no precision/recall to report")
-    print(f"written: {args.run_dir}/{SCORES_FILE}, {args.run_dir}/{SUMMARY_FILE}")
+    print("written: {}, {}".format(*discovery_paths(args.run_dir)))
     return 0

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from debiascl.config import DataConfig
 from debiascl.data.base import BiasedDataset, build_dataset
 from debiascl.data.cache import attach_cache
+from debiascl.data.views import ViewPipeline, build_views
 
 MAX_AUTO_WORKERS = 8
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
@@ -57,6 +58,22 @@ def configured_dataset(
         return dataset
     return attach_cache(
         dataset, data.cache_dir, resolve_workers(data.num_workers, dataset, world_size)
+    )
+
+
+def configured_views(data: DataConfig, train_set: BiasedDataset) -> ViewPipeline:
+    """The view pipeline ``data`` describes (``data.augmentation`` and its settings), fitted to
+    the training split ``train_set`` (its kind, shape, mean/std and, for "scarf", its rows).
+
+    Returns:
+        A :class:`~debiascl.data.views.ViewPipeline` on the CPU (move it with ``.to(device)``).
+    """
+    return build_views(
+        data.augmentation,
+        train_set,
+        image_size=data.image_size,
+        noise_std=data.noise_std,
+        corruption_rate=data.corruption_rate,
     )
 
 

@@ -52,6 +52,7 @@ from debiascl.report.weights import (
     relation_cells,
     weight_summary,
 )
+from debiascl.rundir import metrics_path
 
 logger = logging.getLogger(__name__)
 
@@ -173,8 +174,8 @@ def write_report(
             attribute_names=test_set.attribute_names,
         )
     ]
-    metrics_path = run.run_dir / "metrics.jsonl"
-    records = read_metrics(metrics_path) if metrics_path.is_file() else []
+    log = metrics_path(run.run_dir)
+    records = read_metrics(log) if log.is_file() else []
     if curve_panels(records):
         written.append(plot_training_curves(records, run.run_dir / "training_curves.png"))
     if {"d", "b"} <= set(method.encoders()):
