@@ -269,7 +269,7 @@ def check_run_dir(run_dir: str | Path) -> Path:
     if not (run_dir / "train_done").is_file():
         raise DebiasclError(
             f"training of run '{run_dir}' has not finished (no train_done marker); "
-            "finish it with `debiascl train ... --resume` first"
+            "finish it first (train it again with resume=True)"
         )
     return run_dir
 

@@ -44,7 +44,7 @@ class RunDirBusy(DebiasclError):
     def __init__(self, run_dir: Path, holder: str) -> None:
         super().__init__(
             f"run directory '{run_dir}' is in use by another debiascl process ({holder}); "
-            "wait for it to finish, or choose another --out"
+            "wait for it to finish, or choose another run_dir"
         )
         self.holder = holder
 
@@ -54,7 +54,7 @@ def _unwritable(run_dir: Path, error: OSError) -> DebiasclError:
     if error.errno == errno.ENOSPC:
         reason = "no space left on device"
     return DebiasclError(
-        f"run directory '{run_dir}' cannot be created or written ({reason}); choose another --out"
+        f"run directory '{run_dir}' cannot be created or written ({reason}); choose another run_dir"
     )
 
 
@@ -62,7 +62,7 @@ def _open_lock_file(run_dir: Path) -> int:
     """Create ``run_dir`` if needed and open its lock file; user errors for unusable paths."""
     if run_dir.exists() and not run_dir.is_dir():
         raise DebiasclError(
-            f"run directory '{run_dir}' is a file, not a directory; choose another --out"
+            f"run directory '{run_dir}' is a file, not a directory; choose another run_dir"
         )
     try:
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -414,8 +414,8 @@ def prepare_run_dir(
     if resume:
         if not path.is_file():
             raise DebiasclError(
-                f"--resume: there is no checkpoint at '{path}' to resume from; "
-                "start the run without --resume"
+                f"resume=True: there is no checkpoint at '{path}' to resume from; "
+                "start the run without resume=True"
             )
         state = load_checkpoint(path)
         (run_dir / "train_done").unlink(missing_ok=True)  # training is about to go on
@@ -427,8 +427,8 @@ def prepare_run_dir(
         or any(entry.name not in {*keep, LOCK_NAME} for entry in run_dir.iterdir())
     ):
         raise DebiasclError(
-            f"run directory '{run_dir}' already exists and is not empty; pass --resume to "
-            "continue its training, or choose another --out"
+            f"run directory '{run_dir}' already exists and is not empty; pass resume=True to "
+            "continue its training, or choose another run_dir"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
     return None
@@ -493,7 +493,7 @@ class Trainer:
         if self.epoch_size < train_cfg.batch_size:
             raise DebiasclError(
                 f"dataset '{config.data.name}' gives {self.epoch_size} training samples per "
-                f"epoch, fewer than train.batch_size = {train_cfg.batch_size}; lower --batch-size"
+                f"epoch, fewer than train.batch_size = {train_cfg.batch_size}; lower it"
             )
         self.views: ViewPipeline = build_views(
             config.data.augmentation,
@@ -534,7 +534,7 @@ class Trainer:
             raise DebiasclError(
                 f"method '{self.config.method.name}' is supervised but the train split of "
                 f"'{self.config.data.name}' has {unlabelled} unlabelled samples (y = -1); turn "
-                "them off in the data options (e.g. --set data.options.unlabeled=false)"
+                "them off in the data options (e.g. data.options.unlabeled=false)"
             )
 
     def _dataset(self, split: str) -> BiasedDataset:
