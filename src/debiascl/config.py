@@ -14,6 +14,7 @@ are the names in their registries (:mod:`debiascl.registry`).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import math
@@ -127,7 +128,8 @@ class MethodConfig:
     Besides ``name``, each setting that a registered method declares (its ``Options``
     dataclass) is an attribute: ``temperature``, ``tau_plus``, ``beta``, ... A preset gives
     them for every method of its data set, and a method reads its own (:meth:`options_of`);
-    one not given reads its declared default.
+    one not given reads its declared default. ``config.yaml`` lists them all (with the built-in
+    methods: the keys it always held), so the files of earlier runs read back unchanged.
     """
 
     def __init__(self, name: str = "wcl", **values: Any) -> None:
@@ -140,7 +142,7 @@ class MethodConfig:
         settings = method_settings() if not key.startswith("_") else {}
         if key not in settings:
             raise AttributeError(f"'method' has no setting '{key}'")
-        return settings[key].default
+        return copy.deepcopy(settings[key].default)  # a list default is not shared
 
     def options_of(self, options_type: type[OptionsT]) -> OptionsT:
         """The settings one method declares (its ``Options`` dataclass), with their values."""

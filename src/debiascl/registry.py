@@ -10,7 +10,7 @@ imports nothing heavy, so config can import it without a cycle.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Generic, TypeVar
 
 from debiascl.errors import DebiasclError
@@ -35,10 +35,6 @@ class Registry(Mapping[str, T], Generic[T]):
             raise ValueError(f"{self.setting} '{name}' is registered twice")
         self._entries[name] = entry
         return entry
-
-    def register(self, name: str) -> Callable[[T], T]:
-        """Decorator form of :meth:`add`."""
-        return lambda entry: self.add(name, entry)
 
     def lookup(self, name: str) -> T:
         """The entry of ``name``, or a DebiasclError naming the setting and every choice."""

@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _plugin_parser() -> argparse.ArgumentParser:
     """Reads only ``--plugin`` (anywhere in the command line), before the full parser exists."""
-    parser = OneLineErrorParser(prog="debiascl", add_help=False)
+    parser = OneLineErrorParser(prog="debiascl", add_help=False, allow_abbrev=False)
     parser.add_argument("--plugin", action="append", default=[])
     return parser
 
