@@ -115,7 +115,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     demo = subparsers.add_parser(
         "demo",
-        help="compare simclr, dcl, hcl, triplet and wcl on the built-in digits benchmark (CPU)",
+        help=f"compare {', '.join(DEMO['methods'])} on the built-in digits benchmark (CPU)",
         description=(
             f"Train and evaluate {', '.join(DEMO['methods'])} on {DEMO['dataset']} with "
             f"{len(DEMO['seeds'])} seeds and {DEMO['epochs']} epochs, print the table and say "
