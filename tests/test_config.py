@@ -10,6 +10,7 @@ import yaml
 
 from debiascl.config import Config, build_config, list_presets, load_config
 from debiascl.errors import DebiasclError
+from debiascl.registry import AUGMENTATIONS, BACKBONES, HEADS, METHODS
 
 
 def test_defaults_validate_and_round_trip(tmp_path):
@@ -165,3 +166,46 @@ def test_channels_last_defaults_to_auto_and_round_trips(tmp_path):
     assert load_config(path).train.channels_last is None
     assert build_config(sets=["train.channels_last=null"]).train.channels_last is None
     assert build_config(sets=["train.channels_last=false"]).train.channels_last is False
+
+
+LEGACY_METHOD_SECTION = {
+    "name": "erm",
+    "temperature": 0.5,
+    "tau_plus": 0.01,
+    "beta": 2.0,
+    "detach_weights": False,
+    "triplet_debias": True,
+    "jtt_epochs": 3,
+    "jtt_upweight": 50,
+}
+"""The method section every config.yaml held before the methods declared their own settings."""
+
+
+def test_the_method_section_keeps_its_keys_and_old_files_load(tmp_path):
+    assert list(Config().to_dict()["method"]) == list(LEGACY_METHOD_SECTION)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"method": LEGACY_METHOD_SECTION}))
+    config = load_config(path)
+    assert config.to_dict()["method"] == LEGACY_METHOD_SECTION
+    assert (config.method.name, config.method.tau_plus, config.method.jtt_epochs) == (
+        "erm",
+        0.01,
+        3,
+    )
+
+
+def test_an_unknown_method_key_names_the_key_the_method_and_its_keys():
+    with pytest.raises(DebiasclError) as error:
+        build_config(sets=["method.name=dcl", "method.margin=1"])
+    message = str(error.value)
+    assert "unknown setting 'method.margin'" in message
+    assert "method 'dcl' accepts name, temperature, tau_plus" in message
+    assert "other methods: beta" in message
+
+
+def test_choices_are_the_registries():
+    assert set(METHODS) == {"simclr", "dcl", "hcl", "triplet", "wcl", "erm", "jtt"}
+    with pytest.raises(DebiasclError, match="expected one of resnet18, resnet50, mlp, small_cnn"):
+        build_config(sets=["model.backbone=vgg"])
+    assert {"cifar", "biased", "mlp"} == set(HEADS)
+    assert "scarf" in AUGMENTATIONS and "resnet50" in BACKBONES

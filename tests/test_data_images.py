@@ -207,7 +207,7 @@ def test_missing_cifar_folder_and_root(tmp_path: Path) -> None:
     with pytest.raises(DebiasclError, match=r"data\.root"):
         build_dataset("cifar100", None, "train")
     with pytest.raises(
-        DebiasclError, match=r"data root .*typo of dataset 'waterbirds' \(data\.root / --data-dir\)"
+        DebiasclError, match=r"data root .*typo of dataset 'waterbirds' \(setting data\.root\)"
     ):
         build_dataset("waterbirds", str(tmp_path / "typo"), "train")
 

@@ -193,7 +193,7 @@ def test_fmnist_root_must_exist_but_may_lack_the_files(fake_fmnist, tmp_path, mo
     with pytest.raises(
         DebiasclError,
         match=r"data root .*typo of dataset 'biased-fmnist' \("
-        r"data\.root / --data-dir\) does not exist; expected .*IDX files",
+        r"setting data\.root\) does not exist; expected .*IDX files",
     ):
         build_dataset("biased-fmnist", str(typo), "test")
     monkeypatch.setattr(synthetic, "DEBIAN_FMNIST", fake_fmnist / "FashionMNIST" / "raw")

@@ -151,7 +151,7 @@ def test_mistyped_root_is_an_error_not_a_fallback(tmp_path, name, filename):
     with pytest.raises(DebiasclError) as error:
         build_dataset(name, str(typo), "train")
     message = str(error.value)
-    assert message.startswith(f"data root {typo} of dataset '{name}' (data.root / --data-dir)")
+    assert message.startswith(f"data root {typo} of dataset '{name}' (setting data.root)")
     assert "does not exist" in message and filename in message and "\n" not in message
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import debiascl.methods as methods_module
+import debiascl.losses.functional as loss_functions
 from debiascl.config import Config
 from debiascl.errors import DebiasclError
 from debiascl.losses import dcl_loss, hcl_loss, info_nce_loss, triplet_loss, wcl_loss
@@ -132,8 +132,8 @@ def test_gather_flag_is_passed_to_the_losses(name: str, monkeypatch) -> None:
         return wrapped
 
     for loss_name in LOSSES_USED[name]:
-        loss_fn = getattr(methods_module, loss_name)
-        monkeypatch.setattr(methods_module, loss_name, spy(loss_name, loss_fn))
+        loss_fn = getattr(loss_functions, loss_name)  # what the methods' criteria call
+        monkeypatch.setattr(loss_functions, loss_name, spy(loss_name, loss_fn))
     torch.manual_seed(0)
     method = build_method(make_config(name), TABLE, gather_distributed=True)
     method.training_step(make_views())  # no process group: the losses fall back to local

@@ -154,7 +154,7 @@ def test_data_order_is_a_function_of_seed_and_epoch_and_ranks_split_global_batch
 def test_run_directory_checks(tmp_path: Path) -> None:
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "file").write_text("x")
-    with pytest.raises(DebiasclError, match="not empty; pass --resume"):
+    with pytest.raises(DebiasclError, match="not empty; pass resume=True"):
         prepare_run_dir(tmp_path / "busy", resume=False)
     with pytest.raises(DebiasclError, match="no checkpoint"):
         prepare_run_dir(tmp_path / "fresh", resume=True)

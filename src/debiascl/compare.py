@@ -55,7 +55,7 @@ from debiascl.discover import BIAS_ENCODER, discover_run
 from debiascl.distributed import resolve_device
 from debiascl.errors import DebiasclError
 from debiascl.evaluate import PROBE_GROUPS, evaluate_run
-from debiascl.methods import METHODS
+from debiascl.methods import METHODS, bias_discovery_method
 from debiascl.metrics import mean_and_stderr
 from debiascl.report import write_report
 from debiascl.report.plots import plot_tradeoff
@@ -84,8 +84,6 @@ RUNS_DIR = "runs"
 RESULTS_STEM = "results"
 SUMMARY_STEM = "summary"
 PLOT_NAME = "tradeoff.png"
-BIAS_METHOD = "triplet"
-"""The method whose run of the same seed discovers the bias for single-encoder methods."""
 PROBES_TABLE = "probes.md"
 
 Progress = Callable[[str], None]
@@ -117,17 +115,17 @@ def _check_choices(dataset: str, methods: Sequence[str], seeds: Sequence[int]) -
     if dataset not in list_datasets():
         raise DebiasclError(f"unknown dataset '{dataset}'; available: {', '.join(list_datasets())}")
     if not methods:
-        raise DebiasclError(f"--methods: give at least one of {', '.join(METHODS)}")
+        raise DebiasclError(f"methods: give at least one of {', '.join(METHODS)}")
     unknown = [method for method in methods if method not in METHODS]
     if unknown:
         raise DebiasclError(
-            f"--methods: unknown method(s) {', '.join(unknown)}; available: {', '.join(METHODS)}"
+            f"methods: unknown method(s) {', '.join(unknown)}; available: {', '.join(METHODS)}"
         )
     if not seeds:
-        raise DebiasclError("--seeds: give at least one seed, e.g. 0,1,2")
+        raise DebiasclError("seeds: give at least one seed, e.g. 0,1,2")
     if any(seed < 0 for seed in seeds):
-        raise DebiasclError(f"--seeds: seeds must be >= 0, got {list(seeds)}")
-    for name, values in (("--methods", methods), ("--seeds", seeds)):
+        raise DebiasclError(f"seeds: seeds must be >= 0, got {list(seeds)}")
+    for name, values in (("methods", methods), ("seeds", seeds)):
         if len(set(values)) != len(values):
             raise DebiasclError(f"{name}: each entry may appear once, got {list(values)}")
 
@@ -200,8 +198,8 @@ def plan_runs(
             changed = [key for key in fixed if fixed[key] != actual[key]]
             if changed:
                 raise DebiasclError(
-                    f"--set may not change {', '.join(changed)} in a comparison: use --dataset, "
-                    "--methods and --seeds"
+                    f"sets: may not change {', '.join(changed)} in a comparison: they are its "
+                    "dataset, methods and seeds"
                 )
             bias_run = None
             if (
@@ -209,7 +207,7 @@ def plan_runs(
                 and not METHODS[method].supervised
                 and BIAS_ENCODER not in METHODS[method].encoder_keys
             ):
-                bias_run = run_dir_for(out_dir, BIAS_METHOD, seed)
+                bias_run = run_dir_for(out_dir, bias_discovery_method(), seed)
             planned.append(
                 PlannedRun(
                     method,
@@ -257,7 +255,7 @@ def check_same_settings(run: PlannedRun) -> None:
     except DebiasclError as error:
         raise DebiasclError(
             f"'{run.run_dir}' was made with other settings: {error}. Rerun the comparison with "
-            "the same settings, or choose another --out"
+            "the same settings, or choose another out_dir"
         ) from None
 
 
@@ -415,7 +413,8 @@ def bias_runs(
     out_dir: str | Path,
     settings: RunSettings,
 ) -> list[PlannedRun]:
-    """The :data:`BIAS_METHOD` runs that discover the bias for the single-encoder methods.
+    """The runs of :func:`~debiascl.methods.bias_discovery_method` (triplet) that discover the
+    bias for the single-encoder methods.
 
     Those already in ``runs`` are reused; the others are planned beside them (trained and
     evaluated, but not tabulated). Empty when no run needs one.
@@ -423,12 +422,11 @@ def bias_runs(
     needed = sorted({run.seed for run in runs if run.bias_run is not None})
     if not needed:
         return []
-    planned = {run.seed: run for run in runs if run.method == BIAS_METHOD}
+    method = bias_discovery_method()
+    planned = {run.seed: run for run in runs if run.method == method}
     missing = [seed for seed in needed if seed not in planned]
     if missing:
-        extra = plan_runs(
-            dataset, [BIAS_METHOD], missing, out_dir, replace(settings, probe_groups=())
-        )
+        extra = plan_runs(dataset, [method], missing, out_dir, replace(settings, probe_groups=()))
         planned |= {run.seed: run for run in extra}
     return [planned[seed] for seed in needed]
 
@@ -495,8 +493,8 @@ def compare(
 ) -> list[dict[str, Any]]:
     """Train and evaluate every method x seed on ``dataset`` and write the comparison tables.
 
-    With the discovered-groups probe (``settings.probe_groups``), the :data:`BIAS_METHOD` run of
-    each seed runs first: its E_b discovers the bias for that seed's single-encoder runs (WCL
+    With the discovered-groups probe (``settings.probe_groups``), the bias-discovery (triplet)
+    run of each seed runs first: its E_b discovers the bias for that seed's single-encoder runs (WCL
     and triplet runs use their own E_b); it is planned even when not among ``methods``, and then
     not tabulated.
 
@@ -563,11 +561,11 @@ def _make_out_dir(out_dir: Path) -> None:
     """Create the comparison folder, or a user error naming it when that is impossible."""
     if out_dir.exists() and not out_dir.is_dir():
         raise DebiasclError(
-            f"--out '{out_dir}' is a file, not a comparison folder; choose another --out"
+            f"out_dir '{out_dir}' is a file, not a comparison folder; choose another out_dir"
         )
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise DebiasclError(
-            f"--out '{out_dir}' cannot be created ({error.strerror}); choose another --out"
+            f"out_dir '{out_dir}' cannot be created ({error.strerror}); choose another out_dir"
         ) from None

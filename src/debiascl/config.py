@@ -2,23 +2,33 @@
 
 A run is described by one :class:`Config`. It is built in layers, each overriding the last:
 the dataclass defaults, a preset from ``debiascl/configs/<name>.yaml`` (or a user YAML file),
-explicit command-line flags, then ``--set key=value`` overrides. Keys are dotted
+explicit overrides (the command line's flags), then ``key=value`` sets. Keys are dotted
 (``method.tau_plus``); a bare key (``tau_plus``) is accepted when exactly one section has it.
 Every problem raises :class:`~debiascl.errors.DebiasclError` naming the key and what was expected.
+
+The ``method`` section is not a fixed list: besides ``name`` it holds the settings that the
+registered methods declare (each method's ``Options`` dataclass, :mod:`debiascl.methods`), and
+the choices of ``method.name``, ``model.backbone``, ``model.head`` and ``data.augmentation``
+are the names in their registries (:mod:`debiascl.registry`).
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import functools
 import math
 import types
 import typing
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from debiascl.errors import DebiasclError
+from debiascl.registry import AUGMENTATIONS, BACKBONES, HEADS, METHODS
 
 PRESET_DIR = Path(__file__).parent / "configs"
 MAX_IMAGE_SIZE = 4096
@@ -63,18 +73,98 @@ class ModelConfig:
     proj_dim: int = 128
 
 
-@dataclass
-class MethodConfig:
-    """The training objective and its hyper-parameters (SPEC sections 2-3)."""
+@dataclass(frozen=True)
+class MethodSetting:
+    """One ``method.*`` setting as the registered methods declare it."""
 
-    name: str = "wcl"
-    temperature: float = 0.5
-    tau_plus: float = 0.1
-    beta: float = 1.0
-    detach_weights: bool = False
-    triplet_debias: bool = True
-    jtt_epochs: int = 1
-    jtt_upweight: int = 20
+    annotation: Any
+    default: Any
+    methods: tuple[str, ...]
+    """The methods that read it, in registration order."""
+
+
+@functools.cache
+def collect_method_settings(methods: tuple[tuple[str, type], ...]) -> dict[str, MethodSetting]:
+    """The settings declared by the ``Options`` dataclasses of ``(name, method class)`` pairs.
+
+    Raises:
+        TypeError: two methods declare one setting with different types or defaults.
+    """
+    settings: dict[str, MethodSetting] = {}
+    for name, cls in methods:
+        hints = typing.get_type_hints(cls.Options)
+        for option in dataclasses.fields(cls.Options):
+            default = (
+                option.default_factory()
+                if option.default is dataclasses.MISSING
+                else option.default
+            )
+            known = settings.get(option.name)
+            if known is not None and (known.annotation, known.default) != (
+                hints[option.name],
+                default,
+            ):
+                raise TypeError(
+                    f"method '{name}' declares setting 'method.{option.name}' as "
+                    f"{hints[option.name]} = {default!r}, but {', '.join(known.methods)} "
+                    f"declare it as {known.annotation} = {known.default!r}"
+                )
+            owners = () if known is None else known.methods
+            settings[option.name] = MethodSetting(hints[option.name], default, (*owners, name))
+    return settings
+
+
+def method_settings() -> dict[str, MethodSetting]:
+    """Every ``method.*`` setting of the registered methods (besides ``name``), by key."""
+    return collect_method_settings(tuple(METHODS.items()))
+
+
+OptionsT = TypeVar("OptionsT")
+
+
+class MethodConfig:
+    """The training objective: ``name`` and the values of the methods' settings (SPEC 2-3).
+
+    Besides ``name``, each setting that a registered method declares (its ``Options``
+    dataclass) is an attribute: ``temperature``, ``tau_plus``, ``beta``, ... A preset gives
+    them for every method of its data set, and a method reads its own (:meth:`options_of`);
+    one not given reads its declared default. ``config.yaml`` lists them all (with the built-in
+    methods: the keys it always held), so the files of earlier runs read back unchanged.
+    """
+
+    def __init__(self, name: str = "wcl", **values: Any) -> None:
+        self.name = name
+        for key, value in values.items():
+            setattr(self, key, value)
+
+    def __getattr__(self, key: str) -> Any:
+        """The declared default of a setting that was not given."""
+        settings = method_settings() if not key.startswith("_") else {}
+        if key not in settings:
+            raise AttributeError(f"'method' has no setting '{key}'")
+        return copy.deepcopy(settings[key].default)  # a list default is not shared
+
+    def options_of(self, options_type: type[OptionsT]) -> OptionsT:
+        """The settings one method declares (its ``Options`` dataclass), with their values."""
+        return options_type(
+            **{
+                option.name: getattr(self, option.name)
+                for option in dataclasses.fields(options_type)
+            }
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """``name`` and every declared setting, as written in ``config.yaml``."""
+        return {"name": self.name} | {key: getattr(self, key) for key in method_settings()}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MethodConfig) and self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass sections
+
+    def __repr__(self) -> str:
+        values = ", ".join(f"{key}={value!r}" for key, value in self.to_dict().items())
+        return f"MethodConfig({values})"
 
 
 @dataclass
@@ -137,7 +227,13 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         """A plain nested dict (YAML/JSON serialisable)."""
-        return asdict(self)
+        sections = {
+            section.name: getattr(self, section.name) for section in dataclasses.fields(self)
+        }
+        return {
+            name: section.to_dict() if isinstance(section, MethodConfig) else asdict(section)
+            for name, section in sections.items()
+        }
 
     def save(self, path: str | Path) -> None:
         """Write the resolved configuration as YAML."""
@@ -153,11 +249,11 @@ _SECTION_TYPES = {
     "eval": EvalConfig,
 }
 
-CHOICES: dict[str, tuple[str, ...]] = {
-    "data.augmentation": ("simclr", "crop_flip", "gaussian_noise", "scarf", "none"),
-    "model.backbone": ("resnet18", "resnet50", "mlp", "small_cnn"),
-    "model.head": ("cifar", "biased", "mlp"),
-    "method.name": ("simclr", "dcl", "hcl", "triplet", "wcl", "erm", "jtt"),
+CHOICES: dict[str, Collection[str]] = {
+    "data.augmentation": AUGMENTATIONS,
+    "model.backbone": BACKBONES,
+    "model.head": HEADS,
+    "method.name": METHODS,
     "optim.name": ("adam", "sgd"),
     "train.precision": ("32", "bf16", "fp16"),
     "eval.probe": ("fast", "authors"),
@@ -234,12 +330,34 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     raise TypeError(f"unsupported annotation {annotation!r} for {key}")
 
 
-def _field_types(section_type: type) -> dict[str, Any]:
-    return typing.get_type_hints(section_type)
+def _field_types(section: str) -> dict[str, Any]:
+    """The type of each setting of ``section`` (for ``method``: those the methods declare)."""
+    if section == "method":
+        return {"name": str} | {key: s.annotation for key, s in method_settings().items()}
+    return typing.get_type_hints(_SECTION_TYPES[section])
 
 
-def _resolve_key(key: str) -> tuple[str, str]:
-    """Split ``section.name`` or find the one section that holds a bare ``name``."""
+def _unknown_method_setting(key: str, method: str) -> DebiasclError:
+    """The error for a ``method.*`` key that no registered method declares."""
+    settings = method_settings()
+    if method not in METHODS:
+        return DebiasclError(
+            f"unknown setting '{key}' for method '{method}', which is not registered; the "
+            f"registered methods accept name, {', '.join(settings)}"
+        )
+    own = [name for name, s in settings.items() if method in s.methods]
+    others = [name for name, s in settings.items() if method not in s.methods]
+    return DebiasclError(
+        f"unknown setting '{key}': method '{method}' accepts {', '.join(['name', *own])}"
+        + (f" (other methods: {', '.join(others)})" if others else "")
+    )
+
+
+def _resolve_key(key: str, method: str) -> tuple[str, str]:
+    """Split ``section.name`` or find the one section that holds a bare ``name``.
+
+    ``method`` (the chosen ``method.name``) is named in the error for an unknown method key.
+    """
     if "." in key:
         section, name = key.split(".", 1)
         if section not in _SECTION_TYPES:
@@ -248,11 +366,13 @@ def _resolve_key(key: str) -> tuple[str, str]:
             )
         if section == "data" and name.startswith("options."):
             return section, name
-        if name not in _field_types(_SECTION_TYPES[section]):
-            known = ", ".join(_field_types(_SECTION_TYPES[section]))
+        if section == "method" and name not in _field_types(section):
+            raise _unknown_method_setting(key, method)
+        if name not in _field_types(section):
+            known = ", ".join(_field_types(section))
             raise DebiasclError(f"unknown setting '{key}': '{section}' has {known}")
         return section, name
-    holders = [s for s, t in _SECTION_TYPES.items() if key in _field_types(t)]
+    holders = [s for s in _SECTION_TYPES if key in _field_types(s)]
     if len(holders) == 1:
         return holders[0], key
     if not holders:
@@ -263,17 +383,17 @@ def _resolve_key(key: str) -> tuple[str, str]:
 
 def set_value(config: Config, key: str, value: Any) -> None:
     """Set one (possibly bare) dotted key, converting ``value`` to the field's type."""
-    section_name, name = _resolve_key(key)
+    section_name, name = _resolve_key(key, config.method.name)
     section = getattr(config, section_name)
     if name.startswith("options."):
         section.options[name.removeprefix("options.")] = parse_set_value(str(value))
         return
-    annotation = _field_types(type(section))[name]
+    annotation = _field_types(section_name)[name]
     setattr(section, name, _coerce(value, annotation, f"{section_name}.{name}"))
 
 
 def parse_set_value(text: str) -> Any:
-    """The value of a ``--set key=value``: parsed as YAML (``0.1``, ``[1, 2]``, ``true``);
+    """The value of a ``key=value`` set: parsed as YAML (``0.1``, ``[1, 2]``, ``true``);
     text that is not valid YAML (``[``, ``@``) stays a string, which the setting's type check
     then accepts or rejects by name. Empty text stays empty."""
     if not text.strip():
@@ -372,7 +492,7 @@ def _apply_layers(
             set_value(config, key, value)
     for item in sets:
         if "=" not in item:
-            raise DebiasclError(f"--set expects key=value, got '{item}'")
+            raise DebiasclError(f"sets: expected key=value, got '{item}'")
         key, value = item.split("=", 1)
         set_value(config, key.strip(), parse_set_value(value))
 
@@ -412,7 +532,7 @@ def load_config(path: str | Path) -> Config:
     return config
 
 
-def _check(condition: bool, key: str, expected: str, value: Any) -> None:
+def check_setting(condition: bool, key: str, expected: str, value: Any) -> None:
     """Raise a DebiasclError naming ``key`` and the ``expected`` range unless ``condition``.
 
     Float settings must also be finite: ``inf`` and ``nan`` are out of every range.
@@ -433,56 +553,59 @@ def validate(config: Config) -> None:
             raise DebiasclError(
                 f"setting '{key}' = {value!r}: expected one of {', '.join(allowed)}"
             )
-    m, o, t, d, e = config.method, config.optim, config.train, config.data, config.eval
-    _check(m.temperature > 0, "method.temperature", "> 0", m.temperature)
-    _check(0 <= m.tau_plus < 1, "method.tau_plus", "in [0, 1)", m.tau_plus)
-    _check(m.beta >= 0, "method.beta", ">= 0", m.beta)
-    _check(m.jtt_epochs >= 1, "method.jtt_epochs", ">= 1", m.jtt_epochs)
-    _check(m.jtt_upweight >= 1, "method.jtt_upweight", ">= 1", m.jtt_upweight)
-    _check(o.lr > 0, "optim.lr", "> 0", o.lr)
-    _check(o.lr_b > 0, "optim.lr_b", "> 0", o.lr_b)
-    _check(o.weight_decay >= 0, "optim.weight_decay", ">= 0", o.weight_decay)
-    _check(0 <= o.momentum < 1, "optim.momentum", "in [0, 1)", o.momentum)
-    _check(0 < o.gamma <= 1, "optim.gamma", "in (0, 1]", o.gamma)
-    _check(all(ms > 0 for ms in o.milestones), "optim.milestones", "positive epochs", o.milestones)
-    _check(t.epochs >= 1, "train.epochs", ">= 1", t.epochs)
-    _check(0 <= t.seed <= MAX_SEED, "train.seed", f"in [0, {MAX_SEED}]", t.seed)
-    _check(t.batch_size >= 2, "train.batch_size", ">= 2", t.batch_size)
-    _check(t.log_every >= 1, "train.log_every", ">= 1", t.log_every)
-    _check(t.checkpoint_every >= 1, "train.checkpoint_every", ">= 1", t.checkpoint_every)
-    _check(t.knn_every >= 0, "train.knn_every", ">= 0 (0 turns the monitor off)", t.knn_every)
-    _check(t.knn_k >= 1, "train.knn_k", ">= 1", t.knn_k)
-    _check(
+    for method in METHODS.values():  # every method's checks: a preset's values serve them all
+        config.method.options_of(method.Options).check()
+    o, t, d, e = config.optim, config.train, config.data, config.eval
+    check_setting(o.lr > 0, "optim.lr", "> 0", o.lr)
+    check_setting(o.lr_b > 0, "optim.lr_b", "> 0", o.lr_b)
+    check_setting(o.weight_decay >= 0, "optim.weight_decay", ">= 0", o.weight_decay)
+    check_setting(0 <= o.momentum < 1, "optim.momentum", "in [0, 1)", o.momentum)
+    check_setting(0 < o.gamma <= 1, "optim.gamma", "in (0, 1]", o.gamma)
+    check_setting(
+        all(ms > 0 for ms in o.milestones), "optim.milestones", "positive epochs", o.milestones
+    )
+    check_setting(t.epochs >= 1, "train.epochs", ">= 1", t.epochs)
+    check_setting(0 <= t.seed <= MAX_SEED, "train.seed", f"in [0, {MAX_SEED}]", t.seed)
+    check_setting(t.batch_size >= 2, "train.batch_size", ">= 2", t.batch_size)
+    check_setting(t.log_every >= 1, "train.log_every", ">= 1", t.log_every)
+    check_setting(t.checkpoint_every >= 1, "train.checkpoint_every", ">= 1", t.checkpoint_every)
+    check_setting(
+        t.knn_every >= 0, "train.knn_every", ">= 0 (0 turns the monitor off)", t.knn_every
+    )
+    check_setting(t.knn_k >= 1, "train.knn_k", ">= 1", t.knn_k)
+    check_setting(
         t.max_consecutive_skips >= 1, "train.max_consecutive_skips", ">= 1", t.max_consecutive_skips
     )
-    _check(
+    check_setting(
         t.device == "auto" or t.device == "cpu" or t.device.startswith("cuda"),
         "train.device",
         "auto, cpu, cuda or cuda:N",
         t.device,
     )
-    _check(d.noise_std >= 0, "data.noise_std", ">= 0", d.noise_std)
-    _check(0 <= d.corruption_rate < 1, "data.corruption_rate", "in [0, 1)", d.corruption_rate)
-    _check(
+    check_setting(d.noise_std >= 0, "data.noise_std", ">= 0", d.noise_std)
+    check_setting(
+        0 <= d.corruption_rate < 1, "data.corruption_rate", "in [0, 1)", d.corruption_rate
+    )
+    check_setting(
         d.num_workers == "auto" or (isinstance(d.num_workers, int) and d.num_workers >= 0),
         "data.num_workers",
         "auto or an integer >= 0",
         d.num_workers,
     )
-    _check(
+    check_setting(
         d.cache_dir is None or d.cache_dir.strip() != "",
         "data.cache_dir",
         "a folder, or null for the user cache folder",
         d.cache_dir,
     )
-    _check(
+    check_setting(
         d.image_size is None or 8 <= d.image_size <= MAX_IMAGE_SIZE,
         "data.image_size",
         f"in [8, {MAX_IMAGE_SIZE}]",
         d.image_size,
     )
-    _check(config.model.proj_dim >= 1, "model.proj_dim", ">= 1", config.model.proj_dim)
-    _check(e.probe_epochs >= 1, "eval.probe_epochs", ">= 1", e.probe_epochs)
-    _check(e.probe_lr > 0, "eval.probe_lr", "> 0", e.probe_lr)
-    _check(e.probe_batch_size >= 1, "eval.probe_batch_size", ">= 1", e.probe_batch_size)
-    _check(e.knn_k >= 1, "eval.knn_k", ">= 1", e.knn_k)
+    check_setting(config.model.proj_dim >= 1, "model.proj_dim", ">= 1", config.model.proj_dim)
+    check_setting(e.probe_epochs >= 1, "eval.probe_epochs", ">= 1", e.probe_epochs)
+    check_setting(e.probe_lr > 0, "eval.probe_lr", "> 0", e.probe_lr)
+    check_setting(e.probe_batch_size >= 1, "eval.probe_batch_size", ">= 1", e.probe_batch_size)
+    check_setting(e.knn_k >= 1, "eval.knn_k", ">= 1", e.knn_k)

@@ -77,8 +77,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise DebiasclError(
-            f"setting 'train.device' = {name!r} but no CUDA device is available; "
-            "use --device cpu (or auto)"
+            f"setting 'train.device' = {name!r} but no CUDA device is available; use cpu (or auto)"
         )
     if name == "cuda" or "LOCAL_RANK" in os.environ:
         return torch.device("cuda", local_rank)

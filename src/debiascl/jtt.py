@@ -223,8 +223,8 @@ def _prepare(run_dir: Path, resume: bool) -> bool:
         return False
     if not stage1_dir.is_dir():
         raise DebiasclError(
-            f"--resume: '{run_dir}' holds no JTT stage-1 run ('{stage1_dir}') to resume from; "
-            "start the run without --resume"
+            f"resume=True: '{run_dir}' holds no JTT stage-1 run ('{stage1_dir}') to resume "
+            "from; start the run without resume=True"
         )
     if train_done_path(stage1_dir).is_file():
         return True

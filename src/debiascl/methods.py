@@ -1,8 +1,12 @@
 """Training methods behind one interface: simclr, dcl, hcl, triplet, wcl (SPEC 2-3), erm, jtt.
 
-A :class:`Method` owns its encoders (``encoder_d`` and/or ``encoder_b``) and turns a pair of
-views into a scalar loss. The trainer builds one optimizer per entry of :meth:`param_groups`
-(E_d uses ``optim.lr``, E_b uses ``optim.lr_b``) and calls :meth:`training_step`.
+A :class:`Method` owns its settings (an ``Options`` dataclass with defaults and checks), its
+loss module (``criterion``, from :mod:`debiascl.losses.modules`) and its encoders
+(``encoder_d`` and/or ``encoder_b``), and turns a pair of views into a scalar loss. The trainer
+builds one optimizer per entry of :meth:`param_groups` (E_d uses ``optim.lr``, E_b uses
+``optim.lr_b``) and calls :meth:`training_step`. A class decorated with :func:`register_method`
+is a choice of ``method.name`` everywhere (config, ``debiascl train``/``compare``); its
+``Options`` fields are its ``method.*`` settings.
 
 Conventions shared by every method:
 
@@ -17,34 +21,116 @@ Conventions shared by every method:
 
 from __future__ import annotations
 
+from dataclasses import dataclass, is_dataclass
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from debiascl.config import Config, OptimConfig
+from debiascl.config import Config, OptimConfig, check_setting, collect_method_settings
 from debiascl.errors import DebiasclError
-from debiascl.losses import dcl_loss, hcl_loss, info_nce_loss, triplet_loss, wcl_loss
+from debiascl.losses import (
+    DebiasedContrastiveLoss,
+    HardNegativeContrastiveLoss,
+    InfoNCELoss,
+    SelfSupervisedTripletLoss,
+    WCLLoss,
+)
 from debiascl.models import DatasetInfo, Encoder, build_backbone, build_encoder
+from debiascl.registry import METHODS
 
 Views = tuple[torch.Tensor, torch.Tensor]
 Logs = dict[str, torch.Tensor]
 
 
+@dataclass
+class MethodOptions:
+    """The settings every method has.
+
+    ``temperature``: t > 0 of the contrastive losses; evaluation's and the training monitor's
+    kNN classifier weight neighbours by it too, so supervised methods have it as well.
+    """
+
+    temperature: float = 0.5
+
+    def check(self) -> None:
+        """Raise a DebiasclError naming the first setting out of its range."""
+        check_setting(self.temperature > 0, "method.temperature", "> 0", self.temperature)
+
+
+@dataclass
+class DebiasedOptions(MethodOptions):
+    """Settings of the methods that correct for false negatives (SPEC 2-3)."""
+
+    tau_plus: float = 0.1
+
+    def check(self) -> None:
+        super().check()
+        check_setting(0 <= self.tau_plus < 1, "method.tau_plus", "in [0, 1)", self.tau_plus)
+
+
+@dataclass
+class TripletOptions(DebiasedOptions):
+    """Settings of the methods with WCL's biased encoder E_b (SPEC 3.1).
+
+    ``triplet_debias``: the debiased (default) or plain triplet form.
+    """
+
+    triplet_debias: bool = True
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    """Class decorator: make ``cls`` the method ``cls.name`` (a choice of ``method.name``).
+
+    Raises:
+        TypeError: ``cls.Options`` is not a :class:`MethodOptions` dataclass, or declares a
+            setting that another method declares with another type or default.
+        ValueError: the name is registered already.
+    """
+    if not (is_dataclass(cls.Options) and issubclass(cls.Options, MethodOptions)):
+        raise TypeError(f"method '{cls.name}': Options must be a MethodOptions dataclass")
+    collect_method_settings((*METHODS.items(), (cls.name, cls)))
+    return METHODS.add(cls.name, cls)
+
+
+def self_supervised_methods() -> tuple[str, ...]:
+    """The registered methods that train without class labels, in registration order."""
+    return tuple(name for name, cls in METHODS.items() if not cls.supervised)
+
+
+def supervised_methods() -> tuple[str, ...]:
+    """The registered methods that train on class labels, in registration order."""
+    return tuple(name for name, cls in METHODS.items() if cls.supervised)
+
+
+def bias_discovery_method() -> str:
+    """The method whose run discovers the bias for methods without a bias encoder."""
+    return next(name for name, cls in METHODS.items() if cls.discovers_bias)
+
+
 class Method(nn.Module):
-    """Base class: builds the encoders named by ``encoder_keys`` and exposes them.
+    """Base class: reads its options, builds its criterion and the encoders of ``encoder_keys``.
+
+    A subclass sets ``name``, declares its settings as a nested ``Options`` dataclass (a
+    :class:`MethodOptions` subclass; its fields are the ``method.*`` keys it reads, its
+    ``check`` their ranges), builds its loss module in :meth:`build_criterion`, and is
+    registered with :func:`register_method`.
 
     Args:
-        config: the run configuration (reads ``model`` and ``method``).
+        config: the run configuration (reads ``model`` and the method's own ``method.*``).
         dataset: the training data (reads ``kind``, ``input_shape``, ``num_classes``).
         gather_distributed: gather projections over DDP ranks inside the losses (SPEC 6).
     """
 
     name: ClassVar[str]
+    Options: ClassVar[type[MethodOptions]] = MethodOptions
     supervised: ClassVar[bool] = False
+    """Trains on class labels (``training_step`` needs ``targets``; evaluated on its classifier)."""
     encoder_keys: ClassVar[tuple[str, ...]] = ("d",)
     product_encoder: ClassVar[str] = "d"
+    discovers_bias: ClassVar[bool] = False
+    """Its run of a seed discovers the bias groups for the methods without a bias encoder."""
     driver: ClassVar[str | None] = None
     """``"module:function"`` of a training driver with several stages (see
     :func:`debiascl.train.train`); None: one run of :class:`debiascl.trainer.Trainer`."""
@@ -53,11 +139,15 @@ class Method(nn.Module):
         self, config: Config, dataset: DatasetInfo, gather_distributed: bool = False
     ) -> None:
         super().__init__()
-        self.temperature = config.method.temperature
-        self.tau_plus = config.method.tau_plus
+        self.options = config.method.options_of(self.Options)
         self.gather_distributed = gather_distributed
+        self.criterion = self.build_criterion()
         for key in self.encoder_keys:
             self.add_module(f"encoder_{key}", self.build_encoder(config, dataset))
+
+    def build_criterion(self) -> nn.Module | None:
+        """The loss module of the method, from ``self.options`` (None: the step computes it)."""
+        return None
 
     def build_encoder(self, config: Config, dataset: DatasetInfo) -> Encoder:
         """One encoder of this method (backbone + projection head)."""
@@ -121,107 +211,120 @@ class Method(nn.Module):
 
 
 class SingleEncoderContrastive(Method):
-    """A contrastive method with one encoder trained by ``loss(z1, z2)``."""
-
-    def loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-        """The objective on two (B, P) projections; a scalar."""
-        raise NotImplementedError
+    """A contrastive method with one encoder trained by ``criterion(z1, z2)``."""
 
     def training_step(
         self, views: Views, targets: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, Logs]:
         """Loss of one batch (``targets`` is ignored: the method is self-supervised)."""
-        loss = self.loss(*self.project(self.product_encoder, views))
+        loss = self.criterion(*self.project(self.product_encoder, views))
         return loss, {f"loss_{self.product_encoder}": loss.detach()}
 
 
+@register_method
 class SimCLR(SingleEncoderContrastive):
     """SimCLR: InfoNCE / NT-Xent on E_d (SPEC 2; Chen et al. 2020)."""
 
     name = "simclr"
 
-    def loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-        return info_nce_loss(z1, z2, self.temperature, gather_distributed=self.gather_distributed)
+    def build_criterion(self) -> nn.Module:
+        return InfoNCELoss(self.options.temperature, gather_distributed=self.gather_distributed)
 
 
+@register_method
 class DCL(SingleEncoderContrastive):
     """Debiased contrastive loss on E_d (SPEC 2; Chuang et al. 2020)."""
 
     name = "dcl"
+    Options = DebiasedOptions
 
-    def loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-        return dcl_loss(
-            z1, z2, self.temperature, self.tau_plus, gather_distributed=self.gather_distributed
-        )
-
-
-class HCL(SingleEncoderContrastive):
-    """Hard-negative contrastive loss on E_d (SPEC 2; Robinson et al. 2021).
-
-    Uses ``method.beta`` and ``method.detach_weights`` (stop the gradient through the
-    importance weights; off by default, as in the authors' code).
-    """
-
-    name = "hcl"
-
-    def __init__(
-        self, config: Config, dataset: DatasetInfo, gather_distributed: bool = False
-    ) -> None:
-        super().__init__(config, dataset, gather_distributed)
-        self.beta = config.method.beta
-        self.detach_weights = config.method.detach_weights
-
-    def loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-        return hcl_loss(
-            z1,
-            z2,
-            self.temperature,
-            self.tau_plus,
-            self.beta,
-            detach_weights=self.detach_weights,
+    def build_criterion(self) -> nn.Module:
+        return DebiasedContrastiveLoss(
+            self.options.temperature,
+            self.options.tau_plus,
             gather_distributed=self.gather_distributed,
         )
 
 
-class Triplet(SingleEncoderContrastive):
-    """The paper's biased baseline: WCL's E_b trained alone by the triplet loss (SPEC 3.1).
+@register_method
+class HCL(SingleEncoderContrastive):
+    """Hard-negative contrastive loss on E_d (SPEC 2; Robinson et al. 2021)."""
 
-    Its encoder is "b" (so it trains at ``optim.lr_b``) and is also the product encoder.
-    ``method.triplet_debias`` picks the debiased (default) or plain triplet form.
-    """
+    name = "hcl"
 
-    name = "triplet"
-    encoder_keys = ("b",)
-    product_encoder = "b"
+    @dataclass
+    class Options(DebiasedOptions):
+        """HCL's settings: ``beta`` (concentration, >= 0) and ``detach_weights`` (stop the
+        gradient through the importance weights; off by default, as in the authors' code)."""
 
-    def __init__(
-        self, config: Config, dataset: DatasetInfo, gather_distributed: bool = False
-    ) -> None:
-        super().__init__(config, dataset, gather_distributed)
-        self.debias = config.method.triplet_debias
+        beta: float = 1.0
+        detach_weights: bool = False
 
-    def loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-        return triplet_loss(
-            z1, z2, self.tau_plus, debias=self.debias, gather_distributed=self.gather_distributed
+        def check(self) -> None:
+            super().check()
+            check_setting(self.beta >= 0, "method.beta", ">= 0", self.beta)
+
+    def build_criterion(self) -> nn.Module:
+        return HardNegativeContrastiveLoss(
+            self.options.temperature,
+            self.options.tau_plus,
+            self.options.beta,
+            gather_distributed=self.gather_distributed,
+            detach_weights=self.options.detach_weights,
         )
 
 
+def make_triplet_criterion(options: TripletOptions, gather_distributed: bool) -> nn.Module:
+    """E_b's self-supervised triplet loss with the method's ``tau_plus`` and form (SPEC 3.1)."""
+    return SelfSupervisedTripletLoss(
+        options.tau_plus, debias=options.triplet_debias, gather_distributed=gather_distributed
+    )
+
+
+@register_method
+class Triplet(SingleEncoderContrastive):
+    """The paper's biased baseline: WCL's E_b trained alone by the triplet loss (SPEC 3.1).
+
+    Its encoder is "b" (so it trains at ``optim.lr_b``) and is also the product encoder; its
+    run discovers the bias groups for the single-encoder methods in a comparison.
+    """
+
+    name = "triplet"
+    Options = TripletOptions
+    encoder_keys = ("b",)
+    product_encoder = "b"
+    discovers_bias = True
+
+    def build_criterion(self) -> nn.Module:
+        return make_triplet_criterion(self.options, self.gather_distributed)
+
+
+@register_method
 class WCL(Method):
     """WCL (SPEC 3; Jang & Wang, CVPR 2023): E_b by the triplet loss, E_d by the weighted loss.
 
-    loss = triplet_loss(E_b) + wcl_loss(E_d; w from E_d and E_b), one backward. The weights
-    are computed under stop-gradient inside ``wcl_loss``, so E_b receives gradient only from
-    the triplet term and E_d only from the weighted term.
+    loss = triplet loss(E_b) + WCL loss(E_d; w from E_d and E_b), one backward. The weights
+    are computed under stop-gradient inside the WCL loss, so E_b receives gradient only from
+    the triplet term and E_d only from the weighted term. ``criterion`` is the WCL loss;
+    ``triplet_criterion`` E_b's.
     """
 
     name = "wcl"
+    Options = TripletOptions
     encoder_keys = ("d", "b")
 
     def __init__(
         self, config: Config, dataset: DatasetInfo, gather_distributed: bool = False
     ) -> None:
         super().__init__(config, dataset, gather_distributed)
-        self.debias = config.method.triplet_debias
+        self.triplet_criterion = make_triplet_criterion(self.options, gather_distributed)
+
+    def build_criterion(self) -> nn.Module:
+        return WCLLoss(
+            self.options.temperature,
+            self.options.tau_plus,
+            gather_distributed=self.gather_distributed,
+        )
 
     def training_step(
         self, views: Views, targets: torch.Tensor | None = None
@@ -229,21 +332,12 @@ class WCL(Method):
         """``loss_b + loss_d`` of one batch; ``targets`` is ignored."""
         zd1, zd2 = self.project("d", views)
         zb1, zb2 = self.project("b", views)
-        loss_b = triplet_loss(
-            zb1, zb2, self.tau_plus, debias=self.debias, gather_distributed=self.gather_distributed
-        )
-        loss_d = wcl_loss(
-            zd1,
-            zd2,
-            zb1,
-            zb2,
-            self.temperature,
-            self.tau_plus,
-            gather_distributed=self.gather_distributed,
-        )
+        loss_b = self.triplet_criterion(zb1, zb2)
+        loss_d = self.criterion(zd1, zd2, zb1, zb2)
         return loss_d + loss_b, {"loss_d": loss_d.detach(), "loss_b": loss_b.detach()}
 
 
+@register_method
 class ERM(Method):
     """Supervised reference: the same backbone + a linear classifier, cross-entropy on y.
 
@@ -297,6 +391,7 @@ class ERM(Method):
         return loss, {"loss_d": loss.detach(), "acc": accuracy}
 
 
+@register_method
 class JTT(ERM):
     """JTT's final model (Liu et al. 2021, "Just Train Twice"): ERM on an up-weighted error set.
 
@@ -308,17 +403,21 @@ class JTT(ERM):
     name = "jtt"
     driver = "debiascl.jtt:train_jtt"
 
+    @dataclass
+    class Options(MethodOptions):
+        """JTT's settings: ``jtt_epochs`` (stage 1's epochs, T) and ``jtt_upweight``
+        (lambda_up, the repeats of each misclassified sample per epoch), both >= 1."""
 
-METHODS: dict[str, type[Method]] = {
-    cls.name: cls for cls in (SimCLR, DCL, HCL, Triplet, WCL, ERM, JTT)
-}
+        jtt_epochs: int = 1
+        jtt_upweight: int = 20
+
+        def check(self) -> None:
+            super().check()
+            check_setting(self.jtt_epochs >= 1, "method.jtt_epochs", ">= 1", self.jtt_epochs)
+            check_setting(self.jtt_upweight >= 1, "method.jtt_upweight", ">= 1", self.jtt_upweight)
 
 
 def build_method(config: Config, dataset: DatasetInfo, gather_distributed: bool = False) -> Method:
     """The method ``config.method.name`` with freshly initialised encoders for ``dataset``."""
-    name = config.method.name
-    if name not in METHODS:
-        raise DebiasclError(
-            f"setting 'method.name' = {name!r}: expected one of {', '.join(METHODS)}"
-        )
-    return METHODS[name](config, dataset, gather_distributed=gather_distributed)
+    cls = METHODS.lookup(config.method.name)
+    return cls(config, dataset, gather_distributed=gather_distributed)

@@ -38,9 +38,13 @@ from torch import nn
 
 from debiascl.config import ModelConfig
 from debiascl.errors import DebiasclError
+from debiascl.registry import BACKBONES, HEADS
 
 RESNETS = ("resnet18", "resnet50")
-BACKBONE_KINDS = {"resnet18": "image", "resnet50": "image", "small_cnn": "image", "mlp": "table"}
+BACKBONES.add("resnet18", "image")
+BACKBONES.add("resnet50", "image")
+BACKBONES.add("mlp", "table")
+BACKBONES.add("small_cnn", "image")
 SMALL_CNN_WIDTHS = (24, 48, 96, 192)
 
 
@@ -234,15 +238,10 @@ def load_pretrained(backbone: nn.Module, state: Mapping[str, torch.Tensor], sour
 
 def _check_kind(config: ModelConfig, dataset: DatasetInfo) -> None:
     """Reject an unknown backbone, or one that does not fit the data kind and input rank."""
-    if config.backbone not in BACKBONE_KINDS:
-        raise DebiasclError(
-            f"setting 'model.backbone' = {config.backbone!r}: expected one of "
-            f"{', '.join(BACKBONE_KINDS)}"
-        )
-    expected = BACKBONE_KINDS[config.backbone]
+    expected = BACKBONES.lookup(config.backbone)
     rank = 3 if expected == "image" else 1
     if dataset.kind != expected or len(dataset.input_shape) != rank:
-        fitting = [name for name, kind in BACKBONE_KINDS.items() if kind != expected]
+        fitting = [name for name, kind in BACKBONES.items() if kind != expected]
         raise DebiasclError(
             f"setting 'model.backbone' = {config.backbone!r} needs {expected} data, but dataset "
             f"'{dataset.name}' is of kind '{dataset.kind}' with input shape "
@@ -294,26 +293,19 @@ def _projection_mlp(
     )
 
 
-HEADS = {
-    "cifar": {"batch_norm": True, "first_bias": False},
-    "biased": {"batch_norm": False, "first_bias": True},
-    "mlp": {"batch_norm": True, "first_bias": True},
-}
+HEADS.add("cifar", {"batch_norm": True, "first_bias": False})
+HEADS.add("biased", {"batch_norm": False, "first_bias": True})
+HEADS.add("mlp", {"batch_norm": True, "first_bias": True})
 
 
 def build_head(config: ModelConfig, feature_dim: int) -> nn.Module:
     """The projection head ``config.head``: (B, F) -> (B, config.proj_dim) (see module doc)."""
-    if config.head not in HEADS:
-        raise DebiasclError(
-            f"setting 'model.head' = {config.head!r}: expected one of {', '.join(HEADS)}"
-        )
+    layout = HEADS.lookup(config.head)
     if config.head_hidden_dim < 1:
         raise DebiasclError(
             f"setting 'model.head_hidden_dim' = {config.head_hidden_dim!r}: expected >= 1"
         )
-    return _projection_mlp(
-        feature_dim, config.head_hidden_dim, config.proj_dim, **HEADS[config.head]
-    )
+    return _projection_mlp(feature_dim, config.head_hidden_dim, config.proj_dim, **layout)
 
 
 def build_encoder(config: ModelConfig, dataset: DatasetInfo) -> Encoder:

@@ -138,7 +138,7 @@ class RunDirBusy(DebiasclError):
     def __init__(self, run_dir: Path, holder: str) -> None:
         super().__init__(
             f"run directory '{run_dir}' is in use by another debiascl process ({holder}); "
-            "wait for it to finish, or choose another --out"
+            "wait for it to finish, or choose another run_dir"
         )
         self.holder = holder
 
@@ -148,7 +148,7 @@ def _unwritable(run_dir: Path, error: OSError) -> DebiasclError:
     if error.errno == errno.ENOSPC:
         reason = "no space left on device"
     return DebiasclError(
-        f"run directory '{run_dir}' cannot be created or written ({reason}); choose another --out"
+        f"run directory '{run_dir}' cannot be created or written ({reason}); choose another run_dir"
     )
 
 
@@ -156,7 +156,7 @@ def _open_lock_file(run_dir: Path) -> int:
     """Create ``run_dir`` if needed and open its lock file; user errors for unusable paths."""
     if run_dir.exists() and not run_dir.is_dir():
         raise DebiasclError(
-            f"run directory '{run_dir}' is a file, not a directory; choose another --out"
+            f"run directory '{run_dir}' is a file, not a directory; choose another run_dir"
         )
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -313,7 +313,7 @@ def check_finished(run_dir: str | Path) -> Path:
     if not train_done_path(run_dir).is_file():
         raise DebiasclError(
             f"training of run '{run_dir}' has not finished (no {TRAIN_DONE} marker); "
-            "finish it with `debiascl train ... --resume` first"
+            "finish it first (train it again with resume=True)"
         )
     return run_dir
 
@@ -363,8 +363,8 @@ def prepare_run_dir(run_dir: Path, resume: bool, keep: Collection[str] = ()) -> 
     if resume:
         if not path.is_file():
             raise DebiasclError(
-                f"--resume: there is no checkpoint at '{path}' to resume from; "
-                "start the run without --resume"
+                f"resume=True: there is no checkpoint at '{path}' to resume from; "
+                "start the run without resume=True"
             )
         return
     if run_dir.is_dir() and _stopped_before_first_checkpoint(run_dir, keep):
@@ -374,7 +374,7 @@ def prepare_run_dir(run_dir: Path, resume: bool, keep: Collection[str] = ()) -> 
         or any(entry.name not in {*keep, LOCK_NAME} for entry in run_dir.iterdir())
     ):
         raise DebiasclError(
-            f"run directory '{run_dir}' already exists and is not empty; pass --resume to "
-            "continue its training, or choose another --out"
+            f"run directory '{run_dir}' already exists and is not empty; pass resume=True to "
+            "continue its training, or choose another run_dir"
         )
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -105,7 +105,7 @@ def _check_labels(config: Config, train_set: BiasedDataset) -> None:
         raise DebiasclError(
             f"method '{config.method.name}' is supervised but the train split of "
             f"'{config.data.name}' has {unlabelled} unlabelled samples (y = -1); turn "
-            "them off in the data options (e.g. --set data.options.unlabeled=false)"
+            "them off in the data options (e.g. data.options.unlabeled=false)"
         )
 
 
@@ -134,7 +134,7 @@ def build_training(
     if epoch_size < config.train.batch_size:
         raise DebiasclError(
             f"dataset '{data.name}' gives {epoch_size} training samples per "
-            f"epoch, fewer than train.batch_size = {config.train.batch_size}; lower --batch-size"
+            f"epoch, fewer than train.batch_size = {config.train.batch_size}; lower it"
         )
     views = configured_views(data, train_set).to(device)
     channels_last = use_channels_last(

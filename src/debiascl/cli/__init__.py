@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from typing import NoReturn, TextIO
@@ -16,9 +17,29 @@ from typing import NoReturn, TextIO
 from debiascl import __version__
 from debiascl.cli import compare, datasets, discover, evaluate, train
 from debiascl.errors import DebiasclError, user_message
+from debiascl.plugins import ENTRY_POINT_GROUP, PLUGINS_ENV, load_plugins
 
 SUBCOMMAND_MODULES = (train, evaluate, discover, compare, datasets)
 LOG_FORMAT = "debiascl: %(message)s"
+PREFIX_FLAGS = {"methods": "--methods", "seeds": "--seeds", "sets": "--set"}
+"""A library error that starts with ``<argument>: `` is about the argument, given by this flag."""
+WORD_FLAGS = {"resume=True": "--resume", "run_dir": "--out", "out_dir": "--out"}
+"""The library's names of arguments inside its errors, and the flags that give them."""
+_WORDS = re.compile("|".join(rf"(?<![\w-]){re.escape(word)}(?![\w=])" for word in WORD_FLAGS))
+
+
+def flag_message(message: str) -> str:
+    """A library error in the command line's words: its argument names become their flags.
+
+    Library errors name settings and arguments (``resume=True: ...``, ``methods: ...``,
+    ``choose another out_dir``); quoted text (paths, values) is left as it is.
+    """
+    name, colon, rest = message.partition(": ")
+    if colon and name in PREFIX_FLAGS:
+        message = f"{PREFIX_FLAGS[name]}: {rest}"
+    parts = message.split("'")
+    parts[::2] = [_WORDS.sub(lambda match: WORD_FLAGS[match[0]], part) for part in parts[::2]]
+    return "'".join(parts)
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -80,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Debiased contrastive representation learning (WCL and baselines).",
     )
     parser.add_argument("--version", action="version", version=f"debiascl {__version__}")
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        metavar="MODULE|FILE.py",
+        help="import a module that registers methods or data sets (repeatable; also "
+        f"${PLUGINS_ENV} and the '{ENTRY_POINT_GROUP}' entry points); may follow the command",
+    )
     subparsers = parser.add_subparsers(
         dest="command", metavar="COMMAND", parser_class=OneLineErrorParser
     )
@@ -88,8 +116,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _plugin_parser() -> argparse.ArgumentParser:
+    """Reads only ``--plugin`` (anywhere in the command line), before the full parser exists."""
+    parser = OneLineErrorParser(prog="debiascl", add_help=False, allow_abbrev=False)
+    parser.add_argument("--plugin", action="append", default=[])
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; user errors print one line and return status 2."""
+    """Run the CLI; user errors print one line and return status 2.
+
+    The plugins (``--plugin``, ``DEBIASCL_PLUGINS``, entry points) are imported first, so that
+    the methods they register are choices of every sub-command.
+    """
+    plugins, argv = _plugin_parser().parse_known_args(sys.argv[1:] if argv is None else argv)
+    try:
+        load_plugins(plugins.plugin)
+    except DebiasclError as error:
+        print(f"debiascl: error: {flag_message(user_message(error))}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
@@ -99,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with cli_logging():
             return int(args.func(args) or 0)
     except DebiasclError as error:
-        print(f"debiascl: error: {user_message(error)}", file=sys.stderr)
+        print(f"debiascl: error: {flag_message(user_message(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("debiascl: interrupted", file=sys.stderr)

@@ -23,14 +23,11 @@ from debiascl.compare import (
     compare,
 )
 from debiascl.errors import DebiasclError
-from debiascl.methods import METHODS
-
-CONTRASTIVE_METHODS = tuple(name for name, method in METHODS.items() if not method.supervised)
-SUPERVISED_METHODS = tuple(name for name, method in METHODS.items() if method.supervised)
+from debiascl.methods import self_supervised_methods, supervised_methods
 
 DEMO: dict[str, Any] = {
     "dataset": "biased-digits-binary",
-    "methods": CONTRASTIVE_METHODS,
+    "methods": self_supervised_methods(),
     "seeds": (0, 1, 2),
     "epochs": 50,
     "batch_size": 128,
@@ -96,10 +93,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     compare.add_argument("--dataset", required=True, metavar="NAME", help="data set")
     compare.add_argument(
         "--methods",
-        default=",".join(CONTRASTIVE_METHODS),
+        default=",".join(self_supervised_methods()),
         metavar="M1,M2,...",
-        help=f"comma-separated methods (default: {','.join(CONTRASTIVE_METHODS)}; also "
-        f"{', '.join(SUPERVISED_METHODS)})",
+        help=f"comma-separated methods (default: {','.join(self_supervised_methods())}; also "
+        f"{', '.join(supervised_methods())})",
     )
     compare.add_argument(
         "--seeds", default="0,1,2", metavar="S1,S2,...", help="comma-separated (default: 0,1,2)"
@@ -118,7 +115,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     demo = subparsers.add_parser(
         "demo",
-        help="compare simclr, dcl, hcl, triplet and wcl on the built-in digits benchmark (CPU)",
+        help=f"compare {', '.join(DEMO['methods'])} on the built-in digits benchmark (CPU)",
         description=(
             f"Train and evaluate {', '.join(DEMO['methods'])} on {DEMO['dataset']} with "
             f"{len(DEMO['seeds'])} seeds and {DEMO['epochs']} epochs, print the table and say "

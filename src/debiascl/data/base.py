@@ -214,7 +214,7 @@ def existing_root(name: str, root: str | os.PathLike[str], layout: str) -> Path:
 
     Args:
         name: the data set (named in the error).
-        root: the folder the user gave (setting data.root, option --data-dir / --root).
+        root: the folder the user gave (setting data.root).
         layout: what the folder should hold, for the error message.
 
     Raises:
@@ -223,7 +223,7 @@ def existing_root(name: str, root: str | os.PathLike[str], layout: str) -> Path:
     path = Path(root).expanduser().resolve()
     if not path.is_dir():
         raise DebiasclError(
-            f"data root {path} of dataset '{name}' (data.root / --data-dir) does not exist; "
+            f"data root {path} of dataset '{name}' (setting data.root) does not exist; "
             f"expected a folder holding {layout}"
         )
     return path

@@ -31,10 +31,13 @@ from torch import Tensor, nn
 
 from debiascl.data.base import BiasedDataset
 from debiascl.errors import DebiasclError
+from debiascl.registry import AUGMENTATIONS
 
-IMAGE_AUGMENTATIONS = ("simclr", "crop_flip", "none")
-TABLE_AUGMENTATIONS = ("gaussian_noise", "scarf", "none")
-AUGMENTATIONS = ("simclr", "crop_flip", "gaussian_noise", "scarf", "none")
+AUGMENTATIONS.add("simclr", ("image",))
+AUGMENTATIONS.add("crop_flip", ("image",))
+AUGMENTATIONS.add("gaussian_noise", ("table",))
+AUGMENTATIONS.add("scarf", ("table",))
+AUGMENTATIONS.add("none", ("image", "table"))
 
 SIMCLR_SCALE = (0.08, 1.0)
 CROP_FLIP_SCALE = (0.7, 1.0)
@@ -534,7 +537,7 @@ def build_views(
         A :class:`ViewPipeline` (an nn.Module: move it with ``.to(device)``).
     """
     kind = dataset.kind
-    allowed = IMAGE_AUGMENTATIONS if kind == "image" else TABLE_AUGMENTATIONS
+    allowed = [name for name, kinds in AUGMENTATIONS.items() if kind in kinds]
     if augmentation not in allowed:
         known = "unknown" if augmentation not in AUGMENTATIONS else f"not for {kind} data"
         raise DebiasclError(

@@ -60,7 +60,9 @@ class InfoNCELoss(_LossModule):
         super().__init__(temperature=temperature, gather_distributed=gather_distributed)
 
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
-        return LF.info_nce_loss(z1, z2, self.temperature, self.gather_distributed)
+        return LF.info_nce_loss(
+            z1, z2, self.temperature, gather_distributed=self.gather_distributed
+        )
 
 
 class DebiasedContrastiveLoss(_LossModule):
@@ -87,7 +89,9 @@ class DebiasedContrastiveLoss(_LossModule):
         )
 
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
-        return LF.dcl_loss(z1, z2, self.temperature, self.tau_plus, self.gather_distributed)
+        return LF.dcl_loss(
+            z1, z2, self.temperature, self.tau_plus, gather_distributed=self.gather_distributed
+        )
 
 
 class HardNegativeContrastiveLoss(_LossModule):
@@ -132,8 +136,8 @@ class HardNegativeContrastiveLoss(_LossModule):
             self.temperature,
             self.tau_plus,
             self.beta,
-            self.gather_distributed,
-            self.detach_weights,
+            gather_distributed=self.gather_distributed,
+            detach_weights=self.detach_weights,
         )
 
 
@@ -162,7 +166,9 @@ class SelfSupervisedTripletLoss(_LossModule):
         super().__init__(tau_plus=tau_plus, debias=debias, gather_distributed=gather_distributed)
 
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
-        return LF.triplet_loss(z1, z2, self.tau_plus, self.debias, self.gather_distributed)
+        return LF.triplet_loss(
+            z1, z2, self.tau_plus, debias=self.debias, gather_distributed=self.gather_distributed
+        )
 
 
 class WCLLoss(_LossModule):
@@ -197,5 +203,11 @@ class WCLLoss(_LossModule):
 
     def forward(self, zd1: Tensor, zd2: Tensor, zb1: Tensor, zb2: Tensor) -> Tensor:
         return LF.wcl_loss(
-            zd1, zd2, zb1, zb2, self.temperature, self.tau_plus, self.gather_distributed
+            zd1,
+            zd2,
+            zb1,
+            zb2,
+            self.temperature,
+            self.tau_plus,
+            gather_distributed=self.gather_distributed,
         )

@@ -1,0 +1,100 @@
+"""A method from outside the package is one file (README's recipe): loaded as a plugin, it
+trains, evaluates and compares through the CLI like a built-in one."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from debiascl.cli import main
+from debiascl.config import Config
+from debiascl.registry import METHODS
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+TOY_METHOD = re.search(r"```py\n(# toy_method\.py\n.*?)```", README.read_text(), re.DOTALL)[1]
+"""The README's one-file method (section "Adding a method: one file")."""
+
+TINY = [
+    "--dataset",
+    "biased-digits-binary",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "512",
+    "--device",
+    "cpu",
+    "--set",
+    "data.options.image_size=8",
+    "--set",
+    "train.knn_every=0",
+]
+
+
+@pytest.fixture
+def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The toy method's file; the method registry and sys.modules are restored afterwards."""
+    path = tmp_path / "plugin" / "toy_method.py"
+    path.parent.mkdir()
+    path.write_text(TOY_METHOD)
+    monkeypatch.setattr(METHODS, "_entries", dict(METHODS.items()))
+    yield path
+    sys.modules.pop("toy_method", None)
+
+
+@pytest.mark.slow
+def test_a_plugin_method_trains_evaluates_and_compares_through_the_cli(
+    plugin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "toy-run"
+    train = ["--plugin", str(plugin), "train", "--method", "toy", "--out", str(run), *TINY]
+    assert main([*train, "--set", "method.toy_scale=0.5"]) == 0
+    saved = yaml.safe_load((run / "config.yaml").read_text())["method"]
+    assert (saved["name"], saved["toy_scale"]) == ("toy", 0.5)
+
+    assert main(["eval", str(run), "--device", "cpu", "--no-plots", "--plugin", str(plugin)]) == 0
+    assert json.loads((run / "results.json").read_text())["method"] == "toy"
+
+    out = tmp_path / "cmp"
+    compare = ["compare", "--methods", "toy,simclr", "--seeds", "0", "--out", str(out), *TINY]
+    assert main([*compare, "--no-plots", "--plugin", str(plugin)]) == 0
+    summary = (out / "summary.md").read_text()
+    assert "| toy |" in summary and "| simclr |" in summary
+    capsys.readouterr()
+
+    assert main([*train[:2], "train", "--method", "toy", "--out", str(tmp_path / "bad"), *TINY,
+                 "--set", "method.toy_scale=0"]) == 2  # fmt: skip
+    assert "setting 'method.toy_scale' = 0.0 is out of range" in capsys.readouterr().err
+
+
+def test_the_plugin_env_var_makes_the_method_a_choice(
+    plugin: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.syspath_prepend(str(plugin.parent))
+    monkeypatch.setenv("DEBIASCL_PLUGINS", "toy_method")
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    assert "toy" in capsys.readouterr().out
+
+
+def test_a_run_of_an_unloaded_plugin_method_is_a_one_line_error(
+    plugin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = Config().to_dict()
+    config["method"] = {"name": "toy", "temperature": 0.5, "toy_scale": 0.5}
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.pt").write_bytes(b"")
+    (run / "train_done").write_text("")
+    assert main(["eval", str(run), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("debiascl: error: ") and "'toy'" in err and "\n" not in err
+    assert main(["--plugin", str(plugin.parent / "missing.py"), "eval", str(run)]) == 2
+    assert "no such file" in capsys.readouterr().err
