@@ -12,7 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from debiascl.cli.options import add_probe_groups_option, add_settings_options
+from debiascl.cli.options import (
+    add_device_option,
+    add_probe_groups_option,
+    add_settings_options,
+)
 from debiascl.compare import (
     PLOT_NAME,
     PROBES_TABLE,
@@ -69,12 +73,6 @@ def _seeds(text: str) -> list[int]:
         ) from None
 
 
-def _add_device_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--device", metavar="cpu|cuda|auto", help="training and evaluation device (default: auto)"
-    )
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``compare`` and ``demo`` sub-commands."""
     compare = subparsers.add_parser(
@@ -103,7 +101,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     compare.add_argument("--out", required=True, metavar="DIR", help="comparison folder")
     add_settings_options(compare)
-    _add_device_option(compare)
+    add_device_option(compare, training=True)
     compare.add_argument(
         "--probe", choices=("fast", "authors"), help="linear probe protocol (default: fast)"
     )
@@ -132,7 +130,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="one seed of one epoch, no per-run plots: seconds, not minutes",
     )
-    _add_device_option(demo)
+    add_device_option(demo, training=True)
     demo.set_defaults(func=run_demo)
 
 

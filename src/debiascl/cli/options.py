@@ -77,8 +77,14 @@ def probe_groups(text: str) -> tuple[str, ...]:
     return names
 
 
-def add_device_option(parser: argparse.ArgumentParser) -> None:
-    """``--device cpu|cuda|auto`` (default auto: cuda if present) of the evaluation commands."""
+def add_device_option(parser: argparse.ArgumentParser, training: bool = False) -> None:
+    """``--device cpu|cuda|auto``: for evaluation, default auto (cuda if present); for commands
+    that also train (``training``), default None, i.e. the settings' ``train.device``."""
     parser.add_argument(
-        "--device", default="auto", metavar="cpu|cuda|auto", help="default: auto (cuda if present)"
+        "--device",
+        default=None if training else "auto",
+        metavar="cpu|cuda|auto",
+        help="training and evaluation device (default: the settings' train.device, auto)"
+        if training
+        else "default: auto (cuda if present)",
     )
