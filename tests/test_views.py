@@ -8,6 +8,7 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
+import debiascl.data.views as views_module
 from debiascl.data.base import BiasedDataset
 from debiascl.data.views import (
     adjust_hue_,
@@ -166,6 +167,32 @@ def test_views_reproducible_under_manual_seed(
     for a, b in zip(first, again, strict=True):
         assert torch.equal(a, b)
     assert not torch.equal(first[0], other[0])
+
+
+def test_cpu_views_in_chunks_keep_each_sample_in_its_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch augmented in several CPU chunks: row i of both views still comes from sample i."""
+    pipeline = build_views("crop_flip", ImageSet(size=16))
+    sample_floats = 3 * 16 * 16
+    monkeypatch.setattr(views_module, "CPU_CHUNK_BYTES", 2 * 4 * sample_floats * 3)
+    x = torch.linspace(0.05, 0.95, 10)[:, None, None, None].expand(10, 3, 16, 16).contiguous()
+    assert pipeline.chunk_size(x) == 3  # 4 chunks: 3 + 3 + 3 + 1
+    v1, v2 = pipeline(x)
+    expected = pipeline.prepare(x)  # constant images: every crop and flip leaves them as they are
+    assert v1.shape == v2.shape == expected.shape
+    torch.testing.assert_close(v1, expected)
+    torch.testing.assert_close(v2, expected)
+    torch.manual_seed(0)
+    chunked = pipeline(_images(10))
+    torch.manual_seed(0)
+    assert all(torch.equal(a, b) for a, b in zip(chunked, pipeline(_images(10)), strict=True))
+
+
+def test_chunk_size_is_the_whole_batch_off_the_cpu_and_for_small_images() -> None:
+    pipeline = build_views("simclr", ImageSet(size=32))
+    assert pipeline.chunk_size(torch.empty(256, 3, 32, 32)) == 256  # CIFAR batch: one pass
+    assert pipeline.chunk_size(torch.empty(512, 3, 32, 32, device="meta")) == 512
+    big = build_views("simclr", ImageSet(size=128))
+    assert 1 < big.chunk_size(torch.empty(512, 3, 128, 128)) < 512
 
 
 def test_none_is_deterministic() -> None:

