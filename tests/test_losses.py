@@ -105,11 +105,18 @@ def naive_triplet(z1: Tensor, z2: Tensor, tau_plus: float, debias: bool) -> Tens
 
 
 def naive_weights(
-    zd1: Tensor, zd2: Tensor, zb1: Tensor, zb2: Tensor, t: float, eps: float = 1e-6
+    zd1: Tensor,
+    zd2: Tensor,
+    zb1: Tensor,
+    zb2: Tensor,
+    t: float,
+    eps: float = 1e-6,
+    form: str = "paper",
 ) -> Tensor:
     """SPEC 3.2's direct formula, as a (2B, 2B) matrix with 0 off the negatives.
 
     SPEC's eps = 1e-6 guards the division; with eps = 0 it equals the stable sigmoid form exactly.
+    ``form`` "mirror" swaps qn_d for qn_b in the numerator; "none" gives 1 at every negative.
     """
     zd, zb, batch = _unit_views(zd1, zd2), _unit_views(zb1, zb2), zd1.shape[0]
     w = torch.zeros(2 * batch, 2 * batch, dtype=zd1.dtype)
@@ -122,14 +129,21 @@ def naive_weights(
             norm_b = torch.sqrt(sum(q**2 for q in qb.values()))
             for j in negs:
                 qn_d, qn_b = qd[j] / norm_d, qb[j] / norm_b
-                w[a, j] = 1 + qn_d / (qn_b + qn_d + eps)
+                numerator = {"paper": qn_d, "mirror": qn_b, "none": 0.0}[form]
+                w[a, j] = 1 + numerator / (qn_b + qn_d + eps)
     return w
 
 
 def naive_wcl(
-    zd1: Tensor, zd2: Tensor, zb1: Tensor, zb2: Tensor, t: float, tau_plus: float
+    zd1: Tensor,
+    zd2: Tensor,
+    zb1: Tensor,
+    zb2: Tensor,
+    t: float,
+    tau_plus: float,
+    form: str = "paper",
 ) -> Tensor:
-    w = naive_weights(zd1, zd2, zb1, zb2, t, eps=0.0)
+    w = naive_weights(zd1, zd2, zb1, zb2, t, eps=0.0, form=form)
     zs, batch = _unit_views(zd1, zd2), zd1.shape[0]
     n = 2 * batch - 2
     losses = []
@@ -229,6 +243,33 @@ def test_wcl_matches_naive_loop(batch, dim, t, tau_plus, beta):
         lambda a, b: naive_wcl(a, b, zb1, zb2, t, tau_plus),
         [zd1, zd2],
     )
+
+
+@pytest.mark.parametrize("form", ["mirror", "none"])
+@pytest.mark.parametrize(("batch", "t", "tau_plus"), [(3, 0.5, 0.1), (6, 0.2, 0.05)])
+def test_wcl_weight_forms_match_naive_loop(form, batch, t, tau_plus):
+    zd1, zd2, zb1, zb2 = _inputs(batch, 5, count=4, seed=batch)
+    _assert_same_loss(
+        lambda a, b: wcl_loss(a, b, zb1, zb2, t, tau_plus, weight_form=form),
+        lambda a, b: naive_wcl(a, b, zb1, zb2, t, tau_plus, form=form),
+        [zd1, zd2],
+    )
+    w = relative_difficulty(zd1, zd2, zb1, zb2, t, weight_form=form)
+    torch.testing.assert_close(w, naive_weights(zd1, zd2, zb1, zb2, t, eps=0.0, form=form))
+
+
+def test_mirror_weights_reflect_the_paper_weights_and_none_is_dcl():
+    zd1, zd2, zb1, zb2 = _inputs(5, 6, count=4, seed=7)
+    paper = relative_difficulty(zd1, zd2, zb1, zb2, 0.3)
+    mirror = relative_difficulty(zd1, zd2, zb1, zb2, 0.3, weight_form="mirror")
+    negatives = paper != 0
+    torch.testing.assert_close(mirror[negatives], 3.0 - paper[negatives])  # sigmoid(-x) = 1 - ...
+    assert torch.equal(mirror == 0, ~negatives)
+    torch.testing.assert_close(
+        wcl_loss(zd1, zd2, zb1, zb2, 0.3, 0.1, weight_form="none"), dcl_loss(zd1, zd2, 0.3, 0.1)
+    )
+    with pytest.raises(ValueError, match="weight_form must be one of paper, mirror, none"):
+        wcl_loss(zd1, zd2, zb1, zb2, weight_form="inverse")
 
 
 def test_clamp_is_active_and_matches_naive_loop():

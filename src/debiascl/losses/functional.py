@@ -236,6 +236,32 @@ def _difficulty_logit(masked_d: Tensor, masked_b: Tensor, excluded: Tensor) -> T
         return logit.scatter_(1, excluded, 0.0)
 
 
+WEIGHT_FORMS = ("paper", "mirror", "none")
+"""WCL's weight forms: the published w, its mirror image, and w = 1 (DCL); see wcl_loss."""
+
+
+def check_weight_form(weight_form: str) -> str:
+    if weight_form not in WEIGHT_FORMS:
+        raise ValueError(
+            f"weight_form must be one of {', '.join(WEIGHT_FORMS)}, got {weight_form!r}"
+        )
+    return weight_form
+
+
+def _weights_from_logit(logit: Tensor, weight_form: str) -> Tensor:
+    """w of each negative from the logit l_d - l_b (in place on logit; no gradient).
+
+    paper: ``1 + sigmoid(l_d - l_b)`` = 1 + qn_d / (qn_b + qn_d) (SPEC 3.2); mirror:
+    ``1 + sigmoid(l_b - l_d)`` = 1 + qn_b / (qn_b + qn_d), up-weighting the negatives E_b finds
+    similar; none: 1 (the loss is then DCL's).
+    """
+    if weight_form == "none":
+        return logit.fill_(1.0)
+    if weight_form == "mirror":
+        logit.neg_()
+    return logit.sigmoid_().add_(1.0)
+
+
 def _difficulty_pairs(
     zd1: Tensor,
     zd2: Tensor,
@@ -420,6 +446,7 @@ def relative_difficulty(
     zb2: Tensor,
     temperature: float = 0.5,
     gather_distributed: bool = False,
+    weight_form: str = "paper",
 ) -> Tensor:
     """WCL's relative difficulty weights w(a, j) (SPEC 3.2; Jang & Wang, CVPR 2023).
 
@@ -433,6 +460,8 @@ def relative_difficulty(
         zb1, zb2: (B, D') the biased encoder E_b's projections of the same views.
         temperature: t > 0, the loss temperature.
         gather_distributed: normalise over the global negatives (SPEC section 6).
+        weight_form: "paper" (the published w, default), "mirror" (``1 + qn_b / (qn_b +
+            qn_d)``) or "none" (w = 1); see :data:`WEIGHT_FORMS`.
 
     Returns:
         (2B, 2B) tensor, detached: w(a, j) in (1, 2) at every negative j of anchor a, 0 at a itself
@@ -444,9 +473,10 @@ def relative_difficulty(
         >>> w = relative_difficulty(zd1, zd2, zb1, zb2)  # (16, 16)
     """
     temperature = check_temperature(temperature)
+    weight_form = check_weight_form(weight_form)
     pairs, logit = _difficulty_pairs(zd1, zd2, zb1, zb2, temperature, gather_distributed)
     with torch.no_grad():
-        return logit.sigmoid_().add_(1.0).scatter_(1, pairs.excluded, 0.0)
+        return _weights_from_logit(logit, weight_form).scatter_(1, pairs.excluded, 0.0)
 
 
 def wcl_loss(
@@ -457,6 +487,7 @@ def wcl_loss(
     temperature: float = 0.5,
     tau_plus: float = 0.1,
     gather_distributed: bool = False,
+    weight_form: str = "paper",
 ) -> Tensor:
     """WCL's weighted, debiased contrastive loss for the debiased encoder E_d (SPEC 3.3).
 
@@ -472,6 +503,9 @@ def wcl_loss(
         temperature: t > 0.
         tau_plus: prior probability of a false negative, in [0, 1).
         gather_distributed: use the negatives of every rank (SPEC section 6).
+        weight_form: "paper" (the published w, default); "mirror" (w = 1 + qn_b / (qn_b +
+            qn_d): up-weights the negatives E_b finds similar) or "none" (w = 1, i.e. DCL), the
+            ablations of :data:`WEIGHT_FORMS`.
 
     Returns:
         Scalar loss.
@@ -482,9 +516,10 @@ def wcl_loss(
     """
     temperature = check_temperature(temperature)
     tau_plus = check_tau_plus(tau_plus)
+    weight_form = check_weight_form(weight_form)
     pairs, logit = _difficulty_pairs(zd1, zd2, zb1, zb2, temperature, gather_distributed)
     with torch.no_grad():  # log w; the masked logits are -inf off the negatives
-        log_w = logit.sigmoid_().add_(1.0).log_()
+        log_w = _weights_from_logit(logit, weight_form).log_()
     return _debiased_nce(
         torch.logsumexp(pairs.masked + log_w, dim=1),
         pairs.positive,

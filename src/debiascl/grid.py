@@ -1,0 +1,119 @@
+"""Hyper-parameter grids for ``debiascl compare --grid`` and the rule that picks a point.
+
+A grid axis is one setting and the values to try, for every method that has the setting or for
+one method (``wcl:method.tau_plus=0.05,0.1``). A method's grid is the Cartesian product of its
+axes; every point is trained with every seed, and the point with the best mean selection metric
+on the validation split over the seeds is the one reported on test (SubpopBench's protocol).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from debiascl.config import parse_set_value
+from debiascl.errors import DebiasclError
+
+DEFAULT_POINT = "default"
+"""The name of a method's only point when no axis applies to it."""
+
+GridPoint = tuple[tuple[str, Any], ...]
+"""((setting, value), ...) in the order the axes were given."""
+
+
+@dataclass(frozen=True)
+class GridAxis:
+    """One setting of a grid and its values.
+
+    Attributes:
+        key: a dotted setting, e.g. ``method.tau_plus`` or ``optim.lr``.
+        values: the values to try, in order (parsed like ``--set`` values).
+        method: the only method this axis applies to; None for every method with the setting.
+    """
+
+    key: str
+    values: tuple[Any, ...]
+    method: str | None = None
+
+
+def parse_grid(text: str) -> GridAxis:
+    """``[METHOD:]KEY=V1,V2,...`` -> :class:`GridAxis` (each value parsed as YAML).
+
+    Raises:
+        DebiasclError: no ``=``, no key, no value, or a value given twice.
+    """
+    target, equals, values_text = text.partition("=")
+    method, _, key = target.rpartition(":")
+    values = tuple(parse_set_value(value.strip()) for value in values_text.split(","))
+    if not equals or not key.strip() or any(value == "" for value in values):
+        raise DebiasclError(
+            f"grid: expected [METHOD:]KEY=V1,V2,... (e.g. method.tau_plus=0.05,0.1), got '{text}'"
+        )
+    if len(set(map(repr, values))) != len(values):
+        raise DebiasclError(f"grid: '{text}' gives a value twice")
+    return GridAxis(key.strip(), values, method.strip() or None)
+
+
+def method_grid(
+    method: str, axes: Sequence[GridAxis], has_setting: Callable[[str], bool]
+) -> list[GridPoint]:
+    """The points of one method's grid: the product of the axes that apply to it.
+
+    An axis applies when it names this method, or names none and ``has_setting(key)`` is true
+    (so ``method.beta`` only varies HCL's runs). No applicable axis gives one empty point.
+
+    Raises:
+        DebiasclError: an axis naming this method sets a setting it does not have, or two
+            applicable axes set the same setting.
+    """
+    applicable = []
+    for axis in axes:
+        if axis.method not in (None, method):
+            continue
+        if not has_setting(axis.key):
+            if axis.method is None:
+                continue
+            raise DebiasclError(f"grid: method '{method}' has no setting '{axis.key}'")
+        applicable.append(axis)
+    keys = [axis.key for axis in applicable]
+    if len(set(keys)) != len(keys):
+        raise DebiasclError(f"grid: method '{method}' gets two axes for one setting: {keys}")
+    return [
+        tuple(zip(keys, values, strict=True))
+        for values in itertools.product(*(axis.values for axis in applicable))
+    ]
+
+
+def point_name(point: GridPoint) -> str:
+    """A point's name and folder name: ``method.tau_plus=0.1,optim.lr=0.001`` or ``default``."""
+    if not point:
+        return DEFAULT_POINT
+    return ",".join(f"{key}={value}" for key, value in point).replace("/", "_")
+
+
+def point_sets(point: GridPoint) -> list[str]:
+    """The point as ``key=value`` settings (the form of ``--set``)."""
+    return [f"{key}={value}" for key, value in point]
+
+
+def select_point(scores: Mapping[str, Sequence[float]]) -> str:
+    """The point with the highest mean score over its seeds (the first of tied points).
+
+    Args:
+        scores: point name -> the selection metric of each of its seeds, in grid order.
+
+    Raises:
+        DebiasclError: no point has a score.
+    """
+    means = {
+        name: sum(values) / len(values)
+        for name, values in scores.items()
+        if values and not any(math.isnan(value) for value in values)
+    }
+    if not means:
+        raise DebiasclError("select: no grid point has a selection score to compare")
+    best = max(means.values())
+    return next(name for name, mean in means.items() if mean == best)
