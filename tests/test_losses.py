@@ -248,7 +248,7 @@ def test_wcl_matches_naive_loop(batch, dim, t, tau_plus, beta):
 @pytest.mark.parametrize("form", ["mirror", "none"])
 @pytest.mark.parametrize(("batch", "t", "tau_plus"), [(3, 0.5, 0.1), (6, 0.2, 0.05)])
 def test_wcl_weight_forms_match_naive_loop(form, batch, t, tau_plus):
-    zd1, zd2, zb1, zb2 = _inputs(batch, 5, count=4, seed=batch)
+    zd1, zd2, zb1, zb2 = random_projections(batch, 5, count=4, seed=batch)
     _assert_same_loss(
         lambda a, b: wcl_loss(a, b, zb1, zb2, t, tau_plus, weight_form=form),
         lambda a, b: naive_wcl(a, b, zb1, zb2, t, tau_plus, form=form),
@@ -259,7 +259,7 @@ def test_wcl_weight_forms_match_naive_loop(form, batch, t, tau_plus):
 
 
 def test_mirror_weights_reflect_the_paper_weights_and_none_is_dcl():
-    zd1, zd2, zb1, zb2 = _inputs(5, 6, count=4, seed=7)
+    zd1, zd2, zb1, zb2 = random_projections(5, 6, count=4, seed=7)
     paper = relative_difficulty(zd1, zd2, zb1, zb2, 0.3)
     mirror = relative_difficulty(zd1, zd2, zb1, zb2, 0.3, weight_form="mirror")
     negatives = paper != 0
