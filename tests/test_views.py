@@ -362,6 +362,15 @@ def test_gaussian_blur_matches_torchvision() -> None:
     assert torch.equal(random_gaussian_blur_(x.clone(), p=0.0), x)
 
 
+@pytest.mark.parametrize("shape", [(3, 2, 1, 5, 7), (2, 3, 2, 2)])
+def test_reflected_neighbours_equal_reflect_padding(shape: tuple[int, ...]) -> None:
+    x = torch.rand(*shape[-4:], generator=torch.Generator().manual_seed(4))
+    for dim, pad in ((3, (1, 1, 0, 0)), (2, (0, 0, 1, 1))):
+        padded = torch.nn.functional.pad(x, pad, mode="reflect")
+        expected = padded.narrow(dim, 0, x.shape[dim]) + padded.narrow(dim, 2, x.shape[dim])
+        assert torch.equal(views_module._reflected_neighbours(x, dim), expected)
+
+
 def test_random_grayscale_fraction() -> None:
     torch.manual_seed(0)
     x = _images(1).expand(1000, -1, -1, -1).contiguous()
