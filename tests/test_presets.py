@@ -85,6 +85,7 @@ EVERY_IMAGE_PRESET = {
     "optim.gamma": (0.1, "main-wctr.py:451-452"),
     "train.batch_size": (256, "main-wctr.py:376; train.sh:5, 27; train-Copy1.sh:5"),
     "method.triplet_debias": (True, "main-wctr.py:178, 212"),
+    "method.beta": (1.0, "main-wctr.py:379 (HCL's; WCL ignores it, main-wctr.py:136-137)"),
     "method.weight_form": ("paper", "main-wctr.py:102"),
 }
 IMAGE_MODEL = {  # Image_Model: CelebA, Waterbirds, ImageNet-100 (main-wctr.py:401-411)
@@ -204,6 +205,14 @@ def test_image_presets_hold_the_authors_values(name: str, key: str, value, sourc
 def test_the_authors_table_covers_every_image_preset() -> None:
     image_presets = {name for name in PRESETS if name not in TABLES and name not in BUILTIN}
     assert image_presets == set(ALL_METHODS_PRESETS) == set(AUTHORS)
+
+
+@pytest.mark.parametrize(
+    ("name", "jtt_epochs", "jtt_upweight"), [("waterbirds", 60, 100), ("celeba", 1, 50)]
+)
+def test_jtt_settings_of_the_jtt_paper(name: str, jtt_epochs: int, jtt_upweight: int) -> None:
+    c = build_config(preset=name)
+    assert (c.method.jtt_epochs, c.method.jtt_upweight) == (jtt_epochs, jtt_upweight)
 
 
 @pytest.mark.parametrize("method", ["erm", "jtt"])
