@@ -181,12 +181,18 @@ LEGACY_METHOD_SECTION = {
 """The method section every config.yaml held before the methods declared their own settings."""
 
 
+ADDED_METHOD_SETTINGS = {"weight_form": "paper"}
+"""Method settings added since, with the default an older config.yaml reads back."""
+
+
 def test_the_method_section_keeps_its_keys_and_old_files_load(tmp_path):
-    assert list(Config().to_dict()["method"]) == list(LEGACY_METHOD_SECTION)
+    keys = list(Config().to_dict()["method"])
+    assert [key for key in keys if key not in ADDED_METHOD_SETTINGS] == list(LEGACY_METHOD_SECTION)
+    assert set(keys) == set(LEGACY_METHOD_SECTION) | set(ADDED_METHOD_SETTINGS)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump({"method": LEGACY_METHOD_SECTION}))
     config = load_config(path)
-    assert config.to_dict()["method"] == LEGACY_METHOD_SECTION
+    assert config.to_dict()["method"] == LEGACY_METHOD_SECTION | ADDED_METHOD_SETTINGS
     assert (config.method.name, config.method.tau_plus, config.method.jtt_epochs) == (
         "erm",
         0.01,
@@ -209,3 +215,18 @@ def test_choices_are_the_registries():
         build_config(sets=["model.backbone=vgg"])
     assert {"cifar", "biased", "mlp"} == set(HEADS)
     assert "scarf" in AUGMENTATIONS and "resnet50" in BACKBONES
+
+
+def test_wcl_weight_form_is_a_checked_method_setting(tmp_path):
+    assert build_config().method.weight_form == "paper"
+    for form in ("paper", "mirror", "none"):
+        config = build_config(sets=[f"method.weight_form={form}"])
+        assert config.method.weight_form == form
+        config.save(tmp_path / "config.yaml")
+        assert load_config(tmp_path / "config.yaml").method.weight_form == form
+    assert build_config(sets=["weight_form=none"]).method.weight_form == "none"  # bare key
+    with pytest.raises(DebiasclError) as error:
+        build_config(sets=["method.weight_form=inverse"])
+    assert str(error.value) == (
+        "setting 'method.weight_form' = 'inverse': expected one of paper, mirror, none"
+    )

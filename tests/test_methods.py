@@ -156,6 +156,29 @@ def test_wcl_loss_is_triplet_plus_weighted() -> None:
     assert d_params.isdisjoint(id(p) for p in method.encoder_b.parameters())
 
 
+@pytest.mark.parametrize("form", ["paper", "mirror", "none"])
+def test_wcl_weight_form_reaches_the_loss(form: str) -> None:
+    method = make_method("wcl", weight_form=form)
+    assert method.criterion.weight_form == form
+    views = make_views()
+    _, logs = method.training_step(views)
+    zd1, zd2 = projections(method, "d", views)
+    zb1, zb2 = projections(method, "b", views)
+    expected = wcl_loss(zd1, zd2, zb1, zb2, temperature=0.3, tau_plus=0.2, weight_form=form)
+    torch.testing.assert_close(logs["loss_d"], expected.detach())
+
+
+def test_wcl_without_weights_is_exactly_dcl() -> None:
+    method = make_method("wcl", weight_form="none")
+    views = make_views()
+    loss, logs = method.training_step(views)
+    zd1, zd2 = projections(method, "d", views)
+    zb1, zb2 = projections(method, "b", views)
+    dcl = dcl_loss(zd1, zd2, temperature=0.3, tau_plus=0.2)
+    assert torch.equal(logs["loss_d"], dcl.detach())
+    torch.testing.assert_close(loss, triplet_loss(zb1, zb2, tau_plus=0.2) + dcl)
+
+
 def test_wcl_gradients_do_not_cross_between_encoders() -> None:
     method = make_method("wcl")
     views = make_views()

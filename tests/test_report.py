@@ -1,4 +1,4 @@
-"""Report plots and tables on synthetic arrays (no trained run needed)."""
+"""Report plots and tables on synthetic arrays, and the w analysis of one tiny trained run."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from fakes import tiny_config
 from PIL import Image
 
+import debiascl.report as report
+from debiascl.evaluate import load_run
 from debiascl.report.labels import MAX_SHOWN_FEATURES
 from debiascl.report.plots import (
     plot_easy_hard_negatives,
@@ -31,6 +34,7 @@ from debiascl.report.weights import (
     relation_cells,
     weight_summary,
 )
+from debiascl.train import train
 
 
 def _assert_png(path: Path, size: tuple[int, int]) -> None:
@@ -115,6 +119,32 @@ def test_pool_weights_equal_the_direct_formula():
     weights = pool_weights(zd, zb, temperature=0.5)
     assert weights.shape == (12, 12)
     torch.testing.assert_close(weights.double(), _direct_weights(zd, zb, 0.5), atol=1e-5, rtol=0)
+
+
+def test_pool_weights_follow_the_weight_form():
+    generator = torch.Generator().manual_seed(2)
+    zd, zb = torch.randn(10, 6, generator=generator), torch.randn(10, 4, generator=generator)
+    paper = pool_weights(zd, zb, 0.5)
+    off_diagonal = ~torch.eye(10, dtype=torch.bool)
+    mirror = pool_weights(zd, zb, 0.5, weight_form="mirror")
+    torch.testing.assert_close(mirror[off_diagonal], 3 - paper[off_diagonal])  # 1 + (1 - q)
+    none = pool_weights(zd, zb, 0.5, weight_form="none")
+    assert torch.equal(none, off_diagonal.float())
+
+
+def test_the_weight_report_uses_the_runs_weight_form(tmp_path: Path, monkeypatch) -> None:
+    run_dir = train(tiny_config("wcl", 1, 128, "method.weight_form=none"), tmp_path / "run")
+    forms = []
+
+    def spy(zd, zb, temperature, weight_form="paper"):
+        forms.append(weight_form)
+        return pool_weights(zd, zb, temperature, weight_form)
+
+    monkeypatch.setattr(report, "pool_weights", spy)
+    report._weight_report(load_run(run_dir, "cpu", splits=("train", "test")), 16, 2, 2)
+    assert forms == ["none"]
+    rows = json.loads((run_dir / "easy_hard_negatives.json").read_text())
+    assert rows and all(row["w"] == 1.0 for row in rows)
 
 
 def _ranked_weights() -> torch.Tensor:

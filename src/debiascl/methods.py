@@ -31,6 +31,7 @@ from torch import nn
 from debiascl.config import Config, OptimConfig, check_setting, collect_method_settings
 from debiascl.errors import DebiasclError
 from debiascl.losses import (
+    WEIGHT_FORMS,
     DebiasedContrastiveLoss,
     HardNegativeContrastiveLoss,
     InfoNCELoss,
@@ -310,8 +311,26 @@ class WCL(Method):
     """
 
     name = "wcl"
-    Options = TripletOptions
     encoder_keys = ("d", "b")
+
+    @dataclass
+    class Options(TripletOptions):
+        """WCL's settings: ``weight_form``, the form of the relative-difficulty weight w.
+
+        "paper" (default): the published ``w = 1 + qn_d / (qn_b + qn_d)`` (SPEC 3.2);
+        "mirror": ``1 + qn_b / (qn_b + qn_d)``, up-weighting the negatives E_b finds similar;
+        "none": w = 1, so E_d's loss is DCL's (an ablation of the weights).
+        """
+
+        weight_form: str = "paper"
+
+        def check(self) -> None:
+            super().check()
+            if self.weight_form not in WEIGHT_FORMS:
+                raise DebiasclError(
+                    f"setting 'method.weight_form' = {self.weight_form!r}: expected one of "
+                    f"{', '.join(WEIGHT_FORMS)}"
+                )
 
     def __init__(
         self, config: Config, dataset: DatasetInfo, gather_distributed: bool = False
@@ -324,6 +343,7 @@ class WCL(Method):
             self.options.temperature,
             self.options.tau_plus,
             gather_distributed=self.gather_distributed,
+            weight_form=self.options.weight_form,
         )
 
     def training_step(

@@ -35,6 +35,7 @@ from debiascl.registry import AUGMENTATIONS
 
 AUGMENTATIONS.add("simclr", ("image",))
 AUGMENTATIONS.add("crop_flip", ("image",))
+AUGMENTATIONS.add("crop_flip_wide", ("image",))
 AUGMENTATIONS.add("gaussian_noise", ("table",))
 AUGMENTATIONS.add("scarf", ("table",))
 AUGMENTATIONS.add("none", ("image", "table"))
@@ -440,7 +441,7 @@ class ImageViews(ViewPipeline):
     """Image views: optional random resized crop + flip, optional SimCLR colour steps, normalise.
 
     Args:
-        augmentation: "simclr", "crop_flip" or "none".
+        augmentation: "simclr", "crop_flip", "crop_flip_wide" or "none".
         input_shape: (C, H, W).
         size: output (h, w).
         mean, std: per-channel normalisation, C values each.
@@ -568,8 +569,10 @@ def build_views(
     """The view pipeline of a data set.
 
     Args:
-        augmentation: "simclr" or "crop_flip" (images), "gaussian_noise" or "scarf" (tables), or
-            "none" (deterministic: resize + normalise for images, identity for tables).
+        augmentation: "simclr", "crop_flip" (crop area in (0.7, 1)) or "crop_flip_wide" (crop
+            area in (0.08, 1), no colour steps: torchvision's ImageNet training crop) for images,
+            "gaussian_noise" or "scarf" for tables, or "none" (deterministic: resize +
+            normalise for images, identity for tables).
         dataset: the (training) data set; gives kind, input_shape, mean/std, and for "scarf" the
             reference rows.
         image_size: side of the square output views; None keeps the input's (H, W).
@@ -611,7 +614,11 @@ def _image_views(
     if image_size is not None and image_size <= 0:
         raise DebiasclError(f"data.image_size must be a positive integer, got {image_size}")
     size = (shape[1], shape[2]) if image_size is None else (image_size, image_size)
-    crop_scale = {"simclr": SIMCLR_SCALE, "crop_flip": CROP_FLIP_SCALE}.get(augmentation)
+    crop_scale = {
+        "simclr": SIMCLR_SCALE,
+        "crop_flip": CROP_FLIP_SCALE,
+        "crop_flip_wide": SIMCLR_SCALE,
+    }.get(augmentation)
     return ImageViews(
         augmentation,
         shape,

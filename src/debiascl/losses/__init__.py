@@ -5,6 +5,7 @@ nn.Module wrappers hold the hyper-parameters. Formulas: SPEC sections 2-4 and 6.
 """
 
 from debiascl.losses.functional import (
+    WEIGHT_FORMS,
     dcl_loss,
     hcl_loss,
     info_nce_loss,
@@ -21,6 +22,7 @@ from debiascl.losses.modules import (
 )
 
 __all__ = [
+    "WEIGHT_FORMS",
     "DebiasedContrastiveLoss",
     "HardNegativeContrastiveLoss",
     "InfoNCELoss",

@@ -241,6 +241,7 @@ WEIGHT_FORMS = ("paper", "mirror", "none")
 
 
 def check_weight_form(weight_form: str) -> str:
+    """``weight_form`` itself; ValueError unless it is one of :data:`WEIGHT_FORMS`."""
     if weight_form not in WEIGHT_FORMS:
         raise ValueError(
             f"weight_form must be one of {', '.join(WEIGHT_FORMS)}, got {weight_form!r}"

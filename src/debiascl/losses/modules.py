@@ -7,15 +7,17 @@ matching function of :mod:`debiascl.losses.functional`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from torch import Tensor, nn
 
 from debiascl.losses import functional as LF
 
-_CHECKS: dict[str, Callable[[float], None]] = {
+_CHECKS: dict[str, Callable[[Any], object]] = {
     "temperature": LF.check_temperature,
     "tau_plus": LF.check_tau_plus,
     "beta": LF.check_beta,
+    "weight_form": LF.check_weight_form,
 }
 """The check (raising ValueError) of each checked hyper-parameter."""
 
@@ -27,7 +29,7 @@ class _LossModule(nn.Module):
     same name, and listed in ``repr`` in the given order.
     """
 
-    def __init__(self, **hyper_parameters: float | bool) -> None:
+    def __init__(self, **hyper_parameters: float | bool | str) -> None:
         super().__init__()
         for name, value in hyper_parameters.items():
             if name in _CHECKS:
@@ -182,6 +184,9 @@ class WCLLoss(_LossModule):
         temperature: t > 0, used by the loss and by the weights.
         tau_plus: prior probability of a false negative, in [0, 1).
         gather_distributed: use the views of all ranks as negatives (SPEC section 6).
+        weight_form: "paper" (the published w, default), "mirror" (w = 1 + qn_b / (qn_b +
+            qn_d): up-weights the negatives E_b finds similar) or "none" (w = 1: DCL's loss);
+            see :data:`debiascl.losses.functional.WEIGHT_FORMS`.
 
     Shape:
         zd1, zd2: (B, D) E_d's projections of the two views.
@@ -195,10 +200,17 @@ class WCLLoss(_LossModule):
     """
 
     def __init__(
-        self, temperature: float = 0.5, tau_plus: float = 0.1, gather_distributed: bool = False
+        self,
+        temperature: float = 0.5,
+        tau_plus: float = 0.1,
+        gather_distributed: bool = False,
+        weight_form: str = "paper",
     ) -> None:
         super().__init__(
-            temperature=temperature, tau_plus=tau_plus, gather_distributed=gather_distributed
+            temperature=temperature,
+            tau_plus=tau_plus,
+            gather_distributed=gather_distributed,
+            weight_form=weight_form,
         )
 
     def forward(self, zd1: Tensor, zd2: Tensor, zb1: Tensor, zb2: Tensor) -> Tensor:
@@ -210,4 +222,5 @@ class WCLLoss(_LossModule):
             self.temperature,
             self.tau_plus,
             gather_distributed=self.gather_distributed,
+            weight_form=self.weight_form,
         )

@@ -206,7 +206,8 @@ def _weight_report(run: LoadedRun, pool_size: int, num_anchors: int, k: int) -> 
     inputs = torch.stack([test_set.load(i) for i in positions.tolist()])  # images or table rows
     y, a = test_set.targets[positions], test_set.attributes[positions]
     zd, zb = _pool_projections(run.method, run.prepare(inputs.to(run.device)))
-    weights = pool_weights(zd, zb, run.config.method.temperature)
+    options = run.config.method
+    weights = pool_weights(zd, zb, options.temperature, options.weight_form)
     alignment = test_set.bias_alignment()  # by the training split's majorities
     if alignment is None:
         aligned, known = torch.ones_like(y, dtype=torch.bool), torch.zeros_like(y, dtype=torch.bool)

@@ -28,7 +28,9 @@ ANCHOR_KINDS = ("bias-aligned", "bias-conflicting")
 
 
 @torch.no_grad()
-def pool_weights(zd: torch.Tensor, zb: torch.Tensor, temperature: float) -> torch.Tensor:
+def pool_weights(
+    zd: torch.Tensor, zb: torch.Tensor, temperature: float, weight_form: str = "paper"
+) -> torch.Tensor:
     """WCL's w(a, j) between every pair of a pool of samples (SPEC 3.2).
 
     Uses :func:`debiascl.losses.relative_difficulty` with the pool as both "views": every other
@@ -40,12 +42,14 @@ def pool_weights(zd: torch.Tensor, zb: torch.Tensor, temperature: float) -> torc
         zd: (n, D) E_d projections of the pool.
         zb: (n, D') E_b projections of the same samples.
         temperature: the loss temperature t.
+        weight_form: the run's ``method.weight_form`` ("paper", "mirror" or "none").
 
     Returns:
-        (n, n) w in (1, 2) off the diagonal, 0 on it.
+        (n, n) w off the diagonal (in (1, 2); 1 for "none"), 0 on it.
     """
     n = zd.shape[0]
-    return relative_difficulty(zd, zd, zb, zb, temperature=temperature)[:n, :n]
+    weights = relative_difficulty(zd, zd, zb, zb, temperature=temperature, weight_form=weight_form)
+    return weights[:n, :n]
 
 
 def easy_hard_negatives(
