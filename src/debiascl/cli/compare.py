@@ -64,13 +64,30 @@ def _names(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def _seeds(text: str) -> list[int]:
-    try:
-        return [int(part) for part in _names(text)]
-    except ValueError:
-        raise DebiasclError(
-            f"--seeds: expected comma-separated integers such as 0,1,2, got '{text}'"
-        ) from None
+def parse_seeds(text: str) -> list[int]:
+    """``--seeds``: comma-separated seeds and inclusive ranges, e.g. ``0,2,5-7`` -> 0, 2, 5, 6, 7.
+
+    Raises:
+        DebiasclError: a part that is neither an integer nor a range ``A-B`` of integers, or a
+            range whose end is below its start.
+    """
+    seeds: list[int] = []
+    for part in _names(text):
+        start, dash, end = part.partition("-")
+        try:
+            first = int(start)
+            last = int(end) if dash else first
+        except ValueError:
+            raise DebiasclError(
+                f"--seeds: expected comma-separated integers or ranges such as 0,2,5-7, got "
+                f"'{part}' in '{text}'"
+            ) from None
+        if last < first:
+            raise DebiasclError(
+                f"--seeds: range '{part}' ends before it starts; write it as {last}-{first}"
+            )
+        seeds.extend(range(first, last + 1))
+    return seeds
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -97,7 +114,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"{', '.join(supervised_methods())})",
     )
     compare.add_argument(
-        "--seeds", default="0,1,2", metavar="S1,S2,...", help="comma-separated (default: 0,1,2)"
+        "--seeds",
+        default="0,1,2",
+        metavar="S1,S2-S3,...",
+        help="comma-separated seeds and inclusive ranges, e.g. 0-9 or 0,2,5-7 (default: 0,1,2)",
     )
     compare.add_argument("--out", required=True, metavar="DIR", help="comparison folder")
     add_settings_options(compare)
@@ -158,7 +178,7 @@ def run_compare(args: argparse.Namespace) -> int:
     compare(
         args.dataset,
         _names(args.methods),
-        _seeds(args.seeds),
+        parse_seeds(args.seeds),
         args.out,
         RunSettings(
             preset=args.preset,
