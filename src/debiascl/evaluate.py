@@ -2,11 +2,12 @@
 
 Representations h = f(x) of the chosen encoder are extracted ONCE per split (no augmentation,
 eval mode) and frozen; the linear probe and the kNN classifier are trained on the train split's
-features and scored on the test split (or, with ``split="val"``, on the val split, e.g. for model
-selection or to report on val as the WCL paper does) with :func:`debiascl.metrics.group_metrics`. Supervised
-methods (``method.supervised``) are additionally scored on their own classifier's predictions,
-which is their main result. Every number in ``results.json`` carries a protocol label, so a
-linear evaluation is never confused with the trainer's online kNN monitor.
+features and scored on the test split (or, with ``split="val"``, on the val split, e.g. for
+model selection or to report on val as the WCL paper does) with
+:func:`debiascl.metrics.group_metrics`. Supervised methods (``method.supervised``) are
+additionally scored on their own classifier's predictions, which is their main result. Every
+number in ``results.json`` carries a protocol label, so a linear evaluation is never confused
+with the trainer's online kNN monitor.
 
 Probe protocols:
     - ``fast`` (default): features standardised with the train split's mean and std, a linear
