@@ -883,6 +883,9 @@ def _write_comparison(
     write_tables(rows, out_dir, summary_rows, notes="\n".join(sections))
     if paired:
         write_rows(paired, out_dir / PAIRED_STEM, paired_table(paired, notes))
+    else:  # no stale differences of an earlier comparison in this folder
+        for suffix in (".md", ".csv", ".json"):
+            remove_path(out_dir / f"{PAIRED_STEM}{suffix}")
     plot_tradeoff(summary_rows, out_dir / PLOT_NAME, title=f"{dataset}: mean ± stderr over seeds")
     if probes:
         write_text_atomic(out_dir / PROBES_TABLE, probes_table(summary_rows))
