@@ -151,9 +151,8 @@ def test_paired_difference_against_a_hand_computation(fake: FakePipeline, tmp_pa
     for seed in seeds:
         fake.values |= {("simclr", seed): reference[seed], ("dcl", seed): dcl[seed]}
         fake.values[("wcl", seed)] = wcl[seed]
-    compare(
-        DATASET, ["simclr", "dcl", "wcl"], list(seeds), tmp_path, RunSettings(epochs=2), report=False
-    )
+    methods = ["simclr", "dcl", "wcl"]
+    compare(DATASET, methods, list(seeds), tmp_path, RunSettings(epochs=2), report=False)
     # dcl: mean 0.06, sample sd sqrt((0 + 0.0009 + 0.0001 + 0.0009 + 0.0025) / 4) = 0.033166,
     # stderr 0.014832, t_{0.975,4} = 2.776: half-width 0.041174 -> [0.018826, 0.101174]
     half = 2.776 * math.sqrt(0.0044 / 4) / math.sqrt(5)
