@@ -21,14 +21,27 @@ A comparison folder ``OUT`` holds:
   ``discovery.json``), and ``probes.md`` puts the plain and balanced probes of each method side
   by side with the discovery's precision, recall and AUROC. Single-encoder methods discover with
   the E_b of the triplet run of the same seed (``runs/triplet/seed<k>``, trained once, also when
-  triplet is not among the methods); WCL and triplet runs use their own E_b.
+  triplet is not among the methods); WCL and triplet runs use their own E_b;
+- ``paired.{md,csv,json}``: each method's mean paired difference over seeds to the reference
+  method (``--reference``, default simclr) on test, with its 95% Student-t interval
+  (:func:`paired_differences`); summary.md ends with the same table, or with a one-line note
+  when the reference is missing or shares fewer than 2 seeds with a method.
 
-Rerunning the same comparison skips finished runs (``done`` marker), evaluates runs that were
-trained but not evaluated, resumes interrupted runs from their last checkpoint and restarts runs
-that stopped before their first checkpoint. A run is evaluated again when its ``done`` marker is
-empty or garbled, or when its results were made with another probe protocol or encoder than
-planned (e.g. by a later ``debiascl eval RUN --probe authors``), or without a planned
-group-robust probe. A rerun must ask for the same settings.
+With a grid (``--grid``, :mod:`debiascl.grid`) every method x point x seed is a run, at
+``runs/<method>/<point>/seed<k>`` (a method no axis applies to keeps ``runs/<method>/seed<k>``,
+so the runs of an older comparison are reused), evaluated on test (``results.json``) and on val
+(``results_val.json``). ``results.*`` then hold every point, seed and split (columns ``point``
+and ``split``); ``summary.*``, ``tradeoff.png``, ``probes.md`` and the paired differences only the
+test runs of the point each method is reported at: the best mean over seeds of the ``--select``
+val metric (:func:`select_points`), named with its score in summary.md.
+
+Rerunning the same comparison skips finished runs (``done`` marker, and in a grid the val
+results), evaluates runs that were trained but not evaluated (or not on val), resumes
+interrupted runs from their last checkpoint and restarts runs that stopped before their first
+checkpoint. A run is evaluated again when its ``done`` marker is empty or garbled, or when its
+results were made with another probe protocol or encoder than planned (e.g. by a later
+``debiascl eval RUN --probe authors``), or without a planned group-robust probe. A rerun must ask
+for the same settings.
 
 Each run directory is locked while the comparison trains and evaluates it
 (:func:`debiascl.rundir.hold_run_dir`). A run that another process holds (a ``debiascl train``
@@ -678,8 +691,8 @@ def bias_runs(
     """The runs of :func:`~debiascl.methods.bias_discovery_method` (triplet) that discover the
     bias for the single-encoder methods.
 
-    Those already in ``runs`` are reused; the others are planned beside them (trained and
-    evaluated, but not tabulated). Empty when no run needs one.
+    Those already in ``runs`` at ``runs/triplet/seed<k>`` (no grid axis) are reused; the others
+    are planned beside them (trained and evaluated, but not tabulated). Empty when no run needs one.
     """
     needed = sorted({run.seed for run in runs if run.bias_run is not None})
     if not needed:
