@@ -286,3 +286,23 @@ def test_eval_split_val_writes_its_own_results_file(tmp_path: Path, capsys):
     assert val["probe"]["metrics"]["num_samples"] == val["num_samples"]["val"]
     with pytest.raises(DebiasclError, match="split 'train': expected one of test, val"):
         evaluate_run(run_dir, split="train")
+
+
+@pytest.mark.slow
+def test_val_evaluation_scores_the_discovered_groups(tmp_path: Path):
+    """On val, each evaluation's worst accuracy over the discovered val groups (no bias label)."""
+    from fakes import tiny_config
+
+    from debiascl.discover import discover_run
+    from debiascl.discovery import read_discovery
+
+    run_dir = train(tiny_config("wcl"), tmp_path / "run")
+    discover_run(run_dir, plots=False)
+    val = evaluate_run(run_dir, split="val", probe_groups=("discovered",))
+    groups = read_discovery(run_dir)[0]["val"].groups
+    assert groups.numel() == val["num_samples"]["val"]
+    for key in ("probe", "knn", "probe_discovered"):
+        metrics = val[key]["metrics"]
+        assert 0.0 <= metrics["discovered_worst_group"] <= metrics["accuracy"]
+    test = evaluate_run(run_dir, probe_groups=("discovered",))
+    assert "discovered_worst_group" not in test["probe"]["metrics"]  # test has no discovery
