@@ -13,7 +13,7 @@ from fakes import DATASET, FakePipeline
 
 from debiascl.cli import main
 from debiascl.cli.compare import parse_seeds
-from debiascl.compare import RunSettings, compare, plan_runs, run_dir_for
+from debiascl.compare import RunSettings, compare, plan_runs, run_dir_for, selection_metric
 from debiascl.errors import DebiasclError
 from debiascl.grid import parse_grid
 
@@ -240,3 +240,11 @@ def test_cli_grid(fake: FakePipeline, tmp_path: Path, capsys: pytest.CaptureFixt
     assert "grid: expected [METHOD:]KEY=V1,V2" in capsys.readouterr().err
     assert main([*args[:6], "5-3", *args[7:], "--epochs", "1"]) == 2
     assert "ends before it starts" in capsys.readouterr().err
+
+
+def test_auto_selects_by_accuracy_where_val_has_no_bias_labels() -> None:
+    grouped = {"main": "probe", "probe": {"metrics": {"accuracy": 0.7, "worst_group": 0.2}}}
+    plain = {"main": "classifier", "classifier": {"metrics": {"accuracy": 0.7}}}
+    assert selection_metric("auto", [grouped, plain]) == "worst_group"
+    assert selection_metric("auto", [plain]) == "accuracy"
+    assert selection_metric("worst_class", [grouped]) == "worst_class"
