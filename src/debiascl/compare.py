@@ -818,7 +818,7 @@ def compare(
     out_dir = Path(out_dir)
     _make_out_dir(out_dir)
     started = time.perf_counter()
-    results_of: dict[Path, dict[str, Any]] = {}
+    results_of: dict[Path, dict[str, dict[str, Any]]] = {}
     busy = []
     for number, run in enumerate(ordered, start=1):
         point = f" {point_name(run.point)}" if run.point else ""
