@@ -89,10 +89,11 @@ def fake_metrics(value: float) -> dict[str, Any]:
 class FakePipeline:
     """Stand-ins for train() and evaluate_run() that write what the real ones write.
 
-    ``values[(method, seed)]`` is the accuracy the fake evaluation reports for that run.
+    ``values[(method, seed)]`` is the accuracy the fake evaluation reports for that run; in a
+    grid, ``values[(method, point, seed, split)]`` (point: the point's name) comes first.
     """
 
-    def __init__(self, values: dict[tuple[str, int], float] | None = None) -> None:
+    def __init__(self, values: dict[tuple, float] | None = None) -> None:
         self.values = values or {}
         self.train_calls: list[tuple[str, bool]] = []
         self.evaluate_calls: list[str] = []
@@ -119,26 +120,34 @@ class FakePipeline:
         run_dir: str | Path,
         probe: str | None = None,
         probe_groups: tuple[str, ...] = (),
+        split: str = "test",
         **_: Any,
     ) -> dict[str, Any]:
         run_dir = Path(run_dir)
-        self.evaluate_calls.append(str(run_dir))
-        method, seed = run_dir.parent.name, int(run_dir.name.removeprefix("seed"))
+        self.evaluate_calls.append(str(run_dir) if split == "test" else f"{run_dir} {split}")
+        seed = int(run_dir.name.removeprefix("seed"))
+        method, point = run_dir.parent.name, "default"
+        if method not in METHODS:  # a grid point's folder
+            method, point = run_dir.parent.parent.name, method
         supervised = method == "erm"
         main = "classifier" if supervised else "probe"
-        value = self.values.get((method, seed), 0.5)
+        value = self.values.get((method, point, seed, split), self.values.get((method, seed), 0.5))
+        name = "results.json" if split == "test" else f"results_{split}.json"
         results = {
             "dataset": DATASET,
             "method": method,
             "seed": seed,
+            "split": split,
             "encoder": METHODS[method].product_encoder,
             "probe_protocol": probe,
             "supervised": supervised,
             "main": main,
             "probe": {"protocol": "linear probe", "metrics": fake_metrics(value)},
             "knn": {"protocol": "knn", "metrics": fake_metrics(0.1)},
-            "results_file": str(run_dir / "results.json"),
+            "results_file": str(run_dir / name),
         }
+        if split == "val" and "discovered" in probe_groups:
+            results["probe"]["metrics"]["discovered_worst_group"] = value / 4
         for kind in probe_groups:
             results[f"probe_{kind}"] = {"protocol": kind, "metrics": fake_metrics(value + 0.1)}
         if "discovered" in probe_groups:
@@ -147,7 +156,7 @@ class FakePipeline:
             }
         if supervised:
             results["classifier"] = {"protocol": "own", "metrics": fake_metrics(value)}
-        (run_dir / "results.json").write_text(json.dumps(results))
+        (run_dir / name).write_text(json.dumps(results))
         return results
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> FakePipeline:

@@ -264,3 +264,45 @@ def test_a_run_without_a_val_split_trains_and_evaluates(tmp_path: Path, caplog):
     assert 0.0 <= probe["worst_group"] <= 1.0
     assert probe["worst_group"] == min(probe["per_group"].values())
     assert probe["aligned_size"] + probe["conflicting_size"] == results["num_samples"]["test"]
+
+
+def test_eval_split_val_writes_its_own_results_file(tmp_path: Path, capsys):
+    """`debiascl eval RUN --split val` scores val into results_val.json; test stays separate."""
+    from fakes import tiny_config
+
+    from debiascl.cli import main
+
+    run_dir = train(tiny_config("simclr"), tmp_path / "run")
+    assert main(["eval", str(run_dir), "--device", "cpu", "--split", "val", "--no-plots"]) == 0
+    assert "simclr on biased-digits val split" in capsys.readouterr().out
+    assert not (run_dir / "results.json").exists()
+    val = json.loads((run_dir / "results_val.json").read_text())
+    assert val["split"] == "val" and val["results_file"] == str(run_dir / "results_val.json")
+    test = evaluate_run(run_dir, probe="fast")
+    assert test["split"] == "test" and json.loads((run_dir / "results.json").read_text()) == test
+    assert val["probe"]["weight_decay"] == test["probe"]["weight_decay"]  # L2 chosen on val
+    # val and test hold different images, so their scores differ
+    assert val["probe"]["metrics"] != test["probe"]["metrics"]
+    assert val["probe"]["metrics"]["num_samples"] == val["num_samples"]["val"]
+    with pytest.raises(DebiasclError, match="split 'train': expected one of test, val"):
+        evaluate_run(run_dir, split="train")
+
+
+@pytest.mark.slow
+def test_val_evaluation_scores_the_discovered_groups(tmp_path: Path):
+    """On val, each evaluation's worst accuracy over the discovered val groups (no bias label)."""
+    from fakes import tiny_config
+
+    from debiascl.discover import discover_run
+    from debiascl.discovery import read_discovery
+
+    run_dir = train(tiny_config("wcl"), tmp_path / "run")
+    discover_run(run_dir, plots=False)
+    val = evaluate_run(run_dir, split="val", probe_groups=("discovered",))
+    groups = read_discovery(run_dir)[0]["val"].groups
+    assert groups.numel() == val["num_samples"]["val"]
+    for key in ("probe", "knn", "probe_discovered"):
+        metrics = val[key]["metrics"]
+        assert 0.0 <= metrics["discovered_worst_group"] <= metrics["accuracy"]
+    test = evaluate_run(run_dir, probe_groups=("discovered",))
+    assert "discovered_worst_group" not in test["probe"]["metrics"]  # test has no discovery

@@ -21,14 +21,27 @@ A comparison folder ``OUT`` holds:
   ``discovery.json``), and ``probes.md`` puts the plain and balanced probes of each method side
   by side with the discovery's precision, recall and AUROC. Single-encoder methods discover with
   the E_b of the triplet run of the same seed (``runs/triplet/seed<k>``, trained once, also when
-  triplet is not among the methods); WCL and triplet runs use their own E_b.
+  triplet is not among the methods); WCL and triplet runs use their own E_b;
+- ``paired.{md,csv,json}``: each method's mean paired difference over seeds to the reference
+  method (``--reference``, default simclr) on test, with its 95% Student-t interval
+  (:func:`paired_differences`); summary.md ends with the same table, or with a one-line note
+  when the reference is missing or shares fewer than 2 seeds with a method.
 
-Rerunning the same comparison skips finished runs (``done`` marker), evaluates runs that were
-trained but not evaluated, resumes interrupted runs from their last checkpoint and restarts runs
-that stopped before their first checkpoint. A run is evaluated again when its ``done`` marker is
-empty or garbled, or when its results were made with another probe protocol or encoder than
-planned (e.g. by a later ``debiascl eval RUN --probe authors``), or without a planned
-group-robust probe. A rerun must ask for the same settings.
+With a grid (``--grid``, :mod:`debiascl.grid`) every method x point x seed is a run, at
+``runs/<method>/<point>/seed<k>`` (a method no axis applies to keeps ``runs/<method>/seed<k>``,
+so the runs of an older comparison are reused), evaluated on test (``results.json``) and on val
+(``results_val.json``). ``results.*`` then hold every point, seed and split (columns ``point``
+and ``split``); ``summary.*``, ``tradeoff.png``, ``probes.md`` and the paired differences only the
+test runs of the point each method is reported at: the best mean over seeds of the ``--select``
+val metric (:func:`select_points`), named with its score in summary.md.
+
+Rerunning the same comparison skips finished runs (``done`` marker, and in a grid the val
+results), evaluates runs that were trained but not evaluated (or not on val), resumes
+interrupted runs from their last checkpoint and restarts runs that stopped before their first
+checkpoint. A run is evaluated again when its ``done`` marker is empty or garbled, or when its
+results were made with another probe protocol or encoder than planned (e.g. by a later
+``debiascl eval RUN --probe authors``), or without a planned group-robust probe. A rerun must ask
+for the same settings.
 
 Each run directory is locked while the comparison trains and evaluates it
 (:func:`debiascl.rundir.hold_run_dir`). A run that another process holds (a ``debiascl train``
@@ -43,7 +56,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +68,7 @@ from debiascl.discover import BIAS_ENCODER, discover_run
 from debiascl.distributed import resolve_device
 from debiascl.errors import DebiasclError
 from debiascl.evaluate import PROBE_GROUPS, evaluate_run
+from debiascl.grid import GridAxis, GridPoint, method_grid, point_name, point_sets, select_point
 from debiascl.methods import METHODS, bias_discovery_method
 from debiascl.metrics import mean_and_stderr
 from debiascl.report import write_report
@@ -65,6 +79,7 @@ from debiascl.report.tables import (
     flatten_results,
     markdown_table,
     short_label,
+    write_rows,
 )
 from debiascl.report.tables import write_tables as write_report_tables
 from debiascl.rundir import (
@@ -74,10 +89,12 @@ from debiascl.rundir import (
     config_path,
     done_marker_path,
     hold_run_dir,
+    results_filename,
 )
 from debiascl.rundir import (
     run_state as run_dir_state,
 )
+from debiascl.stats import paired_difference
 from debiascl.train import train
 
 RUNS_DIR = "runs"
@@ -85,6 +102,14 @@ RESULTS_STEM = "results"
 SUMMARY_STEM = "summary"
 PLOT_NAME = "tradeoff.png"
 PROBES_TABLE = "probes.md"
+PAIRED_STEM = "paired"
+SELECT_RULES = ("auto", "worst_group", "accuracy", "worst_class", "discovered_worst_group")
+"""``--select``: the val metric of a run's main evaluation that picks a method's grid point.
+
+auto: worst_group where the val split has bias labels, else accuracy; discovered_worst_group: the
+worst accuracy over the groups the bias encoder discovered on val (no bias label used; needs the
+discovered-groups probe)."""
+DEFAULT_REFERENCE = "simclr"
 
 Progress = Callable[[str], None]
 
@@ -104,11 +129,24 @@ class PlannedRun:
     probe_groups: tuple[str, ...] = ()
     bias_run: Path | None = None
     """The run whose E_b discovers the bias for this one (None: its own E_b)."""
+    point: GridPoint = ()
+    """The grid point's settings (empty without an axis that applies to the method)."""
+    splits: tuple[str, ...] = ("test",)
+    """The splits it is evaluated on: test, and val in a grid (to select the point)."""
 
 
-def run_dir_for(out_dir: str | Path, method: str, seed: int) -> Path:
-    """Where the run of ``method`` with ``seed`` lives: ``OUT/runs/<method>/seed<seed>``."""
-    return Path(out_dir) / RUNS_DIR / method / f"seed{seed}"
+def run_dir_for(out_dir: str | Path, method: str, seed: int, point: GridPoint = ()) -> Path:
+    """Where a run lives: ``OUT/runs/<method>/seed<seed>``, or in a grid
+    ``OUT/runs/<method>/<point name>/seed<seed>`` (:func:`debiascl.grid.point_name`)."""
+    method_dir = Path(out_dir) / RUNS_DIR / method
+    return (method_dir / point_name(point) if point else method_dir) / f"seed{seed}"
+
+
+def has_setting(method: str) -> Callable[[str], bool]:
+    """Whether a method has a dotted setting: ``method.*`` keys are its ``Options`` fields;
+    every method has the other sections' settings."""
+    names = {field.name for field in fields(METHODS[method].Options)}
+    return lambda key: not key.startswith("method.") or key.removeprefix("method.") in names
 
 
 def _check_choices(dataset: str, methods: Sequence[str], seeds: Sequence[int]) -> None:
@@ -158,22 +196,34 @@ def plan_runs(
     seeds: Sequence[int],
     out_dir: str | Path,
     settings: RunSettings = RunSettings(),
+    grid: Sequence[GridAxis] = (),
 ) -> list[PlannedRun]:
     """Resolve and validate the configuration of every run before any of them starts.
 
     The method, seed and dataset of each run are fixed by the comparison and may not be changed
-    by ``settings.sets``.
+    by ``settings.sets`` or the grid. With a ``grid`` every run is also evaluated on val.
 
     Returns:
-        One :class:`PlannedRun` per method x seed, methods in the given order, seeds within.
+        One :class:`PlannedRun` per method x grid point x seed, methods in the given order,
+        points in grid order within, seeds within.
     """
     _check_choices(dataset, methods, seeds)
+    strangers = sorted({axis.method for axis in grid if axis.method not in (None, *methods)})
+    if strangers:
+        raise DebiasclError(
+            f"grid: method(s) {', '.join(strangers)} are not among the methods {', '.join(methods)}"
+        )
+    splits = ("test", "val") if grid else ("test",)
     preset = settings.preset
     if preset is None and dataset in list_presets():
         preset = dataset
     planned = []
     for method in methods:
-        for seed in seeds:
+        for point, seed in (
+            (point, seed)
+            for point in method_grid(method, grid, has_setting(method))
+            for seed in seeds
+        ):
             config = build_config(
                 preset=preset,
                 config_file=settings.config_file,
@@ -187,7 +237,7 @@ def plan_runs(
                     "train.device": settings.device,
                     "eval.probe": settings.probe,
                 },
-                sets=list(settings.sets),
+                sets=[*settings.sets, *point_sets(point)],
             )
             fixed = {"data.name": dataset, "method.name": method, "train.seed": seed}
             actual = {
@@ -198,8 +248,8 @@ def plan_runs(
             changed = [key for key in fixed if fixed[key] != actual[key]]
             if changed:
                 raise DebiasclError(
-                    f"sets: may not change {', '.join(changed)} in a comparison: they are its "
-                    "dataset, methods and seeds"
+                    f"sets and grid: may not change {', '.join(changed)} in a comparison: they "
+                    "are its dataset, methods and seeds"
                 )
             bias_run = None
             if (
@@ -213,9 +263,11 @@ def plan_runs(
                     method,
                     seed,
                     config,
-                    run_dir_for(out_dir, method, seed),
+                    run_dir_for(out_dir, method, seed, point),
                     tuple(settings.probe_groups),
                     bias_run,
+                    point,
+                    splits,
                 )
             )
     return planned
@@ -264,25 +316,34 @@ def planned_probe_groups(run: PlannedRun) -> tuple[str, ...]:
     return () if METHODS[run.method].supervised else run.probe_groups
 
 
-def finished_results(run: PlannedRun) -> tuple[dict[str, Any] | None, str]:
-    """The results named by a run's ``done`` marker if they can be reused, else why not.
+def finished_results(run: PlannedRun, split: str = "test") -> tuple[dict[str, Any] | None, str]:
+    """A finished run's results on ``split`` if they can be reused, else why not.
 
-    They are reused when the marker names an existing, readable JSON file in the run directory
-    made with the planned probe protocol (``eval.probe``) and the method's product encoder.
+    The test results are those named by the run's ``done`` marker; the val results are in the
+    val results file (:func:`debiascl.rundir.results_filename`), trusted only beside a sound
+    marker. They are reused when the file exists, is readable JSON in the run directory, holds
+    ``split``'s results (results without a ``split`` are test results, as written before val
+    evaluations existed) and was made with the planned probe protocol (``eval.probe``), the
+    method's product encoder and the planned group-robust probes.
 
     Returns:
-        (results, "") or (None, the reason the run must be evaluated again).
+        (results, "") or (None, the reason the run must be evaluated again on ``split``).
     """
     marker = done_marker_path(run.run_dir)
     name = marker.read_text(errors="replace").strip()
     if not name or Path(name).name != name or not name.endswith(".json"):
         return None, f"its '{marker.name}' marker is empty or garbled"
+    if split != "test":
+        encoder = METHODS[run.method].product_encoder
+        name = results_filename(encoder, encoder, split)
     try:
         results = json.loads((run.run_dir / name).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None, f"'{name}', named by its '{marker.name}' marker, is missing or unreadable"
     if not isinstance(results, dict):
         return None, f"'{name}' holds a JSON {type(results).__name__}, not a results mapping"
+    if results.get("split", "test") != split:
+        return None, f"'{name}' holds {results.get('split')} results, planned {split}"
     planned_encoder = METHODS[run.method].product_encoder
     planned_probe = run.config.eval.probe
     if results.get("encoder") != planned_encoder:
@@ -300,23 +361,39 @@ def finished_results(run: PlannedRun) -> tuple[dict[str, Any] | None, str]:
     return results, ""
 
 
-def execute_run(run: PlannedRun, report: bool, progress: Progress) -> dict[str, Any]:
-    """Bring one run to the finished state and return its results dict.
+def execute_run(run: PlannedRun, report: bool, progress: Progress) -> dict[str, dict[str, Any]]:
+    """Bring one run to the finished state and return its results dict on each planned split.
+
+    A finished run is evaluated again only on the splits whose results cannot be reused
+    (:func:`finished_results`).
 
     Args:
         run: the planned run.
         report: also write the run's plots (:func:`debiascl.report.write_report`).
         progress: receives one line per action.
+
+    Returns:
+        split -> results dict, for each of ``run.splits``.
     """
     state = run_state(run.run_dir)
     if state != "new":
         check_same_settings(run)
+    results_of: dict[str, dict[str, Any]] = {}
+    pending = run.splits
     if state == "done":
-        results, reason = finished_results(run)
-        if results is not None:
+        reasons = []
+        for split in run.splits:
+            results, reason = finished_results(run, split)
+            if results is None:
+                reasons.append(reason)
+            else:
+                results_of[split] = results
+        pending = tuple(split for split in run.splits if split not in results_of)
+        if not pending:
             progress("finished earlier: skipped")
-            return results
-        progress(f"{reason}: evaluating it again")
+            return results_of
+        for reason in dict.fromkeys(reasons):
+            progress(f"{reason}: evaluating it again")
     elif state == "new":
         if any(entry.name != LOCK_NAME for entry in run.run_dir.iterdir()):
             progress("no checkpoint in the existing folder: starting over")
@@ -332,15 +409,21 @@ def execute_run(run: PlannedRun, report: bool, progress: Progress) -> dict[str, 
         source = "its own E_b" if run.bias_run is None else f"E_b of {run.bias_run}"
         progress(f"discovering the bias with {source}")
         discover_run(run.run_dir, bias_run=run.bias_run, device=device, plots=report)
-    progress("evaluating")
-    results = evaluate_run(
-        run.run_dir, device=device, probe=run.config.eval.probe, probe_groups=probe_groups
-    )
-    if report:
+    for split in pending:
+        progress("evaluating" if split == "test" else f"evaluating on {split}")
+        results_of[split] = evaluate_run(
+            run.run_dir,
+            device=device,
+            probe=run.config.eval.probe,
+            probe_groups=probe_groups,
+            split=split,
+        )
+    if report and "test" in pending:
         progress("writing plots")
         write_report(run.run_dir, device=device)
-    write_text_atomic(done_marker_path(run.run_dir), f"{Path(results['results_file']).name}\n")
-    return results
+    test_file = Path(results_of["test"]["results_file"]).name
+    write_text_atomic(done_marker_path(run.run_dir), f"{test_file}\n")
+    return {split: results_of[split] for split in run.splits}
 
 
 def _empty(folder: Path) -> None:
@@ -395,11 +478,203 @@ def results_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def write_tables(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
-    """``results.{md,csv,json}`` (every row) and ``summary.{md,csv,json}`` (mean ± stderr)."""
+def grid_rows(run: PlannedRun, results: dict[str, Any]) -> list[dict[str, Any]]:
+    """:func:`results_rows` of one evaluation of a grid's run, with its ``point`` (name) after
+    the method and its ``split`` after the seed."""
+    labels = {"method": run.method, "point": point_name(run.point), "seed": run.seed}
+    labels["split"] = results.get("split", "test")
+    return [labels | row for row in results_rows(results)]
+
+
+def write_tables(
+    rows: list[dict[str, Any]],
+    out_dir: Path,
+    summary_rows: list[dict[str, Any]] | None = None,
+    notes: str = "",
+) -> list[Path]:
+    """``results.{md,csv,json}`` (every row) and ``summary.{md,csv,json}`` (mean ± stderr of
+    ``summary_rows``, default ``rows``, per method, grid point where rows have one, and
+    evaluation); ``notes``: further Markdown sections of summary.md."""
+    point = ("point",) if any("point" in row for row in rows) else ()
     return write_report_tables(
-        rows, out_dir, group_by=("method", "evaluation"), rows_stem=RESULTS_STEM
+        rows,
+        out_dir,
+        group_by=("method", *point, "evaluation"),
+        rows_stem=RESULTS_STEM,
+        summary_rows=summary_rows,
+        notes=notes,
     )
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The grid point a method is reported at.
+
+    Attributes:
+        point: the point's name (:func:`debiascl.grid.point_name`).
+        metric: the val metric of the main evaluation that chose it.
+        score: its mean over the point's seeds (None where no val result holds it).
+        points: the number of points in the method's grid.
+    """
+
+    point: str
+    metric: str
+    score: float | None
+    points: int
+
+
+def _main_metric(results: dict[str, Any], metric: str) -> float | None:
+    """``metric`` of a results dict's main evaluation (None when it does not have it)."""
+    value = results[results["main"]]["metrics"].get(metric)
+    return None if value is None else float(value)
+
+
+def selection_metric(rule: str, val_results: Sequence[dict[str, Any]]) -> str:
+    """The val metric a :data:`SELECT_RULES` rule stands for: ``auto`` is worst_group when the
+    val results have group metrics (the val split has bias labels), else accuracy."""
+    if rule != "auto":
+        return rule
+    grouped = any(_main_metric(results, "worst_group") is not None for results in val_results)
+    return "worst_group" if grouped else "accuracy"
+
+
+def select_points(
+    runs: Sequence[PlannedRun], val_of: dict[Path, dict[str, Any]], rule: str
+) -> dict[str, Selection]:
+    """Per method, the grid point with the best mean val score over its seeds.
+
+    Args:
+        runs: the planned runs of the comparison (every method x point x seed).
+        val_of: run directory -> its val results (runs without any are left out).
+        rule: a :data:`SELECT_RULES` entry.
+
+    Returns:
+        method -> :class:`Selection` (a method with one point keeps it, scored or not).
+
+    Raises:
+        DebiasclError: a method with several points none of whose val results has the metric.
+    """
+    metric = selection_metric(rule, list(val_of.values()))
+    selections = {}
+    for method in dict.fromkeys(run.method for run in runs):
+        scores: dict[str, list[float]] = {}
+        for run in runs:
+            if run.method == method:
+                values = scores.setdefault(point_name(run.point), [])
+                results = val_of.get(run.run_dir)
+                value = None if results is None else _main_metric(results, metric)
+                values += [] if value is None else [value]
+        if len(scores) == 1:
+            chosen = next(iter(scores))
+        elif not any(scores.values()):
+            raise DebiasclError(
+                f"select {rule}: no val result of method '{method}' has {metric}; choose "
+                "another --select"
+            )
+        else:
+            chosen = select_point(scores)
+        values = scores[chosen]
+        mean = sum(values) / len(values) if values else None
+        selections[method] = Selection(chosen, metric, mean, len(scores))
+    return selections
+
+
+def selection_table(selections: dict[str, Selection], rule: str) -> str:
+    """Markdown: the grid point each method is reported at and its mean val score."""
+    metric = next(iter(selections.values())).metric
+    rows = [
+        {
+            "method": method,
+            "reported point": selection.point,
+            "points in grid": selection.points,
+            f"val {metric} (mean, %)": "-"
+            if selection.score is None
+            else f"{100 * selection.score:.2f}",
+        }
+        for method, selection in selections.items()
+    ]
+    return (
+        f"Grid points reported on test: per method the point with the highest mean over seeds "
+        f"of the main evaluation's val {metric} (--select {rule}).\n\n" + markdown_table(rows)
+    )
+
+
+def paired_differences(
+    test_of: dict[tuple[str, int], dict[str, Any]], reference: str
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Each method's mean paired difference to ``reference`` over their common seeds, on test.
+
+    The metrics are accuracy and worst-group accuracy of the main evaluation (worst-class where
+    the data has no bias labels); each difference has its 95% Student-t confidence interval
+    (:func:`debiascl.stats.paired_difference`).
+
+    Args:
+        test_of: (method, seed) -> the test results of the point the method is reported at.
+        reference: the reference method.
+
+    Returns:
+        (rows, notes): one row per method and metric (method, reference, metric, seeds, mean,
+        low, high, confidence, detectable, text: the difference in percentage points with its
+        interval, or "no detectable difference"); one-line notes for what was skipped (a missing
+        reference, a method with fewer than 2 seeds in common with it).
+    """
+    metrics_of: dict[str, dict[int, dict[str, Any]]] = {}
+    for (method, seed), results in test_of.items():
+        metrics_of.setdefault(method, {})[seed] = results[results["main"]]["metrics"]
+    if reference not in metrics_of:
+        return [], [f"No paired differences: the reference method '{reference}' is not compared."]
+    grouped = all("worst_group" in m for seeds in metrics_of.values() for m in seeds.values())
+    metrics = ("accuracy", "worst_group" if grouped else "worst_class")
+    base = metrics_of[reference]
+    rows, notes = [], []
+    for method, by_seed in metrics_of.items():
+        common = sorted(set(by_seed) & set(base))
+        if method == reference:
+            continue
+        if len(common) < 2:
+            notes.append(
+                f"No paired difference for {method}: {len(common)} seed(s) in common with "
+                f"{reference}, 2 needed."
+            )
+            continue
+        for metric in metrics:
+            difference = paired_difference(
+                {seed: by_seed[seed][metric] for seed in common},
+                {seed: base[seed][metric] for seed in common},
+            )
+            rows.append(
+                {
+                    "method": method,
+                    "reference": reference,
+                    "metric": metric,
+                    "seeds": difference.seeds,
+                    "mean": difference.mean,
+                    "low": difference.low,
+                    "high": difference.high,
+                    "confidence": difference.confidence,
+                    "detectable": difference.detectable,
+                    "text": difference.text(scale=100.0),
+                }
+            )
+    return rows, notes
+
+
+def paired_table(rows: list[dict[str, Any]], notes: list[str]) -> str:
+    """Markdown of :func:`paired_differences`: one row per method, one column per metric."""
+    text = ""
+    if rows:
+        reference = rows[0]["reference"]
+        text = (
+            f"Paired difference to {reference} on test over the seeds both have (percentage "
+            'points): mean [95% Student-t confidence interval]; "no detectable difference" '
+            "where the interval covers 0.\n\n"
+        )
+        table: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            line = table.setdefault(row["method"], {"method": row["method"], "seeds": row["seeds"]})
+            line[f"{row['metric']} - {reference}"] = row["text"]
+        text += markdown_table(list(table.values()))
+    return text + ("\n" if text and notes else "") + "".join(f"{note}\n" for note in notes)
 
 
 def _duration(seconds: float) -> str:
@@ -416,14 +691,14 @@ def bias_runs(
     """The runs of :func:`~debiascl.methods.bias_discovery_method` (triplet) that discover the
     bias for the single-encoder methods.
 
-    Those already in ``runs`` are reused; the others are planned beside them (trained and
-    evaluated, but not tabulated). Empty when no run needs one.
+    Those already in ``runs`` at ``runs/triplet/seed<k>`` (no grid axis) are reused; the others
+    are planned beside them (trained and evaluated, but not tabulated). Empty when no run needs one.
     """
     needed = sorted({run.seed for run in runs if run.bias_run is not None})
     if not needed:
         return []
     method = bias_discovery_method()
-    planned = {run.seed: run for run in runs if run.method == method}
+    planned = {run.seed: run for run in runs if run.method == method and not run.point}
     missing = [seed for seed in needed if seed not in planned]
     if missing:
         extra = plan_runs(dataset, [method], missing, out_dir, replace(settings, probe_groups=()))
@@ -488,6 +763,9 @@ def compare(
     out_dir: str | Path,
     settings: RunSettings = RunSettings(),
     *,
+    grid: Sequence[GridAxis] = (),
+    select: str = "auto",
+    reference: str = DEFAULT_REFERENCE,
     report: bool = True,
     progress: Progress = _stderr_line,
 ) -> list[dict[str, Any]]:
@@ -504,22 +782,47 @@ def compare(
         seeds: one run per seed and method.
         out_dir: the comparison folder (see the module docstring for its layout).
         settings: what every run shares (:class:`RunSettings`).
+        grid: hyper-parameter axes (:func:`debiascl.grid.parse_grid`); every point x seed is
+            evaluated on val and test, and each method is reported at the point ``select``
+            picks on val.
+        select: a :data:`SELECT_RULES` entry.
+        reference: the method the others are compared with, paired by seed (skipped, with a
+            note in summary.md, when it is not among ``methods``).
         report: write each run's plots (t-SNE, training curves, WCL's weight analyses).
         progress: receives the progress lines (default: stderr).
 
     Returns:
-        The table rows (:func:`results_rows`), in the order methods x seeds.
+        The rows of ``results.csv`` (:func:`results_rows`), in the order methods x seeds; in a
+        grid (:func:`grid_rows`) methods x points x seeds, test then val.
     """
-    runs = plan_runs(dataset, methods, seeds, out_dir, settings)
+    if select not in SELECT_RULES:
+        raise DebiasclError(f"select '{select}': expected one of {', '.join(SELECT_RULES)}")
+    if select == "discovered_worst_group" and "discovered" not in settings.probe_groups:
+        raise DebiasclError(
+            "select discovered_worst_group: the discovered groups come from the bias discovery "
+            "of the discovered-groups probe; add --probe-groups discovered"
+        )
+    runs = plan_runs(dataset, methods, seeds, out_dir, settings, grid)
+    if select == "discovered_worst_group":
+        unscored = sorted(
+            {run.method for run in runs if run.point and not planned_probe_groups(run)}
+        )
+        if unscored:
+            raise DebiasclError(
+                f"select discovered_worst_group: supervised method(s) {', '.join(unscored)} get "
+                "no bias discovery to select their grid point by; give the grid axes a METHOD: "
+                "prefix that leaves them out, or choose another --select"
+            )
     helpers = bias_runs(dataset, runs, out_dir, settings)
     ordered = helpers + [run for run in runs if run not in helpers]
     out_dir = Path(out_dir)
     _make_out_dir(out_dir)
     started = time.perf_counter()
-    results_of: dict[Path, dict[str, Any]] = {}
+    results_of: dict[Path, dict[str, dict[str, Any]]] = {}
     busy = []
     for number, run in enumerate(ordered, start=1):
-        prefix = f"[{number}/{len(ordered)}] {run.method} seed {run.seed}"
+        point = f" {point_name(run.point)}" if run.point else ""
+        prefix = f"[{number}/{len(ordered)}] {run.method}{point} seed {run.seed}"
         run_started = time.perf_counter()
         try:
             with hold_run_dir(run.run_dir):
@@ -535,26 +838,71 @@ def compare(
             f"{prefix}: finished in {_duration(now - run_started)} "
             f"(elapsed {_duration(now - started)})"
         )
-    rows = [
-        row
-        for run in runs
-        if run.run_dir in results_of
-        for row in results_rows(results_of[run.run_dir])
-    ]
-    if rows:
-        write_tables(rows, out_dir)
-        plot_tradeoff(rows, out_dir / PLOT_NAME, title=f"{dataset}: mean ± stderr over seeds")
-        if settings.probe_groups:
-            write_text_atomic(out_dir / PROBES_TABLE, probes_table(rows))
+    rows, summary_rows = _write_comparison(
+        dataset, runs, results_of, out_dir, grid, select, reference, bool(settings.probe_groups)
+    )
     if busy:
         done = len(results_of) - len(helpers)
-        tables = f"the tables hold the other {done}" if rows else "no tables were written"
+        tables = f"the tables hold the other {done}" if summary_rows else "no tables were written"
         raise DebiasclError(
             f"{len(busy)} of {len(ordered)} runs were skipped because another process holds "
             f"them: {'; '.join(busy)}; {tables}. Rerun the same command when that process has "
             "finished"
         )
     return rows
+
+
+def _write_comparison(
+    dataset: str,
+    runs: list[PlannedRun],
+    results_of: dict[Path, dict[str, dict[str, Any]]],
+    out_dir: Path,
+    grid: Sequence[GridAxis],
+    select: str,
+    reference: str,
+    probes: bool,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Write the tables, paired differences, plot and probes table of the finished ``runs``.
+
+    Returns:
+        (the rows of results.csv, the rows summarised: the test rows of the reported points).
+    """
+    done = [run for run in runs if run.run_dir in results_of]
+    if not done:
+        return [], []
+    sections = []
+    reported = done
+    if grid:
+        val_of = {run.run_dir: results_of[run.run_dir]["val"] for run in done}
+        selections = select_points(done, val_of, select)
+        reported = [run for run in done if point_name(run.point) == selections[run.method].point]
+        sections.append(selection_table(selections, select))
+        rows = [
+            row
+            for run in done
+            for split in run.splits
+            for row in grid_rows(run, results_of[run.run_dir][split])
+        ]
+        summary_rows = [
+            row for run in reported for row in grid_rows(run, results_of[run.run_dir]["test"])
+        ]
+    else:
+        rows = [row for run in done for row in results_rows(results_of[run.run_dir]["test"])]
+        summary_rows = rows
+    paired, notes = paired_differences(
+        {(run.method, run.seed): results_of[run.run_dir]["test"] for run in reported}, reference
+    )
+    sections.append(paired_table(paired, notes))
+    write_tables(rows, out_dir, summary_rows, notes="\n".join(sections))
+    if paired:
+        write_rows(paired, out_dir / PAIRED_STEM, paired_table(paired, notes))
+    else:  # no stale differences of an earlier comparison in this folder
+        for suffix in (".md", ".csv", ".json"):
+            remove_path(out_dir / f"{PAIRED_STEM}{suffix}")
+    plot_tradeoff(summary_rows, out_dir / PLOT_NAME, title=f"{dataset}: mean ± stderr over seeds")
+    if probes:
+        write_text_atomic(out_dir / PROBES_TABLE, probes_table(summary_rows))
+    return rows, summary_rows
 
 
 def _make_out_dir(out_dir: Path) -> None:

@@ -2,10 +2,12 @@
 
 Representations h = f(x) of the chosen encoder are extracted ONCE per split (no augmentation,
 eval mode) and frozen; the linear probe and the kNN classifier are trained on the train split's
-features and scored on the test split with :func:`debiascl.metrics.group_metrics`. Supervised
-methods (``method.supervised``) are additionally scored on their own classifier's predictions,
-which is their main result. Every number in ``results.json`` carries a protocol label, so a
-linear evaluation is never confused with the trainer's online kNN monitor.
+features and scored on the test split (or, with ``split="val"``, on the val split, e.g. for
+model selection or to report on val as the WCL paper does) with
+:func:`debiascl.metrics.group_metrics`. Supervised methods (``method.supervised``) are
+additionally scored on their own classifier's predictions, which is their main result. Every
+number in ``results.json`` carries a protocol label, so a linear evaluation is never confused
+with the trainer's online kNN monitor.
 
 Probe protocols:
     - ``fast`` (default): features standardised with the train split's mean and std, a linear
@@ -40,7 +42,7 @@ from debiascl.discovery import SplitDiscovery, balanced_weights, group_ids, read
 from debiascl.errors import DebiasclError
 from debiascl.features import extract_features, knn_predict, predict_classes
 from debiascl.metrics import group_counts, group_metrics
-from debiascl.rundir import check_finished, final_step, results_filename
+from debiascl.rundir import EVAL_SPLITS, check_finished, final_step, results_filename
 
 PROBE_PROTOCOLS = ("fast", "authors")
 FAST_WEIGHT_DECAYS = (1e-5, 1e-4, 1e-3, 1e-2)
@@ -373,8 +375,9 @@ def evaluate_run(
     probe: str | None = None,
     batch_size: int = 512,
     probe_groups: Sequence[str] = (),
+    split: str = "test",
 ) -> dict[str, Any]:
-    """Evaluate a finished run and write ``results.json`` into it.
+    """Evaluate a finished run on ``split`` and write its results file into it.
 
     Args:
         run_dir: a run directory written by :func:`debiascl.train.train`.
@@ -387,17 +390,25 @@ def evaluate_run(
             (:func:`debiascl.discovery.balanced_weights`) and, for "fast", picks the L2 strength
             by the worst val accuracy over the same kind of groups. "discovered" needs a
             discovery in the run directory (:func:`debiascl.discover.discover_run`).
+        split: the split scored, "test" or "val". The probes still train on train and pick
+            their L2 strength on val either way. On val with the discovered groups, every
+            evaluation's metrics also hold ``discovered_worst_group``: its worst accuracy over
+            the discovered groups of val (a selection score that uses no bias label).
 
     Returns:
-        The results dict (also written to ``results.json``, or ``results_<encoder>.json`` for a
-        non-product encoder): run labels, ``encoder``, ``probe_protocol`` ("fast" or
+        The results dict (also written to :func:`debiascl.rundir.results_filename`:
+        ``results.json`` on test, ``results_val.json`` on val, ``results_<encoder>[_val].json``
+        for a non-product encoder): run labels, ``split``, ``encoder``, ``probe_protocol``
+        ("fast" or
         "authors"), ``probe`` and ``knn`` (and ``classifier`` for supervised methods, and
         ``probe_<kind>`` for each of ``probe_groups``) each with a ``protocol`` label and the
         :func:`group_metrics` dict, ``main`` naming the headline evaluation and, with the
         discovered groups, ``discovery`` (the discovery's settings and quality).
     """
+    if split not in EVAL_SPLITS:
+        raise DebiasclError(f"split '{split}': expected one of {', '.join(EVAL_SPLITS)}")
     run = load_run(run_dir, device)
-    config, method, test = run.config, run.method, run.splits["test"]
+    config, method, scored = run.config, run.method, run.splits[split]
     key = run.encoder_key(encoder)
     protocol = config.eval.probe if probe is None else probe
     features = {
@@ -407,18 +418,32 @@ def evaluate_run(
         for split, dataset in run.splits.items()
         if split != "val" or len(dataset) > 0  # val only chooses the probe's L2 strength
     }
+    if split not in features or len(features[split][1]) == 0:
+        raise DebiasclError(
+            f"data set '{config.data.name}' has no labelled {split} samples to evaluate on"
+        )
     train_h, train_y, train_a, _ = features["train"]
-    test_h, test_y, test_a, _ = features["test"]
+    scored_h, scored_y, scored_a, _ = features[split]
     counts = (
-        group_counts(train_y, train_a, test.num_classes, test.num_attributes)
-        if test.num_attributes > 0
+        group_counts(train_y, train_a, scored.num_classes, scored.num_attributes)
+        if scored.num_attributes > 0
+        else None
+    )
+    discovery = read_discovery(run.run_dir) if "discovered" in probe_groups else None
+    selection_groups = (
+        probe_groups_of("discovered", run, features, discovery[0])["val"]
+        if split == "val" and discovery is not None
         else None
     )
 
     def score(predictions: torch.Tensor) -> dict[str, Any]:
-        return group_metrics(
-            test_y, predictions, test_a, test.num_classes, test.num_attributes, counts
+        metrics = group_metrics(
+            scored_y, predictions, scored_a, scored.num_classes, scored.num_attributes, counts
         )
+        if selection_groups is not None:
+            correct = predictions.cpu() == scored_y.cpu()
+            metrics["discovered_worst_group"] = _selection_accuracy(correct, selection_groups)
+        return metrics
 
     def fit(
         weights: torch.Tensor | None = None, val_groups: torch.Tensor | None = None
@@ -426,7 +451,7 @@ def evaluate_run(
         return fit_linear_probe(
             train_h,
             train_y,
-            test.num_classes,
+            scored.num_classes,
             protocol,
             val_features=features["val"][0] if "val" in features else None,
             val_y=features["val"][1] if "val" in features else None,
@@ -448,26 +473,26 @@ def evaluate_run(
         "supervised": bool(method.supervised),
         "encoder": key,
         "seed": config.train.seed,
+        "split": split,
         "train_step": final_step(run.run_dir),
         "num_samples": {split: len(dataset) for split, dataset in run.splits.items()},
-        "class_names": list(test.class_names),
-        "attribute_names": list(test.attribute_names),
+        "class_names": list(scored.class_names),
+        "attribute_names": list(scored.attribute_names),
         "train_group_counts": None if counts is None else counts.tolist(),
         "probe_protocol": protocol,
         "probe": {
             "protocol": f"linear probe ({protocol}) on frozen E_{key} features",
             "weight_decay": fitted.weight_decay,
-            "metrics": score(fitted.predict(test_h)),
+            "metrics": score(fitted.predict(scored_h)),
         },
         "knn": {
             "protocol": f"weighted kNN (k={k}, t={temperature}) on frozen E_{key} features",
             "metrics": score(
-                knn_predict(train_h, train_y, test_h, test.num_classes, k, temperature)
+                knn_predict(train_h, train_y, scored_h, scored.num_classes, k, temperature)
             ),
         },
         "main": "probe",
     }
-    discovery = read_discovery(run.run_dir) if "discovered" in probe_groups else None
     for kind in probe_groups:
         groups = probe_groups_of(kind, run, features, None if discovery is None else discovery[0])
         balanced = fit(balanced_weights(groups["train"]), groups.get("val"))
@@ -477,18 +502,18 @@ def evaluate_run(
             "uses_bias_labels": kind == "true",
             "num_groups": int(groups["train"].unique().numel()),
             "weight_decay": balanced.weight_decay,
-            "metrics": score(balanced.predict(test_h)),
+            "metrics": score(balanced.predict(scored_h)),
         }
         if kind == "discovered":
             results["discovery"] = discovery[1]
     if method.supervised:
-        predictions = predict_classes(method, test, run.prepare, device, batch_size)
+        predictions = predict_classes(method, scored, run.prepare, device, batch_size)
         results["classifier"] = {
             "protocol": f"the supervised method's own classifier ({method.name})",
             "metrics": score(predictions),
         }
         results["main"] = "classifier"
-    path = run.run_dir / results_filename(key, method.product_encoder)
+    path = run.run_dir / results_filename(key, method.product_encoder, split)
     results["results_file"] = str(path)
     write_json(path, results)
     return results
@@ -509,7 +534,8 @@ def format_results(results: dict[str, Any]) -> str:
     """A readable text table of the summary metrics (percent) of each evaluation in ``results``."""
     columns = [key for key in evaluation_keys(results) if key != "main"]
     header = (
-        f"{results['method']} on {results['dataset']} (seed {results['seed']}, "
+        f"{results['method']} on {results['dataset']} {results.get('split', 'test')} split "
+        f"(seed {results['seed']}, "
         f"encoder E_{results['encoder']}); main result: {results['main']}"
     )
     lines = [header]
@@ -533,5 +559,6 @@ def format_results(results: dict[str, Any]) -> str:
             )
         )
     if main.get("absent_groups"):
-        lines.append(f"absent groups (no test sample): {', '.join(main['absent_groups'])}")
+        split = results.get("split", "test")
+        lines.append(f"absent groups (no {split} sample): {', '.join(main['absent_groups'])}")
     return "\n".join(lines)

@@ -8,7 +8,8 @@ A run directory (``debiascl train --out RUN_DIR``) holds:
   (:mod:`debiascl.metrics_log`);
 - ``train_done``: written last by training, holding the final step;
 - ``stage1/`` and ``error_set.json``: JTT's stage-1 ERM run and error set (:mod:`debiascl.jtt`);
-- ``results.json`` / ``results_<encoder>.json``: evaluations (:mod:`debiascl.evaluate`);
+- ``results.json`` / ``results_<encoder>.json``: evaluations on test, ``results_val.json`` /
+  ``results_<encoder>_val.json`` on val (:mod:`debiascl.evaluate`);
 - ``discovered.csv`` and ``discovery.json``: a bias discovery (:mod:`debiascl.discover`);
 - ``done``: ``compare``'s marker of a trained and evaluated run, naming its results file;
 - ``.lock``: the lock a process holds while it trains into (or compares) the run.
@@ -112,9 +113,21 @@ def done_marker_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / DONE_MARKER
 
 
-def results_filename(encoder: str, product_encoder: str) -> str:
-    """``results.json`` for the method's product encoder, ``results_<encoder>.json`` otherwise."""
-    return "results.json" if encoder == product_encoder else f"results_{encoder}.json"
+EVAL_SPLITS = ("test", "val")
+"""The splits an evaluation scores (test: the reported numbers; val: model selection)."""
+
+
+def results_filename(encoder: str, product_encoder: str, split: str = "test") -> str:
+    """The results file of an evaluation of ``encoder`` on ``split``.
+
+    ``results.json`` for the method's product encoder on test, ``results_<encoder>.json`` for
+    another encoder; a val evaluation adds ``_val``: ``results_val.json``,
+    ``results_<encoder>_val.json``.
+    """
+    if split not in EVAL_SPLITS:
+        raise DebiasclError(f"split '{split}': expected one of {', '.join(EVAL_SPLITS)}")
+    stem = "results" if encoder == product_encoder else f"results_{encoder}"
+    return f"{stem}.json" if split == "test" else f"{stem}_{split}.json"
 
 
 def discovery_paths(run_dir: str | Path) -> tuple[Path, Path]:

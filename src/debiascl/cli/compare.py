@@ -18,15 +18,19 @@ from debiascl.cli.options import (
     add_settings_options,
 )
 from debiascl.compare import (
+    DEFAULT_REFERENCE,
+    PAIRED_STEM,
     PLOT_NAME,
     PROBES_TABLE,
     RESULTS_STEM,
     RUNS_DIR,
+    SELECT_RULES,
     SUMMARY_STEM,
     RunSettings,
     compare,
 )
 from debiascl.errors import DebiasclError
+from debiascl.grid import parse_grid
 from debiascl.methods import self_supervised_methods, supervised_methods
 
 DEMO: dict[str, Any] = {
@@ -64,13 +68,30 @@ def _names(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def _seeds(text: str) -> list[int]:
-    try:
-        return [int(part) for part in _names(text)]
-    except ValueError:
-        raise DebiasclError(
-            f"--seeds: expected comma-separated integers such as 0,1,2, got '{text}'"
-        ) from None
+def parse_seeds(text: str) -> list[int]:
+    """``--seeds``: comma-separated seeds and inclusive ranges, e.g. ``0,2,5-7`` -> 0, 2, 5, 6, 7.
+
+    Raises:
+        DebiasclError: a part that is neither an integer nor a range ``A-B`` of integers, or a
+            range whose end is below its start.
+    """
+    seeds: list[int] = []
+    for part in _names(text):
+        start, dash, end = part.partition("-")
+        try:
+            first = int(start)
+            last = int(end) if dash else first
+        except ValueError:
+            raise DebiasclError(
+                f"--seeds: expected comma-separated integers or ranges such as 0,2,5-7, got "
+                f"'{part}' in '{text}'"
+            ) from None
+        if last < first:
+            raise DebiasclError(
+                f"--seeds: range '{part}' ends before it starts; write it as {last}-{first}"
+            )
+        seeds.extend(range(first, last + 1))
+    return seeds
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -85,6 +106,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
         epilog="example: debiascl compare --dataset biased-fmnist-binary "
         "--methods simclr,dcl,hcl,triplet,wcl --seeds 0,1,2 --out cmp-fmnist\n"
+        "grid:    debiascl compare --dataset biased-fmnist-binary --methods simclr,dcl,wcl "
+        "--seeds 0-4 --grid method.tau_plus=0.05,0.1 --grid wcl:optim.lr=1e-3,1e-2 "
+        "--out grid-fmnist\n"
         "A rerun of the same command skips finished runs and resumes interrupted ones.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -97,7 +121,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"{', '.join(supervised_methods())})",
     )
     compare.add_argument(
-        "--seeds", default="0,1,2", metavar="S1,S2,...", help="comma-separated (default: 0,1,2)"
+        "--seeds",
+        default="0,1,2",
+        metavar="S1,S2-S3,...",
+        help="comma-separated seeds and inclusive ranges, e.g. 0-9 or 0,2,5-7 (default: 0,1,2)",
     )
     compare.add_argument("--out", required=True, metavar="DIR", help="comparison folder")
     add_settings_options(compare)
@@ -106,6 +133,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--probe", choices=("fast", "authors"), help="linear probe protocol (default: fast)"
     )
     add_probe_groups_option(compare)
+    compare.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="[METHOD:]KEY=V1,V2,...",
+        help="try these values of a setting (repeatable; axes multiply): for every method that "
+        "has it (method.* keys: the method's own settings) or, with METHOD:, for that method "
+        "only; each point x seed is evaluated on val and test, and each method is reported on "
+        "test at the point --select picks on val",
+    )
+    compare.add_argument(
+        "--select",
+        choices=SELECT_RULES,
+        default="auto",
+        help="the val metric (mean over seeds) that picks each method's grid point: auto "
+        "(worst_group where val has bias labels, else accuracy), worst_group, accuracy, "
+        "worst_class or discovered_worst_group (worst accuracy over the groups discovered on "
+        "val, no bias label used; needs --probe-groups discovered); default: auto",
+    )
+    compare.add_argument(
+        "--reference",
+        default=DEFAULT_REFERENCE,
+        metavar="METHOD",
+        help="summary.md and paired.csv give each method's mean paired difference to this one "
+        f"over seeds, with a 95%% Student-t interval (default: {DEFAULT_REFERENCE})",
+    )
     compare.add_argument(
         "--no-plots", action="store_true", help="skip each run's t-SNE and weight plots"
     )
@@ -134,7 +187,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.set_defaults(func=run_demo)
 
 
-def _summarise(out_dir: Path, seconds: float, plots: bool, probe_groups: bool) -> None:
+def _summarise(
+    out_dir: Path, seconds: float, plots: bool, probe_groups: bool, grid: bool = False
+) -> None:
     table = PROBES_TABLE if probe_groups else f"{SUMMARY_STEM}.md"
     print((out_dir / table).read_text())
     print(f"finished in {seconds:.0f} s")
@@ -142,8 +197,10 @@ def _summarise(out_dir: Path, seconds: float, plots: bool, probe_groups: bool) -
     print(f"every run's metrics: {out_dir / f'{RESULTS_STEM}.csv'} (and .md, .json)")
     if probe_groups:
         print(f"probes side by side: {out_dir / PROBES_TABLE}")
+    if (out_dir / f"{PAIRED_STEM}.csv").is_file():
+        print(f"paired differences:  {out_dir / f'{PAIRED_STEM}.csv'} (and .md, .json)")
     print(f"average vs worst-group plot: {out_dir / PLOT_NAME}")
-    runs = out_dir / RUNS_DIR / "<method>" / "seed<k>"
+    runs = out_dir / RUNS_DIR / "<method>" / ("<point>/seed<k>" if grid else "seed<k>")
     what = (
         "results.json, t-SNE, training curves, WCL's easy/hard negatives"
         if plots
@@ -158,7 +215,7 @@ def run_compare(args: argparse.Namespace) -> int:
     compare(
         args.dataset,
         _names(args.methods),
-        _seeds(args.seeds),
+        parse_seeds(args.seeds),
         args.out,
         RunSettings(
             preset=args.preset,
@@ -171,6 +228,9 @@ def run_compare(args: argparse.Namespace) -> int:
             probe=args.probe,
             probe_groups=args.probe_groups,
         ),
+        grid=[parse_grid(text) for text in args.grid],
+        select=args.select,
+        reference=args.reference,
         report=not args.no_plots,
     )
     _summarise(
@@ -178,6 +238,7 @@ def run_compare(args: argparse.Namespace) -> int:
         time.perf_counter() - started,
         plots=not args.no_plots,
         probe_groups=bool(args.probe_groups),
+        grid=bool(args.grid),
     )
     return 0
 

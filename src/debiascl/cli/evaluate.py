@@ -3,6 +3,8 @@
 Extracts the frozen representations of E_d (or E_b with ``--encoder b``, the paper's biased
 baseline), fits a linear probe and a weighted kNN classifier, scores them on the test split
 (and a supervised method's own classifier), writes results.json and the plots into RUN_DIR.
+``--split val`` scores the val split instead and writes results_val.json (the probes still train
+on train and pick their L2 strength on val).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from debiascl.discover import ensure_discovery
 from debiascl.distributed import resolve_device
 from debiascl.evaluate import evaluate_run, format_results
 from debiascl.report import write_report
+from debiascl.rundir import EVAL_SPLITS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="examples:\n  debiascl eval runs/wcl --probe authors\n"
         "  debiascl eval runs/wcl --probe-groups discovered,true\n"
         "  debiascl eval runs/simclr --probe-groups discovered --bias-run runs/triplet\n"
+        "  debiascl eval runs/wcl --split val   (writes results_val.json)\n"
         "--probe-groups discovered reuses RUN_DIR's discovery (debiascl discover) or, without\n"
         "one or with --bias-run/--k/--threshold, discovers first.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -40,6 +44,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--probe",
         choices=("fast", "authors"),
         help="linear probe protocol (default: the run's eval.probe)",
+    )
+    parser.add_argument(
+        "--split",
+        choices=EVAL_SPLITS,
+        default="test",
+        help="the split scored (default: test; val writes a separate results_val.json)",
     )
     add_probe_groups_option(parser)
     add_discovery_options(parser)
@@ -60,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         device=device,
         probe=args.probe,
         probe_groups=args.probe_groups,
+        split=args.split,
     )
     print(format_results(results))
     print(f"\nresults: {results['results_file']}")

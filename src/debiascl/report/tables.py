@@ -85,6 +85,8 @@ def write_tables(
     out_dir: str | Path,
     group_by: Sequence[str] = ("method",),
     rows_stem: str = "runs",
+    summary_rows: list[dict[str, Any]] | None = None,
+    notes: str = "",
 ) -> list[Path]:
     """Per-run rows and their mean ± standard error over seeds, as Markdown, CSV and JSON.
 
@@ -101,6 +103,9 @@ def write_tables(
             first stays readable however many groups the data has.
         group_by: keys identifying a group of runs (seeds are averaged within a group).
         rows_stem: file name stem of the per-run tables.
+        summary_rows: the rows averaged into the summary (default: ``rows``), e.g. only the
+            test rows of the grid points a comparison selected.
+        notes: Markdown appended to ``summary.md`` (further sections).
 
     Returns:
         The six paths written.
@@ -110,6 +115,7 @@ def write_tables(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = write_rows(rows, out_dir / rows_stem)
+    rows = rows if summary_rows is None else summary_rows
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault(tuple(row.get(key) for key in group_by), []).append(row)
@@ -149,4 +155,6 @@ def write_tables(
         ]
         markdown += "\nPer-class and per-group accuracy (%), mean ± standard error over runs.\n\n"
         markdown += markdown_table(transposed)
+    if notes:
+        markdown += "\n" + notes
     return paths + write_rows(summary, out_dir / "summary", markdown)
