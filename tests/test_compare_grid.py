@@ -13,9 +13,10 @@ from fakes import DATASET, FakePipeline
 
 from debiascl.cli import main
 from debiascl.cli.compare import parse_seeds
-from debiascl.compare import RunSettings, compare, plan_runs, run_dir_for, selection_metric
+from debiascl.compare import RunSettings, compare, plan_runs, run_dir_for
 from debiascl.errors import DebiasclError
 from debiascl.grid import parse_grid
+from debiascl.selection import selection_metric
 
 LOW, HIGH = "method.temperature=0.2", "method.temperature=0.5"
 TEMPERATURE = parse_grid("method.temperature=0.2,0.5")

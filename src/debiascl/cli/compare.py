@@ -24,7 +24,6 @@ from debiascl.compare import (
     PROBES_TABLE,
     RESULTS_STEM,
     RUNS_DIR,
-    SELECT_RULES,
     SUMMARY_STEM,
     RunSettings,
     compare,
@@ -32,6 +31,7 @@ from debiascl.compare import (
 from debiascl.errors import DebiasclError
 from debiascl.grid import parse_grid
 from debiascl.methods import self_supervised_methods, supervised_methods
+from debiascl.selection import SELECT_RULES
 
 DEMO: dict[str, Any] = {
     "dataset": "biased-digits-binary",

@@ -1,0 +1,191 @@
+"""Choosing and judging in a comparison: the grid point each method is reported at, and paired
+differences to a reference method over seeds.
+
+Both read evaluation results dicts (:func:`debiascl.evaluate.evaluate_run`): the selection the
+val results of every grid point x seed, the paired differences the test results of the reported
+points.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from debiascl.errors import DebiasclError
+from debiascl.grid import select_point
+from debiascl.report.tables import markdown_table
+from debiascl.stats import paired_difference
+
+SELECT_RULES = ("auto", "worst_group", "accuracy", "worst_class", "discovered_worst_group")
+"""``--select``: the val metric of each run's main evaluation that picks a method's grid point."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The grid point a method is reported at.
+
+    Attributes:
+        point: the point's name (:func:`debiascl.grid.point_name`).
+        metric: the val metric of the main evaluation that chose it.
+        score: its mean over the point's seeds (None where no val result holds it).
+        points: the number of points in the method's grid.
+    """
+
+    point: str
+    metric: str
+    score: float | None
+    points: int
+
+
+def _main_metric(results: dict[str, Any], metric: str) -> float | None:
+    """``metric`` of a results dict's main evaluation (None when it does not have it)."""
+    value = results[results["main"]]["metrics"].get(metric)
+    return None if value is None else float(value)
+
+
+def selection_metric(rule: str, val_results: Sequence[dict[str, Any]]) -> str:
+    """The val metric a :data:`SELECT_RULES` rule stands for: ``auto`` is worst_group when the
+    val results have group metrics (the val split has bias labels), else accuracy."""
+    if rule != "auto":
+        return rule
+    grouped = any(_main_metric(results, "worst_group") is not None for results in val_results)
+    return "worst_group" if grouped else "accuracy"
+
+
+def select_points(
+    val_runs: Sequence[tuple[str, str, dict[str, Any] | None]], rule: str
+) -> dict[str, Selection]:
+    """Per method, the grid point with the best mean val score over its seeds.
+
+    Args:
+        val_runs: (method, point name, its val results or None) of every run of the comparison
+            (every method x point x seed).
+        rule: a :data:`SELECT_RULES` entry.
+
+    Returns:
+        method -> :class:`Selection` (a method with one point keeps it, scored or not).
+
+    Raises:
+        DebiasclError: a method with several points none of whose val results has the metric.
+    """
+    metric = selection_metric(rule, [results for *_, results in val_runs if results is not None])
+    selections = {}
+    for method in dict.fromkeys(method for method, *_ in val_runs):
+        scores: dict[str, list[float]] = {}
+        for run_method, point, results in val_runs:
+            if run_method == method:
+                values = scores.setdefault(point, [])
+                value = None if results is None else _main_metric(results, metric)
+                values += [] if value is None else [value]
+        if len(scores) == 1:
+            chosen = next(iter(scores))
+        elif not any(scores.values()):
+            raise DebiasclError(
+                f"select {rule}: no val result of method '{method}' has {metric}; choose "
+                "another --select"
+            )
+        else:
+            chosen = select_point(scores)
+        values = scores[chosen]
+        mean = sum(values) / len(values) if values else None
+        selections[method] = Selection(chosen, metric, mean, len(scores))
+    return selections
+
+
+def selection_table(selections: dict[str, Selection], rule: str) -> str:
+    """Markdown: the grid point each method is reported at and its mean val score."""
+    metric = next(iter(selections.values())).metric
+    rows = [
+        {
+            "method": method,
+            "reported point": selection.point,
+            "points in grid": selection.points,
+            f"val {metric} (mean, %)": "-"
+            if selection.score is None
+            else f"{100 * selection.score:.2f}",
+        }
+        for method, selection in selections.items()
+    ]
+    return (
+        f"Grid points reported on test: per method the point with the highest mean over seeds "
+        f"of the main evaluation's val {metric} (--select {rule}).\n\n" + markdown_table(rows)
+    )
+
+
+def paired_differences(
+    test_of: dict[tuple[str, int], dict[str, Any]], reference: str
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Each method's mean paired difference to ``reference`` over their common seeds, on test.
+
+    The metrics are accuracy and worst-group accuracy of the main evaluation (worst-class where
+    the data has no bias labels); each difference has its 95% Student-t confidence interval
+    (:func:`debiascl.stats.paired_difference`).
+
+    Args:
+        test_of: (method, seed) -> the test results of the point the method is reported at.
+        reference: the reference method.
+
+    Returns:
+        (rows, notes): one row per method and metric (method, reference, metric, seeds, mean,
+        low, high, confidence, detectable, text: the difference in percentage points with its
+        interval, or "no detectable difference"); one-line notes for what was skipped (a missing
+        reference, a method with fewer than 2 seeds in common with it).
+    """
+    metrics_of: dict[str, dict[int, dict[str, Any]]] = {}
+    for (method, seed), results in test_of.items():
+        metrics_of.setdefault(method, {})[seed] = results[results["main"]]["metrics"]
+    if reference not in metrics_of:
+        return [], [f"No paired differences: the reference method '{reference}' is not compared."]
+    grouped = all("worst_group" in m for seeds in metrics_of.values() for m in seeds.values())
+    metrics = ("accuracy", "worst_group" if grouped else "worst_class")
+    base = metrics_of[reference]
+    rows, notes = [], []
+    for method, by_seed in metrics_of.items():
+        common = sorted(set(by_seed) & set(base))
+        if method == reference:
+            continue
+        if len(common) < 2:
+            notes.append(
+                f"No paired difference for {method}: {len(common)} seed(s) in common with "
+                f"{reference}, 2 needed."
+            )
+            continue
+        for metric in metrics:
+            difference = paired_difference(
+                {seed: by_seed[seed][metric] for seed in common},
+                {seed: base[seed][metric] for seed in common},
+            )
+            rows.append(
+                {
+                    "method": method,
+                    "reference": reference,
+                    "metric": metric,
+                    "seeds": difference.seeds,
+                    "mean": difference.mean,
+                    "low": difference.low,
+                    "high": difference.high,
+                    "confidence": difference.confidence,
+                    "detectable": difference.detectable,
+                    "text": difference.text(scale=100.0),
+                }
+            )
+    return rows, notes
+
+
+def paired_table(rows: list[dict[str, Any]], notes: list[str]) -> str:
+    """Markdown of :func:`paired_differences`: one row per method, one column per metric."""
+    text = ""
+    if rows:
+        reference = rows[0]["reference"]
+        text = (
+            f"Paired difference to {reference} on test over the seeds both have (percentage "
+            'points): mean [95% Student-t confidence interval]; "no detectable difference" '
+            "where the interval covers 0.\n\n"
+        )
+        table: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            line = table.setdefault(row["method"], {"method": row["method"], "seeds": row["seeds"]})
+            line[f"{row['metric']} - {reference}"] = row["text"]
+        text += markdown_table(list(table.values()))
+    return text + ("\n" if text and notes else "") + "".join(f"{note}\n" for note in notes)
