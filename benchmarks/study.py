@@ -1,0 +1,162 @@
+"""Tables and the bias-strength plot of docs/study.md, from the study's comparison folders.
+
+The study's runs are ordinary ``debiascl compare`` folders (the commands are in docs/study.md).
+This script reads their ``results.csv`` and prints the Markdown tables of the study, and draws
+the bias-strength curve:
+
+    python benchmarks/study.py --ablation STUDY/digits-binary \\
+        --curve 0.8=STUDY/rho-0.8 0.9=STUDY/rho-0.9 0.95=STUDY/digits-binary \\
+                0.99=STUDY/rho-0.99 0.995=STUDY/rho-0.995 --plot docs/study-rho.png
+
+``--ablation``: WCL's weight forms (the grid points of ``wcl:method.weight_form``) on test, with
+the val score that selects among them and the paired difference of each to SimCLR.
+``--curve``: worst-group accuracy of each method against rho (mean ± standard error over the
+seeds the folders share), for the plain linear probe and the probe balanced over the discovered
+groups.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from collections.abc import Iterable
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+from debiascl.metrics import mean_and_stderr
+from debiascl.report.tables import markdown_table
+from debiascl.stats import paired_difference
+
+PLAIN = "linear probe (fast)"
+DISCOVERED = "linear probe (fast), discovered groups (no bias labels)"
+EVALUATIONS = {"plain probe": PLAIN, "discovered-groups probe": DISCOVERED}
+CURVE_METHODS = ("simclr", "dcl", "wcl", "triplet")
+WCL_PAPER_POINTS = ("default", "method.weight_form=paper")
+
+
+def read_rows(folder: Path) -> list[dict[str, str]]:
+    """The rows of a comparison folder's results.csv."""
+    with (folder / "results.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def by_seed(
+    rows: Iterable[dict[str, str]],
+    method: str,
+    evaluation: str,
+    metric: str,
+    split: str = "test",
+    points: tuple[str, ...] = ("default",),
+) -> dict[int, float]:
+    """seed -> ``metric`` (in %) of one method, evaluation, split and grid point."""
+    return {
+        int(row["seed"]): 100 * float(row[metric])
+        for row in rows
+        if row["method"] == method
+        and row["evaluation"] == evaluation
+        and row.get("split", "test") == split
+        and row.get("point", "default") in points
+        and row.get(metric)
+    }
+
+
+def mean_text(values: Iterable[float]) -> str:
+    mean, stderr = mean_and_stderr(list(values))
+    return f"{mean:.2f} ± {stderr:.2f}"
+
+
+def ablation_table(folder: Path) -> str:
+    """Markdown: each WCL weight form on test (plain and discovered probes), its val score and
+    its paired worst-group difference to SimCLR (plain probe)."""
+    rows = read_rows(folder)
+    simclr = by_seed(rows, "simclr", PLAIN, "worst_group")
+    forms = sorted({row["point"] for row in rows if row["method"] == "wcl"})
+    table = []
+    for form in forms:
+        line = {"wcl point": form}
+        line["val worst group (selects)"] = mean_text(
+            by_seed(rows, "wcl", PLAIN, "worst_group", "val", (form,)).values()
+        )
+        for label, evaluation in EVALUATIONS.items():
+            for metric in ("worst_group", "accuracy"):
+                values = by_seed(rows, "wcl", evaluation, metric, points=(form,))
+                line[f"{metric}: {label}"] = mean_text(values.values())
+        plain = by_seed(rows, "wcl", PLAIN, "worst_group", points=(form,))
+        line["worst group - simclr (plain)"] = paired_difference(plain, simclr).text()
+        table.append(line)
+    return markdown_table(table)
+
+
+def curve(folders: dict[float, Path]) -> dict[str, dict[str, list[tuple[float, float, float]]]]:
+    """evaluation label -> method -> [(rho, mean, stderr)] of test worst-group accuracy (%)
+    over the seeds every folder has."""
+    rows_of = {rho: read_rows(folder) for rho, folder in folders.items()}
+    seeds = set.intersection(*({int(row["seed"]) for row in rows} for rows in rows_of.values()))
+    points = {}
+    for label, evaluation in EVALUATIONS.items():
+        points[label] = {}
+        for method in CURVE_METHODS:
+            line = []
+            for rho, rows in sorted(rows_of.items()):
+                wanted = WCL_PAPER_POINTS if method == "wcl" else ("default",)
+                values = by_seed(rows, method, evaluation, "worst_group", points=wanted)
+                mean, stderr = mean_and_stderr([values[seed] for seed in sorted(seeds)])
+                line.append((rho, mean, stderr))
+            points[label][method] = line
+    return points
+
+
+def curve_table(points: dict[str, dict[str, list[tuple[float, float, float]]]]) -> str:
+    """Markdown: one row per (rho, method), one column per evaluation."""
+    table = []
+    labels = list(points)
+    first = points[labels[0]]
+    for index, (rho, _, _) in enumerate(next(iter(first.values()))):
+        for method in first:
+            line = {"rho": rho, "method": method}
+            for label in labels:
+                _, mean, stderr = points[label][method][index]
+                line[f"worst group: {label}"] = f"{mean:.2f} ± {stderr:.2f}"
+            table.append(line)
+    return markdown_table(table)
+
+
+def plot_curve(points: dict[str, dict[str, list[tuple[float, float, float]]]], path: Path) -> None:
+    """One panel per evaluation: worst-group accuracy vs rho, one line per method."""
+    figure, axes = plt.subplots(1, len(points), figsize=(5 * len(points), 4), sharey=True)
+    for axis, (label, methods) in zip(axes, points.items(), strict=True):
+        for method, line in methods.items():
+            rhos, means, errors = zip(*line, strict=True)
+            axis.errorbar(rhos, means, yerr=errors, marker="o", capsize=3, label=method)
+        axis.set_title(label)
+        axis.set_xlabel("rho (fraction of bias-aligned training images)")
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("test worst-group accuracy (%)")
+    axes[0].legend()
+    figure.suptitle("biased-digits-binary: mean ± standard error over seeds")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ablation", type=Path, help="comparison folder with the wcl grid")
+    parser.add_argument("--curve", nargs="+", default=[], metavar="RHO=FOLDER")
+    parser.add_argument("--plot", type=Path, help="where the bias-strength plot goes")
+    args = parser.parse_args()
+    if args.ablation:
+        print(ablation_table(args.ablation), end="\n\n")
+    if args.curve:
+        pairs = (text.split("=", 1) for text in args.curve)
+        folders = {float(rho): Path(folder) for rho, folder in pairs}
+        points = curve(folders)
+        print(curve_table(points))
+        if args.plot:
+            plot_curve(points, args.plot)
+            print(f"\nplot: {args.plot}")
+
+
+if __name__ == "__main__":
+    main()
