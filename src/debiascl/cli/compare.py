@@ -50,7 +50,7 @@ training images bias-aligned), so the worst-group accuracy shows the bias clearl
 8 x 8 images, so they are kept at their native size (the preset upsamples them to 16 x 16, which
 costs about eight times more per epoch on a CPU). Every contrastive run is also scored with a
 linear probe balanced over the groups its bias encoder discovers (no bias label used) and one
-balanced over the true groups (the oracle). About 6-7 minutes on 2 CPU cores.
+balanced over the true groups (the oracle). About 4 minutes on 2 CPU cores.
 """
 
 QUICK_DEMO: dict[str, Any] = {
@@ -170,7 +170,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             f"Train and evaluate {', '.join(DEMO['methods'])} on {DEMO['dataset']} with "
             f"{len(DEMO['seeds'])} seeds and {DEMO['epochs']} epochs, print the table and say "
-            "where the report and plots are. About 6-7 minutes on 2 CPU cores."
+            "where the report and plots are. About 4 minutes on 2 CPU cores."
         ),
     )
     demo.add_argument(
