@@ -338,9 +338,9 @@ def finished_results(run: PlannedRun, split: str = "test") -> tuple[dict[str, An
     name = marker.read_text(errors="replace").strip()
     if not name or Path(name).name != name or not name.endswith(".json"):
         return None, f"its '{marker.name}' marker is empty or garbled"
+    planned_encoder = METHODS[run.method].product_encoder
     if split != "test":
-        encoder = METHODS[run.method].product_encoder
-        name = results_filename(encoder, encoder, split)
+        name = results_filename(planned_encoder, planned_encoder, split)
     try:
         results = json.loads((run.run_dir / name).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
@@ -349,7 +349,6 @@ def finished_results(run: PlannedRun, split: str = "test") -> tuple[dict[str, An
         return None, f"'{name}' holds a JSON {type(results).__name__}, not a results mapping"
     if results.get("split", "test") != split:
         return None, f"'{name}' holds {results.get('split')} results, planned {split}"
-    planned_encoder = METHODS[run.method].product_encoder
     planned_probe = run.config.eval.probe
     if results.get("encoder") != planned_encoder:
         return None, (
