@@ -87,7 +87,7 @@ def fake_metrics(value: float) -> dict[str, Any]:
 
 
 class FakePipeline:
-    """Stand-ins for train() and evaluate_run() that write what the real ones write.
+    """Stand-ins for train() and evaluate_splits() that write what the real ones write.
 
     ``values[(method, seed)]`` is the accuracy the fake evaluation reports for that run; in a
     grid, ``values[(method, point, seed, split)]`` (point: the point's name) comes first.
@@ -159,10 +159,15 @@ class FakePipeline:
         (run_dir / name).write_text(json.dumps(results))
         return results
 
+    def evaluate_splits(
+        self, run_dir: str | Path, splits: tuple[str, ...] = ("test",), **kwargs: Any
+    ) -> dict[str, dict[str, Any]]:
+        return {split: self.evaluate_run(run_dir, split=split, **kwargs) for split in splits}
+
     def install(self, monkeypatch: pytest.MonkeyPatch) -> FakePipeline:
-        """Put the stand-ins in place of debiascl.compare's train, evaluate_run, discover_run."""
+        """Put the stand-ins in place of debiascl.compare's train, evaluate_splits, discover_run."""
         monkeypatch.setattr(debiascl.compare, "train", self.train)
-        monkeypatch.setattr(debiascl.compare, "evaluate_run", self.evaluate_run)
+        monkeypatch.setattr(debiascl.compare, "evaluate_splits", self.evaluate_splits)
         monkeypatch.setattr(debiascl.compare, "discover_run", self.discover_run)
         return self
 

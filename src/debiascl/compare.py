@@ -3,7 +3,7 @@
 A comparison folder ``OUT`` holds:
 
 - ``runs/<method>/seed<k>/``: one run directory per (method, seed) (see :mod:`debiascl.train`),
-  with its ``results.json`` (:func:`debiascl.evaluate.evaluate_run`), its plots
+  with its ``results.json`` (:func:`debiascl.evaluate.evaluate_splits`), its plots
   (:func:`debiascl.report.write_report`) and a ``done`` marker naming its results file, written
   last and atomically;
 - ``results.{csv,md,json}``: one row per run with every metric of its *main* evaluation, including
@@ -67,7 +67,7 @@ from debiascl.data import list_datasets
 from debiascl.discover import BIAS_ENCODER, discover_run
 from debiascl.distributed import resolve_device
 from debiascl.errors import DebiasclError
-from debiascl.evaluate import PROBE_GROUPS, evaluate_run
+from debiascl.evaluate import PROBE_GROUPS, evaluate_splits
 from debiascl.grid import GridAxis, GridPoint, method_grid, point_name, point_sets
 from debiascl.methods import METHODS, bias_discovery_method
 from debiascl.metrics import mean_and_stderr
@@ -413,15 +413,14 @@ def execute_run(run: PlannedRun, report: bool, progress: Progress) -> dict[str, 
         source = "its own E_b" if run.bias_run is None else f"E_b of {run.bias_run}"
         progress(f"discovering the bias with {source}")
         discover_run(run.run_dir, bias_run=run.bias_run, device=device, plots=report)
-    for split in pending:
-        progress("evaluating" if split == "test" else f"evaluating on {split}")
-        results_of[split] = evaluate_run(
-            run.run_dir,
-            device=device,
-            probe=run.config.eval.probe,
-            probe_groups=probe_groups,
-            split=split,
-        )
+    progress("evaluating" if pending == ("test",) else f"evaluating on {', '.join(pending)}")
+    results_of |= evaluate_splits(
+        run.run_dir,
+        pending,
+        device=device,
+        probe=run.config.eval.probe,
+        probe_groups=probe_groups,
+    )
     if report and "test" in pending:
         progress("writing plots")
         write_report(run.run_dir, device=device)

@@ -25,9 +25,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -368,6 +370,25 @@ def probe_groups_of(
     return _discovered_groups(run.run_dir, discovered, features)
 
 
+def _split_metrics(
+    dataset: BiasedDataset,
+    y: torch.Tensor,
+    a: torch.Tensor,
+    train_counts: np.ndarray | None,
+    selection_groups: torch.Tensor | None,
+    predictions: torch.Tensor,
+) -> dict[str, Any]:
+    """:func:`group_metrics` of ``predictions`` (n,) against a split's labels y, a (n,), plus
+    ``discovered_worst_group`` over ``selection_groups`` (n,) when given."""
+    metrics = group_metrics(
+        y, predictions, a, dataset.num_classes, dataset.num_attributes, train_counts
+    )
+    if selection_groups is not None:
+        correct = predictions.cpu() == y.cpu()
+        metrics["discovered_worst_group"] = _selection_accuracy(correct, selection_groups)
+    return metrics
+
+
 def evaluate_run(
     run_dir: str | Path,
     encoder: str | None = None,
@@ -379,8 +400,33 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Evaluate a finished run on ``split`` and write its results file into it.
 
+    :func:`evaluate_splits` for one split: the arguments are the same, ``split`` one of
+    ``splits``; returns that split's results dict.
+    """
+    return evaluate_splits(run_dir, (split,), encoder, device, probe, batch_size, probe_groups)[
+        split
+    ]
+
+
+def evaluate_splits(
+    run_dir: str | Path,
+    splits: Sequence[str] = ("test",),
+    encoder: str | None = None,
+    device: str | torch.device = "cpu",
+    probe: str | None = None,
+    batch_size: int = 512,
+    probe_groups: Sequence[str] = (),
+) -> dict[str, dict[str, Any]]:
+    """Evaluate a finished run on each of ``splits`` and write their results files into it.
+
+    The run is loaded, its features extracted and its probes fitted once for all the splits.
+
     Args:
         run_dir: a run directory written by :func:`debiascl.train.train`.
+        splits: the splits scored, each "test" or "val". The probes train on train and pick
+            their L2 strength on val either way. On val with the discovered groups, every
+            evaluation's metrics also hold ``discovered_worst_group``: its worst accuracy over
+            the discovered groups of val (a selection score that uses no bias label).
         encoder: "d" or "b" (None: the method's product encoder, E_d for wcl).
         device: where to run the network and fit the probe.
         probe: "fast" or "authors" (None: ``config.eval.probe``).
@@ -390,25 +436,21 @@ def evaluate_run(
             (:func:`debiascl.discovery.balanced_weights`) and, for "fast", picks the L2 strength
             by the worst val accuracy over the same kind of groups. "discovered" needs a
             discovery in the run directory (:func:`debiascl.discover.discover_run`).
-        split: the split scored, "test" or "val". The probes still train on train and pick
-            their L2 strength on val either way. On val with the discovered groups, every
-            evaluation's metrics also hold ``discovered_worst_group``: its worst accuracy over
-            the discovered groups of val (a selection score that uses no bias label).
 
     Returns:
-        The results dict (also written to :func:`debiascl.rundir.results_filename`:
+        split -> its results dict (also written to :func:`debiascl.rundir.results_filename`:
         ``results.json`` on test, ``results_val.json`` on val, ``results_<encoder>[_val].json``
         for a non-product encoder): run labels, ``split``, ``encoder``, ``probe_protocol``
-        ("fast" or
-        "authors"), ``probe`` and ``knn`` (and ``classifier`` for supervised methods, and
-        ``probe_<kind>`` for each of ``probe_groups``) each with a ``protocol`` label and the
-        :func:`group_metrics` dict, ``main`` naming the headline evaluation and, with the
+        ("fast" or "authors"), ``probe`` and ``knn`` (and ``classifier`` for supervised methods,
+        and ``probe_<kind>`` for each of ``probe_groups``) each with a ``protocol`` label and
+        the :func:`group_metrics` dict, ``main`` naming the headline evaluation and, with the
         discovered groups, ``discovery`` (the discovery's settings and quality).
     """
-    if split not in EVAL_SPLITS:
-        raise DebiasclError(f"split '{split}': expected one of {', '.join(EVAL_SPLITS)}")
+    for split in splits:
+        if split not in EVAL_SPLITS:
+            raise DebiasclError(f"split '{split}': expected one of {', '.join(EVAL_SPLITS)}")
     run = load_run(run_dir, device)
-    config, method, scored = run.config, run.method, run.splits[split]
+    config, method = run.config, run.method
     key = run.encoder_key(encoder)
     protocol = config.eval.probe if probe is None else probe
     features = {
@@ -418,32 +460,19 @@ def evaluate_run(
         for split, dataset in run.splits.items()
         if split != "val" or len(dataset) > 0  # val only chooses the probe's L2 strength
     }
-    if split not in features or len(features[split][1]) == 0:
-        raise DebiasclError(
-            f"data set '{config.data.name}' has no labelled {split} samples to evaluate on"
-        )
+    for split in splits:
+        if split not in features or len(features[split][1]) == 0:
+            raise DebiasclError(
+                f"data set '{config.data.name}' has no labelled {split} samples to evaluate on"
+            )
     train_h, train_y, train_a, _ = features["train"]
-    scored_h, scored_y, scored_a, _ = features[split]
+    train_set = run.splits["train"]
     counts = (
-        group_counts(train_y, train_a, scored.num_classes, scored.num_attributes)
-        if scored.num_attributes > 0
+        group_counts(train_y, train_a, train_set.num_classes, train_set.num_attributes)
+        if train_set.num_attributes > 0
         else None
     )
     discovery = read_discovery(run.run_dir) if "discovered" in probe_groups else None
-    selection_groups = (
-        probe_groups_of("discovered", run, features, discovery[0])["val"]
-        if split == "val" and discovery is not None
-        else None
-    )
-
-    def score(predictions: torch.Tensor) -> dict[str, Any]:
-        metrics = group_metrics(
-            scored_y, predictions, scored_a, scored.num_classes, scored.num_attributes, counts
-        )
-        if selection_groups is not None:
-            correct = predictions.cpu() == scored_y.cpu()
-            metrics["discovered_worst_group"] = _selection_accuracy(correct, selection_groups)
-        return metrics
 
     def fit(
         weights: torch.Tensor | None = None, val_groups: torch.Tensor | None = None
@@ -451,7 +480,7 @@ def evaluate_run(
         return fit_linear_probe(
             train_h,
             train_y,
-            scored.num_classes,
+            train_set.num_classes,
             protocol,
             val_features=features["val"][0] if "val" in features else None,
             val_y=features["val"][1] if "val" in features else None,
@@ -465,58 +494,76 @@ def evaluate_run(
         )
 
     fitted = fit()
-    k, temperature = config.eval.knn_k, config.method.temperature
-    results: dict[str, Any] = {
-        "run_dir": str(run.run_dir),
-        "dataset": config.data.name,
-        "method": method.name,
-        "supervised": bool(method.supervised),
-        "encoder": key,
-        "seed": config.train.seed,
-        "split": split,
-        "train_step": final_step(run.run_dir),
-        "num_samples": {split: len(dataset) for split, dataset in run.splits.items()},
-        "class_names": list(scored.class_names),
-        "attribute_names": list(scored.attribute_names),
-        "train_group_counts": None if counts is None else counts.tolist(),
-        "probe_protocol": protocol,
-        "probe": {
-            "protocol": f"linear probe ({protocol}) on frozen E_{key} features",
-            "weight_decay": fitted.weight_decay,
-            "metrics": score(fitted.predict(scored_h)),
-        },
-        "knn": {
-            "protocol": f"weighted kNN (k={k}, t={temperature}) on frozen E_{key} features",
-            "metrics": score(
-                knn_predict(train_h, train_y, scored_h, scored.num_classes, k, temperature)
-            ),
-        },
-        "main": "probe",
-    }
+    balanced: dict[str, tuple[torch.Tensor, LinearProbe]] = {}
     for kind in probe_groups:
         groups = probe_groups_of(kind, run, features, None if discovery is None else discovery[0])
-        balanced = fit(balanced_weights(groups["train"]), groups.get("val"))
-        results[f"probe_{kind}"] = {
-            "protocol": f"linear probe ({protocol}) on frozen E_{key} features, loss balanced "
-            f"over {PROBE_GROUPS[kind]}",
-            "uses_bias_labels": kind == "true",
-            "num_groups": int(groups["train"].unique().numel()),
-            "weight_decay": balanced.weight_decay,
-            "metrics": score(balanced.predict(scored_h)),
+        balanced[kind] = (
+            groups["train"],
+            fit(balanced_weights(groups["train"]), groups.get("val")),
+        )
+    k, temperature = config.eval.knn_k, config.method.temperature
+    evaluated = {}
+    for split in splits:
+        scored = run.splits[split]
+        scored_h, scored_y, scored_a, _ = features[split]
+        selection_groups = (
+            probe_groups_of("discovered", run, features, discovery[0])["val"]
+            if split == "val" and discovery is not None
+            else None
+        )
+
+        score = partial(_split_metrics, scored, scored_y, scored_a, counts, selection_groups)
+
+        results: dict[str, Any] = {
+            "run_dir": str(run.run_dir),
+            "dataset": config.data.name,
+            "method": method.name,
+            "supervised": bool(method.supervised),
+            "encoder": key,
+            "seed": config.train.seed,
+            "split": split,
+            "train_step": final_step(run.run_dir),
+            "num_samples": {name: len(dataset) for name, dataset in run.splits.items()},
+            "class_names": list(scored.class_names),
+            "attribute_names": list(scored.attribute_names),
+            "train_group_counts": None if counts is None else counts.tolist(),
+            "probe_protocol": protocol,
+            "probe": {
+                "protocol": f"linear probe ({protocol}) on frozen E_{key} features",
+                "weight_decay": fitted.weight_decay,
+                "metrics": score(fitted.predict(scored_h)),
+            },
+            "knn": {
+                "protocol": f"weighted kNN (k={k}, t={temperature}) on frozen E_{key} features",
+                "metrics": score(
+                    knn_predict(train_h, train_y, scored_h, scored.num_classes, k, temperature)
+                ),
+            },
+            "main": "probe",
         }
-        if kind == "discovered":
-            results["discovery"] = discovery[1]
-    if method.supervised:
-        predictions = predict_classes(method, scored, run.prepare, device, batch_size)
-        results["classifier"] = {
-            "protocol": f"the supervised method's own classifier ({method.name})",
-            "metrics": score(predictions),
-        }
-        results["main"] = "classifier"
-    path = run.run_dir / results_filename(key, method.product_encoder, split)
-    results["results_file"] = str(path)
-    write_json(path, results)
-    return results
+        for kind, (train_groups, probe_of_kind) in balanced.items():
+            results[f"probe_{kind}"] = {
+                "protocol": f"linear probe ({protocol}) on frozen E_{key} features, loss "
+                f"balanced over {PROBE_GROUPS[kind]}",
+                "uses_bias_labels": kind == "true",
+                "num_groups": int(train_groups.unique().numel()),
+                "weight_decay": probe_of_kind.weight_decay,
+                "metrics": score(probe_of_kind.predict(scored_h)),
+            }
+            if kind == "discovered":
+                results["discovery"] = discovery[1]
+        if method.supervised:
+            predictions = predict_classes(method, scored, run.prepare, device, batch_size)
+            results["classifier"] = {
+                "protocol": f"the supervised method's own classifier ({method.name})",
+                "metrics": score(predictions),
+            }
+            results["main"] = "classifier"
+        path = run.run_dir / results_filename(key, method.product_encoder, split)
+        results["results_file"] = str(path)
+        write_json(path, results)
+        evaluated[split] = results
+    return evaluated
 
 
 def evaluation_keys(results: dict[str, Any]) -> list[str]:
