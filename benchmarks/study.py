@@ -4,12 +4,13 @@ The study's runs are ordinary ``debiascl compare`` folders (the commands are in 
 This script reads their ``results.csv`` and prints the Markdown tables of the study, and draws
 the bias-strength curve:
 
-    python benchmarks/study.py --ablation STUDY/digits-binary \\
+    python benchmarks/study.py --points STUDY/digits-binary wcl \\
         --curve 0.8=STUDY/rho-0.8 0.9=STUDY/rho-0.9 0.95=STUDY/digits-binary \\
                 0.99=STUDY/rho-0.99 0.995=STUDY/rho-0.995 --plot docs/study-rho.png
 
-``--ablation``: WCL's weight forms (the grid points of ``wcl:method.weight_form``) on test, with
-the val score that selects among them and the paired difference of each to SimCLR.
+``--points FOLDER METHOD...``: each grid point of each method (e.g. WCL's weight forms) on test,
+with the val score that selects among them and the paired difference of each to SimCLR at its
+reported point.
 ``--curve``: worst-group accuracy of each method against rho (mean ± standard error over the
 seeds the folders share), for the plain linear probe and the probe balanced over the discovered
 groups.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -66,24 +68,33 @@ def mean_text(values: Iterable[float]) -> str:
     return f"{mean:.2f} ± {stderr:.2f}"
 
 
-def ablation_table(folder: Path) -> str:
-    """Markdown: each WCL weight form on test (plain and discovered probes), its val score and
-    its paired worst-group difference to SimCLR (plain probe)."""
+def chosen_points(folder: Path) -> dict[str, str]:
+    """method -> the grid point the comparison reports it at (from its summary.json)."""
+    rows = json.loads((folder / "summary.json").read_text())
+    return {row["method"]: row.get("point", "default") for row in rows}
+
+
+def points_table(folder: Path, method: str, metric: str = "worst_group") -> str:
+    """Markdown: each grid point of ``method`` on test (plain and discovered probes), its val
+    score that selects (mean over the seeds it has), the seeds, and its paired ``metric``
+    difference to SimCLR at SimCLR's reported point (plain probe)."""
     rows = read_rows(folder)
-    simclr = by_seed(rows, "simclr", PLAIN, "worst_group")
-    forms = sorted({row["point"] for row in rows if row["method"] == "wcl"})
+    chosen = chosen_points(folder)
+    simclr = by_seed(rows, "simclr", PLAIN, metric, points=(chosen["simclr"],))
+    points = sorted({row["point"] for row in rows if row["method"] == method})
     table = []
-    for form in forms:
-        line = {"wcl point": form}
-        line["val worst group (selects)"] = mean_text(
-            by_seed(rows, "wcl", PLAIN, "worst_group", "val", (form,)).values()
-        )
+    for point in points:
+        mark = " (reported)" if point == chosen[method] else ""
+        line = {f"{method} point": point + mark}
+        val = by_seed(rows, method, PLAIN, metric, "val", (point,))
+        line["seeds"] = len(val)
+        line[f"val {metric} (selects)"] = mean_text(val.values())
         for label, evaluation in EVALUATIONS.items():
-            for metric in ("worst_group", "accuracy"):
-                values = by_seed(rows, "wcl", evaluation, metric, points=(form,))
-                line[f"{metric}: {label}"] = mean_text(values.values())
-        plain = by_seed(rows, "wcl", PLAIN, "worst_group", points=(form,))
-        line["worst group - simclr (plain)"] = paired_difference(plain, simclr).text()
+            for name in (metric, "accuracy"):
+                values = by_seed(rows, method, evaluation, name, points=(point,))
+                line[f"{name}: {label}"] = mean_text(values.values())
+        plain = by_seed(rows, method, PLAIN, metric, points=(point,))
+        line[f"{metric} - simclr (plain)"] = paired_difference(plain, simclr).text()
         table.append(line)
     return markdown_table(table)
 
@@ -142,12 +153,17 @@ def plot_curve(points: dict[str, dict[str, list[tuple[float, float, float]]]], p
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ablation", type=Path, help="comparison folder with the wcl grid")
+    parser.add_argument(
+        "--points", nargs="+", default=[], metavar="FOLDER METHOD", help="a grid's folder, methods"
+    )
+    parser.add_argument("--metric", default="worst_group", help="the metric of --points tables")
     parser.add_argument("--curve", nargs="+", default=[], metavar="RHO=FOLDER")
     parser.add_argument("--plot", type=Path, help="where the bias-strength plot goes")
     args = parser.parse_args()
-    if args.ablation:
-        print(ablation_table(args.ablation), end="\n\n")
+    if args.points:
+        folder, *methods = args.points
+        for method in methods:
+            print(points_table(Path(folder), method, args.metric), end="\n\n")
     if args.curve:
         pairs = (text.split("=", 1) for text in args.curve)
         folders = {float(rho): Path(folder) for rho, folder in pairs}
