@@ -286,7 +286,7 @@ def test_cli_grid(fake: FakePipeline, tmp_path: Path, capsys: pytest.CaptureFixt
     assert str(out / "paired.csv") in printed and "<point>/seed<k>" in printed
     assert len(fake.train_calls) == 8
     assert main([*args, "--grid", "x", "--epochs", "1"]) == 2
-    assert "grid: expected [METHOD:]KEY=V1,V2" in capsys.readouterr().err
+    assert "grid: expected [METHOD,...:]KEY=V1,V2" in capsys.readouterr().err
     assert main([*args[:6], "5-3", *args[7:], "--epochs", "1"]) == 2
     assert "ends before it starts" in capsys.readouterr().err
     assert main([*args, "--select-seeds", "x", "--epochs", "1"]) == 2

@@ -217,7 +217,9 @@ def plan_runs(
         points in grid order within, seeds within.
     """
     _check_choices(dataset, methods, seeds)
-    strangers = sorted({axis.method for axis in grid if axis.method not in (None, *methods)})
+    strangers = sorted(
+        {name for axis in grid for name in axis.methods or () if name not in methods}
+    )
     if strangers:
         raise DebiasclError(
             f"grid: method(s) {', '.join(strangers)} are not among the methods {', '.join(methods)}"

@@ -139,9 +139,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--grid",
         action="append",
         default=[],
-        metavar="[METHOD:]KEY=V1,V2,...",
+        metavar="[METHOD,...:]KEY=V1,V2,...",
         help="try these values of a setting (repeatable; axes multiply): for every method that "
-        "has it (method.* keys: the method's own settings) or, with METHOD:, for that method "
+        "has it (method.* keys: the method's own settings) or, with METHOD,...:, for those methods "
         "only; each point x seed is evaluated on val and test, and each method is reported on "
         "test at the point --select picks on val",
     )
