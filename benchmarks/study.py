@@ -8,6 +8,9 @@ the bias-strength curve:
         --curve 0.8=STUDY/rho-0.8 0.9=STUDY/rho-0.9 0.95=STUDY/digits-binary \\
                 0.99=STUDY/rho-0.99 0.995=STUDY/rho-0.995 --plot docs/study-rho.png
 
+``--table FOLDER --metrics worst_class,accuracy``: one row per method at its reported point, each
+metric for its main evaluation (plain probe, or a supervised method's own classifier) and the
+discovered-groups probe, and its paired difference to SimCLR.
 ``--points FOLDER METHOD...``: each grid point of each method (e.g. WCL's weight forms) on test,
 with the val score that selects among them and the paired difference of each to SimCLR at its
 reported point.
@@ -32,6 +35,7 @@ from debiascl.stats import paired_difference
 
 PLAIN = "linear probe (fast)"
 DISCOVERED = "linear probe (fast), discovered groups (no bias labels)"
+SUPERVISED = "own classifier (supervised)"
 EVALUATIONS = {"plain probe": PLAIN, "discovered-groups probe": DISCOVERED}
 CURVE_METHODS = ("simclr", "dcl", "wcl", "triplet")
 WCL_PAPER_POINTS = ("default", "method.weight_form=paper")
@@ -99,6 +103,34 @@ def points_table(folder: Path, method: str, metric: str = "worst_group") -> str:
     return markdown_table(table)
 
 
+def main_evaluation(rows: list[dict[str, str]], method: str) -> str:
+    """The label of a method's main evaluation: its own classifier, else the plain probe."""
+    labels = {row["evaluation"] for row in rows if row["method"] == method}
+    return SUPERVISED if SUPERVISED in labels else PLAIN
+
+
+def methods_table(folder: Path, metrics: tuple[str, ...]) -> str:
+    """Markdown: per method at its reported point, each metric on test (mean ± standard error
+    over seeds) for its main evaluation and the discovered-groups probe, then its paired
+    difference to SimCLR (main evaluations) with the 95% interval."""
+    rows = read_rows(folder)
+    chosen = chosen_points(folder)
+    table = []
+    for method, point in chosen.items():
+        main = main_evaluation(rows, method)
+        line = {"method": method if point == "default" else f"{method} ({point})"}
+        for metric in metrics:
+            for label, evaluation in (("main", main), ("discovered", DISCOVERED)):
+                values = by_seed(rows, method, evaluation, metric, points=(point,))
+                line[f"{metric}: {label}"] = mean_text(values.values()) if values else ""
+        for metric in metrics if method != "simclr" else ():
+            ours = by_seed(rows, method, main, metric, points=(point,))
+            simclr = by_seed(rows, "simclr", PLAIN, metric, points=(chosen["simclr"],))
+            line[f"{metric} - simclr"] = paired_difference(ours, simclr).text()
+        table.append(line)
+    return markdown_table(table)
+
+
 def curve(folders: dict[float, Path]) -> dict[str, dict[str, list[tuple[float, float, float]]]]:
     """evaluation label -> method -> [(rho, mean, stderr)] of test worst-group accuracy (%)
     over the seeds every folder has."""
@@ -157,9 +189,17 @@ def main() -> None:
         "--points", nargs="+", default=[], metavar="FOLDER METHOD", help="a grid's folder, methods"
     )
     parser.add_argument("--metric", default="worst_group", help="the metric of --points tables")
+    parser.add_argument("--table", type=Path, help="a comparison folder: one row per method")
+    parser.add_argument(
+        "--metrics",
+        default="worst_group,accuracy",
+        help="comma-separated metrics of the --table columns (default: worst_group,accuracy)",
+    )
     parser.add_argument("--curve", nargs="+", default=[], metavar="RHO=FOLDER")
     parser.add_argument("--plot", type=Path, help="where the bias-strength plot goes")
     args = parser.parse_args()
+    if args.table:
+        print(methods_table(args.table, tuple(args.metrics.split(","))), end="\n\n")
     if args.points:
         folder, *methods = args.points
         for method in methods:
