@@ -72,6 +72,13 @@ def mean_text(values: Iterable[float]) -> str:
     return f"{mean:.2f} ± {stderr:.2f}"
 
 
+def seeds_text(seeds: list[int]) -> str:
+    """``0-9`` for a run of consecutive seeds, else ``0, 2, 5``."""
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ", ".join(map(str, seeds))
+
+
 def chosen_points(folder: Path) -> dict[str, str]:
     """method -> the grid point the comparison reports it at (from its summary.json)."""
     rows = json.loads((folder / "summary.json").read_text())
@@ -79,26 +86,31 @@ def chosen_points(folder: Path) -> dict[str, str]:
 
 
 def points_table(folder: Path, method: str, metric: str = "worst_group") -> str:
-    """Markdown: each grid point of ``method`` on test (plain and discovered probes), its val
-    score that selects (mean over the seeds it has), the seeds, and its paired ``metric``
-    difference to SimCLR at SimCLR's reported point (plain probe)."""
+    """Markdown: each grid point of ``method`` on test (plain and discovered probes) over the
+    seeds it has, its val score over the seeds every point has (what selects, also with
+    ``--select-seeds``), and its paired ``metric`` difference to SimCLR at SimCLR's reported
+    point (plain probe; blank for SimCLR itself)."""
     rows = read_rows(folder)
     chosen = chosen_points(folder)
     simclr = by_seed(rows, "simclr", PLAIN, metric, points=(chosen["simclr"],))
     points = sorted({row["point"] for row in rows if row["method"] == method})
+    val_of = {point: by_seed(rows, method, PLAIN, metric, "val", (point,)) for point in points}
+    shared = sorted(set.intersection(*(set(val) for val in val_of.values())))
     table = []
     for point in points:
         mark = " (reported)" if point == chosen[method] else ""
         line = {f"{method} point": point + mark}
-        val = by_seed(rows, method, PLAIN, metric, "val", (point,))
-        line["seeds"] = len(val)
-        line[f"val {metric} (selects)"] = mean_text(val.values())
+        line["seeds"] = len(val_of[point])
+        selects = f"val {metric} over seeds {seeds_text(shared)} (selects)"
+        line[selects] = mean_text(val_of[point][seed] for seed in shared)
         for label, evaluation in EVALUATIONS.items():
             for name in (metric, "accuracy"):
                 values = by_seed(rows, method, evaluation, name, points=(point,))
                 line[f"{name}: {label}"] = mean_text(values.values())
         plain = by_seed(rows, method, PLAIN, metric, points=(point,))
-        line[f"{metric} - simclr (plain)"] = paired_difference(plain, simclr).text()
+        is_reference = method == "simclr" and point == chosen["simclr"]
+        difference = "" if is_reference else paired_difference(plain, simclr).text()
+        line[f"{metric} - simclr (plain)"] = difference
         table.append(line)
     return markdown_table(table)
 
