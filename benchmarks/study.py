@@ -4,12 +4,16 @@ The study's runs are ordinary ``debiascl compare`` folders (the commands are in 
 This script reads their ``results.csv`` and prints the Markdown tables of the study, and draws
 the bias-strength curve:
 
-    python benchmarks/study.py --ablation STUDY/digits-binary \\
+    python benchmarks/study.py --points STUDY/digits-binary wcl \\
         --curve 0.8=STUDY/rho-0.8 0.9=STUDY/rho-0.9 0.95=STUDY/digits-binary \\
                 0.99=STUDY/rho-0.99 0.995=STUDY/rho-0.995 --plot docs/study-rho.png
 
-``--ablation``: WCL's weight forms (the grid points of ``wcl:method.weight_form``) on test, with
-the val score that selects among them and the paired difference of each to SimCLR.
+``--table FOLDER --metrics worst_class,accuracy``: one row per method at its reported point, each
+metric for its main evaluation (plain probe, or a supervised method's own classifier) and the
+discovered-groups probe, and its paired difference to SimCLR.
+``--points FOLDER METHOD...``: each grid point of each method (e.g. WCL's weight forms) on test,
+with the val score that selects among them and the paired difference of each to SimCLR at its
+reported point.
 ``--curve``: worst-group accuracy of each method against rho (mean ± standard error over the
 seeds the folders share), for the plain linear probe and the probe balanced over the discovered
 groups.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -30,6 +35,7 @@ from debiascl.stats import paired_difference
 
 PLAIN = "linear probe (fast)"
 DISCOVERED = "linear probe (fast), discovered groups (no bias labels)"
+SUPERVISED = "own classifier (supervised)"
 EVALUATIONS = {"plain probe": PLAIN, "discovered-groups probe": DISCOVERED}
 CURVE_METHODS = ("simclr", "dcl", "wcl", "triplet")
 WCL_PAPER_POINTS = ("default", "method.weight_form=paper")
@@ -66,24 +72,73 @@ def mean_text(values: Iterable[float]) -> str:
     return f"{mean:.2f} ± {stderr:.2f}"
 
 
-def ablation_table(folder: Path) -> str:
-    """Markdown: each WCL weight form on test (plain and discovered probes), its val score and
-    its paired worst-group difference to SimCLR (plain probe)."""
+def seeds_text(seeds: list[int]) -> str:
+    """``0-9`` for a run of consecutive seeds, else ``0, 2, 5``."""
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ", ".join(map(str, seeds))
+
+
+def chosen_points(folder: Path) -> dict[str, str]:
+    """method -> the grid point the comparison reports it at (from its summary.json)."""
+    rows = json.loads((folder / "summary.json").read_text())
+    return {row["method"]: row.get("point", "default") for row in rows}
+
+
+def points_table(folder: Path, method: str, metric: str = "worst_group") -> str:
+    """Markdown: each grid point of ``method`` on test (plain and discovered probes) over the
+    seeds it has, its val score over the seeds every point has (what selects, also with
+    ``--select-seeds``), and its paired ``metric`` difference to SimCLR at SimCLR's reported
+    point (plain probe; blank for SimCLR itself)."""
     rows = read_rows(folder)
-    simclr = by_seed(rows, "simclr", PLAIN, "worst_group")
-    forms = sorted({row["point"] for row in rows if row["method"] == "wcl"})
+    chosen = chosen_points(folder)
+    simclr = by_seed(rows, "simclr", PLAIN, metric, points=(chosen["simclr"],))
+    points = sorted({row["point"] for row in rows if row["method"] == method})
+    val_of = {point: by_seed(rows, method, PLAIN, metric, "val", (point,)) for point in points}
+    shared = sorted(set.intersection(*(set(val) for val in val_of.values())))
     table = []
-    for form in forms:
-        line = {"wcl point": form}
-        line["val worst group (selects)"] = mean_text(
-            by_seed(rows, "wcl", PLAIN, "worst_group", "val", (form,)).values()
-        )
+    for point in points:
+        mark = " (reported)" if point == chosen[method] else ""
+        line = {f"{method} point": point + mark}
+        line["seeds"] = len(val_of[point])
+        selects = f"val {metric} over seeds {seeds_text(shared)} (selects)"
+        line[selects] = mean_text(val_of[point][seed] for seed in shared)
         for label, evaluation in EVALUATIONS.items():
-            for metric in ("worst_group", "accuracy"):
-                values = by_seed(rows, "wcl", evaluation, metric, points=(form,))
-                line[f"{metric}: {label}"] = mean_text(values.values())
-        plain = by_seed(rows, "wcl", PLAIN, "worst_group", points=(form,))
-        line["worst group - simclr (plain)"] = paired_difference(plain, simclr).text()
+            for name in (metric, "accuracy"):
+                values = by_seed(rows, method, evaluation, name, points=(point,))
+                line[f"{name}: {label}"] = mean_text(values.values())
+        plain = by_seed(rows, method, PLAIN, metric, points=(point,))
+        is_reference = method == "simclr" and point == chosen["simclr"]
+        difference = "" if is_reference else paired_difference(plain, simclr).text()
+        line[f"{metric} - simclr (plain)"] = difference
+        table.append(line)
+    return markdown_table(table)
+
+
+def main_evaluation(rows: list[dict[str, str]], method: str) -> str:
+    """The label of a method's main evaluation: its own classifier, else the plain probe."""
+    labels = {row["evaluation"] for row in rows if row["method"] == method}
+    return SUPERVISED if SUPERVISED in labels else PLAIN
+
+
+def methods_table(folder: Path, metrics: tuple[str, ...]) -> str:
+    """Markdown: per method at its reported point, each metric on test (mean ± standard error
+    over seeds) for its main evaluation and the discovered-groups probe, then its paired
+    difference to SimCLR (main evaluations) with the 95% interval."""
+    rows = read_rows(folder)
+    chosen = chosen_points(folder)
+    table = []
+    for method, point in chosen.items():
+        main = main_evaluation(rows, method)
+        line = {"method": method if point == "default" else f"{method} ({point})"}
+        for metric in metrics:
+            for label, evaluation in (("main", main), ("discovered", DISCOVERED)):
+                values = by_seed(rows, method, evaluation, metric, points=(point,))
+                line[f"{metric}: {label}"] = mean_text(values.values()) if values else ""
+        for metric in metrics if method != "simclr" else ():
+            ours = by_seed(rows, method, main, metric, points=(point,))
+            simclr = by_seed(rows, "simclr", PLAIN, metric, points=(chosen["simclr"],))
+            line[f"{metric} - simclr"] = paired_difference(ours, simclr).text()
         table.append(line)
     return markdown_table(table)
 
@@ -142,12 +197,25 @@ def plot_curve(points: dict[str, dict[str, list[tuple[float, float, float]]]], p
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ablation", type=Path, help="comparison folder with the wcl grid")
+    parser.add_argument(
+        "--points", nargs="+", default=[], metavar="FOLDER METHOD", help="a grid's folder, methods"
+    )
+    parser.add_argument("--metric", default="worst_group", help="the metric of --points tables")
+    parser.add_argument("--table", type=Path, help="a comparison folder: one row per method")
+    parser.add_argument(
+        "--metrics",
+        default="worst_group,accuracy",
+        help="comma-separated metrics of the --table columns (default: worst_group,accuracy)",
+    )
     parser.add_argument("--curve", nargs="+", default=[], metavar="RHO=FOLDER")
     parser.add_argument("--plot", type=Path, help="where the bias-strength plot goes")
     args = parser.parse_args()
-    if args.ablation:
-        print(ablation_table(args.ablation), end="\n\n")
+    if args.table:
+        print(methods_table(args.table, tuple(args.metrics.split(","))), end="\n\n")
+    if args.points:
+        folder, *methods = args.points
+        for method in methods:
+            print(points_table(Path(folder), method, args.metric), end="\n\n")
     if args.curve:
         pairs = (text.split("=", 1) for text in args.curve)
         folders = {float(rho): Path(folder) for rho, folder in pairs}

@@ -217,6 +217,54 @@ def test_select_by_the_discovered_groups(fake: FakePipeline, tmp_path: Path) -> 
     assert (tmp_path / "probes.md").is_file()
 
 
+def test_select_seeds_choose_the_point_then_train_it_on_the_other_seeds(
+    fake: FakePipeline, tmp_path: Path
+) -> None:
+    grid = ("wcl:method.temperature=0.2,0.5",)
+    for seed in (0, 1):
+        fake.values[("wcl", LOW, seed, "val")] = 0.9
+        fake.values[("wcl", HIGH, seed, "val")] = 0.7
+    for seed in (2, 3):  # the chosen point's later seeds must not change the choice
+        fake.values[("wcl", LOW, seed, "val")] = 0.0
+        fake.values[("wcl", LOW, seed, "test")] = 0.8
+    run_grid(tmp_path, seeds=(0, 1, 2, 3), grid=grid, select_seeds=(0, 1), report=False)
+    trained = sorted(
+        str(path.parent.relative_to(tmp_path / "runs")) for path in tmp_path.glob("runs/**/done")
+    )
+    assert trained == [
+        *(f"simclr/seed{seed}" for seed in range(4)),
+        *(f"wcl/{LOW}/seed{seed}" for seed in range(4)),
+        *(f"wcl/{HIGH}/seed{seed}" for seed in (0, 1)),
+    ]
+    assert len(fake.train_calls) == 10
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    wcl = next(row for row in summary if row["method"] == "wcl")
+    assert (wcl["point"], wcl["runs"]) == (LOW, 4)
+    assert wcl["accuracy.mean"] == pytest.approx((0.5 + 0.5 + 0.8 + 0.8) / 4)
+    markdown = (tmp_path / "summary.md").read_text()
+    assert "highest mean over seeds 0, 1 of the main evaluation's val worst_group" in markdown
+    assert f"| wcl | {LOW} | 2 | 45.00 |" in markdown
+    paired = json.loads((tmp_path / "paired.json").read_text())
+    assert {row["seeds"] for row in paired} == {4}
+    assert len(read_csv(tmp_path / "results.csv")) == 2 * (4 + 2 + 4)  # test and val rows
+    # a rerun trains and evaluates nothing
+    fake.train_calls.clear()
+    fake.evaluate_calls.clear()
+    run_grid(tmp_path, seeds=(0, 1, 2, 3), grid=grid, select_seeds=(0, 1), report=False)
+    assert fake.train_calls == [] and fake.evaluate_calls == []
+
+
+def test_select_seeds_errors(fake: FakePipeline, tmp_path: Path) -> None:
+    settings = RunSettings(epochs=2)
+    with pytest.raises(DebiasclError, match=r"select_seeds: .* give a grid too"):
+        compare(DATASET, ["simclr"], [0, 1], tmp_path, settings, select_seeds=[0])
+    with pytest.raises(DebiasclError, match=r"select_seeds: \[4\] are not among the seeds"):
+        run_grid(tmp_path, seeds=(0, 1), select_seeds=(0, 4))
+    with pytest.raises(DebiasclError, match="select_seeds: give distinct seeds"):
+        run_grid(tmp_path, seeds=(0, 1), select_seeds=(0, 0))
+    assert fake.train_calls == []
+
+
 def test_seeds_ranges() -> None:
     assert parse_seeds("0-9") == list(range(10))
     assert parse_seeds("0,2,5-7") == [0, 2, 5, 6, 7]
@@ -238,9 +286,16 @@ def test_cli_grid(fake: FakePipeline, tmp_path: Path, capsys: pytest.CaptureFixt
     assert str(out / "paired.csv") in printed and "<point>/seed<k>" in printed
     assert len(fake.train_calls) == 8
     assert main([*args, "--grid", "x", "--epochs", "1"]) == 2
-    assert "grid: expected [METHOD:]KEY=V1,V2" in capsys.readouterr().err
+    assert "grid: expected [METHOD,...:]KEY=V1,V2" in capsys.readouterr().err
     assert main([*args[:6], "5-3", *args[7:], "--epochs", "1"]) == 2
     assert "ends before it starts" in capsys.readouterr().err
+    assert main([*args, "--select-seeds", "x", "--epochs", "1"]) == 2
+    assert "--select-seeds: expected comma-separated integers" in capsys.readouterr().err
+    fake.train_calls.clear()
+    args[6] = "0-2"  # one more seed: only the chosen points train on it
+    assert main([*args, "--select-seeds", "0-1", "--epochs", "1", "--device", "cpu"]) == 0
+    assert "over seeds 0, 1 of the main evaluation" in capsys.readouterr().out
+    assert sorted(call for call, _ in fake.train_calls) == ["simclr/2", "wcl/2"]
 
 
 def test_auto_selects_by_accuracy_where_val_has_no_bias_labels() -> None:

@@ -54,6 +54,30 @@ def test_digits_rho_exact_counts(rho):
         assert int(others.max() - others.min()) <= 1  # conflicting colours dealt evenly
 
 
+def test_train_fraction_keeps_a_seeded_stratified_part_of_train():
+    full = build_dataset("biased-digits", None, "train")
+    half = build_dataset("biased-digits", None, "train", train_fraction=0.5)
+    kept = [rounded(0.5 * n) for n in DIGIT_TRAIN_PER_CLASS]
+    assert torch.bincount(half.targets).tolist() == kept
+    # the bias is assigned to the kept images: rho of each class, exactly
+    assert int(half.bias_aligned.sum()) == sum(rounded(0.95 * n) for n in kept)
+    # image_ids name the kept source images: each class's ids are some of the full split's
+    assert len(set(half.image_ids.tolist())) == len(half)
+    for c in range(10):
+        ids = set(half.image_ids[half.targets == c].tolist())
+        assert ids <= set(full.image_ids[full.targets == c].tolist())
+    # val and test do not change; another seed keeps other images
+    val = build_dataset("biased-digits", None, "val", train_fraction=0.5)
+    assert torch.equal(val.images, build_dataset("biased-digits", None, "val").images)
+    other = build_dataset("biased-digits", None, "train", train_fraction=0.5, seed=1)
+    assert not torch.equal(half.image_ids, other.image_ids)
+    binary = build_dataset("biased-digits-binary", None, "train", train_fraction=0.1)
+    assert torch.bincount(binary.targets).tolist() == [rounded(0.1 * 541), rounded(0.1 * 538)]
+    for bad in (0, 1.5, "x"):
+        with pytest.raises(DebiasclError, match=r"train_fraction.*expected a fraction in \(0, 1\]"):
+            build_dataset("biased-digits", None, "train", train_fraction=bad)
+
+
 def test_digits_val_test_are_group_balanced():
     test = build_dataset("biased-digits", None, "test")
     counts = torch.zeros(10, 10, dtype=torch.long)

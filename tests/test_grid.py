@@ -12,19 +12,24 @@ from debiascl.grid import GridAxis, method_grid, parse_grid, point_name, point_s
 
 def test_parse_grid_reads_values_as_yaml_and_an_optional_method() -> None:
     assert parse_grid("method.tau_plus=0.05, 0.1") == GridAxis("method.tau_plus", (0.05, 0.1))
-    assert parse_grid("wcl:optim.lr=1e-3,0.01") == GridAxis("optim.lr", ("1e-3", 0.01), "wcl")
+    assert parse_grid("wcl:optim.lr=1e-3,0.01") == GridAxis("optim.lr", ("1e-3", 0.01), ("wcl",))
+    assert parse_grid(" dcl, wcl :method.t=1").methods == ("dcl", "wcl")
     assert parse_grid("data.augmentation=simclr,none").values == ("simclr", "none")
 
 
-@pytest.mark.parametrize("text", ["method.tau_plus", "=0.1", "method.t=", "method.t=0.1,,0.2"])
+@pytest.mark.parametrize(
+    "text", ["method.tau_plus", "=0.1", "method.t=", "method.t=0.1,,0.2", ":method.t=1", "a,:t=1"]
+)
 def test_malformed_grid_is_a_clear_error(text: str) -> None:
-    with pytest.raises(DebiasclError, match=r"grid: expected \[METHOD:\]KEY=V1,V2"):
+    with pytest.raises(DebiasclError, match=r"grid: expected \[METHOD,...:\]KEY=V1,V2"):
         parse_grid(text)
 
 
-def test_repeated_value_is_refused() -> None:
-    with pytest.raises(DebiasclError, match="twice"):
+def test_repeated_value_or_method_is_refused() -> None:
+    with pytest.raises(DebiasclError, match="gives a value twice"):
         parse_grid("method.t=0.5,0.5")
+    with pytest.raises(DebiasclError, match="names a method twice"):
+        parse_grid("dcl,dcl:method.t=0.5")
 
 
 def test_method_grid_is_the_product_of_the_axes_that_apply() -> None:
@@ -32,13 +37,20 @@ def test_method_grid_is_the_product_of_the_axes_that_apply() -> None:
         parse_grid("method.tau_plus=0.05,0.1"),
         parse_grid("method.beta=0.5,1"),
         parse_grid("hcl:optim.lr=0.01,0.1"),
+        parse_grid("simclr,dcl:data.augmentation=simclr,none"),
     ]
-    settings = {"simclr": {"optim.lr"}, "dcl": {"method.tau_plus", "optim.lr"}}
+    both = {"optim.lr", "data.augmentation"}
+    settings = {"simclr": both, "dcl": both | {"method.tau_plus"}}
     settings["hcl"] = settings["dcl"] | {"method.beta"}
-    assert method_grid("simclr", axes, settings["simclr"].__contains__) == [()]
+    assert method_grid("simclr", axes, settings["simclr"].__contains__) == [
+        (("data.augmentation", "simclr"),),
+        (("data.augmentation", "none"),),
+    ]
     assert method_grid("dcl", axes, settings["dcl"].__contains__) == [
-        (("method.tau_plus", 0.05),),
-        (("method.tau_plus", 0.1),),
+        (("method.tau_plus", 0.05), ("data.augmentation", "simclr")),
+        (("method.tau_plus", 0.05), ("data.augmentation", "none")),
+        (("method.tau_plus", 0.1), ("data.augmentation", "simclr")),
+        (("method.tau_plus", 0.1), ("data.augmentation", "none")),
     ]
     hcl = method_grid("hcl", axes, settings["hcl"].__contains__)
     assert len(hcl) == 8

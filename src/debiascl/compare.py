@@ -34,6 +34,9 @@ so the runs of an older comparison are reused), evaluated on test (``results.jso
 and ``split``); ``summary.*``, ``tradeoff.png``, ``probes.md`` and the paired differences only the
 test runs of the point each method is reported at: the best mean over seeds of the ``--select``
 val metric (:func:`debiascl.selection.select_points`), named with its score in summary.md.
+With ``select_seeds`` (``--select-seeds``, a subset of the seeds) a method's grid points are
+trained on those seeds only; once every point has them, the chosen point is trained on the other
+seeds too: P points and S seeds cost P x |select seeds| + S - |select seeds| runs, not P x S.
 
 Rerunning the same comparison skips finished runs (``done`` marker, and in a grid the val
 results), evaluates runs that were trained but not evaluated (or not on val), resumes
@@ -96,6 +99,7 @@ from debiascl.rundir import (
 )
 from debiascl.selection import (
     SELECT_RULES,
+    Selection,
     paired_differences,
     paired_table,
     select_points,
@@ -213,7 +217,9 @@ def plan_runs(
         points in grid order within, seeds within.
     """
     _check_choices(dataset, methods, seeds)
-    strangers = sorted({axis.method for axis in grid if axis.method not in (None, *methods)})
+    strangers = sorted(
+        {name for axis in grid for name in axis.methods or () if name not in methods}
+    )
     if strangers:
         raise DebiasclError(
             f"grid: method(s) {', '.join(strangers)} are not among the methods {', '.join(methods)}"
@@ -597,6 +603,7 @@ def compare(
     *,
     grid: Sequence[GridAxis] = (),
     select: str = "auto",
+    select_seeds: Sequence[int] | None = None,
     reference: str = DEFAULT_REFERENCE,
     report: bool = True,
     progress: Progress = _stderr_line,
@@ -618,6 +625,9 @@ def compare(
             evaluated on val and test, and each method is reported at the point ``select``
             picks on val.
         select: a :data:`SELECT_RULES` entry.
+        select_seeds: some of ``seeds``: a method's grid points are trained on these only, and
+            the point chosen on their val results then on the other seeds too (None: every
+            point on every seed).
         reference: the method the others are compared with, paired by seed (skipped, with a
             note in summary.md, when it is not among ``methods``).
         report: write each run's plots (t-SNE, training curves, WCL's weight analyses).
@@ -645,43 +655,146 @@ def compare(
                 "no bias discovery to select their grid point by; give the grid axes a METHOD: "
                 "prefix that leaves them out, or choose another --select"
             )
+    selecting = _first_round_seeds(runs, seeds, select_seeds, grid)
     helpers = bias_runs(dataset, runs, out_dir, settings)
-    ordered = helpers + [run for run in runs if run not in helpers]
+    first_round = [run for run in runs if run not in helpers and run.seed in selecting[run.method]]
+    total = (
+        len(helpers)
+        + len(first_round)
+        + sum(len(seeds) - len(chosen_seeds) for chosen_seeds in selecting.values())
+    )
     out_dir = Path(out_dir)
     _make_out_dir(out_dir)
-    started = time.perf_counter()
-    results_of: dict[Path, dict[str, dict[str, Any]]] = {}
-    busy = []
-    for number, run in enumerate(ordered, start=1):
-        point = f" {point_name(run.point)}" if run.point else ""
-        prefix = f"[{number}/{len(ordered)}] {run.method}{point} seed {run.seed}"
-        run_started = time.perf_counter()
-        try:
-            with hold_run_dir(run.run_dir):
-                results_of[run.run_dir] = execute_run(
-                    run, report, lambda message, p=prefix: progress(f"{p}: {message}")
-                )
-        except RunDirBusy as error:
-            progress(f"{prefix}: skipped, in use by another process ({error.holder})")
-            busy.append(f"{run.run_dir} ({error.holder})")
-            continue
-        now = time.perf_counter()
-        progress(
-            f"{prefix}: finished in {_duration(now - run_started)} "
-            f"(elapsed {_duration(now - started)})"
+    executor = _Executor(report, progress, total)
+    executor.run_all(helpers + first_round)
+    if not executor.busy and select_seeds is not None:
+        selections = _selections(runs, executor.results_of, select, select_seeds)
+        executor.run_all(
+            [
+                run
+                for run in runs
+                if run.seed not in selecting[run.method]
+                and point_name(run.point) == selections[run.method].point
+            ]
         )
     rows, summary_rows = _write_comparison(
-        dataset, runs, results_of, out_dir, grid, select, reference, bool(settings.probe_groups)
+        dataset,
+        runs,
+        executor.results_of,
+        out_dir,
+        grid,
+        select,
+        reference,
+        bool(settings.probe_groups),
+        select_seeds,
     )
-    if busy:
-        done = len(results_of) - len(helpers)
+    if executor.busy:
+        done = len(executor.results_of) - len(helpers)
         tables = f"the tables hold the other {done}" if summary_rows else "no tables were written"
+        later = (
+            "; the chosen grid points were not trained on the other seeds yet"
+            if select_seeds is not None
+            else ""
+        )
         raise DebiasclError(
-            f"{len(busy)} of {len(ordered)} runs were skipped because another process holds "
-            f"them: {'; '.join(busy)}; {tables}. Rerun the same command when that process has "
-            "finished"
+            f"{len(executor.busy)} runs were skipped because another process holds them: "
+            f"{'; '.join(executor.busy)}; {tables}{later}. Rerun the same command when that "
+            "process has finished"
         )
     return rows
+
+
+def _first_round_seeds(
+    runs: Sequence[PlannedRun],
+    seeds: Sequence[int],
+    select_seeds: Sequence[int] | None,
+    grid: Sequence[GridAxis],
+) -> dict[str, tuple[int, ...]]:
+    """Method -> the seeds each of its points is trained on before the selection: every seed,
+    or ``select_seeds`` for a method with several grid points.
+
+    Raises:
+        DebiasclError: select_seeds without a grid, empty, repeated or not among the seeds.
+    """
+    points: dict[str, set[str]] = {}
+    for run in runs:
+        points.setdefault(run.method, set()).add(point_name(run.point))
+    if select_seeds is None:
+        return {method: tuple(seeds) for method in points}
+    if not grid:
+        raise DebiasclError(
+            "select_seeds: they choose each method's grid point before the other seeds are "
+            "trained; give a grid too"
+        )
+    if not select_seeds or len(set(select_seeds)) != len(select_seeds):
+        raise DebiasclError(
+            f"select_seeds: give distinct seeds, e.g. 0-2, got {list(select_seeds)}"
+        )
+    strangers = [seed for seed in select_seeds if seed not in seeds]
+    if strangers:
+        raise DebiasclError(
+            f"select_seeds: {strangers} are not among the seeds {list(seeds)}; the selection "
+            "seeds are some of the seeds"
+        )
+    return {
+        method: tuple(seeds) if len(names) == 1 else tuple(select_seeds)
+        for method, names in points.items()
+    }
+
+
+class _Executor:
+    """Runs planned runs one after another, numbering them ``[k/total]``, and keeps their
+    results (``results_of``: run directory -> split -> results) and the runs another process
+    held (``busy``)."""
+
+    def __init__(self, report: bool, progress: Progress, total: int) -> None:
+        self.report = report
+        self.progress = progress
+        self.total = total
+        self.started = time.perf_counter()
+        self.results_of: dict[Path, dict[str, dict[str, Any]]] = {}
+        self.busy: list[str] = []
+
+    def run_all(self, runs: Sequence[PlannedRun]) -> None:
+        """Bring each run to the finished state (:func:`execute_run`), skipping held ones."""
+        for run in runs:
+            number = len(self.results_of) + len(self.busy) + 1
+            point = f" {point_name(run.point)}" if run.point else ""
+            prefix = f"[{number}/{self.total}] {run.method}{point} seed {run.seed}"
+            run_started = time.perf_counter()
+            try:
+                with hold_run_dir(run.run_dir):
+                    self.results_of[run.run_dir] = execute_run(
+                        run, self.report, lambda message, p=prefix: self.progress(f"{p}: {message}")
+                    )
+            except RunDirBusy as error:
+                self.progress(f"{prefix}: skipped, in use by another process ({error.holder})")
+                self.busy.append(f"{run.run_dir} ({error.holder})")
+                continue
+            now = time.perf_counter()
+            self.progress(
+                f"{prefix}: finished in {_duration(now - run_started)} "
+                f"(elapsed {_duration(now - self.started)})"
+            )
+
+
+def _selections(
+    runs: Sequence[PlannedRun],
+    results_of: dict[Path, dict[str, dict[str, Any]]],
+    select: str,
+    select_seeds: Sequence[int] | None,
+) -> dict[str, Selection]:
+    """Each method's reported point: the best mean ``select`` score over the val results of
+    its finished runs (only those of ``select_seeds`` when given)."""
+    scored = [
+        run
+        for run in runs
+        if run.run_dir in results_of and (select_seeds is None or run.seed in select_seeds)
+    ]
+    return select_points(
+        [(run.method, point_name(run.point), results_of[run.run_dir].get("val")) for run in scored],
+        select,
+    )
 
 
 def _write_comparison(
@@ -693,8 +806,10 @@ def _write_comparison(
     select: str,
     reference: str,
     probes: bool,
+    select_seeds: Sequence[int] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Write the tables, paired differences, plot and probes table of the finished ``runs``.
+    """Write the tables, paired differences, plot and probes table of the finished ``runs``
+    (the grid points chosen on the val results of ``select_seeds``, default every seed).
 
     Returns:
         (the rows of results.csv, the rows summarised: the test rows of the reported points).
@@ -705,12 +820,9 @@ def _write_comparison(
     sections = []
     reported = done
     if grid:
-        val_of = {run.run_dir: results_of[run.run_dir]["val"] for run in done}
-        selections = select_points(
-            [(run.method, point_name(run.point), val_of.get(run.run_dir)) for run in done], select
-        )
+        selections = _selections(done, results_of, select, select_seeds)
         reported = [run for run in done if point_name(run.point) == selections[run.method].point]
-        sections.append(selection_table(selections, select))
+        sections.append(selection_table(selections, select, select_seeds))
         rows = [
             row
             for run in done

@@ -1,9 +1,11 @@
 """Hyper-parameter grids for ``debiascl compare --grid`` and the rule that picks a point.
 
 A grid axis is one setting and the values to try, for every method that has the setting or for
-one method (``wcl:method.tau_plus=0.05,0.1``). A method's grid is the Cartesian product of its
-axes; every point is trained with every seed, and the point with the best mean selection metric
-on the validation split over the seeds is the one reported on test (SubpopBench's protocol).
+the methods it names (``wcl:method.tau_plus=0.05,0.1``, ``dcl,wcl:method.tau_plus=0.05,0.1``).
+A method's grid is the Cartesian product of its axes; every point is trained with every seed
+(or with some, see ``compare``'s ``select_seeds``), and the point with the best mean selection
+metric on the validation split over the seeds is the one reported on test (SubpopBench's
+protocol).
 """
 
 from __future__ import annotations
@@ -31,30 +33,40 @@ class GridAxis:
     Attributes:
         key: a dotted setting, e.g. ``method.tau_plus`` or ``optim.lr``.
         values: the values to try, in order (parsed like ``--set`` values).
-        method: the only method this axis applies to; None for every method with the setting.
+        methods: the only methods this axis applies to; None for every method with the setting.
     """
 
     key: str
     values: tuple[Any, ...]
-    method: str | None = None
+    methods: tuple[str, ...] | None = None
 
 
 def parse_grid(text: str) -> GridAxis:
-    """``[METHOD:]KEY=V1,V2,...`` -> :class:`GridAxis` (each value parsed as YAML).
+    """``[M1,M2,...:]KEY=V1,V2,...`` -> :class:`GridAxis` (each value parsed as YAML).
 
     Raises:
-        DebiasclError: no ``=``, no key, no value, or a value given twice.
+        DebiasclError: no ``=``, no key, no value, an empty method name, or a value or method
+            given twice.
     """
     target, equals, values_text = text.partition("=")
-    method, _, key = target.rpartition(":")
+    prefix, colon, key = target.rpartition(":")
     values = tuple(parse_set_value(value.strip()) for value in values_text.split(","))
-    if not equals or not key.strip() or any(value == "" for value in values):
+    methods = tuple(name.strip() for name in prefix.split(",")) if colon else None
+    if (
+        not equals
+        or not key.strip()
+        or any(value == "" for value in values)
+        or (methods is not None and not all(methods))
+    ):
         raise DebiasclError(
-            f"grid: expected [METHOD:]KEY=V1,V2,... (e.g. method.tau_plus=0.05,0.1), got '{text}'"
+            "grid: expected [METHOD,...:]KEY=V1,V2,... (e.g. method.tau_plus=0.05,0.1 or "
+            f"dcl,wcl:method.tau_plus=0.05,0.1), got '{text}'"
         )
     if len(set(map(repr, values))) != len(values):
         raise DebiasclError(f"grid: '{text}' gives a value twice")
-    return GridAxis(key.strip(), values, method.strip() or None)
+    if methods is not None and len(set(methods)) != len(methods):
+        raise DebiasclError(f"grid: '{text}' names a method twice")
+    return GridAxis(key.strip(), values, methods)
 
 
 def method_grid(
@@ -71,10 +83,10 @@ def method_grid(
     """
     applicable = []
     for axis in axes:
-        if axis.method not in (None, method):
+        if axis.methods is not None and method not in axis.methods:
             continue
         if not has_setting(axis.key):
-            if axis.method is None:
+            if axis.methods is None:
                 continue
             raise DebiasclError(f"grid: method '{method}' has no setting '{axis.key}'")
         applicable.append(axis)

@@ -93,9 +93,13 @@ def select_points(
     return selections
 
 
-def selection_table(selections: dict[str, Selection], rule: str) -> str:
-    """Markdown: the grid point each method is reported at and its mean val score."""
+def selection_table(
+    selections: dict[str, Selection], rule: str, select_seeds: Sequence[int] | None = None
+) -> str:
+    """Markdown: the grid point each method is reported at and its mean val score (over
+    ``select_seeds`` when the points were chosen on those seeds only)."""
     metric = next(iter(selections.values())).metric
+    seeds = "seeds" if select_seeds is None else f"seeds {', '.join(map(str, select_seeds))}"
     rows = [
         {
             "method": method,
@@ -108,8 +112,9 @@ def selection_table(selections: dict[str, Selection], rule: str) -> str:
         for method, selection in selections.items()
     ]
     return (
-        f"Grid points reported on test: per method the point with the highest mean over seeds "
-        f"of the main evaluation's val {metric} (--select {rule}).\n\n" + markdown_table(rows)
+        f"Grid points reported on test: per method the point with the highest mean over "
+        f"{seeds} of the main evaluation's val {metric} (--select {rule}).\n\n"
+        + markdown_table(rows)
     )
 
 

@@ -68,8 +68,10 @@ def _names(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def parse_seeds(text: str) -> list[int]:
+def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
     """``--seeds``: comma-separated seeds and inclusive ranges, e.g. ``0,2,5-7`` -> 0, 2, 5, 6, 7.
+
+    ``option`` names the flag in the errors.
 
     Raises:
         DebiasclError: a part that is neither an integer nor a range ``A-B`` of integers, or a
@@ -83,12 +85,12 @@ def parse_seeds(text: str) -> list[int]:
             last = int(end) if dash else first
         except ValueError:
             raise DebiasclError(
-                f"--seeds: expected comma-separated integers or ranges such as 0,2,5-7, got "
+                f"{option}: expected comma-separated integers or ranges such as 0,2,5-7, got "
                 f"'{part}' in '{text}'"
             ) from None
         if last < first:
             raise DebiasclError(
-                f"--seeds: range '{part}' ends before it starts; write it as {last}-{first}"
+                f"{option}: range '{part}' ends before it starts; write it as {last}-{first}"
             )
         seeds.extend(range(first, last + 1))
     return seeds
@@ -137,9 +139,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--grid",
         action="append",
         default=[],
-        metavar="[METHOD:]KEY=V1,V2,...",
+        metavar="[METHOD,...:]KEY=V1,V2,...",
         help="try these values of a setting (repeatable; axes multiply): for every method that "
-        "has it (method.* keys: the method's own settings) or, with METHOD:, for that method "
+        "has it (method.* keys: the method's own settings) or, with METHOD,...:, for those methods "
         "only; each point x seed is evaluated on val and test, and each method is reported on "
         "test at the point --select picks on val",
     )
@@ -151,6 +153,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(worst_group where val has bias labels, else accuracy), worst_group, accuracy, "
         "worst_class or discovered_worst_group (worst accuracy over the groups discovered on "
         "val, no bias label used; needs --probe-groups discovered); default: auto",
+    )
+    compare.add_argument(
+        "--select-seeds",
+        metavar="S1,S2-S3,...",
+        help="train every grid point on these seeds only (some of --seeds, e.g. 0-2), pick each "
+        "method's point on their val results, then train the chosen point on the other seeds: "
+        "P points cost P x |select seeds| + |seeds| - |select seeds| runs instead of P x |seeds| "
+        "(default: every point on every seed)",
     )
     compare.add_argument(
         "--reference",
@@ -230,6 +240,9 @@ def run_compare(args: argparse.Namespace) -> int:
         ),
         grid=[parse_grid(text) for text in args.grid],
         select=args.select,
+        select_seeds=None
+        if args.select_seeds is None
+        else parse_seeds(args.select_seeds, "--select-seeds"),
         reference=args.reference,
         report=not args.no_plots,
     )
