@@ -94,7 +94,8 @@ def points_table(folder: Path, method: str, metric: str = "worst_group") -> str:
     chosen = chosen_points(folder)
     simclr = by_seed(rows, "simclr", PLAIN, metric, points=(chosen["simclr"],))
     points = sorted({row["point"] for row in rows if row["method"] == method})
-    val_of = {point: by_seed(rows, method, PLAIN, metric, "val", (point,)) for point in points}
+    main = main_evaluation(rows, method)
+    val_of = {point: by_seed(rows, method, main, metric, "val", (point,)) for point in points}
     shared = sorted(set.intersection(*(set(val) for val in val_of.values())))
     table = []
     for point in points:
@@ -103,14 +104,14 @@ def points_table(folder: Path, method: str, metric: str = "worst_group") -> str:
         line["seeds"] = len(val_of[point])
         selects = f"val {metric} over seeds {seeds_text(shared)} (selects)"
         line[selects] = mean_text(val_of[point][seed] for seed in shared)
-        for label, evaluation in EVALUATIONS.items():
+        for label, evaluation in (("main", main), ("discovered", DISCOVERED)):
             for name in (metric, "accuracy"):
                 values = by_seed(rows, method, evaluation, name, points=(point,))
-                line[f"{name}: {label}"] = mean_text(values.values())
-        plain = by_seed(rows, method, PLAIN, metric, points=(point,))
+                line[f"{name}: {label}"] = mean_text(values.values()) if values else ""
+        plain = by_seed(rows, method, main, metric, points=(point,))
         is_reference = method == "simclr" and point == chosen["simclr"]
         difference = "" if is_reference else paired_difference(plain, simclr).text()
-        line[f"{metric} - simclr (plain)"] = difference
+        line[f"{metric} - simclr"] = difference
         table.append(line)
     return markdown_table(table)
 
