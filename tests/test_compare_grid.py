@@ -11,11 +11,13 @@ from typing import Any
 import pytest
 from fakes import DATASET, FakePipeline
 
+import debiascl.compare as compare_module
 from debiascl.cli import main
 from debiascl.cli.compare import parse_seeds
 from debiascl.compare import RunSettings, compare, plan_runs, run_dir_for
 from debiascl.errors import DebiasclError
 from debiascl.grid import parse_grid
+from debiascl.rundir import RunDirBusy
 from debiascl.selection import selection_metric
 
 LOW, HIGH = "method.temperature=0.2", "method.temperature=0.5"
@@ -252,6 +254,32 @@ def test_select_seeds_choose_the_point_then_train_it_on_the_other_seeds(
     fake.evaluate_calls.clear()
     run_grid(tmp_path, seeds=(0, 1, 2, 3), grid=grid, select_seeds=(0, 1), report=False)
     assert fake.train_calls == [] and fake.evaluate_calls == []
+
+
+def test_select_seeds_choose_only_once_every_point_has_them(
+    fake: FakePipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held = run_dir_for(tmp_path, "wcl", 1, (("method.temperature", 0.5),))
+    real_hold = compare_module.hold_run_dir
+
+    def hold(run_dir: Path) -> Any:
+        if run_dir == held:
+            raise RunDirBusy(run_dir, "pid 1 on host elsewhere")
+        return real_hold(run_dir)
+
+    monkeypatch.setattr(compare_module, "hold_run_dir", hold)
+    grid = ("wcl:method.temperature=0.2,0.5",)
+    with pytest.raises(
+        DebiasclError,
+        match=r"1 of 10 runs were skipped .*the chosen grid points were not trained on the other",
+    ):
+        run_grid(tmp_path, seeds=(0, 1, 2, 3), grid=grid, select_seeds=(0, 1), report=False)
+    assert sorted(call for call, _ in fake.train_calls) == [
+        *(f"simclr/{seed}" for seed in range(4)),
+        "wcl/0",
+        "wcl/0",
+        "wcl/1",
+    ]
 
 
 def test_select_seeds_errors(fake: FakePipeline, tmp_path: Path) -> None:

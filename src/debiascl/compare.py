@@ -697,7 +697,8 @@ def compare(
             else ""
         )
         raise DebiasclError(
-            f"{len(executor.busy)} runs were skipped because another process holds them: "
+            f"{len(executor.busy)} of {executor.total} runs were skipped because another "
+            "process holds them: "
             f"{'; '.join(executor.busy)}; {tables}{later}. Rerun the same command when that "
             "process has finished"
         )
