@@ -113,11 +113,6 @@ SUMMARY_STEM = "summary"
 PLOT_NAME = "tradeoff.png"
 PROBES_TABLE = "probes.md"
 PAIRED_STEM = "paired"
-"""``--select``: the val metric of a run's main evaluation that picks a method's grid point.
-
-auto: worst_group where the val split has bias labels, else accuracy; discovered_worst_group: the
-worst accuracy over the groups the bias encoder discovered on val (no bias label used; needs the
-discovered-groups probe)."""
 DEFAULT_REFERENCE = "simclr"
 
 Progress = Callable[[str], None]

@@ -494,22 +494,23 @@ def evaluate_splits(
         )
 
     fitted = fit()
-    balanced: dict[str, tuple[torch.Tensor, LinearProbe]] = {}
-    for kind in probe_groups:
-        groups = probe_groups_of(kind, run, features, None if discovery is None else discovery[0])
-        balanced[kind] = (
-            groups["train"],
-            fit(balanced_weights(groups["train"]), groups.get("val")),
-        )
+    groups_of = {
+        kind: probe_groups_of(kind, run, features, None if discovery is None else discovery[0])
+        for kind in probe_groups
+    }
+    balanced = {
+        kind: fit(balanced_weights(groups["train"]), groups.get("val"))
+        for kind, groups in groups_of.items()
+    }
     k, temperature = config.eval.knn_k, config.method.temperature
+    train_step = final_step(run.run_dir)
+    num_samples = {name: len(dataset) for name, dataset in run.splits.items()}
     evaluated = {}
     for split in splits:
         scored = run.splits[split]
         scored_h, scored_y, scored_a, _ = features[split]
         selection_groups = (
-            probe_groups_of("discovered", run, features, discovery[0])["val"]
-            if split == "val" and discovery is not None
-            else None
+            groups_of["discovered"]["val"] if split == "val" and discovery is not None else None
         )
 
         score = partial(_split_metrics, scored, scored_y, scored_a, counts, selection_groups)
@@ -522,8 +523,8 @@ def evaluate_splits(
             "encoder": key,
             "seed": config.train.seed,
             "split": split,
-            "train_step": final_step(run.run_dir),
-            "num_samples": {name: len(dataset) for name, dataset in run.splits.items()},
+            "train_step": train_step,
+            "num_samples": num_samples,
             "class_names": list(scored.class_names),
             "attribute_names": list(scored.attribute_names),
             "train_group_counts": None if counts is None else counts.tolist(),
@@ -541,12 +542,12 @@ def evaluate_splits(
             },
             "main": "probe",
         }
-        for kind, (train_groups, probe_of_kind) in balanced.items():
+        for kind, probe_of_kind in balanced.items():
             results[f"probe_{kind}"] = {
                 "protocol": f"linear probe ({protocol}) on frozen E_{key} features, loss "
                 f"balanced over {PROBE_GROUPS[kind]}",
                 "uses_bias_labels": kind == "true",
-                "num_groups": int(train_groups.unique().numel()),
+                "num_groups": int(groups_of[kind]["train"].unique().numel()),
                 "weight_decay": probe_of_kind.weight_decay,
                 "metrics": score(probe_of_kind.predict(scored_h)),
             }

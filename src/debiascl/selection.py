@@ -18,7 +18,11 @@ from debiascl.report.tables import markdown_table
 from debiascl.stats import paired_difference
 
 SELECT_RULES = ("auto", "worst_group", "accuracy", "worst_class", "discovered_worst_group")
-"""``--select``: the val metric of each run's main evaluation that picks a method's grid point."""
+"""``--select``: the val metric of each run's main evaluation that picks a method's grid point.
+
+auto: worst_group where the val split has bias labels, else accuracy; discovered_worst_group: the
+worst accuracy over the groups the bias encoder discovered on val (no bias label used; needs the
+discovered-groups probe)."""
 
 
 @dataclass(frozen=True)
