@@ -85,6 +85,34 @@ def chosen_points(folder: Path) -> dict[str, str]:
     return {row["method"]: row.get("point", "default") for row in rows}
 
 
+def test_columns(
+    rows: list[dict[str, str]], method: str, point: str, main: str, metrics: Iterable[str]
+) -> dict[str, str]:
+    """``<metric>: main`` and ``<metric>: discovered`` on test, mean ± standard error over the
+    seeds of one method's point (blank where that evaluation has no value)."""
+    columns = {}
+    for metric in metrics:
+        for label, evaluation in (("main", main), ("discovered", DISCOVERED)):
+            values = by_seed(rows, method, evaluation, metric, points=(point,))
+            columns[f"{metric}: {label}"] = mean_text(values.values()) if values else ""
+    return columns
+
+
+def simclr_difference(
+    rows: list[dict[str, str]],
+    chosen: dict[str, str],
+    method: str,
+    point: str,
+    main: str,
+    metric: str,
+) -> str:
+    """The paired test ``metric`` difference of a method's point (its ``main`` evaluation) to
+    SimCLR's plain probe at SimCLR's reported point, over the seeds both have."""
+    ours = by_seed(rows, method, main, metric, points=(point,))
+    simclr = by_seed(rows, "simclr", PLAIN, metric, points=(chosen["simclr"],))
+    return paired_difference(ours, simclr).text()
+
+
 def points_table(folder: Path, method: str, metric: str = "worst_group") -> str:
     """Markdown: each grid point of ``method`` on test (plain and discovered probes) over the
     seeds it has, its val score over the seeds every point has (what selects, also with
@@ -92,7 +120,6 @@ def points_table(folder: Path, method: str, metric: str = "worst_group") -> str:
     point (plain probe; blank for SimCLR itself)."""
     rows = read_rows(folder)
     chosen = chosen_points(folder)
-    simclr = by_seed(rows, "simclr", PLAIN, metric, points=(chosen["simclr"],))
     points = sorted({row["point"] for row in rows if row["method"] == method})
     main = main_evaluation(rows, method)
     val_of = {point: by_seed(rows, method, main, metric, "val", (point,)) for point in points}
@@ -104,14 +131,11 @@ def points_table(folder: Path, method: str, metric: str = "worst_group") -> str:
         line["seeds"] = len(val_of[point])
         selects = f"val {metric} over seeds {seeds_text(shared)} (selects)"
         line[selects] = mean_text(val_of[point][seed] for seed in shared)
-        for label, evaluation in (("main", main), ("discovered", DISCOVERED)):
-            for name in (metric, "accuracy"):
-                values = by_seed(rows, method, evaluation, name, points=(point,))
-                line[f"{name}: {label}"] = mean_text(values.values()) if values else ""
-        plain = by_seed(rows, method, main, metric, points=(point,))
+        line |= test_columns(rows, method, point, main, (metric, "accuracy"))
         is_reference = method == "simclr" and point == chosen["simclr"]
-        difference = "" if is_reference else paired_difference(plain, simclr).text()
-        line[f"{metric} - simclr"] = difference
+        line[f"{metric} - simclr"] = (
+            "" if is_reference else simclr_difference(rows, chosen, method, point, main, metric)
+        )
         table.append(line)
     return markdown_table(table)
 
@@ -132,14 +156,11 @@ def methods_table(folder: Path, metrics: tuple[str, ...]) -> str:
     for method, point in chosen.items():
         main = main_evaluation(rows, method)
         line = {"method": method if point == "default" else f"{method} ({point})"}
-        for metric in metrics:
-            for label, evaluation in (("main", main), ("discovered", DISCOVERED)):
-                values = by_seed(rows, method, evaluation, metric, points=(point,))
-                line[f"{metric}: {label}"] = mean_text(values.values()) if values else ""
+        line |= test_columns(rows, method, point, main, metrics)
         for metric in metrics if method != "simclr" else ():
-            ours = by_seed(rows, method, main, metric, points=(point,))
-            simclr = by_seed(rows, "simclr", PLAIN, metric, points=(chosen["simclr"],))
-            line[f"{metric} - simclr"] = paired_difference(ours, simclr).text()
+            line[f"{metric} - simclr"] = simclr_difference(
+                rows, chosen, method, point, main, metric
+            )
         table.append(line)
     return markdown_table(table)
 
