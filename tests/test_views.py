@@ -17,6 +17,7 @@ from debiascl.data.views import (
     random_gaussian_blur_,
     random_grayscale_,
     reference_table,
+    resampling_weights,
     resized_crop,
     sample_crop_boxes,
     sample_jitter,
@@ -305,6 +306,34 @@ def test_resized_crop_matches_torchvision_inside_the_box() -> None:
     torch.testing.assert_close(down[1], TF.resize(x[1], [12, 12], antialias=True).flip(-1))
     third = TF.resized_crop(x[2], 0, 4, 32, 24, [12, 12], antialias=True)
     torch.testing.assert_close(down[2, :, :, 2:-2], third[:, :, 2:-2])
+
+
+def test_crops_without_shrink_equal_the_resampling_matrices() -> None:
+    # The two-tap path (no box longer than the output) against the dense matrices of the same
+    # filter, with flips, boxes on the border, and several boxes cropping one image.
+    torch.manual_seed(0)
+    x = _images(4, size=12)
+    boxes = sample_crop_boxes(9, 12, 12, scale=(0.08, 1.0))
+    boxes[0] = torch.tensor([0.0, 0.0, 12.0, 12.0])
+    boxes[1] = torch.tensor([0.0, 9.5, 2.5, 12.0])
+    flip = torch.rand(9) < 0.5
+    source = torch.tensor([0, 1, 2, 3, 3, 2, 1, 0, 0])
+    crops = resized_crop(x, boxes, (12, 12), flip, source)
+    x0, y0, x1, y1 = boxes.unbind(1)
+    x0, x1 = torch.where(flip, x1, x0), torch.where(flip, x0, x1)
+    rows, cols = resampling_weights(y0, y1, 12, 12), resampling_weights(x0, x1, 12, 12)
+    expected = rows[:, None] @ x[source] @ cols.transpose(1, 2)[:, None]
+    torch.testing.assert_close(crops, expected)
+
+
+@pytest.mark.parametrize("augmentation", ["simclr", "crop_flip", "none"])
+def test_augment_pair_equals_augmenting_the_batch_twice(augmentation: str) -> None:
+    views = build_views(augmentation, ImageSet(size=16), image_size=16)
+    x = ImageSet(size=16).images
+    torch.manual_seed(3)
+    pair = views.augment_pair(x)
+    torch.manual_seed(3)
+    torch.testing.assert_close(pair, views.augment(torch.cat([x, x])))
 
 
 # --------------------------------------------------------------------------- colour

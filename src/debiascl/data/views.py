@@ -6,9 +6,10 @@ corrupted features) is drawn per sample from torch's global RNG on the input's d
 formulas (``transforms.v2`` RandomResizedCrop, RandomHorizontalFlip, ColorJitter, RandomGrayscale,
 GaussianBlur) but run on the whole batch at once with per-sample parameters:
 
-- crop + resize + flip is two batched matmuls with per-sample bilinear resampling matrices
-  (anti-aliased when a crop is shrunk, as torchvision's ``antialias=True``); crop boxes are
-  continuous (not rounded to whole pixels);
+- crop + resize + flip is per-sample separable bilinear resampling: two row gathers and a
+  lerp per axis when no crop is shrunk (the usual case: crops of an image at the output size),
+  else two batched matmuls with anti-aliased resampling matrices (as torchvision's
+  ``antialias=True``); crop boxes are continuous (not rounded to whole pixels);
 - colour jitter is tensor math with per-sample factors and a per-sample random order of the four
   steps, as torchvision draws them;
 - the 3x3 Gaussian blur is a separable 3-tap filter with a per-sample sigma.
@@ -152,32 +153,105 @@ def resampling_weights(start: Tensor, end: Tensor, in_size: int, out_size: int) 
     return weights / weights.sum(dim=2, keepdim=True)
 
 
-def resized_crop(
-    x: Tensor, boxes: Tensor, size: tuple[int, int], flip: Tensor | None = None
-) -> Tensor:
-    """Crop each image to its box, resize it to ``size`` and optionally mirror it, in two matmuls.
+def bilinear_taps(start: Tensor, end: Tensor, in_size: int, out_size: int) -> tuple[Tensor, ...]:
+    """The two input pixels and the lerp weight of each output pixel along one axis.
 
-    Equals torchvision's ``resized_crop`` (bilinear, antialias=True) inside the box; at the box's
-    edges the bilinear taps read the pixels just outside the box instead of clamping to its edge.
-    Dense matmuls cost O(S^3) per channel for S x S images: the fastest CPU option at 32x32, but
-    about 75 ms per 32 images at 224x224 on one CPU core (still small next to a ResNet step there;
-    on a GPU it is negligible).
+    The same sampling points as :func:`resampling_weights`; valid where the span is at most
+    ``out_size`` long (no shrink), where the triangle filter has support 1 and touches two pixels.
+    Output pixel i is ``(1 - frac) * pixel[low] + frac * pixel[high]``; taps beyond the image are
+    clamped to its border pixel, which equals dropping them and renormalising.
 
     Args:
-        x: (B, C, H, W) float images.
-        boxes: (B, 4) (x0, y0, x1, y1) in pixel-edge coordinates, one box per image.
+        start, end: (B,) span ends in pixel-edge coordinates, within [0, in_size].
+        in_size: input length along the axis.
+        out_size: output length.
+
+    Returns:
+        low, high: (B, out_size) int64 pixel indices in [0, in_size).
+        frac: (B, out_size) lerp weights of ``high``, in [0, 1).
+    """
+    steps = torch.arange(out_size, device=start.device, dtype=start.dtype) + 0.5
+    centres = start[:, None] + steps[None, :] * ((end - start) / out_size)[:, None] - 0.5
+    low = centres.floor()
+    frac = centres - low
+    low = low.long()
+    return low.clamp(0, in_size - 1), (low + 1).clamp(max=in_size - 1), frac
+
+
+def _two_tap_crop(
+    x: Tensor,
+    source: Tensor,
+    box_x: tuple[Tensor, Tensor],
+    box_y: tuple[Tensor, Tensor],
+    size: tuple[int, int],
+) -> Tensor:
+    """Bilinear crops without shrink: gather two rows and lerp, then two columns and lerp.
+
+    Args:
+        x: (N, C, H, W) float images.
+        source: (B,) int64, the image of x each crop reads.
+        box_x, box_y: (start, end) spans along W and H, (B,) each (start > end mirrors).
         size: output (h, w).
-        flip: (B,) bool, mirror the crop left-right; None for no flip.
 
     Returns:
         (B, C, h, w) crops.
     """
+    channels, height, width = x.shape[1:]
+    batch = source.shape[0]
+    low, high, frac = bilinear_taps(*box_y, height, size[0])  # (B, h)
+    channel = torch.arange(channels, device=x.device)
+    first_row = ((source[:, None] * channels + channel) * height)[:, :, None]  # (B, C, 1)
+    rows = x.reshape(-1, width)
+    top = rows.index_select(0, (first_row + low[:, None]).view(-1))
+    bottom = rows.index_select(0, (first_row + high[:, None]).view(-1))
+    weight = frac[:, None, :, None].expand(batch, channels, size[0], 1).reshape(-1, 1)
+    resized_rows = top.lerp_(bottom, weight).view(batch, channels, size[0], width)
+    low, high, frac = bilinear_taps(*box_x, width, size[1])  # (B, w)
+    shape = (batch, channels, size[0], size[1])
+    left = resized_rows.gather(3, low[:, None, None, :].expand(shape))
+    right = resized_rows.gather(3, high[:, None, None, :].expand(shape))
+    return left.lerp_(right, frac[:, None, None, :])
+
+
+def resized_crop(
+    x: Tensor,
+    boxes: Tensor,
+    size: tuple[int, int],
+    flip: Tensor | None = None,
+    source: Tensor | None = None,
+) -> Tensor:
+    """Crop an image to each box, resize it to ``size`` and optionally mirror it.
+
+    Equals torchvision's ``resized_crop`` (bilinear, antialias=True) inside the box; at the box's
+    edges the bilinear taps read the pixels just outside the box instead of clamping to its edge.
+    When no box is longer than the output along either axis (no shrink: anti-aliasing is the
+    identity), each output pixel mixes two rows and two columns: index gathers and lerps, O(S^2)
+    per channel. Otherwise two batched matmuls with the anti-aliased resampling matrices of
+    :func:`resampling_weights`, O(S^3) per channel (about 75 ms per 32 images at 224x224 on one
+    CPU core; on a GPU it is negligible).
+
+    Args:
+        x: (N, C, H, W) float images.
+        boxes: (B, 4) (x0, y0, x1, y1) in pixel-edge coordinates, one box per crop.
+        size: output (h, w).
+        flip: (B,) bool, mirror the crop left-right; None for no flip.
+        source: (B,) int64, the image of x each box crops (several boxes may share one, e.g. two
+            views); None for box i on image i (B = N).
+
+    Returns:
+        (B, C, h, w) crops.
+    """
+    if source is None:
+        source = torch.arange(x.shape[0], device=x.device)
     x0, y0, x1, y1 = boxes.to(x.dtype).unbind(1)
     if flip is not None:
         x0, x1 = torch.where(flip, x1, x0), torch.where(flip, x0, x1)
+    shrinks = bool(((y1 - y0).abs() > size[0]).any() | ((x1 - x0).abs() > size[1]).any())
+    if not shrinks:
+        return _two_tap_crop(x, source, (x0, x1), (y0, y1), size)
     rows = resampling_weights(y0, y1, x.shape[-2], size[0])  # (B, h, H)
     cols = resampling_weights(x0, x1, x.shape[-1], size[1])  # (B, w, W)
-    return rows[:, None] @ x @ cols.transpose(1, 2)[:, None]
+    return rows[:, None] @ x.index_select(0, source) @ cols.transpose(1, 2)[:, None]
 
 
 def resize(x: Tensor, size: tuple[int, int]) -> Tensor:
@@ -383,8 +457,7 @@ class ViewPipeline(nn.Module):
         """
         first, second = [], []
         for part in self._check(x).split(self.chunk_size(x)):
-            part = self._as_float(part)
-            views = self.augment(torch.cat([part, part]))  # one pass over both views
+            views = self.augment_pair(self._as_float(part))  # one pass over both views
             first.append(views[: part.shape[0]])
             second.append(views[part.shape[0] :])
         if len(first) == 1:
@@ -407,6 +480,11 @@ class ViewPipeline(nn.Module):
     def augment(self, x: Tensor) -> Tensor:
         """One random view of a checked float32 batch (B, *input_shape) -> (B, *output_shape)."""
         raise NotImplementedError
+
+    def augment_pair(self, x: Tensor) -> Tensor:
+        """Two random views of each sample: (B, *input_shape) -> (2B, *output_shape), all first
+        views, then all second views (independent draws, as ``augment`` of x twice)."""
+        return self.augment(torch.cat([x, x]))
 
     def normalise(self, x: Tensor) -> Tensor:
         """Deterministic resize/normalisation of a checked batch; identity unless overridden."""
@@ -478,12 +556,20 @@ class ImageViews(ViewPipeline):
 
     def augment(self, x: Tensor) -> Tensor:
         """One view (B, C, h, w) of (B, C, H, W) images in [0, 1]."""
+        return self._views(x, torch.arange(x.shape[0], device=x.device))
+
+    def augment_pair(self, x: Tensor) -> Tensor:
+        """Two views (2B, C, h, w) of (B, C, H, W) images, cropped from x without copying it."""
+        return self._views(x, torch.arange(x.shape[0], device=x.device).repeat(2))
+
+    def _views(self, x: Tensor, source: Tensor) -> Tensor:
+        """One view (V, C, h, w) of image ``source[v]`` of x (N, C, H, W) for each v."""
         if self.crop_scale is None:
-            return self.normalise(x)
-        batch, _, height, width = x.shape
+            return self.normalise(x).index_select(0, source)
+        batch, (height, width) = source.shape[0], x.shape[2:]
         boxes = sample_crop_boxes(batch, height, width, self.crop_scale, device=x.device)
         flip = _bernoulli(batch, 0.5, x.device)
-        view = resized_crop(x, boxes, self.size, flip)
+        view = resized_crop(x, boxes, self.size, flip, source)
         if self.colour:
             color_jitter_(view, *sample_jitter(batch, device=x.device))
             if view.shape[1] == 3:
