@@ -14,7 +14,7 @@ GaussianBlur) but run on the whole batch at once with per-sample parameters:
   steps, as torchvision draws them;
 - the 3x3 Gaussian blur is a separable 3-tap filter with a per-sample sigma.
 
-kornia's equivalent ``AugmentationSequential`` is 3.5x slower on CPU at 32x32 (its ColorJitter
+kornia's equivalent ``AugmentationSequential`` is 3.3-3.5x slower on CPU at 32x32 (its ColorJitter
 alone costs more than this whole pipeline; ``benchmarks/augment.py`` measures both against
 torchvision), and its ColorJitter draws one step order per batch, not per sample.
 
