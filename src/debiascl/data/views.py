@@ -6,10 +6,11 @@ corrupted features) is drawn per sample from torch's global RNG on the input's d
 formulas (``transforms.v2`` RandomResizedCrop, RandomHorizontalFlip, ColorJitter, RandomGrayscale,
 GaussianBlur) but run on the whole batch at once with per-sample parameters:
 
-- crop + resize + flip is per-sample separable bilinear resampling: two row gathers and a
-  lerp per axis when no crop is shrunk (the usual case: crops of an image at the output size),
-  else two batched matmuls with anti-aliased resampling matrices (as torchvision's
-  ``antialias=True``); crop boxes are continuous (not rounded to whole pixels);
+- crop + resize + flip is per-sample separable bilinear resampling: two gathers and a lerp
+  per axis when the images are no larger than the views (so no crop is shrunk; the usual case,
+  e.g. a decoded-image cache at the training size), else two batched matmuls with anti-aliased
+  resampling matrices (as torchvision's ``antialias=True``); crop boxes are continuous (not
+  rounded to whole pixels);
 - colour jitter is tensor math with per-sample factors and a per-sample random order of the four
   steps, as torchvision draws them;
 - the 3x3 Gaussian blur is a separable 3-tap filter with a per-sample sigma.
@@ -224,9 +225,10 @@ def resized_crop(
 
     Equals torchvision's ``resized_crop`` (bilinear, antialias=True) inside the box; at the box's
     edges the bilinear taps read the pixels just outside the box instead of clamping to its edge.
-    When no box is longer than the output along either axis (no shrink: anti-aliasing is the
-    identity), each output pixel mixes two rows and two columns: index gathers and lerps, O(S^2)
-    per channel. Otherwise two batched matmuls with the anti-aliased resampling matrices of
+    When the images are no larger than the output (boxes lie inside them, so none is shrunk and
+    anti-aliasing is the identity), each output pixel mixes two rows and two columns: index
+    gathers and lerps, O(S^2) per channel; the choice depends on shapes only, so it never waits
+    on the device. Otherwise two batched matmuls with the anti-aliased resampling matrices of
     :func:`resampling_weights`, O(S^3) per channel (about 75 ms per 32 images at 224x224 on one
     CPU core; on a GPU it is negligible).
 
@@ -246,8 +248,7 @@ def resized_crop(
     x0, y0, x1, y1 = boxes.to(x.dtype).unbind(1)
     if flip is not None:
         x0, x1 = torch.where(flip, x1, x0), torch.where(flip, x0, x1)
-    shrinks = bool(((y1 - y0).abs() > size[0]).any() | ((x1 - x0).abs() > size[1]).any())
-    if not shrinks:
+    if x.shape[-2] <= size[0] and x.shape[-1] <= size[1]:
         return _two_tap_crop(x, source, (x0, x1), (y0, y1), size)
     rows = resampling_weights(y0, y1, x.shape[-2], size[0])  # (B, h, H)
     cols = resampling_weights(x0, x1, x.shape[-1], size[1])  # (B, w, W)
