@@ -456,14 +456,17 @@ class ViewPipeline(nn.Module):
         Returns:
             (v1, v2), each (B, *output_shape) float32 on x's device.
         """
-        first, second = [], []
-        for part in self._check(x).split(self.chunk_size(x)):
-            views = self.augment_pair(self._as_float(part))  # one pass over both views
-            first.append(views[: part.shape[0]])
-            second.append(views[part.shape[0] :])
-        if len(first) == 1:
-            return first[0], second[0]
-        return torch.cat(first), torch.cat(second)
+        x = self._check(x)
+        chunk = self.chunk_size(x)
+        if chunk >= x.shape[0]:
+            views = self.augment_pair(self._as_float(x))  # one pass over both views
+            return views[: x.shape[0]], views[x.shape[0] :]
+        pair = torch.empty(2, x.shape[0], *self.output_shape, device=x.device)
+        for start in range(0, x.shape[0], chunk):
+            part = x[start : start + chunk]
+            views = self.augment_pair(self._as_float(part))
+            pair[:, start : start + part.shape[0]] = views.view(2, part.shape[0], *views.shape[1:])
+        return pair[0], pair[1]
 
     def chunk_size(self, x: Tensor) -> int:
         """Samples of x augmented in one pass: all of them off the CPU, else a cache-sized part."""
