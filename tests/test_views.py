@@ -309,8 +309,8 @@ def test_resized_crop_matches_torchvision_inside_the_box() -> None:
 
 
 def test_crops_without_shrink_equal_the_resampling_matrices() -> None:
-    # The two-tap path (no box longer than the output) against the dense matrices of the same
-    # filter, with flips, boxes on the border, and several boxes cropping one image.
+    # The two-tap path (images no larger than the output) against the dense matrices of the
+    # same filter, with flips, boxes on the border, and several boxes cropping one image.
     torch.manual_seed(0)
     x = _images(4, size=12)
     boxes = sample_crop_boxes(9, 12, 12, scale=(0.08, 1.0))

@@ -154,7 +154,9 @@ def resampling_weights(start: Tensor, end: Tensor, in_size: int, out_size: int) 
     return weights / weights.sum(dim=2, keepdim=True)
 
 
-def bilinear_taps(start: Tensor, end: Tensor, in_size: int, out_size: int) -> tuple[Tensor, ...]:
+def bilinear_taps(
+    start: Tensor, end: Tensor, in_size: int, out_size: int
+) -> tuple[Tensor, Tensor, Tensor]:
     """The two input pixels and the lerp weight of each output pixel along one axis.
 
     The same sampling points as :func:`resampling_weights`; valid where the span is at most
@@ -461,7 +463,7 @@ class ViewPipeline(nn.Module):
         if chunk >= x.shape[0]:
             views = self.augment_pair(self._as_float(x))  # one pass over both views
             return views[: x.shape[0]], views[x.shape[0] :]
-        pair = torch.empty(2, x.shape[0], *self.output_shape, device=x.device)
+        pair = torch.empty(2, x.shape[0], *self.output_shape, dtype=torch.float32, device=x.device)
         for start in range(0, x.shape[0], chunk):
             part = x[start : start + chunk]
             views = self.augment_pair(self._as_float(part))
