@@ -9,7 +9,9 @@
 #    bf16/fp16 autocast, training in 32/bf16/fp16 with resume, channels_last, torchrun on the GPU,
 #    an NCCL gather;
 # 2. a real run under torchrun: WCL with ResNet-18 in bf16 on biased-digits, then its evaluation;
-# 3. the step-time and loss benchmarks on the GPU.
+# 3. the step-time and loss benchmarks on the GPU;
+# 4. the view pipeline and the image-folder data path with the views on the GPU (the data
+#    path's later epochs against torchvision's per-sample path with as many loader workers).
 # Every step runs even when one before it failed; the exit status is 1 when any failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +42,8 @@ check eval.log "$python" -m debiascl eval "$out/run" --device cuda
 check train_step.md "$python" benchmarks/train_step.py --device cuda --backbone resnet18 \
   --batch-size 256 --image-size 32 --steps 10 --rounds 5
 check losses.md "$python" benchmarks/losses.py --device cuda --batch-sizes 256 1024 4096
+check augment.md "$python" benchmarks/augment.py --device cuda --workers 0 8
+check data.md "$python" benchmarks/data.py --device cuda --repeats 2
 
 if ((${#failed[@]})); then
   echo "gpu_check: FAILED: ${failed[*]} (logs in $out/)"
