@@ -127,6 +127,14 @@ def _fallback_crop_size(height: int, width: int, ratio: tuple[float, float]) -> 
     return float(width), float(height)
 
 
+def _sample_points(start: Tensor, step: Tensor, out_size: int) -> Tensor:
+    """(B, out_size) input coordinates (pixel edges) that output pixels i sample:
+    ``start + (i + 0.5) * step``, for spans starting at ``start`` (B,) with ``step`` (B,) input
+    pixels per output pixel."""
+    offsets = torch.arange(out_size, device=start.device, dtype=start.dtype) + 0.5
+    return start[:, None] + offsets[None, :] * step[:, None]
+
+
 def resampling_weights(start: Tensor, end: Tensor, in_size: int, out_size: int) -> Tensor:
     """Per-sample 1-D bilinear resampling matrices of the spans [start, end) along one axis.
 
@@ -145,8 +153,7 @@ def resampling_weights(start: Tensor, end: Tensor, in_size: int, out_size: int) 
         (B, out_size, in_size) weights, each row summing to 1.
     """
     step = (end - start) / out_size  # (B,) signed input pixels per output pixel
-    steps = torch.arange(out_size, device=start.device, dtype=start.dtype) + 0.5
-    centres = start[:, None] + steps[None, :] * step[:, None]  # (B, out_size)
+    centres = _sample_points(start, step, out_size)  # (B, out_size)
     pixels = torch.arange(in_size, device=start.device, dtype=start.dtype) + 0.5
     support = step.abs().clamp(min=1.0)[:, None, None]
     distance = (pixels[None, None, :] - centres[:, :, None]).abs_() / support
@@ -173,8 +180,7 @@ def bilinear_taps(
         low, high: (B, out_size) int64 pixel indices in [0, in_size).
         frac: (B, out_size) lerp weights of ``high``, in [0, 1).
     """
-    steps = torch.arange(out_size, device=start.device, dtype=start.dtype) + 0.5
-    centres = start[:, None] + steps[None, :] * ((end - start) / out_size)[:, None] - 0.5
+    centres = _sample_points(start, (end - start) / out_size, out_size) - 0.5  # pixel centres
     low = centres.floor()
     frac = centres - low
     low = low.long()
