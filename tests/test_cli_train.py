@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from debiascl import train as train_module  # the module that `debiascl train` imports when it runs
 from debiascl.checkpoint import save_checkpoint
 from debiascl.cli import main
-from debiascl.cli import train as cli_train
 from debiascl.config import list_presets
 from debiascl.data import list_datasets
 from debiascl.errors import DebiasclError, user_message
@@ -168,7 +168,7 @@ def test_info_records_reach_stderr_only_while_the_cli_runs(
         logger.warning("a warning")
         return run_dir
 
-    monkeypatch.setattr(cli_train, "train", logging_train)
+    monkeypatch.setattr(train_module, "train", logging_train)
     before = (list(logger.handlers), logger.level, logger.propagate)
     assert main(_train_args(tmp_path / "r")) == 0
     err = capsys.readouterr().err
@@ -227,7 +227,7 @@ def test_the_cli_prints_a_worker_error_on_one_line(
     def failing_train(config: object, run_dir: Path, resume: bool = False) -> Path:
         raise DebiasclError(WORKER_MESSAGE)
 
-    monkeypatch.setattr(cli_train, "train", failing_train)
+    monkeypatch.setattr(train_module, "train", failing_train)
     assert main(_train_args(tmp_path / "r")) == 2
     assert capsys.readouterr().err == (
         "debiascl: error: image 'x/1.png' cannot be read: truncated file\n"

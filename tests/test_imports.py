@@ -97,10 +97,13 @@ def test_the_package_has_no_import_cycle() -> None:
 
 
 def test_no_function_imports_a_module_of_the_package() -> None:
-    """Imports inside functions (which could hide a cycle) are for optional heavy libraries only."""
+    """Imports inside functions (which could hide a cycle) are for optional heavy libraries only,
+    and for the command line's sub-commands, which import the heavy modules when they run (the
+    top layer: nothing imports it, and :func:`import_graph` counts their imports)."""
     local = [
         f"{module_name(path)}.{function.name}: {ast.unparse(node)}"
         for path in sorted(PACKAGE.rglob("*.py"))
+        if not module_name(path).startswith("debiascl.cli")
         for function in ast.walk(ast.parse(path.read_text()))
         if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef)
         for node in ast.walk(function)

@@ -1,13 +1,38 @@
 """debiascl: debiased contrastive representation learning (WCL, SimCLR, DCL, HCL, triplet).
 
-Importing the package imports the modules that register the built-in methods, backbones,
-heads, augmentations and data sets (:mod:`debiascl.registry`), so every part of it (the
-config's choices first) sees them all.
+Importing the package is light: it imports neither torch nor the modules that define the
+methods, models and data sets. Their names are declared in :mod:`debiascl.registry` (so the
+config's choices and the command line's listings need no import), and a registry imports the
+module of a name when its entry is used. The public names below load on first access
+(PEP 562), e.g. ``debiascl.methods`` or ``from debiascl import data``.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from debiascl.errors import DebiasclError
 
 __version__ = "0.1.0"
 
-from debiascl import data, methods, models  # noqa: F401  (they fill the registries)
-from debiascl.errors import DebiasclError
+_LAZY: dict[str, str] = {
+    "data": "debiascl.data",
+    "methods": "debiascl.methods",
+    "models": "debiascl.models",
+}
+"""Public name -> the module that defines it (a module's own name: the module itself)."""
 
-__all__ = ["DebiasclError", "__version__"]
+__all__ = ["DebiasclError", "__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the module behind a public name of :data:`_LAZY` on first access."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'debiascl' has no attribute '{name}'")
+    module = importlib.import_module(_LAZY[name])
+    return module if module.__name__.rpartition(".")[2] == name else getattr(module, name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -65,12 +65,13 @@ from typing import Any
 
 from debiascl.atomic import remove_path, write_text_atomic
 from debiascl.checkpoint import check_resumable
+from debiascl.choices import DEFAULT_REFERENCE, PROBE_GROUPS, SELECT_RULES
 from debiascl.config import Config, build_config, list_presets, load_config
 from debiascl.data import list_datasets
 from debiascl.discover import BIAS_ENCODER, discover_run
 from debiascl.distributed import resolve_device
 from debiascl.errors import DebiasclError
-from debiascl.evaluate import PROBE_GROUPS, evaluate_splits
+from debiascl.evaluate import evaluate_splits
 from debiascl.grid import GridAxis, GridPoint, method_grid, point_name, point_sets
 from debiascl.methods import METHODS, bias_discovery_method
 from debiascl.metrics import mean_and_stderr
@@ -98,7 +99,6 @@ from debiascl.rundir import (
     run_state as run_dir_state,
 )
 from debiascl.selection import (
-    SELECT_RULES,
     Selection,
     paired_differences,
     paired_table,
@@ -113,7 +113,6 @@ SUMMARY_STEM = "summary"
 PLOT_NAME = "tradeoff.png"
 PROBES_TABLE = "probes.md"
 PAIRED_STEM = "paired"
-DEFAULT_REFERENCE = "simclr"
 
 Progress = Callable[[str], None]
 
@@ -180,7 +179,7 @@ class RunSettings:
     (``epochs``, ``batch_size``, ``device``, ``data_dir`` = data.root, ``probe`` = eval.probe;
     None keeps the lower layer's value), then ``sets`` (``key=value`` strings).
     ``probe_groups`` adds group-robust probes to every contrastive run's evaluation
-    (:data:`debiascl.evaluate.PROBE_GROUPS`).
+    (:data:`debiascl.choices.PROBE_GROUPS`).
     """
 
     preset: str | None = None

@@ -24,11 +24,10 @@ from typing import Any
 
 import torch
 
+from debiascl.choices import DEFAULT_K, DEFAULT_THRESHOLD
 from debiascl.config import load_config
 from debiascl.data.sampling import labelled_subset
 from debiascl.discovery import (
-    DEFAULT_K,
-    DEFAULT_THRESHOLD,
     SplitDiscovery,
     conflict_scores,
     discovery_quality,

@@ -36,12 +36,11 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
 from debiascl.atomic import write_json, write_text_atomic
+from debiascl.choices import DEFAULT_K
 from debiascl.errors import DebiasclError
 from debiascl.metrics import group_name, majority_aligned
 from debiascl.rundir import SCORES_FILE, discovery_paths
 
-DEFAULT_K = 10
-DEFAULT_THRESHOLD = 0.5
 DEFAULT_CHUNK_SIZE = 4096
 """Queries and bank rows per block of the exact kNN: memory is O(chunk^2), not O(n^2)."""
 CSV_COLUMNS = ("split", "index", "y", "score", "flag", "a")

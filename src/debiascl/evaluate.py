@@ -36,6 +36,7 @@ from torch import nn
 
 from debiascl.atomic import write_json
 from debiascl.checkpoint import load_trained
+from debiascl.choices import PROBE_GROUPS
 from debiascl.config import Config
 from debiascl.data.base import BiasedDataset
 from debiascl.data.loading import configured_dataset, configured_views
@@ -51,11 +52,6 @@ FAST_WEIGHT_DECAYS = (1e-5, 1e-4, 1e-3, 1e-2)
 FAST_DEFAULT_WEIGHT_DECAY = 1e-4
 FAST_MAX_ITER = 300
 AUTHORS_WEIGHT_DECAY = 1e-6
-PROBE_GROUPS = {
-    "discovered": "discovered groups (class x E_b flag; no bias label used)",
-    "true": "true groups (class x bias attribute; oracle, uses bias labels)",
-}
-"""Group-robust probes: name -> what balances its loss (``results.json`` key ``probe_<name>``)."""
 SUMMARY_METRICS = (
     "accuracy",
     "worst_class",

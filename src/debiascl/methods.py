@@ -91,18 +91,8 @@ def register_method(cls: type[Method]) -> type[Method]:
     """
     if not (is_dataclass(cls.Options) and issubclass(cls.Options, MethodOptions)):
         raise TypeError(f"method '{cls.name}': Options must be a MethodOptions dataclass")
-    collect_method_settings((*METHODS.items(), (cls.name, cls)))
-    return METHODS.add(cls.name, cls)
-
-
-def self_supervised_methods() -> tuple[str, ...]:
-    """The registered methods that train without class labels, in registration order."""
-    return tuple(name for name, cls in METHODS.items() if not cls.supervised)
-
-
-def supervised_methods() -> tuple[str, ...]:
-    """The registered methods that train on class labels, in registration order."""
-    return tuple(name for name, cls in METHODS.items() if cls.supervised)
+    collect_method_settings((*METHODS.registered().items(), (cls.name, cls)))
+    return METHODS.add(cls.name, cls, supervised=cls.supervised)
 
 
 def bias_discovery_method() -> str:

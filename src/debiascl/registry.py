@@ -1,17 +1,22 @@
-"""Registries of the named building blocks a config chooses from.
+"""Registries of the named building blocks a config chooses from, and the built-ins' names.
 
-Each registry maps a name to what the name stands for (a method class, a backbone's data kind,
-a projection head's layout, an augmentation's data kinds). The modules that define the blocks
-fill them when imported (``debiascl/__init__.py`` imports them, so any import of the package
-sees every built-in); :mod:`debiascl.config` reads them to list and check the choices of
-``method.name``, ``model.backbone``, ``model.head`` and ``data.augmentation``. This module
-imports nothing heavy, so config can import it without a cycle.
+Each registry maps a name to what the name stands for (a method class, a data set's builder, a
+backbone's data kind, a projection head's layout, an augmentation's data kinds). The modules
+that define the blocks fill them when imported (``register_method``, ``register_dataset``,
+``BACKBONES.add`` ...). The built-in blocks are also *declared* here, by name, with the module
+that registers them and the little the choices need (a method's kind, a data set's summary),
+so that listing or checking a choice (``--help``, ``debiascl datasets``, an unknown name)
+imports neither torch nor the modules: looking a declared name up imports its module then.
+Plugins register names that are not declared; they are choices once their module is imported.
+
+This module imports nothing heavy, so config and the command line can import it.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator, Mapping
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from debiascl.errors import DebiasclError
 
@@ -19,7 +24,10 @@ T = TypeVar("T")
 
 
 class Registry(Mapping[str, T], Generic[T]):
-    """Names of one kind of building block, in registration order.
+    """Names of one kind of building block: the declared ones first, then the others added.
+
+    Iterating, ``len``, ``in`` and :meth:`info` read the names only; getting an entry of a
+    declared name that is not registered yet imports the module that registers it.
 
     Args:
         setting: the config key that chooses among them (e.g. "method.name"); named in errors.
@@ -27,41 +35,171 @@ class Registry(Mapping[str, T], Generic[T]):
 
     def __init__(self, setting: str) -> None:
         self.setting = setting
+        self._declared: dict[str, tuple[str, dict[str, Any]]] = {}
         self._entries: dict[str, T] = {}
+        self._info: dict[str, dict[str, Any]] = {}
 
-    def add(self, name: str, entry: T) -> T:
-        """Register ``entry`` under ``name``; a name registered twice is a programming error."""
+    def declare(self, name: str, module: str, **info: Any) -> None:
+        """Declare that importing ``module`` registers ``name`` (with these ``info`` values)."""
+        if name in self._declared:
+            raise ValueError(f"{self.setting} '{name}' is declared twice")
+        self._declared[name] = (module, info)
+
+    def add(self, name: str, entry: T, **info: Any) -> T:
+        """Register ``entry`` under ``name``, with the light ``info`` a listing shows.
+
+        Raises:
+            ValueError: the name is registered already, or registered with other info than
+                its declaration's (a programming error).
+        """
         if name in self._entries:
             raise ValueError(f"{self.setting} '{name}' is registered twice")
+        if name in self._declared and self._declared[name][1] != info:
+            raise ValueError(
+                f"{self.setting} '{name}' is registered with {info} but declared in "
+                f"debiascl.registry with {self._declared[name][1]}"
+            )
         self._entries[name] = entry
+        self._info[name] = info
         return entry
+
+    def info(self, name: str) -> dict[str, Any]:
+        """The light values of ``name`` (declared or registered), without importing anything."""
+        if name in self._declared:
+            return self._declared[name][1]
+        if name in self._info:
+            return self._info[name]
+        return self.lookup(name)  # raises the DebiasclError that lists the choices
+
+    def registered(self) -> dict[str, T]:
+        """The entries registered so far (imports nothing), in registration order."""
+        return dict(self._entries)
 
     def lookup(self, name: str) -> T:
         """The entry of ``name``, or a DebiasclError naming the setting and every choice."""
-        if name not in self._entries:
+        if name not in self:
             raise DebiasclError(
                 f"setting '{self.setting}' = {name!r}: expected one of {', '.join(self)}"
             )
-        return self._entries[name]
+        return self[name]
 
     def __getitem__(self, name: str) -> T:
+        if name not in self._entries and name in self._declared:
+            module = self._declared[name][0]
+            importlib.import_module(module)
+            if name not in self._entries:
+                raise LookupError(
+                    f"{self.setting} '{name}' is declared in debiascl.registry, but importing "
+                    f"{module} did not register it"
+                )
         return self._entries[name]
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._declared or name in self._entries
+
     def __iter__(self) -> Iterator[str]:
-        return iter(self._entries)
+        return iter(dict.fromkeys([*self._declared, *self._entries]))
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._declared.keys() | self._entries.keys())
 
     def __repr__(self) -> str:
         return f"Registry({self.setting}: {', '.join(self)})"
 
 
 METHODS: Registry[type] = Registry("method.name")
-"""Method classes (:class:`debiascl.methods.Method` subclasses), filled by ``register_method``."""
+"""Method classes (:class:`debiascl.methods.Method` subclasses), filled by ``register_method``;
+info ``supervised`` (trains on class labels)."""
+DATASETS: Registry[Any] = Registry("data.name")
+"""Data set builders (:class:`debiascl.data.base.DatasetBuilder`), filled by
+``register_dataset``; info ``summary`` (the first line of the builder's docstring)."""
 BACKBONES: Registry[str] = Registry("model.backbone")
 """Backbone name -> the data kind it reads ("image" or "table"), filled by debiascl.models."""
 HEADS: Registry[dict[str, bool]] = Registry("model.head")
 """Projection head name -> its layout flags, filled by debiascl.models."""
 AUGMENTATIONS: Registry[tuple[str, ...]] = Registry("data.augmentation")
 """View pipeline name -> the data kinds it applies to, filled by debiascl.data.views."""
+
+for _name in ("simclr", "dcl", "hcl", "triplet", "wcl"):
+    METHODS.declare(_name, "debiascl.methods", supervised=False)
+for _name in ("erm", "jtt"):
+    METHODS.declare(_name, "debiascl.methods", supervised=True)
+for _name, _module, _summary in (
+    ("cifar10", "images", "CIFAR-10 (10 classes, 32x32, no bias attribute)."),
+    ("cifar100", "images", "CIFAR-100 (100 fine classes, 32x32, no bias attribute)."),
+    ("stl10", "images", "STL-10 (10 classes, 96x96, no bias attribute)."),
+    (
+        "celeba",
+        "images",
+        "CelebA with a binary target and a binary bias attribute chosen by name.",
+    ),
+    (
+        "waterbirds",
+        "images",
+        "Waterbirds as made by group_DRO's generator (target bird type, bias background).",
+    ),
+    ("metadata-csv", "images", "Any image folder with a SubpopBench-style ``root/metadata.csv``."),
+    (
+        "imagenet100",
+        "images",
+        "ImageNet-100: the classes of a class list, from an ImageFolder tree (no bias attribute).",
+    ),
+    (
+        "biased-digits",
+        "synthetic",
+        "sklearn digits, 10 classes on a class-correlated background colour.",
+    ),
+    (
+        "biased-digits-binary",
+        "synthetic",
+        "sklearn digits 0-4 vs 5-9 on land / water textures (4 groups).",
+    ),
+    (
+        "biased-fmnist",
+        "synthetic",
+        "Fashion-MNIST, 10 classes on a class-correlated background colour.",
+    ),
+    (
+        "biased-fmnist-binary",
+        "synthetic",
+        "Fashion-MNIST clothing vs shoes/bags on land / water textures (4 groups).",
+    ),
+    (
+        "adult",
+        "tabular",
+        "UCI Adult (income >50K), bias sex (Female/Male) or race (non-White/White).",
+    ),
+    (
+        "compas",
+        "tabular",
+        "ProPublica COMPAS (target two_year_recid), bias race (Caucasian/African-American).",
+    ),
+    ("german", "tabular", "Statlog German credit (target good credit), bias sex or age."),
+    (
+        "csv",
+        "tabular",
+        "Any CSV file with a header: a numeric target column and an optional bias column.",
+    ),
+):
+    DATASETS.declare(_name, f"debiascl.data.{_module}", summary=_summary)
+for _name in ("resnet18", "resnet50", "mlp", "small_cnn"):
+    BACKBONES.declare(_name, "debiascl.models")
+for _name in ("cifar", "biased", "mlp"):
+    HEADS.declare(_name, "debiascl.models")
+for _name in ("simclr", "crop_flip", "crop_flip_wide", "gaussian_noise", "scarf", "none"):
+    AUGMENTATIONS.declare(_name, "debiascl.data.views")
+
+
+def self_supervised_methods() -> tuple[str, ...]:
+    """The methods that train without class labels, in registration order (imports nothing)."""
+    return tuple(name for name in METHODS if not METHODS.info(name)["supervised"])
+
+
+def supervised_methods() -> tuple[str, ...]:
+    """The methods that train on class labels, in registration order (imports nothing)."""
+    return tuple(name for name in METHODS if METHODS.info(name)["supervised"])
+
+
+def list_datasets() -> list[str]:
+    """Names of every data set (declared or registered), sorted (imports nothing)."""
+    return sorted(DATASETS)

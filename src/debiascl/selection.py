@@ -17,13 +17,6 @@ from debiascl.grid import select_point
 from debiascl.report.tables import markdown_table
 from debiascl.stats import paired_difference
 
-SELECT_RULES = ("auto", "worst_group", "accuracy", "worst_class", "discovered_worst_group")
-"""``--select``: the val metric of each run's main evaluation that picks a method's grid point.
-
-auto: worst_group where the val split has bias labels, else accuracy; discovered_worst_group: the
-worst accuracy over the groups the bias encoder discovered on val (no bias label used; needs the
-discovered-groups probe)."""
-
 
 @dataclass(frozen=True)
 class Selection:
@@ -49,8 +42,9 @@ def _main_metric(results: dict[str, Any], metric: str) -> float | None:
 
 
 def selection_metric(rule: str, val_results: Sequence[dict[str, Any]]) -> str:
-    """The val metric a :data:`SELECT_RULES` rule stands for: ``auto`` is worst_group when the
-    val results have group metrics (the val split has bias labels), else accuracy."""
+    """The val metric a :data:`debiascl.choices.SELECT_RULES` rule stands for: ``auto`` is
+    worst_group when the val results have group metrics (the val split has bias labels), else
+    accuracy."""
     if rule != "auto":
         return rule
     grouped = any(_main_metric(results, "worst_group") is not None for results in val_results)
@@ -65,7 +59,7 @@ def select_points(
     Args:
         val_runs: (method, point name, its val results or None) of every run of the comparison
             (every method x point x seed).
-        rule: a :data:`SELECT_RULES` entry.
+        rule: a :data:`debiascl.choices.SELECT_RULES` entry.
 
     Returns:
         method -> :class:`Selection` (a method with one point keeps it, scored or not).

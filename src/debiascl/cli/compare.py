@@ -12,26 +12,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from debiascl.choices import DEFAULT_REFERENCE, SELECT_RULES
 from debiascl.cli.options import (
     add_device_option,
     add_probe_groups_option,
     add_settings_options,
 )
-from debiascl.compare import (
-    DEFAULT_REFERENCE,
-    PAIRED_STEM,
-    PLOT_NAME,
-    PROBES_TABLE,
-    RESULTS_STEM,
-    RUNS_DIR,
-    SUMMARY_STEM,
-    RunSettings,
-    compare,
-)
 from debiascl.errors import DebiasclError
 from debiascl.grid import parse_grid
-from debiascl.methods import self_supervised_methods, supervised_methods
-from debiascl.selection import SELECT_RULES
+from debiascl.registry import self_supervised_methods, supervised_methods
 
 DEMO: dict[str, Any] = {
     "dataset": "biased-digits-binary",
@@ -200,6 +189,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _summarise(
     out_dir: Path, seconds: float, plots: bool, probe_groups: bool, grid: bool = False
 ) -> None:
+    from debiascl.compare import (
+        PAIRED_STEM,
+        PLOT_NAME,
+        PROBES_TABLE,
+        RESULTS_STEM,
+        RUNS_DIR,
+        SUMMARY_STEM,
+    )
+
     table = PROBES_TABLE if probe_groups else f"{SUMMARY_STEM}.md"
     print((out_dir / table).read_text())
     print(f"finished in {seconds:.0f} s")
@@ -221,6 +219,8 @@ def _summarise(
 
 def run_compare(args: argparse.Namespace) -> int:
     """Run ``debiascl compare``; returns the exit status."""
+    from debiascl.compare import RunSettings, compare
+
     started = time.perf_counter()
     compare(
         args.dataset,
@@ -258,6 +258,8 @@ def run_compare(args: argparse.Namespace) -> int:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run ``debiascl demo`` (``--quick``: the seconds-long version); returns the exit status."""
+    from debiascl.compare import RunSettings, compare
+
     settings = QUICK_DEMO if args.quick else DEMO
     out_dir = Path(args.out or ("debiascl-demo-quick" if args.quick else "debiascl-demo"))
     started = time.perf_counter()

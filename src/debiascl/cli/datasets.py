@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-
-import torch
+from typing import TYPE_CHECKING
 
 from debiascl.cli.options import add_set_option
 from debiascl.config import parse_set_value
-from debiascl.data import DATASETS, SPLITS, BiasedDataset, build_dataset, list_datasets
 from debiascl.errors import DebiasclError
+from debiascl.registry import DATASETS, list_datasets
+
+if TYPE_CHECKING:
+    from debiascl.data import BiasedDataset
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,9 +57,7 @@ def run_list(args: argparse.Namespace) -> int:
     names = list_datasets()
     width = max(len(name) for name in names) if names else 0
     for name in names:
-        doc = (DATASETS[name].__doc__ or "").strip()
-        summary = doc.splitlines()[0] if doc else ""
-        print(f"{name:<{width}}  {summary}".rstrip())
+        print(f"{name:<{width}}  {DATASETS.info(name)['summary']}".rstrip())
     return 0
 
 
@@ -78,6 +78,8 @@ def parse_options(sets: Sequence[str]) -> dict[str, object]:
 
 def run_describe(args: argparse.Namespace) -> int:
     """Build every split of one data set and print its counts (an empty split has size 0)."""
+    from debiascl.data import SPLITS, build_dataset
+
     options = parse_options(args.sets)
     descriptions = [
         describe(build_dataset(args.name, args.root, split, download=args.download, **options))
@@ -98,6 +100,8 @@ def describe(dataset: BiasedDataset) -> dict[str, object]:
         "unknown_attribute" (samples with a = -1), "class_counts" (C,),
         "group_counts" (C lists of A counts: row y, column a)}.
     """
+    import torch
+
     targets, aligned, conflicting = dataset.targets, dataset.bias_aligned, dataset.bias_conflicting
     return {
         "name": dataset.name,

@@ -10,10 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from debiascl.cli.options import add_device_option, add_discovery_options
-from debiascl.discover import discover_run
-from debiascl.discovery import DEFAULT_K, DEFAULT_THRESHOLD
-from debiascl.distributed import resolve_device
+from debiascl.choices import DEFAULT_K, DEFAULT_THRESHOLD
+from debiascl.cli.options import add_device_option, add_discovery_options, check_finished_runs
 from debiascl.rundir import discovery_paths
 
 
@@ -46,6 +44,10 @@ def _percent(value: float | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Discover, print what was found; returns the exit status."""
+    check_finished_runs(args.run_dir, args.bias_run)
+    from debiascl.discover import discover_run
+    from debiascl.distributed import resolve_device
+
     summary = discover_run(
         args.run_dir,
         bias_run=args.bias_run,

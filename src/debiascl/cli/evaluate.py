@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 
-from debiascl.cli.options import add_device_option, add_discovery_options, add_probe_groups_option
-from debiascl.discover import ensure_discovery
-from debiascl.distributed import resolve_device
-from debiascl.evaluate import evaluate_run, format_results
-from debiascl.report import write_report
+from debiascl.cli.options import (
+    add_device_option,
+    add_discovery_options,
+    add_probe_groups_option,
+    check_finished_runs,
+)
 from debiascl.rundir import EVAL_SPLITS
 
 
@@ -59,6 +60,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table, write the plots; returns the exit status."""
+    check_finished_runs(args.run_dir, args.bias_run)
+    from debiascl.discover import ensure_discovery
+    from debiascl.distributed import resolve_device
+    from debiascl.evaluate import evaluate_run, format_results
+    from debiascl.report import write_report
+
     device = resolve_device(args.device)
     if "discovered" in args.probe_groups:
         ensure_discovery(

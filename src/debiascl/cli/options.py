@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from debiascl.discovery import DEFAULT_K, DEFAULT_THRESHOLD
-from debiascl.evaluate import PROBE_GROUPS
+from debiascl.choices import DEFAULT_K, DEFAULT_THRESHOLD, PROBE_GROUPS
+from debiascl.rundir import check_finished
 
 SET_HELP = "any setting, e.g. --set method.tau_plus=0.1 (repeatable)"
 
@@ -88,3 +88,14 @@ def add_device_option(parser: argparse.ArgumentParser, training: bool = False) -
         if training
         else "default: auto (cuda if present)",
     )
+
+
+def check_finished_runs(*run_dirs: str | None) -> None:
+    """Check the given run directories before a command imports torch (a path error is quick).
+
+    Raises:
+        DebiasclError: one of them is not a finished run (see :func:`check_finished`).
+    """
+    for run_dir in run_dirs:
+        if run_dir is not None:
+            check_finished(run_dir)

@@ -13,10 +13,8 @@ from pathlib import Path
 
 from debiascl.cli.options import add_settings_options
 from debiascl.config import build_config, list_presets
-from debiascl.data import list_datasets
 from debiascl.errors import DebiasclError
-from debiascl.methods import METHODS
-from debiascl.train import train
+from debiascl.registry import METHODS, list_datasets
 
 
 def _epilog() -> str:
@@ -82,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         },
         sets=args.sets,
     )
+    from debiascl.train import train
+
     run_dir = train(config, Path(args.out), resume=args.resume)
     if os.environ.get("RANK", "0") == "0":
         print(f"debiascl: trained {args.method} on {args.dataset}: {run_dir}")

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 
 from debiascl.errors import DebiasclError
 from debiascl.metrics import group_counts, majority_aligned
+from debiascl.registry import DATASETS, list_datasets
 
 SPLITS = ("train", "val", "test")
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
@@ -168,17 +169,14 @@ class DatasetBuilder(Protocol):
     ) -> BiasedDataset: ...
 
 
-DATASETS: dict[str, DatasetBuilder] = {}
-
-
 def register_dataset(name: str) -> Callable[[DatasetBuilder], DatasetBuilder]:
-    """Decorator adding a builder to :data:`DATASETS` under ``name``."""
+    """Decorator adding a builder to :data:`DATASETS` under ``name``.
+
+    The first line of the builder's docstring is its summary (``debiascl datasets``).
+    """
 
     def decorator(builder: DatasetBuilder) -> DatasetBuilder:
-        if name in DATASETS:
-            raise ValueError(f"dataset '{name}' is registered twice")
-        DATASETS[name] = builder
-        return builder
+        return DATASETS.add(name, builder, summary=dataset_summary(builder))
 
     return decorator
 
@@ -204,9 +202,10 @@ def build_dataset(
     return DATASETS[name](root, split, download=download, **options)
 
 
-def list_datasets() -> list[str]:
-    """Names of every registered data set, sorted."""
-    return sorted(DATASETS)
+def dataset_summary(builder: DatasetBuilder) -> str:
+    """The first line of ``builder``'s docstring ("" without one)."""
+    doc = (builder.__doc__ or "").strip()
+    return doc.splitlines()[0] if doc else ""
 
 
 def existing_root(name: str, root: str | os.PathLike[str], layout: str) -> Path:

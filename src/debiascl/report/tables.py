@@ -19,7 +19,7 @@ GROUP_LABELS = {
     "discovered": "discovered groups (no bias labels)",
     "true": "true groups (oracle: bias labels)",
 }
-"""How the tables name each group-robust probe (:data:`debiascl.evaluate.PROBE_GROUPS`)."""
+"""How the tables name each group-robust probe (:data:`debiascl.choices.PROBE_GROUPS`)."""
 
 
 def short_label(evaluation: str) -> str:
