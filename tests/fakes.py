@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -111,9 +112,15 @@ class FakePipeline:
         (run_dir / "train_done").write_text("4\n")
         return run_dir
 
-    def discover_run(self, run_dir: str | Path, bias_run: Path | None = None, **_: Any) -> None:
-        self.discover_calls.append((Path(run_dir), bias_run))
-        assert (Path(bias_run or run_dir) / "train_done").is_file(), "bias run not trained yet"
+    def load_run(self, run_dir: str | Path, device: str = "cpu", **_: Any) -> SimpleNamespace:
+        """A loaded run: what execute_run hands on (its directory and device)."""
+        return SimpleNamespace(run_dir=Path(run_dir), device=device)
+
+    def discover(self, run: Any, loaded: SimpleNamespace, plots: bool) -> None:
+        """SharedDiscoveries.discover: record (run directory, bias run)."""
+        assert loaded.run_dir == run.run_dir
+        self.discover_calls.append((run.run_dir, run.bias_run))
+        assert (Path(run.bias_run or run.run_dir) / "train_done").is_file(), "bias run not trained"
 
     def evaluate_run(
         self,
@@ -160,15 +167,17 @@ class FakePipeline:
         return results
 
     def evaluate_splits(
-        self, run_dir: str | Path, splits: tuple[str, ...] = ("test",), **kwargs: Any
+        self, run: SimpleNamespace, splits: tuple[str, ...] = ("test",), **kwargs: Any
     ) -> dict[str, dict[str, Any]]:
-        return {split: self.evaluate_run(run_dir, split=split, **kwargs) for split in splits}
+        return {split: self.evaluate_run(run.run_dir, split=split, **kwargs) for split in splits}
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> FakePipeline:
-        """Put the stand-ins in place of debiascl.compare's train, evaluate_splits, discover_run."""
+        """Put the stand-ins in place of debiascl.compare's train, load_run, evaluate_splits and
+        the discovery."""
         monkeypatch.setattr(debiascl.compare, "train", self.train)
+        monkeypatch.setattr(debiascl.compare, "load_run", self.load_run)
         monkeypatch.setattr(debiascl.compare, "evaluate_splits", self.evaluate_splits)
-        monkeypatch.setattr(debiascl.compare, "discover_run", self.discover_run)
+        monkeypatch.setattr(debiascl.compare.SharedDiscoveries, "discover", self.discover)
         return self
 
 

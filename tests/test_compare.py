@@ -12,6 +12,9 @@ from typing import Any
 import pytest
 from fakes import DATASET, FakePipeline
 
+import debiascl.compare
+import debiascl.discover
+import debiascl.evaluate
 from debiascl.cli import main
 from debiascl.compare import RunSettings, compare, plan_runs, run_dir_for
 from debiascl.errors import DebiasclError
@@ -250,3 +253,48 @@ def test_results_without_a_planned_probe_are_evaluated_again(
     fake.evaluate_calls.clear()
     run_compare(out, ("wcl",), probe_groups=("true",))
     assert len(fake.evaluate_calls) == 2
+
+
+@pytest.mark.slow
+def test_each_run_is_loaded_once_and_each_split_extracted_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Discovery, probes and plots share a run's features; runs that discover with the same
+    bias run share its discovery (its plots are copied, not drawn again)."""
+    loads: list[str] = []
+    extracted: list[tuple[str, str, str]] = []
+    real_load, real_extract = debiascl.evaluate.load_run, debiascl.evaluate.extract_features
+
+    def counting_load(run_dir: Path, *args: Any, **kwargs: Any) -> Any:
+        loads.append(Path(run_dir).parent.name)
+        return real_load(run_dir, *args, **kwargs)
+
+    def counting_extract(method: Any, dataset: Any, *args: Any) -> Any:
+        extracted.append((method.name, dataset.split, args[1]))
+        return real_extract(method, dataset, *args)
+
+    monkeypatch.setattr(debiascl.compare, "load_run", counting_load)
+    monkeypatch.setattr(debiascl.discover, "load_run", counting_load)
+    monkeypatch.setattr(debiascl.evaluate, "extract_features", counting_extract)
+    out = tmp_path / "cmp"
+    settings = RunSettings(
+        sets=("data.options.image_size=8", "train.knn_every=0"),
+        epochs=1,
+        batch_size=128,
+        device="cpu",
+        probe_groups=("discovered", "true"),
+    )
+    compare("biased-digits-binary", ["triplet", "simclr", "wcl"], [0], out, settings)
+    assert sorted(loads) == ["simclr", "triplet", "wcl"]
+    splits = ("train", "val", "test")
+    assert sorted(extracted) == sorted(
+        [("triplet", split, "b") for split in splits]
+        + [("simclr", split, "d") for split in splits]
+        + [("wcl", split, "d") for split in splits]
+        + [("wcl", "train", "b"), ("wcl", "val", "b")]
+    )
+    triplet, simclr = (run_dir_for(out, method, 0) for method in ("triplet", "simclr"))
+    for name in ("discovery_scores.png", "discovered.csv"):
+        assert (simclr / name).read_bytes() == (triplet / name).read_bytes()
+    found = json.loads((simclr / "discovery.json").read_text())
+    assert (found["run_dir"], found["bias_run"]) == (str(simclr), str(triplet))

@@ -331,6 +331,7 @@ RESUMABLE_SETTINGS = frozenset(
         "train.epochs",
         "train.device",
         "train.channels_last",
+        "train.malloc_tuning",
         "train.progress",
         "train.log_every",
         "train.checkpoint_every",

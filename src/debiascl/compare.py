@@ -56,6 +56,7 @@ that a rerun once the other process has finished completes the comparison.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -65,13 +66,25 @@ from typing import Any
 
 from debiascl.atomic import remove_path, write_text_atomic
 from debiascl.checkpoint import check_resumable
-from debiascl.choices import DEFAULT_REFERENCE, PROBE_GROUPS, SELECT_RULES
+from debiascl.choices import (
+    DEFAULT_K,
+    DEFAULT_REFERENCE,
+    DEFAULT_THRESHOLD,
+    PROBE_GROUPS,
+    SELECT_RULES,
+)
 from debiascl.config import Config, build_config, list_presets, load_config
 from debiascl.data import list_datasets
-from debiascl.discover import BIAS_ENCODER, discover_run
+from debiascl.discover import (
+    BIAS_ENCODER,
+    FoundBias,
+    find_bias,
+    load_bias_run,
+    record_discovery,
+)
 from debiascl.distributed import resolve_device
 from debiascl.errors import DebiasclError
-from debiascl.evaluate import evaluate_splits
+from debiascl.evaluate import LoadedRun, evaluate_splits, load_run
 from debiascl.grid import GridAxis, GridPoint, method_grid, point_name, point_sets
 from debiascl.methods import METHODS, bias_discovery_method
 from debiascl.metrics import mean_and_stderr
@@ -365,16 +378,54 @@ def finished_results(run: PlannedRun, split: str = "test") -> tuple[dict[str, An
     return results, ""
 
 
-def execute_run(run: PlannedRun, report: bool, progress: Progress) -> dict[str, dict[str, Any]]:
+class SharedDiscoveries:
+    """The bias discoveries of one comparison, by bias run directory.
+
+    Runs that share a bias run (simclr, dcl, hcl and triplet of one seed all discover with the
+    triplet run's E_b) get the discovery made for the first of them: the same scores and flags
+    (deterministic), recorded into each run directory, and its plots copied instead of drawn
+    again.
+    """
+
+    def __init__(self) -> None:
+        self._found: dict[Path, tuple[FoundBias, list[Path]]] = {}
+
+    def discover(self, run: PlannedRun, loaded: LoadedRun, plots: bool) -> None:
+        """Record the discovery of ``run`` (with ``run.bias_run``, or its own E_b) into its
+        directory; ``loaded`` is the run itself, loaded with every split."""
+        bias_dir = run.run_dir if run.bias_run is None else Path(run.bias_run)
+        made = self._found.get(bias_dir.resolve())
+        if made is None:
+            bias = (
+                loaded
+                if run.bias_run is None
+                else load_bias_run(run.run_dir, bias_dir, loaded.device)
+            )
+            found = find_bias(bias, None, DEFAULT_K, DEFAULT_THRESHOLD)
+            made = found, record_discovery(run.run_dir, found, plots)[1]
+            self._found[bias_dir.resolve()] = made
+            return
+        found, drawn = made
+        record_discovery(run.run_dir, found, plots=False)
+        if plots:
+            for path in drawn:
+                shutil.copyfile(path, run.run_dir / path.name)
+
+
+def execute_run(
+    run: PlannedRun, report: bool, progress: Progress, discoveries: SharedDiscoveries
+) -> dict[str, dict[str, Any]]:
     """Bring one run to the finished state and return its results dict on each planned split.
 
     A finished run is evaluated again only on the splits whose results cannot be reused
-    (:func:`finished_results`).
+    (:func:`finished_results`). The run is loaded once; its discovery, evaluation and plots
+    share its features (:meth:`debiascl.evaluate.LoadedRun.features`).
 
     Args:
         run: the planned run.
         report: also write the run's plots (:func:`debiascl.report.write_report`).
         progress: receives one line per action.
+        discoveries: the comparison's discoveries so far (shared by runs with one bias run).
 
     Returns:
         split -> results dict, for each of ``run.splits``.
@@ -407,23 +458,19 @@ def execute_run(run: PlannedRun, report: bool, progress: Progress) -> dict[str, 
     elif state == "checkpoint":
         progress("resuming training from its last checkpoint")
         train(run.config, run.run_dir, resume=True)
-    device = str(resolve_device(run.config.train.device))
+    loaded = load_run(run.run_dir, str(resolve_device(run.config.train.device)))
     probe_groups = planned_probe_groups(run)
     if "discovered" in probe_groups:
         source = "its own E_b" if run.bias_run is None else f"E_b of {run.bias_run}"
         progress(f"discovering the bias with {source}")
-        discover_run(run.run_dir, bias_run=run.bias_run, device=device, plots=report)
+        discoveries.discover(run, loaded, plots=report)
     progress("evaluating" if pending == ("test",) else f"evaluating on {', '.join(pending)}")
     results_of |= evaluate_splits(
-        run.run_dir,
-        pending,
-        device=device,
-        probe=run.config.eval.probe,
-        probe_groups=probe_groups,
+        loaded, pending, probe=run.config.eval.probe, probe_groups=probe_groups
     )
     if report and "test" in pending:
         progress("writing plots")
-        write_report(run.run_dir, device=device)
+        write_report(loaded)
     test_file = Path(results_of["test"]["results_file"]).name
     write_text_atomic(done_marker_path(run.run_dir), f"{test_file}\n")
     return {split: results_of[split] for split in run.splits}
@@ -749,6 +796,7 @@ class _Executor:
         self.started = time.perf_counter()
         self.results_of: dict[Path, dict[str, dict[str, Any]]] = {}
         self.busy: list[str] = []
+        self.discoveries = SharedDiscoveries()
 
     def run_all(self, runs: Sequence[PlannedRun]) -> None:
         """Bring each run to the finished state (:func:`execute_run`), skipping held ones."""
@@ -760,7 +808,10 @@ class _Executor:
             try:
                 with hold_run_dir(run.run_dir):
                     self.results_of[run.run_dir] = execute_run(
-                        run, self.report, lambda message, p=prefix: self.progress(f"{p}: {message}")
+                        run,
+                        self.report,
+                        lambda message, p=prefix: self.progress(f"{p}: {message}"),
+                        self.discoveries,
                     )
             except RunDirBusy as error:
                 self.progress(f"{prefix}: skipped, in use by another process ({error.holder})")

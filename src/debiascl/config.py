@@ -186,6 +186,8 @@ class TrainConfig:
 
     ``channels_last``: null (auto) uses the channels_last memory layout where it helps, for
     CUDA training of images with a ResNet backbone; true or false force it on or off.
+    ``malloc_tuning``: on the CPU with images, raise glibc's malloc thresholds so that freed
+    buffers are reused instead of being handed back to the kernel (:mod:`debiascl.allocator`).
     """
 
     epochs: int = 20
@@ -193,6 +195,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "32"
     channels_last: bool | None = None
+    malloc_tuning: bool = True
     seed: int = 0
     log_every: int = 10
     checkpoint_every: int = 100

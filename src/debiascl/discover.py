@@ -19,6 +19,7 @@ The discovered groups (class x flag) then balance the linear probe of ``debiascl
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ import torch
 
 from debiascl.choices import DEFAULT_K, DEFAULT_THRESHOLD
 from debiascl.config import load_config
-from debiascl.data.sampling import labelled_subset
+from debiascl.data.base import BiasedDataset
 from debiascl.discovery import (
     SplitDiscovery,
     conflict_scores,
@@ -35,7 +36,6 @@ from debiascl.discovery import (
 )
 from debiascl.errors import DebiasclError
 from debiascl.evaluate import LoadedRun, load_run
-from debiascl.features import extract_features
 from debiascl.metrics import group_counts
 from debiascl.report import write_discovery_report
 from debiascl.rundir import check_finished, config_path, discovery_paths
@@ -88,9 +88,7 @@ def _split_discovery(
     ``bank`` None scores the split leave-one-out against itself (train); else against the
     given (features, classes) of the train split (val).
     """
-    features, y, a, index = extract_features(
-        run.method, labelled_subset(run.splits[split]), run.prepare, key, run.device
-    )
+    features, y, a, index = run.features(split, key)
     if bank is None:
         scores = conflict_scores(features, y, k)
     else:
@@ -101,6 +99,117 @@ def _split_discovery(
 
 def _rounded(value: float | None) -> str:
     return "undefined" if value is None else f"{value:.3f}"
+
+
+@dataclass(frozen=True)
+class FoundBias:
+    """What a bias encoder discovered, ready to be recorded into any run directory whose run
+    shares the bias run's data (:func:`record_discovery`).
+
+    Attributes:
+        splits: "train" (and "val" when not empty) -> its scores and flags.
+        summary: ``discovery.json``'s content but ``run_dir``.
+        train_set: the bias run's training split (the plots show its samples).
+        title: names the bias run and encoder in the plots.
+    """
+
+    splits: dict[str, SplitDiscovery]
+    summary: dict[str, Any]
+    train_set: BiasedDataset
+    title: str
+
+
+def find_bias(bias: LoadedRun, encoder: str | None, k: int, threshold: float) -> FoundBias:
+    """Score the train split of ``bias`` leave-one-out and its val split against the train bank.
+
+    Args:
+        bias: the loaded bias run (with its train and val splits); its features are shared.
+        encoder: its encoder ("d" or "b"; None: E_b).
+        k: neighbours per sample.
+        threshold: flag samples whose score exceeds it, in [0, 1) (checked by the callers).
+    """
+    key = bias_encoder_key(bias, encoder)
+    train, train_features = _split_discovery(bias, key, "train", k, threshold, None)
+    splits = {"train": train}
+    if len(bias.splits["val"]) > 0:
+        bank = (train_features, train.y)
+        splits["val"] = _split_discovery(bias, key, "val", k, threshold, bank)[0]
+    dataset = bias.splits["train"]
+    counts = (
+        group_counts(train.y, train.a, dataset.num_classes, dataset.num_attributes)
+        if dataset.num_attributes > 0 and bool((train.a >= 0).any())
+        else None
+    )
+    summary: dict[str, Any] = {
+        "bias_run": str(bias.run_dir),
+        "bias_method": bias.method.name,
+        "encoder": key,
+        "k": k,
+        "threshold": threshold,
+        "uses_bias_labels": False,
+        "flagged_by_class": {
+            name: int(train.flag[train.y == label].sum())
+            for label, name in enumerate(dataset.class_names)
+        },
+    }
+    for split, part in splits.items():
+        summary[split] = {"num_samples": int(part.y.numel())} | discovery_quality(
+            part.score, part.flag, part.y, part.a, counts
+        )
+    title = f"E_{key} of {bias.method.name} run {bias.run_dir.name}"
+    return FoundBias(splits, summary, dataset, title)
+
+
+def record_discovery(
+    run_dir: Path, found: FoundBias, plots: bool
+) -> tuple[dict[str, Any], list[Path]]:
+    """Write ``found`` into ``run_dir`` (discovered.csv, discovery.json, and the plots when
+    ``plots``) and log what it flagged.
+
+    Returns:
+        The summary written to ``discovery.json`` and the plots written.
+    """
+    summary = {"run_dir": str(run_dir), **found.summary}
+    write_discovery(run_dir, found.splits, summary)
+    train, quality = found.splits["train"], summary["train"]
+    logger.info(
+        "discovery with E_%s of %s: %d of %d training samples flagged%s",
+        summary["encoder"],
+        summary["bias_run"],
+        int(train.flag.sum()),
+        train.flag.numel(),
+        ""
+        if not quality.get("bias_labels")
+        else " (precision {}, recall {}, AUROC {})".format(
+            *(_rounded(quality[key]) for key in ("precision", "recall", "auroc"))
+        ),
+    )
+    if not plots:
+        return summary, []
+    written = write_discovery_report(
+        found.train_set,
+        train.index,
+        train.score,
+        train.flag,
+        summary["threshold"],
+        run_dir,
+        found.title,
+    )
+    return summary, written
+
+
+def load_bias_run(
+    run_dir: Path, bias_run: str | Path | None, device: str | torch.device
+) -> LoadedRun:
+    """The finished bias run of ``run_dir`` (itself when None), loaded with train and val.
+
+    Raises:
+        DebiasclError: the bias run is not finished, or was trained on other data.
+    """
+    bias_dir = run_dir if bias_run is None else check_finished(bias_run)
+    if bias_dir != run_dir:
+        check_same_data(run_dir, bias_dir)
+    return load_run(bias_dir, device, splits=("train", "val"))
 
 
 def discover_run(
@@ -129,59 +238,8 @@ def discover_run(
     if not 0.0 <= threshold < 1.0:
         raise DebiasclError(f"threshold = {threshold}: expected a number in [0, 1)")
     run_dir = check_finished(run_dir)
-    bias_dir = run_dir if bias_run is None else check_finished(bias_run)
-    if bias_dir != run_dir:
-        check_same_data(run_dir, bias_dir)
-    run = load_run(bias_dir, device, splits=("train", "val"))
-    key = bias_encoder_key(run, encoder)
-    train, train_features = _split_discovery(run, key, "train", k, threshold, None)
-    splits = {"train": train}
-    if len(run.splits["val"]) > 0:
-        bank = (train_features, train.y)
-        splits["val"] = _split_discovery(run, key, "val", k, threshold, bank)[0]
-    dataset = run.splits["train"]
-    counts = (
-        group_counts(train.y, train.a, dataset.num_classes, dataset.num_attributes)
-        if dataset.num_attributes > 0 and bool((train.a >= 0).any())
-        else None
-    )
-    summary: dict[str, Any] = {
-        "run_dir": str(run_dir),
-        "bias_run": str(bias_dir),
-        "bias_method": run.method.name,
-        "encoder": key,
-        "k": k,
-        "threshold": threshold,
-        "uses_bias_labels": False,
-        "flagged_by_class": {
-            name: int(train.flag[train.y == label].sum())
-            for label, name in enumerate(dataset.class_names)
-        },
-    }
-    for split, part in splits.items():
-        summary[split] = {"num_samples": int(part.y.numel())} | discovery_quality(
-            part.score, part.flag, part.y, part.a, counts
-        )
-    write_discovery(run_dir, splits, summary)
-    quality = summary["train"]
-    logger.info(
-        "discovery with E_%s of %s: %d of %d training samples flagged%s",
-        key,
-        bias_dir,
-        int(train.flag.sum()),
-        train.flag.numel(),
-        ""
-        if not quality.get("bias_labels")
-        else " (precision {}, recall {}, AUROC {})".format(
-            *(_rounded(quality[key]) for key in ("precision", "recall", "auroc"))
-        ),
-    )
-    if plots:
-        title = f"E_{key} of {run.method.name} run {bias_dir.name}"
-        write_discovery_report(
-            dataset, train.index, train.score, train.flag, threshold, run_dir, title
-        )
-    return summary
+    bias = load_bias_run(run_dir, bias_run, device)
+    return record_discovery(run_dir, find_bias(bias, encoder, k, threshold), plots)[0]
 
 
 def ensure_discovery(

@@ -24,7 +24,7 @@ Probe protocols:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,9 @@ FAST_WEIGHT_DECAYS = (1e-5, 1e-4, 1e-3, 1e-2)
 FAST_DEFAULT_WEIGHT_DECAY = 1e-4
 FAST_MAX_ITER = 300
 AUTHORS_WEIGHT_DECAY = 1e-6
+FEATURE_BATCH_SIZE = 512
+"""Samples per forward pass when a run's features (or a supervised method's predictions) are
+computed for evaluation."""
 SUMMARY_METRICS = (
     "accuracy",
     "worst_class",
@@ -267,6 +270,9 @@ class LoadedRun:
         prepare: the deterministic evaluation transform (the view pipeline's ``prepare``),
             (B, *input_shape) -> (B, *view_shape).
         device: where the method lives.
+
+    Whatever uses the loaded run (the probes, the discovery, the plots) gets its features from
+    :meth:`features`, which extracts each (split, encoder) once.
     """
 
     run_dir: Path
@@ -275,6 +281,27 @@ class LoadedRun:
     splits: dict[str, BiasedDataset]
     prepare: Callable[[torch.Tensor], torch.Tensor]
     device: str | torch.device
+    extracted: dict[tuple[str, str], tuple[torch.Tensor, ...]] = field(
+        default_factory=dict, repr=False
+    )
+    """(split, encoder key) -> :meth:`features`' output, kept for the run's other users."""
+
+    def features(
+        self, split: str, key: str
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:func:`extract_features` of ``split``'s labelled samples under encoder ``key``:
+        features (n, F), y (n,), a (n,), dataset indices (n,); extracted on the first call only
+        (batches of :data:`FEATURE_BATCH_SIZE`)."""
+        if (split, key) not in self.extracted:
+            self.extracted[split, key] = extract_features(
+                self.method,
+                labelled_subset(self.splits[split]),
+                self.prepare,
+                key,
+                self.device,
+                FEATURE_BATCH_SIZE,
+            )
+        return self.extracted[split, key]
 
     def encoder_key(self, encoder: str | None) -> str:
         """``encoder`` checked against the method's encoders (None: the product encoder)."""
@@ -390,7 +417,6 @@ def evaluate_run(
     encoder: str | None = None,
     device: str | torch.device = "cpu",
     probe: str | None = None,
-    batch_size: int = 512,
     probe_groups: Sequence[str] = (),
     split: str = "test",
 ) -> dict[str, Any]:
@@ -399,18 +425,15 @@ def evaluate_run(
     :func:`evaluate_splits` for one split: the arguments are the same, ``split`` one of
     ``splits``; returns that split's results dict.
     """
-    return evaluate_splits(run_dir, (split,), encoder, device, probe, batch_size, probe_groups)[
-        split
-    ]
+    return evaluate_splits(run_dir, (split,), encoder, device, probe, probe_groups)[split]
 
 
 def evaluate_splits(
-    run_dir: str | Path,
+    run_dir: str | Path | LoadedRun,
     splits: Sequence[str] = ("test",),
     encoder: str | None = None,
     device: str | torch.device = "cpu",
     probe: str | None = None,
-    batch_size: int = 512,
     probe_groups: Sequence[str] = (),
 ) -> dict[str, dict[str, Any]]:
     """Evaluate a finished run on each of ``splits`` and write their results files into it.
@@ -418,7 +441,9 @@ def evaluate_splits(
     The run is loaded, its features extracted and its probes fitted once for all the splits.
 
     Args:
-        run_dir: a run directory written by :func:`debiascl.train.train`.
+        run_dir: a run directory written by :func:`debiascl.train.train`, or the run already
+            loaded by :func:`load_run` with every split (its features are shared; ``device``
+            is then the run's).
         splits: the splits scored, each "test" or "val". The probes train on train and pick
             their L2 strength on val either way. On val with the discovered groups, every
             evaluation's metrics also hold ``discovered_worst_group``: its worst accuracy over
@@ -426,7 +451,6 @@ def evaluate_splits(
         encoder: "d" or "b" (None: the method's product encoder, E_d for wcl).
         device: where to run the network and fit the probe.
         probe: "fast" or "authors" (None: ``config.eval.probe``).
-        batch_size: samples per forward pass during feature extraction.
         probe_groups: group-robust probes to add (keys of :data:`PROBE_GROUPS`): each weights
             the probe's training loss so that every group weighs the same
             (:func:`debiascl.discovery.balanced_weights`) and, for "fast", picks the L2 strength
@@ -445,14 +469,12 @@ def evaluate_splits(
     for split in splits:
         if split not in EVAL_SPLITS:
             raise DebiasclError(f"split '{split}': expected one of {', '.join(EVAL_SPLITS)}")
-    run = load_run(run_dir, device)
-    config, method = run.config, run.method
+    run = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir, device)
+    config, method, device = run.config, run.method, run.device
     key = run.encoder_key(encoder)
     protocol = config.eval.probe if probe is None else probe
     features = {
-        split: extract_features(
-            method, labelled_subset(dataset), run.prepare, key, device, batch_size
-        )
+        split: run.features(split, key)
         for split, dataset in run.splits.items()
         if split != "val" or len(dataset) > 0  # val only chooses the probe's L2 strength
     }
@@ -550,7 +572,7 @@ def evaluate_splits(
             if kind == "discovered":
                 results["discovery"] = discovery[1]
         if method.supervised:
-            predictions = predict_classes(method, scored, run.prepare, device, batch_size)
+            predictions = predict_classes(method, scored, run.prepare, device, FEATURE_BATCH_SIZE)
             results["classifier"] = {
                 "protocol": f"the supervised method's own classifier ({method.name})",
                 "metrics": score(predictions),

@@ -16,6 +16,7 @@ from torch.optim import SGD, Adam, Optimizer
 from torch.optim.lr_scheduler import MultiStepLR
 from torch.utils.data import DataLoader
 
+from debiascl.allocator import tune_malloc
 from debiascl.checkpoint import seed_everything
 from debiascl.config import Config, OptimConfig
 from debiascl.data.base import BiasedDataset
@@ -53,6 +54,13 @@ def use_channels_last(
     if setting is not None:
         return setting
     return device.type == "cuda" and backbone.startswith("resnet")
+
+
+def use_malloc_tuning(setting: bool, device: torch.device, data_kind: str) -> bool:
+    """Whether to raise glibc's malloc thresholds (:func:`debiascl.allocator.tune_malloc`):
+    ``train.malloc_tuning`` (``setting``) is on and the run trains on the CPU from images,
+    whose batches of views are the large buffers that glibc would otherwise give back."""
+    return setting and device.type == "cpu" and data_kind == "image"
 
 
 def build_optimizers(groups: list[dict], optim: OptimConfig) -> dict[str, Optimizer]:
@@ -140,6 +148,8 @@ def build_training(
     channels_last = use_channels_last(
         config.train.channels_last, device, train_set.kind, config.model.backbone
     )
+    if use_malloc_tuning(config.train.malloc_tuning, device, train_set.kind):
+        tune_malloc()
     method = build_method(config, train_set, gather_distributed=runtime.world_size > 1).to(device)
     if channels_last:
         method = method.to(memory_format=torch.channels_last)

@@ -32,7 +32,6 @@ import torch
 
 from debiascl.data.base import BiasedDataset
 from debiascl.evaluate import LoadedRun, load_run
-from debiascl.features import extract_features
 from debiascl.report.labels import feature_text, named
 from debiascl.report.plots import (
     curve_panels,
@@ -135,7 +134,7 @@ def write_discovery_report(
 
 
 def write_report(
-    run_dir: str | Path,
+    run_dir: str | Path | LoadedRun,
     device: str | torch.device = "cpu",
     encoder: str | None = None,
     pool_size: int = 256,
@@ -145,9 +144,11 @@ def write_report(
     """Every plot of a finished run, written into its directory (see the module docstring).
 
     Args:
-        run_dir: a finished run directory.
-        device: where to run the encoders.
-        encoder: whose representations the t-SNE shows (None: the product encoder).
+        run_dir: a finished run directory, or the run already loaded (:func:`load_run`, with
+            its train and test splits at least; its test features are shared).
+        device: where to run the encoders (a loaded run's device is its own).
+        encoder: whose representations the t-SNE shows (None: the product encoder); the
+            labelled test samples are shown.
         pool_size: test samples whose pairwise w the weight analyses use (wcl only).
         num_anchors: anchors of the easy/hard sanity check (bias-conflicting ones first).
         k: easiest and hardest negatives shown per anchor.
@@ -155,10 +156,14 @@ def write_report(
     Returns:
         The paths written.
     """
-    run = load_run(run_dir, device, splits=("train", "test"))
+    run = (
+        run_dir
+        if isinstance(run_dir, LoadedRun)
+        else load_run(run_dir, device, splits=("train", "test"))
+    )
     config, method, test_set = run.config, run.method, run.splits["test"]
     key = run.encoder_key(encoder)
-    features, y, a, _ = extract_features(method, test_set, run.prepare, key, device)
+    features, y, a, _ = run.features("test", key)
     suffix = "" if key == method.product_encoder else f"_{key}"
     title = f"{method.name} on {config.data.name}: t-SNE of E_{key} test representations"
     written = [
