@@ -19,6 +19,11 @@ default the CPU):
 
     python benchmarks/data.py                                  # 5000 images, S = 64 and 128
     python benchmarks/data.py --num-images 300 --sizes 64      # a quick check
+    python benchmarks/data.py --no-malloc-tuning               # glibc's default thresholds
+
+Like ``debiascl train`` on the CPU from images, the process first raises glibc's malloc
+thresholds (:func:`debiascl.allocator.tune_malloc`, ``train.malloc_tuning``), for both paths;
+``--no-malloc-tuning`` measures glibc's defaults (a setting of a process: one run each).
 
 It prints a table with each row's ratio to the torchvision row of its size, the cache's size on
 disk and the peak RSS of this process and of its largest child (a loader worker).
@@ -41,6 +46,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as TF
 
+from debiascl.allocator import tune_malloc
 from debiascl.data import build_dataset, build_views
 from debiascl.data.cache import attach_cache
 from debiascl.data.loading import available_cpus, batch_loader, resolve_workers
@@ -166,7 +172,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default="cpu", help="where debiascl's views are made")
     parser.add_argument("--repeats", type=int, default=2, help="timed epochs, the best counts")
+    parser.add_argument(
+        "--no-malloc-tuning",
+        action="store_true",
+        help="keep glibc's malloc thresholds (train.malloc_tuning=false)",
+    )
     args = parser.parse_args()
+    tuned = not args.no_malloc_tuning and tune_malloc()
     with tempfile.TemporaryDirectory(prefix="debiascl-bench-") as temp:
         folder = args.folder or Path(temp) / "jpegs"
         started = time.perf_counter()
@@ -188,7 +200,8 @@ def main() -> None:
             cache_sizes.append(f"{size} px: {cache_bytes / 2**20:.0f} MiB")
     print(
         f"batch {args.batch_size}, {args.workers} workers, torch threads "
-        f"{torch.get_num_threads()}, {available_cpus()} CPUs, best of {args.repeats} epochs"
+        f"{torch.get_num_threads()}, {available_cpus()} CPUs, best of {args.repeats} epochs, "
+        f"malloc thresholds {'raised (train.malloc_tuning)' if tuned else 'as started'}"
     )
     print(f"| {'data path':<48} | {'size':>4} | {'images/s':>9} | {'vs torchvision':>14} |")
     print(f"| {'-' * 48} | {'-' * 3}:| {'-' * 8}:| {'-' * 13}:|")

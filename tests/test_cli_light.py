@@ -111,3 +111,24 @@ def test_a_registry_loads_a_declared_name_on_lookup_and_checks_its_info() -> Non
     with pytest.raises(ValueError, match=r"declared in debiascl\.registry with"):
         registry.add("json", json, kind="other")
     assert registry.add("json", json, kind="light") is json and registry["json"] is json
+
+
+def test_the_package_and_its_losses_import_without_the_models() -> None:
+    probe = (
+        "import sys, torch, debiascl.losses, debiascl\n"
+        "z = torch.randn(8, 4)\n"
+        "assert float(debiascl.losses.info_nce_loss(z, z + 0.1, 0.5)) > 0\n"
+        "assert debiascl.DebiasclError and debiascl.__version__\n"
+        "heavy = ('torchvision', 'sklearn', 'matplotlib', 'debiascl.methods', 'debiascl.data')\n"
+        "print(sorted(name for name in sys.modules if name.startswith(heavy)))\n"
+        "print(debiascl.methods.METHODS['wcl'].__name__)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+        check=True,
+        timeout=120,
+    )
+    assert done.stdout.splitlines() == ["[]", "WCL"]
