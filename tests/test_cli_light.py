@@ -62,6 +62,7 @@ def heavy_modules(result: dict) -> list[str]:
         ),
         (("train", "--dataset", "adult", "--method", "nosuch", "--out", "x"), 2, "unknown method"),
         (("train", "--dataset", "adult"), 2, "the following arguments are required"),
+        (("datasets", "describe", "nosuch"), 2, "unknown dataset 'nosuch'; available: adult,"),
         (("eval", "no/such/run"), 2, "run directory 'no/such/run' does not exist"),
         (("discover", "no/such/run"), 2, "run directory 'no/such/run' does not exist"),
         (("--plugin", "no/such/plugin.py", "--help"), 2, "plugin 'no/such/plugin.py'"),

@@ -203,3 +203,9 @@ def supervised_methods() -> tuple[str, ...]:
 def list_datasets() -> list[str]:
     """Names of every data set (declared or registered), sorted (imports nothing)."""
     return sorted(DATASETS)
+
+
+def check_dataset(name: str) -> None:
+    """Raise a DebiasclError naming every data set when ``name`` is none (imports nothing)."""
+    if name not in DATASETS:
+        raise DebiasclError(f"unknown dataset '{name}'; available: {', '.join(list_datasets())}")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from debiascl.cli.options import add_set_option
 from debiascl.config import parse_set_value
 from debiascl.errors import DebiasclError
-from debiascl.registry import DATASETS, list_datasets
+from debiascl.registry import DATASETS, check_dataset, list_datasets
 
 if TYPE_CHECKING:
     from debiascl.data import BiasedDataset
@@ -78,6 +78,7 @@ def parse_options(sets: Sequence[str]) -> dict[str, object]:
 
 def run_describe(args: argparse.Namespace) -> int:
     """Build every split of one data set and print its counts (an empty split has size 0)."""
+    check_dataset(args.name)  # before the data modules are imported
     from debiascl.data import SPLITS, build_dataset
 
     options = parse_options(args.sets)

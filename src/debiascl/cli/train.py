@@ -14,7 +14,7 @@ from pathlib import Path
 from debiascl.cli.options import add_settings_options
 from debiascl.config import build_config, list_presets
 from debiascl.errors import DebiasclError
-from debiascl.registry import METHODS, list_datasets
+from debiascl.registry import METHODS, check_dataset, list_datasets
 
 
 def _epilog() -> str:
@@ -55,8 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _check_names(dataset: str, method: str) -> None:
-    if dataset not in list_datasets():
-        raise DebiasclError(f"unknown dataset '{dataset}'; available: {', '.join(list_datasets())}")
+    check_dataset(dataset)
     if method not in METHODS:
         raise DebiasclError(f"unknown method '{method}'; available: {', '.join(METHODS)}")
 

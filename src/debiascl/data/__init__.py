@@ -7,10 +7,10 @@ from debiascl.data.base import (
     SPLITS,
     BiasedDataset,
     build_dataset,
-    list_datasets,
     register_dataset,
 )
 from debiascl.data.views import ViewPipeline, build_views
+from debiascl.registry import list_datasets
 
 __all__ = [
     "DATASETS",

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from debiascl.errors import DebiasclError
 from debiascl.metrics import group_counts, majority_aligned
-from debiascl.registry import DATASETS, list_datasets
+from debiascl.registry import DATASETS, check_dataset
 
 SPLITS = ("train", "val", "test")
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
@@ -193,8 +193,7 @@ def build_dataset(
         download: fetch the files when the source allows it (never by default).
         **options: data-set specific options (e.g. rho, target_attr, bias_attr).
     """
-    if name not in DATASETS:
-        raise DebiasclError(f"unknown dataset '{name}'; available: {', '.join(list_datasets())}")
+    check_dataset(name)
     if split not in SPLITS:
         raise DebiasclError(
             f"unknown split '{split}' for dataset '{name}'; expected one of {SPLITS}"
