@@ -78,8 +78,8 @@ from debiascl.data import list_datasets
 from debiascl.discover import (
     BIAS_ENCODER,
     FoundBias,
+    check_bias_run,
     find_bias,
-    load_bias_run,
     record_discovery,
 )
 from debiascl.distributed import resolve_device
@@ -393,17 +393,16 @@ class SharedDiscoveries:
     def discover(self, run: PlannedRun, loaded: LoadedRun, plots: bool) -> None:
         """Record the discovery of ``run`` (with ``run.bias_run``, or its own E_b) into its
         directory; ``loaded`` is the run itself, loaded with every split."""
-        bias_dir = run.run_dir if run.bias_run is None else Path(run.bias_run)
+        bias_dir = check_bias_run(run.run_dir, run.bias_run)
         made = self._found.get(bias_dir.resolve())
         if made is None:
             bias = (
                 loaded
-                if run.bias_run is None
-                else load_bias_run(run.run_dir, bias_dir, loaded.device)
+                if bias_dir == run.run_dir
+                else load_run(bias_dir, loaded.device, splits=("train", "val"))
             )
             found = find_bias(bias, None, DEFAULT_K, DEFAULT_THRESHOLD)
-            made = found, record_discovery(run.run_dir, found, plots)[1]
-            self._found[bias_dir.resolve()] = made
+            self._found[bias_dir.resolve()] = found, record_discovery(run.run_dir, found, plots)[1]
             return
         found, drawn = made
         record_discovery(run.run_dir, found, plots=False)

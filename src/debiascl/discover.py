@@ -198,10 +198,8 @@ def record_discovery(
     return summary, written
 
 
-def load_bias_run(
-    run_dir: Path, bias_run: str | Path | None, device: str | torch.device
-) -> LoadedRun:
-    """The finished bias run of ``run_dir`` (itself when None), loaded with train and val.
+def check_bias_run(run_dir: Path, bias_run: str | Path | None) -> Path:
+    """The directory of the bias run of ``run_dir`` (itself when None).
 
     Raises:
         DebiasclError: the bias run is not finished, or was trained on other data.
@@ -209,7 +207,7 @@ def load_bias_run(
     bias_dir = run_dir if bias_run is None else check_finished(bias_run)
     if bias_dir != run_dir:
         check_same_data(run_dir, bias_dir)
-    return load_run(bias_dir, device, splits=("train", "val"))
+    return bias_dir
 
 
 def discover_run(
@@ -238,7 +236,7 @@ def discover_run(
     if not 0.0 <= threshold < 1.0:
         raise DebiasclError(f"threshold = {threshold}: expected a number in [0, 1)")
     run_dir = check_finished(run_dir)
-    bias = load_bias_run(run_dir, bias_run, device)
+    bias = load_run(check_bias_run(run_dir, bias_run), device, splits=("train", "val"))
     return record_discovery(run_dir, find_bias(bias, encoder, k, threshold), plots)[0]
 
 
