@@ -62,6 +62,11 @@ def heavy_modules(result: dict) -> list[str]:
         ),
         (("train", "--dataset", "adult", "--method", "nosuch", "--out", "x"), 2, "unknown method"),
         (("train", "--dataset", "adult"), 2, "the following arguments are required"),
+        (
+            ("compare", "--dataset", "adult", "--methods", "wcl,nosuch", "--out", "x"),
+            2,
+            "debiascl: error: --methods: unknown method(s) nosuch; available: simclr,",
+        ),
         (("datasets", "describe", "nosuch"), 2, "unknown dataset 'nosuch'; available: adult,"),
         (("eval", "no/such/run"), 2, "run directory 'no/such/run' does not exist"),
         (("discover", "no/such/run"), 2, "run directory 'no/such/run' does not exist"),

@@ -1,4 +1,5 @@
-"""The choices and defaults of evaluation and comparison that the command line shows.
+"""The choices and defaults of evaluation and comparison that the command line shows, and the
+check of a comparison's names.
 
 They live apart from the modules that use them (discovery, evaluation, selection, compare:
 all import torch), so that parsing arguments, ``--help`` and argument errors import nothing
@@ -6,6 +7,11 @@ heavy.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+
+from debiascl.errors import DebiasclError
+from debiascl.registry import METHODS, check_dataset
 
 DEFAULT_K = 10
 """Neighbours per sample of the bias discovery (SPEC 9)."""
@@ -27,3 +33,27 @@ discovered-groups probe)."""
 
 DEFAULT_REFERENCE = "simclr"
 """The method that compare's paired differences are taken against."""
+
+
+def check_comparison(dataset: str, methods: Sequence[str], seeds: Sequence[int]) -> None:
+    """Check a comparison's data set, methods and seeds by name (imports nothing heavy).
+
+    Raises:
+        DebiasclError: an unknown data set or method, no method or seed, a negative seed, or an
+            entry given twice.
+    """
+    check_dataset(dataset)
+    if not methods:
+        raise DebiasclError(f"methods: give at least one of {', '.join(METHODS)}")
+    unknown = [method for method in methods if method not in METHODS]
+    if unknown:
+        raise DebiasclError(
+            f"methods: unknown method(s) {', '.join(unknown)}; available: {', '.join(METHODS)}"
+        )
+    if not seeds:
+        raise DebiasclError("seeds: give at least one seed, e.g. 0,1,2")
+    if any(seed < 0 for seed in seeds):
+        raise DebiasclError(f"seeds: seeds must be >= 0, got {list(seeds)}")
+    for name, values in (("methods", methods), ("seeds", seeds)):
+        if len(set(values)) != len(values):
+            raise DebiasclError(f"{name}: each entry may appear once, got {list(values)}")

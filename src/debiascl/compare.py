@@ -72,9 +72,9 @@ from debiascl.choices import (
     DEFAULT_THRESHOLD,
     PROBE_GROUPS,
     SELECT_RULES,
+    check_comparison,
 )
 from debiascl.config import Config, build_config, list_presets, load_config
-from debiascl.data import list_datasets
 from debiascl.discover import (
     BIAS_ENCODER,
     FoundBias,
@@ -165,25 +165,6 @@ def has_setting(method: str) -> Callable[[str], bool]:
     return lambda key: not key.startswith("method.") or key.removeprefix("method.") in names
 
 
-def _check_choices(dataset: str, methods: Sequence[str], seeds: Sequence[int]) -> None:
-    if dataset not in list_datasets():
-        raise DebiasclError(f"unknown dataset '{dataset}'; available: {', '.join(list_datasets())}")
-    if not methods:
-        raise DebiasclError(f"methods: give at least one of {', '.join(METHODS)}")
-    unknown = [method for method in methods if method not in METHODS]
-    if unknown:
-        raise DebiasclError(
-            f"methods: unknown method(s) {', '.join(unknown)}; available: {', '.join(METHODS)}"
-        )
-    if not seeds:
-        raise DebiasclError("seeds: give at least one seed, e.g. 0,1,2")
-    if any(seed < 0 for seed in seeds):
-        raise DebiasclError(f"seeds: seeds must be >= 0, got {list(seeds)}")
-    for name, values in (("methods", methods), ("seeds", seeds)):
-        if len(set(values)) != len(values):
-            raise DebiasclError(f"{name}: each entry may appear once, got {list(values)}")
-
-
 @dataclass(frozen=True)
 class RunSettings:
     """The settings every run of a comparison shares, layered as in ``debiascl train``.
@@ -223,7 +204,7 @@ def plan_runs(
         One :class:`PlannedRun` per method x grid point x seed, methods in the given order,
         points in grid order within, seeds within.
     """
-    _check_choices(dataset, methods, seeds)
+    check_comparison(dataset, methods, seeds)
     strangers = sorted(
         {name for axis in grid for name in axis.methods or () if name not in methods}
     )

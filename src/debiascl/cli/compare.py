@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from debiascl.choices import DEFAULT_REFERENCE, SELECT_RULES
+from debiascl.choices import DEFAULT_REFERENCE, SELECT_RULES, check_comparison
 from debiascl.cli.options import (
     add_device_option,
     add_probe_groups_option,
@@ -219,6 +219,7 @@ def _summarise(
 
 def run_compare(args: argparse.Namespace) -> int:
     """Run ``debiascl compare``; returns the exit status."""
+    check_comparison(args.dataset, _names(args.methods), parse_seeds(args.seeds))
     from debiascl.compare import RunSettings, compare
 
     started = time.perf_counter()
