@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     check_finished_runs(args.run_dir, args.bias_run)
     from debiascl.discover import ensure_discovery
     from debiascl.distributed import resolve_device
-    from debiascl.evaluate import evaluate_run, format_results
+    from debiascl.evaluate import evaluate_splits, format_results, load_run
     from debiascl.report import write_report
 
     device = resolve_device(args.device)
@@ -71,19 +71,15 @@ def run(args: argparse.Namespace) -> int:
         ensure_discovery(
             args.run_dir, args.bias_run, args.k, args.threshold, device, plots=not args.no_plots
         )
-    results = evaluate_run(
-        args.run_dir,
-        encoder=args.encoder,
-        device=device,
-        probe=args.probe,
-        probe_groups=args.probe_groups,
-        split=args.split,
-    )
+    run = load_run(args.run_dir, device)  # loaded once: the plots reuse its test features
+    results = evaluate_splits(
+        run, (args.split,), encoder=args.encoder, probe=args.probe, probe_groups=args.probe_groups
+    )[args.split]
     print(format_results(results))
     print(f"\nresults: {results['results_file']}")
     if args.no_plots:
         return 0
-    written = write_report(args.run_dir, device=device, encoder=args.encoder)
+    written = write_report(run, encoder=args.encoder)
     if not any(path.name.startswith("easy_hard") for path in written):
         print(f"no w analysis: method '{results['method']}' does not have WCL's two encoders")
     print("plots and tables:")
