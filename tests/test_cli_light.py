@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from debiascl.errors import DebiasclError
 from debiascl.registry import DATASETS, METHODS, Registry
 
 HEAVY = ("torch", "torchvision", "sklearn", "matplotlib")
@@ -117,6 +118,8 @@ def test_a_registry_loads_a_declared_name_on_lookup_and_checks_its_info() -> Non
     with pytest.raises(ValueError, match=r"declared in debiascl\.registry with"):
         registry.add("json", json, kind="other")
     assert registry.add("json", json, kind="light") is json and registry["json"] is json
+    with pytest.raises(DebiasclError, match=r"'thing\.name' = 'yaml': expected one of json"):
+        registry.info("yaml")
 
 
 def test_the_package_and_its_losses_import_without_the_models() -> None:

@@ -67,9 +67,9 @@ class Registry(Mapping[str, T], Generic[T]):
         """The light values of ``name`` (declared or registered), without importing anything."""
         if name in self._declared:
             return self._declared[name][1]
-        if name in self._info:
-            return self._info[name]
-        return self.lookup(name)  # raises the DebiasclError that lists the choices
+        if name not in self._info:
+            raise self._unknown(name)
+        return self._info[name]
 
     def registered(self) -> dict[str, T]:
         """The entries registered so far (imports nothing), in registration order."""
@@ -78,10 +78,13 @@ class Registry(Mapping[str, T], Generic[T]):
     def lookup(self, name: str) -> T:
         """The entry of ``name``, or a DebiasclError naming the setting and every choice."""
         if name not in self:
-            raise DebiasclError(
-                f"setting '{self.setting}' = {name!r}: expected one of {', '.join(self)}"
-            )
+            raise self._unknown(name)
         return self[name]
+
+    def _unknown(self, name: str) -> DebiasclError:
+        return DebiasclError(
+            f"setting '{self.setting}' = {name!r}: expected one of {', '.join(self)}"
+        )
 
     def __getitem__(self, name: str) -> T:
         if name not in self._entries and name in self._declared:
