@@ -71,7 +71,15 @@ from debiascl.discover import BIAS_ENCODER, discover_run
 from debiascl.distributed import resolve_device
 from debiascl.errors import DebiasclError
 from debiascl.evaluate import PROBE_GROUPS, evaluate_splits
-from debiascl.grid import GridAxis, GridPoint, method_grid, point_name, point_sets
+from debiascl.grid import (
+    GridAxis,
+    GridPoint,
+    check_axes,
+    grid_size,
+    method_grid,
+    point_name,
+    point_sets,
+)
 from debiascl.methods import METHODS, bias_discovery_method
 from debiascl.metrics import mean_and_stderr
 from debiascl.report import write_report
@@ -114,6 +122,9 @@ PLOT_NAME = "tradeoff.png"
 PROBES_TABLE = "probes.md"
 PAIRED_STEM = "paired"
 DEFAULT_REFERENCE = "simclr"
+MAX_RUNS = 1000
+"""A comparison planning more runs (methods x grid points x seeds) needs an explicit
+``max_runs`` (``--max-runs``): a seed range such as 0-9999999 is a typo, not a plan."""
 
 Progress = Callable[[str], None]
 
@@ -212,6 +223,7 @@ def plan_runs(
         points in grid order within, seeds within.
     """
     _check_choices(dataset, methods, seeds)
+    grid = check_axes(grid, methods, has_setting)
     strangers = sorted(
         {name for axis in grid for name in axis.methods or () if name not in methods}
     )
@@ -263,7 +275,7 @@ def plan_runs(
                 and not METHODS[method].supervised
                 and BIAS_ENCODER not in METHODS[method].encoder_keys
             ):
-                bias_run = run_dir_for(out_dir, bias_discovery_method(), seed)
+                bias_run = run_dir_for(out_dir, bias_discovery_method(), seed, data_point(point))
             planned.append(
                 PlannedRun(
                     method,
@@ -277,6 +289,29 @@ def plan_runs(
                 )
             )
     return planned
+
+
+def data_point(point: GridPoint) -> GridPoint:
+    """The data options of a grid point: a bias run discovers only on the same data."""
+    return tuple((key, value) for key, value in point if key.startswith("data.options."))
+
+
+def check_plan_size(
+    methods: Sequence[str], num_seeds: int, grid: Sequence[GridAxis], max_runs: int
+) -> None:
+    """Refuse a comparison of more than ``max_runs`` runs before any of them is planned.
+
+    Raises:
+        DebiasclError: naming the number of runs and the flag that allows them.
+    """
+    checked = check_axes(grid, methods, has_setting)
+    total = num_seeds * sum(grid_size(method, checked, has_setting(method)) for method in methods)
+    if total > max_runs:
+        raise DebiasclError(
+            f"max_runs: the comparison plans {total} runs (methods x grid points x seeds), more "
+            f"than the limit of {max_runs}; check the seeds and grid, or allow them with "
+            f"max_runs {total}"
+        )
 
 
 def run_state(run_dir: Path) -> str:
@@ -527,16 +562,20 @@ def bias_runs(
     Those already in ``runs`` at ``runs/triplet/seed<k>`` (no grid axis) are reused; the others
     are planned beside them (trained and evaluated, but not tabulated). Empty when no run needs one.
     """
-    needed = sorted({run.seed for run in runs if run.bias_run is not None})
+    needed = list(dict.fromkeys(run.bias_run for run in runs if run.bias_run is not None))
     if not needed:
         return []
     method = bias_discovery_method()
-    planned = {run.seed: run for run in runs if run.method == method and not run.point}
-    missing = [seed for seed in needed if seed not in planned]
-    if missing:
-        extra = plan_runs(dataset, [method], missing, out_dir, replace(settings, probe_groups=()))
-        planned |= {run.seed: run for run in extra}
-    return [planned[seed] for seed in needed]
+    planned = {run.run_dir: run for run in runs if run.method == method}
+    for run in runs:
+        if run.bias_run is not None and run.bias_run not in planned:
+            # the data options of the run's grid point, as one-value axes: same folder name
+            axes = [GridAxis(key, (value,)) for key, value in data_point(run.point)]
+            extra = plan_runs(
+                dataset, [method], [run.seed], out_dir, replace(settings, probe_groups=()), axes
+            )
+            planned |= {helper.run_dir: helper for helper in extra}
+    return [planned[bias_run] for bias_run in needed]
 
 
 def probes_table(rows: list[dict[str, Any]]) -> str:
@@ -602,6 +641,7 @@ def compare(
     reference: str = DEFAULT_REFERENCE,
     report: bool = True,
     progress: Progress = _stderr_line,
+    max_runs: int = MAX_RUNS,
 ) -> list[dict[str, Any]]:
     """Train and evaluate every method x seed on ``dataset`` and write the comparison tables.
 
@@ -627,6 +667,8 @@ def compare(
             note in summary.md, when it is not among ``methods``).
         report: write each run's plots (t-SNE, training curves, WCL's weight analyses).
         progress: receives the progress lines (default: stderr).
+        max_runs: the most runs (methods x grid points x seeds) the comparison may plan
+            (:data:`MAX_RUNS`); checked before anything is planned.
 
     Returns:
         The rows of ``results.csv`` (:func:`results_rows`), in the order methods x seeds; in a
@@ -639,6 +681,8 @@ def compare(
             "select discovered_worst_group: the discovered groups come from the bias discovery "
             "of the discovered-groups probe; add --probe-groups discovered"
         )
+    _check_choices(dataset, methods, seeds)
+    check_plan_size(methods, len(seeds), grid, max_runs)
     runs = plan_runs(dataset, methods, seeds, out_dir, settings, grid)
     if select == "discovered_worst_group":
         unscored = sorted(
@@ -750,6 +794,8 @@ class _Executor:
         self.started = time.perf_counter()
         self.results_of: dict[Path, dict[str, dict[str, Any]]] = {}
         self.busy: list[str] = []
+        self.held: set[Path] = set()
+        """Run directories another process held (runs discovering with them are skipped)."""
 
     def run_all(self, runs: Sequence[PlannedRun]) -> None:
         """Bring each run to the finished state (:func:`execute_run`), skipping held ones."""
@@ -758,6 +804,10 @@ class _Executor:
             point = f" {point_name(run.point)}" if run.point else ""
             prefix = f"[{number}/{self.total}] {run.method}{point} seed {run.seed}"
             run_started = time.perf_counter()
+            if run.bias_run in self.held:  # its bias discovery needs a run held elsewhere
+                self.progress(f"{prefix}: skipped, its bias run {run.bias_run} is held")
+                self.busy.append(f"{run.run_dir} (waits for its bias run {run.bias_run})")
+                continue
             try:
                 with hold_run_dir(run.run_dir):
                     self.results_of[run.run_dir] = execute_run(
@@ -766,6 +816,7 @@ class _Executor:
             except RunDirBusy as error:
                 self.progress(f"{prefix}: skipped, in use by another process ({error.holder})")
                 self.busy.append(f"{run.run_dir} ({error.holder})")
+                self.held.add(run.run_dir)
                 continue
             now = time.perf_counter()
             self.progress(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import functools
 import math
 import types
@@ -340,17 +341,52 @@ def _field_types(section: str) -> dict[str, Any]:
 def _unknown_method_setting(key: str, method: str) -> DebiasclError:
     """The error for a ``method.*`` key that no registered method declares."""
     settings = method_settings()
+    closest = closest_setting(key)
+    if not method:
+        return DebiasclError(
+            f"unknown setting '{key}'{closest}: the registered methods accept name, "
+            f"{', '.join(settings)}"
+        )
     if method not in METHODS:
         return DebiasclError(
-            f"unknown setting '{key}' for method '{method}', which is not registered; the "
-            f"registered methods accept name, {', '.join(settings)}"
+            f"unknown setting '{key}'{closest} for method '{method}', which is not registered; "
+            f"the registered methods accept name, {', '.join(settings)}"
         )
     own = [name for name, s in settings.items() if method in s.methods]
     others = [name for name, s in settings.items() if method not in s.methods]
     return DebiasclError(
-        f"unknown setting '{key}': method '{method}' accepts {', '.join(['name', *own])}"
+        f"unknown setting '{key}'{closest}: method '{method}' accepts "
+        f"{', '.join(['name', *own])}"
         + (f" (other methods: {', '.join(others)})" if others else "")
     )
+
+
+def setting_names() -> list[str]:
+    """Every dotted setting (``section.name``) of the sections and the registered methods."""
+    return [f"{section}.{name}" for section in _SECTION_TYPES for name in _field_types(section)]
+
+
+def closest_setting(key: str) -> str:
+    """`` (did you mean 'section.name'?)`` for the valid setting closest to ``key``, else ''.
+
+    A bare ``key`` is also compared with the settings' names without their section.
+    """
+    names = setting_names()
+    by_bare = {name.split(".", 1)[1]: name for name in names}
+    match = difflib.get_close_matches(key, names, n=1, cutoff=0.6) or [
+        by_bare[bare] for bare in difflib.get_close_matches(key, list(by_bare), n=1, cutoff=0.6)
+    ]
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def canonical_key(key: str) -> str:
+    """``key`` as ``section.name`` (a bare name resolved to its one section).
+
+    Raises:
+        DebiasclError: no section has the setting (naming the closest valid one), or several.
+    """
+    section, name = _resolve_key(key, "")
+    return f"{section}.{name}"
 
 
 def _resolve_key(key: str, method: str) -> tuple[str, str]:
@@ -362,7 +398,8 @@ def _resolve_key(key: str, method: str) -> tuple[str, str]:
         section, name = key.split(".", 1)
         if section not in _SECTION_TYPES:
             raise DebiasclError(
-                f"unknown setting '{key}': sections are {', '.join(_SECTION_TYPES)}"
+                f"unknown setting '{key}'{closest_setting(key)}: sections are "
+                f"{', '.join(_SECTION_TYPES)}"
             )
         if section == "data" and name.startswith("options."):
             return section, name
@@ -370,13 +407,18 @@ def _resolve_key(key: str, method: str) -> tuple[str, str]:
             raise _unknown_method_setting(key, method)
         if name not in _field_types(section):
             known = ", ".join(_field_types(section))
-            raise DebiasclError(f"unknown setting '{key}': '{section}' has {known}")
+            raise DebiasclError(
+                f"unknown setting '{key}'{closest_setting(key)}: '{section}' has {known}"
+            )
         return section, name
     holders = [s for s in _SECTION_TYPES if key in _field_types(s)]
     if len(holders) == 1:
         return holders[0], key
     if not holders:
-        raise DebiasclError(f"unknown setting '{key}': use section.name, e.g. method.tau_plus")
+        raise DebiasclError(
+            f"unknown setting '{key}'{closest_setting(key)}: use section.name, e.g. "
+            "method.tau_plus"
+        )
     options = ", ".join(f"{s}.{key}" for s in holders)
     raise DebiasclError(f"ambiguous setting '{key}': write one of {options}")
 

@@ -42,8 +42,8 @@ from debiascl.report.plots import (
     plot_training_curves,
     plot_tsne,
     plot_weight_cells,
-    read_metrics,
 )
+from debiascl.records import read_metrics
 from debiascl.report.tables import write_rows
 from debiascl.report.weights import (
     easy_hard_rows,

@@ -226,12 +226,6 @@ def plot_weight_cells(cells: WeightCells, path: str | Path) -> Path:
     return _save(figure, path)
 
 
-def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """The records of a ``metrics.jsonl`` file (blank lines skipped)."""
-    lines = Path(path).read_text().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
-
-
 def curve_panels(records: list[dict[str, Any]]) -> list[tuple[str, str, dict[str, list]]]:
     """(title, x key, {series name: [(x, value)]}) for each kind of record present."""
     panels = []
