@@ -55,7 +55,6 @@ that a rerun once the other process has finished completes the comparison.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -82,6 +81,7 @@ from debiascl.grid import (
 )
 from debiascl.methods import METHODS, bias_discovery_method
 from debiascl.metrics import mean_and_stderr
+from debiascl.records import file_digest, read_json, results_problem
 from debiascl.report import write_report
 from debiascl.report.plots import plot_tradeoff
 from debiascl.report.tables import (
@@ -97,6 +97,7 @@ from debiascl.rundir import (
     LOCK_NAME,
     RunDirBusy,
     RunState,
+    checkpoint_path,
     config_path,
     done_marker_path,
     hold_run_dir,
@@ -357,15 +358,37 @@ def planned_probe_groups(run: PlannedRun) -> tuple[str, ...]:
     return () if METHODS[run.method].supervised else run.probe_groups
 
 
+def results_mismatch(run: PlannedRun, results: dict[str, Any]) -> str | None:
+    """Why ``results`` were not computed from ``run`` (another method, seed or data set, or
+    another checkpoint, e.g. a file copied from another run), or None.
+
+    Results written before they recorded their checkpoint's sha256 are matched by their run
+    directory instead.
+    """
+    planned = (run.config.data.name, run.method, run.seed)
+    recorded = (results["dataset"], results["method"], results["seed"])
+    if recorded != planned:
+        return f"holds the results of {recorded[1]} seed {recorded[2]} on {recorded[0]}"
+    digest = results.get("checkpoint_sha256")
+    if digest is None:
+        if Path(str(results.get("run_dir"))).resolve() != run.run_dir.resolve():
+            return f"was computed for run '{results.get('run_dir')}'"
+    elif digest != file_digest(checkpoint_path(run.run_dir)):
+        return "was computed from another checkpoint than the run's"
+    return None
+
+
 def finished_results(run: PlannedRun, split: str = "test") -> tuple[dict[str, Any] | None, str]:
     """A finished run's results on ``split`` if they can be reused, else why not.
 
     The test results are those named by the run's ``done`` marker; the val results are in the
     val results file (:func:`debiascl.rundir.results_filename`), trusted only beside a sound
-    marker. They are reused when the file exists, is readable JSON in the run directory, holds
-    ``split``'s results (results without a ``split`` are test results, as written before val
-    evaluations existed) and was made with the planned probe protocol (``eval.probe``), the
-    method's product encoder and the planned group-robust probes.
+    marker. They are reused when the file exists, is readable JSON of a results file's shape
+    (:func:`debiascl.records.results_problem`) in the run directory, was computed from this run
+    (:func:`results_mismatch`), holds ``split``'s results (results without a ``split`` are
+    test results, as written before val evaluations existed) and was made with the planned
+    probe protocol (``eval.probe``), the method's product encoder and the planned group-robust
+    probes.
 
     Returns:
         (results, "") or (None, the reason the run must be evaluated again on ``split``).
@@ -378,11 +401,15 @@ def finished_results(run: PlannedRun, split: str = "test") -> tuple[dict[str, An
     if split != "test":
         name = results_filename(planned_encoder, planned_encoder, split)
     try:
-        results = json.loads((run.run_dir / name).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        results = read_json(run.run_dir / name, "results file", "evaluating it again")
+    except DebiasclError:
         return None, f"'{name}', named by its '{marker.name}' marker, is missing or unreadable"
-    if not isinstance(results, dict):
-        return None, f"'{name}' holds a JSON {type(results).__name__}, not a results mapping"
+    problem = results_problem(results)
+    if problem is not None:
+        return None, f"'{name}' is malformed ({problem})"
+    mismatch = results_mismatch(run, results)
+    if mismatch is not None:
+        return None, f"'{name}' {mismatch}"
     if results.get("split", "test") != split:
         return None, f"'{name}' holds {results.get('split')} results, planned {split}"
     planned_probe = run.config.eval.probe

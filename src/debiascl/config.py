@@ -416,8 +416,7 @@ def _resolve_key(key: str, method: str) -> tuple[str, str]:
         return holders[0], key
     if not holders:
         raise DebiasclError(
-            f"unknown setting '{key}'{closest_setting(key)}: use section.name, e.g. "
-            "method.tau_plus"
+            f"unknown setting '{key}'{closest_setting(key)}: use section.name, e.g. method.tau_plus"
         )
     options = ", ".join(f"{s}.{key}" for s in holders)
     raise DebiasclError(f"ambiguous setting '{key}': write one of {options}")

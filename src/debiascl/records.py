@@ -233,4 +233,3 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
             raise DebiasclError(f"training log '{path}' line {number} holds a malformed value")
         records.append(record)
     return records
-

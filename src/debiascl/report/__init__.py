@@ -33,6 +33,7 @@ import torch
 from debiascl.data.base import BiasedDataset
 from debiascl.evaluate import LoadedRun, load_run
 from debiascl.features import extract_features
+from debiascl.records import read_metrics
 from debiascl.report.labels import feature_text, named
 from debiascl.report.plots import (
     curve_panels,
@@ -43,7 +44,6 @@ from debiascl.report.plots import (
     plot_tsne,
     plot_weight_cells,
 )
-from debiascl.records import read_metrics
 from debiascl.report.tables import write_rows
 from debiascl.report.weights import (
     easy_hard_rows,

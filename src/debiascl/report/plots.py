@@ -7,7 +7,6 @@ no global backend change) and returns the path.
 
 from __future__ import annotations
 
-import json
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
