@@ -210,7 +210,7 @@ def ensure_discovery(
         summary, problem = _stored_discovery(Path(run_dir))
         if problem is None:
             return
-        logger.warning("%s; discovering again with the same settings", problem)
+        logger.warning("%s; discovering again", problem)
     discover_run(
         run_dir,
         bias_run=summary.get("bias_run") if bias_run is None else bias_run,
