@@ -89,7 +89,8 @@ def collect_method_settings(methods: tuple[tuple[str, type], ...]) -> dict[str, 
     """The settings declared by the ``Options`` dataclasses of ``(name, method class)`` pairs.
 
     Raises:
-        TypeError: two methods declare one setting with different types or defaults.
+        DebiasclError: two methods declare one setting with different types or defaults (a
+            plugin's method clashing with another's).
     """
     settings: dict[str, MethodSetting] = {}
     for name, cls in methods:
@@ -105,7 +106,7 @@ def collect_method_settings(methods: tuple[tuple[str, type], ...]) -> dict[str, 
                 hints[option.name],
                 default,
             ):
-                raise TypeError(
+                raise DebiasclError(
                     f"method '{name}' declares setting 'method.{option.name}' as "
                     f"{hints[option.name]} = {default!r}, but {', '.join(known.methods)} "
                     f"declare it as {known.annotation} = {known.default!r}"
