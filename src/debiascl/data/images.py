@@ -391,7 +391,7 @@ def _read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
     """Rows of a CSV file with a header holding every column of ``required``."""
     _file(path, f"a CSV table with columns {', '.join(required)}")
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:  # Excel's BOM, CRLF too
             reader = csv.DictReader(handle)
             columns = [column.strip() for column in reader.fieldnames or []]
             missing = [column for column in required if column not in columns]
@@ -404,6 +404,8 @@ def _read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
             return list(reader)
     except UnicodeDecodeError:
         raise DebiasclError(f"{path} is not UTF-8 text; save it as UTF-8 CSV") from None
+    except csv.Error as error:
+        raise DebiasclError(f"{path} is not a readable CSV table ({error})") from None
 
 
 def _integer(text: str) -> int:
@@ -699,7 +701,7 @@ def _celeba_lines(path: Path) -> Iterator[tuple[int, list[str]]]:
 
     The official ``.txt`` files are whitespace-separated, the Kaggle ``.csv`` files comma-separated.
     """
-    with path.open(newline="") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         rows = csv.reader(handle) if path.suffix == ".csv" else (line.split() for line in handle)
         for number, fields in enumerate(rows, start=1):
             if fields:
