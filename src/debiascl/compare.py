@@ -338,7 +338,7 @@ def check_same_settings(run: PlannedRun) -> None:
         raise DebiasclError(
             f"run directory '{run.run_dir}' has no {stored_path.name}; delete it to rerun"
         )
-    stored = load_config(stored_path).to_dict()
+    stored = load_config(stored_path, run=True).to_dict()
     try:
         check_resumable(stored, run.config, stored_path)
         if stored["train"]["epochs"] != run.config.train.epochs:

@@ -566,10 +566,27 @@ def build_config(
     return config
 
 
-def load_config(path: str | Path) -> Config:
-    """Read a saved ``config.yaml`` (e.g. from a run directory) and validate it."""
+def load_config(path: str | Path, run: bool = False) -> Config:
+    """Read a saved ``config.yaml`` (e.g. from a run directory) and validate it.
+
+    Args:
+        path: the file.
+        run: it is a run directory's config.yaml, which lists every section: one without them
+            all (truncated or edited) is refused rather than read with defaults.
+
+    Raises:
+        DebiasclError: naming the file, for any problem of :func:`load_yaml`, a missing section
+            of a run's config, or a setting of the wrong type or range.
+    """
+    mapping = load_yaml(path)
+    missing = [section for section in _SECTION_TYPES if section not in mapping]
+    if run and missing:
+        raise DebiasclError(
+            f"config file '{path}' has no section {', '.join(missing)}: a run's config.yaml lists "
+            "every section (truncated or edited?); restore it, or train the run again"
+        )
     config = Config()
-    apply_mapping(config, load_yaml(path), str(path))
+    apply_mapping(config, mapping, str(path))
     validate(config)
     return config
 

@@ -67,7 +67,7 @@ def bias_encoder_key(run: LoadedRun, encoder: str | None) -> str:
 
 def check_same_data(run_dir: Path, bias_dir: Path) -> None:
     """Refuse a bias run trained on other data than the run (its samples would not match)."""
-    data, bias_data = (load_config(config_path(d)).data for d in (run_dir, bias_dir))
+    data, bias_data = (load_config(config_path(d), run=True).data for d in (run_dir, bias_dir))
     mine = (data.name, dict(data.options))
     theirs = (bias_data.name, dict(bias_data.options))
     if mine != theirs:
