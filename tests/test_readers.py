@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -36,7 +37,6 @@ from debiascl.grid import parse_grid
 from debiascl.jtt import error_set_problem
 from debiascl.records import results_problem
 from debiascl.registry import METHODS
-from debiascl.rundir import hold_run_dir
 
 TINY = ("data.options.image_size=8", "train.knn_every=0")
 HUGE = "9" * 200_000
@@ -384,14 +384,15 @@ def test_a_killed_build_leaves_no_orphan_and_the_manifest_is_readable_by_all(
 
 def _modes() -> dict[str, tuple[Image.Image, tuple[int, int, int]]]:
     """Images of one colour in many PIL modes and the RGB pixel each must decode to."""
-    palette = Image.new("RGB", (8, 8), (200, 40, 10)).convert("P")
+    palette = Image.new("P", (8, 8), 1)
+    palette.putpalette([0, 0, 0, 200, 40, 10] + [0] * 762)
     transparent = Image.new("RGBA", (8, 8), (255, 0, 0, 0))
     half = Image.new("LA", (8, 8), (200, 128))
     return {
         "I;16.png": (Image.fromarray(np.full((8, 8), 257 * 100, np.uint16)), (100,) * 3),
-        "I.png": (Image.fromarray(np.full((8, 8), 257 * 30, np.int32), mode="I"), (30,) * 3),
+        "I.tif": (Image.fromarray(np.full((8, 8), 257 * 30, np.int32), mode="I"), (30,) * 3),
         "F.tif": (Image.fromarray(np.full((8, 8), 0.5, np.float32), mode="F"), (128,) * 3),
-        "P.png": (palette, palette.convert("RGB").getpixel((0, 0))),
+        "P.png": (palette, (200, 40, 10)),
         "RGBA.png": (transparent, (0, 0, 0)),
         "LA.png": (half, (100, 100, 100)),
         "CMYK.jpg": (Image.new("CMYK", (8, 8), (0, 255, 0, 0)), (255, 0, 255)),
@@ -491,12 +492,30 @@ def test_a_grid_over_data_options_plans_a_bias_run_per_point(tmp_path: Path) -> 
         assert helper.config.data.options["rho"] == run.config.data.options["rho"]
 
 
+HOLDER = """
+import sys, time
+from debiascl.rundir import hold_run_dir
+with hold_run_dir(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
 def test_a_compare_whose_bias_run_is_held_skips_the_runs_needing_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "c"
-    with hold_run_dir(out / "runs" / "triplet" / "seed0"):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    helper = out / "runs" / "triplet" / "seed0"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(helper)], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
         status = main(compare_args(out, "--probe-groups", "discovered", seeds="0"))
+    finally:
+        holder.kill()
+        holder.wait()
     line = one_line(capsys, status, "2 of 2 runs were skipped")
     assert "waits for its bias run" in line and "Rerun the same command" in line
     assert not (out / "runs" / "simclr" / "seed0" / "config.yaml").exists()
