@@ -225,13 +225,6 @@ def plan_runs(
     """
     _check_choices(dataset, methods, seeds)
     grid = check_axes(grid, methods, has_setting)
-    strangers = sorted(
-        {name for axis in grid for name in axis.methods or () if name not in methods}
-    )
-    if strangers:
-        raise DebiasclError(
-            f"grid: method(s) {', '.join(strangers)} are not among the methods {', '.join(methods)}"
-        )
     splits = ("test", "val") if grid else ("test",)
     preset = settings.preset
     if preset is None and dataset in list_presets():

@@ -82,9 +82,17 @@ def check_axes(
         has_setting: method -> whether it has a dotted setting.
 
     Raises:
-        DebiasclError: an axis key that is no setting (naming the closest valid one), or an
-            axis that applies to none of ``methods`` (it would be dropped without a word).
+        DebiasclError: an axis naming a method that is not among ``methods``, an axis key that
+            is no setting (naming the closest valid one), or an axis that applies to none of
+            ``methods`` (it would be dropped without a word).
     """
+    strangers = sorted(
+        {name for axis in axes for name in axis.methods or () if name not in methods}
+    )
+    if strangers:
+        raise DebiasclError(
+            f"grid: method(s) {', '.join(strangers)} are not among the methods {', '.join(methods)}"
+        )
     checked = []
     for axis in axes:
         key = axis.key
@@ -94,7 +102,7 @@ def check_axes(
             except DebiasclError as error:
                 raise DebiasclError(f"grid: {error}") from None
         targets = methods if axis.methods is None else axis.methods
-        if not any(has_setting(method)(key) for method in targets if method in methods):
+        if not any(has_setting(method)(key) for method in targets):
             raise DebiasclError(
                 f"grid: setting '{key}' belongs to none of the methods {', '.join(targets)}; "
                 "give the axis a METHOD: prefix naming a method that has it"

@@ -138,9 +138,16 @@ def results_problem(results: Any) -> str | None:
         problem = _metrics_problem(evaluation.get("metrics"), key)
         if problem is not None:
             return problem
-    discovery = results.get("discovery")
-    if discovery is not None and discovery_summary_problem(discovery) is not None:
-        return f"its 'discovery': {discovery_summary_problem(discovery)}"
+    discovery = results.get("discovery", {})
+    quality = discovery.get("train", {}) if isinstance(discovery, dict) else None
+    if not isinstance(quality, dict) or (
+        quality.get("bias_labels")
+        and not all(
+            quality.get(key) is None or is_number(quality.get(key))
+            for key in ("precision", "recall", "auroc")
+        )
+    ):
+        return "'discovery' is not a discovery summary with numbers for its train quality"
     return None
 
 
