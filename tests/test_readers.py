@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from fakes import DATASET
 from fakes import train_args as shared_train_args
 from PIL import Image
@@ -586,3 +587,26 @@ def test_debug_shows_a_plugins_full_traceback(
     with pytest.raises(RuntimeError, match="boom"):
         main(["--plugin", str(path), "datasets"])
     sys.modules.pop("boom", None)
+
+
+# ----------------------------------------------------------------------------- data paths
+
+
+def test_a_run_trained_with_a_relative_data_dir_evaluates_from_elsewhere_and_when_moved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = tmp_path / "work"
+    images = {f"i{k}.png": _noise(k) for k in range(24)}
+    lines = ["filename,split,y,a", *(f"i{k}.png,{k % 3},{k % 2},{k // 2 % 2}" for k in range(24))]
+    _folder(work / "data", images, ("\n".join(lines) + "\n").encode())
+    monkeypatch.chdir(work)
+    args = ["train", "--dataset", "metadata-csv", "--data-dir", "data", "--method", "simclr"]
+    tiny = ["--epochs", "1", "--batch-size", "8", "--device", "cpu", "--set=train.knn_every=0"]
+    assert main([*args, *tiny, "--set=data.options.image_size=16", "--out", "run"]) == 0
+    stored = yaml.safe_load(Path("run/config.yaml").read_text())
+    assert (stored["data"]["root"], stored["data"]["root_given"]) == (str(work / "data"), "data")
+    moved = Path(shutil.move(work / "run", tmp_path / "moved"))
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["eval", str(moved), "--no-plots", "--device", "cpu"]) == 0
+    assert (moved / "results.json").is_file()

@@ -337,6 +337,7 @@ RESUMABLE_SETTINGS = frozenset(
         "train.knn_every",
         "train.knn_k",
         "data.root",
+        "data.root_given",
         "data.download",
         "data.num_workers",
         "data.cache",

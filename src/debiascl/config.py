@@ -43,6 +43,9 @@ MAX_SEED = 2**32 - 1
 class DataConfig:
     """Which data set, where, and how views are made (SPEC section 5, augmentation row).
 
+    ``root``: the data folder, made absolute (against the working directory) when the
+    configuration is built, so that a run evaluates from any folder; ``root_given``: the root
+    as it was written (``--data-dir data``), kept for display only.
     ``num_workers``: loader processes, or "auto" (see :mod:`debiascl.data.loading`). ``cache``:
     decode file-based image sets once into a cache under ``cache_dir`` (null: the user cache
     folder; see :mod:`debiascl.data.cache`).
@@ -50,6 +53,7 @@ class DataConfig:
 
     name: str = "biased-digits"
     root: str | None = None
+    root_given: str | None = None
     download: bool = False
     options: dict[str, Any] = field(default_factory=dict)
     augmentation: str = "simclr"
@@ -547,6 +551,9 @@ def build_config(
 ) -> Config:
     """Build and validate a config: defaults < preset < file < overrides < ``key=value`` sets.
 
+    A relative or ``~`` ``data.root`` is made absolute against the working directory (the form
+    given is kept in ``data.root_given``).
+
     A YAML layer may hold a ``methods`` mapping of per-method sections (e.g. JTT's own
     optimiser under ``methods: {jtt: {optim: {lr: 1.0e-5}}}``); the block of the run's method
     is applied right after its layer, so explicit overrides still win.
@@ -562,6 +569,10 @@ def build_config(
     _apply_layers(probe, layers, overrides, sets, method=None)
     config = Config()
     _apply_layers(config, layers, overrides, sets, method=probe.method.name)
+    root = config.data.root
+    if root is not None and root != str(Path(root).expanduser().absolute()):
+        config.data.root_given = root
+        config.data.root = str(Path(root).expanduser().absolute())
     validate(config)
     return config
 
