@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -610,3 +611,11 @@ def test_a_run_trained_with_a_relative_data_dir_evaluates_from_elsewhere_and_whe
     capsys.readouterr()
     assert main(["eval", str(moved), "--no-plots", "--device", "cpu"]) == 0
     assert (moved / "results.json").is_file()
+
+
+def test_every_test_the_readme_names_for_these_guarantees_exists() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("**No silent wrong result") : readme.index("- **Losses.**")]
+    cited = set(re.findall(r"`(test_\w+)`", section))
+    assert len(cited) >= 20
+    assert cited <= {name for name in globals() if name.startswith("test_")}
