@@ -27,6 +27,7 @@ import yaml
 from fakes import DATASET
 from fakes import train_args as shared_train_args
 from PIL import Image
+from test_guarantees import one_line_error as one_line
 
 from debiascl.cli import main
 from debiascl.compare import RunSettings, bias_runs, plan_runs
@@ -53,17 +54,6 @@ def compare_args(out: Path, *extra: str, seeds: str = "0,1") -> list[str]:
     head = ["compare", "--dataset", DATASET, "--methods", "simclr", "--seeds", seeds]
     tiny = ["--epochs", "1", "--device", "cpu", "--no-plots"]
     return [*head, *tiny, *(f"--set={s}" for s in TINY), "--out", str(out), *extra]
-
-
-def one_line(capsys: pytest.CaptureFixture[str], status: int, *fragments: str) -> str:
-    """The single ``debiascl: error:`` line (exit status 2) holding every fragment."""
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if not line.startswith("compare: ")]
-    assert status == 2, err
-    assert len(lines) == 1 and lines[0].startswith("debiascl: error: "), err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def damaged(kind: str, good: bytes) -> bytes:

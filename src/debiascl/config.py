@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import yaml
 
 from debiascl.errors import DebiasclError
+from debiascl.records import read_text
 from debiascl.registry import AUGMENTATIONS, BACKBONES, HEADS, METHODS
 
 PRESET_DIR = Path(__file__).parent / "configs"
@@ -479,20 +480,13 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML file of sections into a dict.
 
     Raises:
-        DebiasclError: naming the file, when it is missing, unreadable, not UTF-8 text, not
-            valid YAML, or when its top level is not a mapping of sections.
+        DebiasclError: naming the file, when it is missing, unreadable, not UTF-8 text, holds
+            NUL bytes, is not valid YAML, or when its top level is not a mapping of sections.
     """
     path = Path(path)
     if not path.is_file():
         raise DebiasclError(f"config file '{path}' does not exist")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise DebiasclError(
-            f"config file '{path}' is not UTF-8 text (byte {error.start}); expected a YAML file"
-        ) from None
-    except OSError as error:
-        raise DebiasclError(f"config file '{path}' cannot be read: {error.strerror}") from None
+    text = read_text(path, "config file", "expected a YAML file", empty_ok=True)
     try:
         loaded = yaml.safe_load(text)
     except yaml.YAMLError as error:

@@ -45,11 +45,12 @@ def file_digest(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def read_text(path: Path, what: str, redo: str) -> str:
+def read_text(path: Path, what: str, redo: str, empty_ok: bool = False) -> str:
     """The UTF-8 text of ``path``, or one DebiasclError naming ``what`` it is and ``redo``.
 
     Raises:
-        DebiasclError: the file is missing, unreadable, not UTF-8, empty or holds NUL bytes.
+        DebiasclError: the file is missing, unreadable, not UTF-8, empty (unless ``empty_ok``)
+            or holds NUL bytes.
     """
     try:
         text = path.read_text(encoding="utf-8")
@@ -61,7 +62,7 @@ def read_text(path: Path, what: str, redo: str) -> str:
         ) from None
     except OSError as error:
         raise DebiasclError(f"{what} '{path}' cannot be read ({error.strerror}); {redo}") from None
-    if not text.strip():
+    if not empty_ok and not text.strip():
         raise DebiasclError(f"{what} '{path}' is empty; {redo}")
     if "\x00" in text:
         raise DebiasclError(f"{what} '{path}' holds NUL bytes (damaged); {redo}")
