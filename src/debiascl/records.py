@@ -61,7 +61,7 @@ def read_text(path: Path, what: str, redo: str, empty_ok: bool = False) -> str:
             f"{what} '{path}' is not UTF-8 text (byte {error.start}); {redo}"
         ) from None
     except OSError as error:
-        raise DebiasclError(f"{what} '{path}' cannot be read ({error.strerror}); {redo}") from None
+        raise DebiasclError(f"{what} '{path}' cannot be read: {error.strerror}; {redo}") from None
     if not empty_ok and not text.strip():
         raise DebiasclError(f"{what} '{path}' is empty; {redo}")
     if "\x00" in text:
