@@ -298,8 +298,9 @@ def check_plan_size(
     Raises:
         DebiasclError: naming the number of runs and the flag that allows them.
     """
-    checked = check_axes(grid, methods, has_setting)
-    total = num_seeds * sum(grid_size(method, checked, has_setting(method)) for method in methods)
+    known = [method for method in methods if method in METHODS]  # plan_runs names the others
+    checked = check_axes(grid, known, has_setting)
+    total = num_seeds * sum(grid_size(method, checked, has_setting(method)) for method in known)
     if total > max_runs:
         raise DebiasclError(
             f"max_runs: the comparison plans {total} runs (methods x grid points x seeds), more "
@@ -701,8 +702,7 @@ def compare(
             "select discovered_worst_group: the discovered groups come from the bias discovery "
             "of the discovered-groups probe; add --probe-groups discovered"
         )
-    _check_choices(dataset, methods, seeds)
-    check_plan_size(methods, len(seeds), grid, max_runs)
+    check_plan_size(methods, len(seeds), grid, max_runs)  # first: nothing iterates the seeds
     runs = plan_runs(dataset, methods, seeds, out_dir, settings, grid)
     if select == "discovered_worst_group":
         unscored = sorted(
