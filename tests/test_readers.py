@@ -75,10 +75,14 @@ DAMAGE = ("truncated", "empty", "wrong type", "NUL-filled", "huge field")
 
 @pytest.fixture(scope="module")
 def comparison(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished tiny comparison: simclr, seeds 0 and 1."""
-    out = tmp_path_factory.mktemp("comparison") / "cmp"
-    assert main(compare_args(out)) == 0
-    return out
+    """A finished tiny comparison (simclr, seeds 0 and 1), made once for the module."""
+    return _made(compare_args(tmp_path_factory.mktemp("comparison") / "cmp"))
+
+
+def _made(args: list[str]) -> Path:
+    """The ``--out`` folder of the CLI command ``args``, run to success."""
+    assert main(args) == 0
+    return Path(args[args.index("--out") + 1])
 
 
 @pytest.fixture
