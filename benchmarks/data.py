@@ -26,13 +26,17 @@ thresholds (:func:`debiascl.allocator.tune_malloc`, ``train.malloc_tuning``), fo
 ``--no-malloc-tuning`` measures glibc's defaults (a setting of a process: one run each).
 
 It prints a table with each row's ratio to the torchvision row of its size, the cache's size on
-disk and the peak RSS of this process and of its largest child (a loader worker).
+disk and the peak RSS of this process and of its largest child (a loader worker), and what the
+cache's content check costs: opening a built cache (its key from the files' metadata and the
+CRC-32 of every block of rows), against hashing the source files' bytes (the alternative,
+not used) and a later epoch's loading.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import resource
 import tempfile
 import time
@@ -102,11 +106,24 @@ def _timed(run: Callable[[], int]) -> float:
     return images / (time.perf_counter() - start)
 
 
+def _seconds(run: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def _hash_sources(folder: Path) -> None:
+    """sha256 of every image file's bytes: what keying the cache by content would cost."""
+    for path in sorted((folder / "images").glob("*.jpg")):
+        hashlib.sha256(path.read_bytes()).digest()
+
+
 def measure_debiascl(
     folder: Path, size: int, cache_dir: Path, args: argparse.Namespace
-) -> tuple[float, float, float, int]:
+) -> tuple[float, float, float, int, float, float]:
     """Images/s of debiascl's first epoch (building the cache), best later epoch, best later
-    epoch without the views (what the CPU does when they run on a GPU), and the cache's bytes."""
+    epoch without the views (what the CPU does when they run on a GPU), the cache's bytes, the
+    seconds of opening the built cache (key + block checksums) and of hashing the sources."""
     dataset = build_dataset("metadata-csv", str(folder), "train", image_size=size)
     device = torch.device(args.device)
     views = build_views("simclr", dataset).to(device)
@@ -132,7 +149,9 @@ def measure_debiascl(
     first_rate = _timed(first)
     later = max(_timed(epoch) for _ in range(args.repeats))
     loading = max(_timed(lambda: epoch(make_views=False)) for _ in range(args.repeats))
-    return first_rate, later, loading, dataset.decoded.path.stat().st_size
+    opening = min(_seconds(lambda: attach_cache(dataset, cache_dir)) for _ in range(3))
+    hashing = min(_seconds(lambda: _hash_sources(folder)) for _ in range(3))
+    return first_rate, later, loading, dataset.decoded.path.stat().st_size, opening, hashing
 
 
 def measure_torchvision(folder: Path, size: int, args: argparse.Namespace) -> float:
@@ -186,10 +205,19 @@ def main() -> None:
         print(
             f"{args.num_images} JPEGs 178x218 in {folder} ({time.perf_counter() - started:.0f} s)"
         )
-        rows, cache_sizes, on = [], [], f" ({args.device})"
+        rows, cache_sizes, checks, on = [], [], [], f" ({args.device})"
         for size in args.sizes:
             cache = Path(temp) / "cache"
-            first, later, loading, cache_bytes = measure_debiascl(folder, size, cache, args)
+            first, later, loading, cache_bytes, opening, hashing = measure_debiascl(
+                folder, size, cache, args
+            )
+            epoch_seconds = args.num_images / loading
+            checks.append(
+                f"{size} px: opening the cache {opening:.3f} s ({opening / epoch_seconds:.1f} "
+                f"loading-only epochs, {args.num_images / later / opening:.0f}x less than a "
+                f"later epoch's {args.num_images / later:.2f} s); hashing the sources "
+                f"instead {hashing:.3f} s"
+            )
             baseline = measure_torchvision(folder, size, args)
             rows += [
                 (f"debiascl, first epoch (builds the cache){on}", size, first, first / baseline),
@@ -210,6 +238,8 @@ def main() -> None:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     print(f"cache on disk: {', '.join(cache_sizes)}")
+    for line in checks:
+        print(f"content check: {line}")
     print(f"peak RSS: this process {_megabytes(own)}, largest child {_megabytes(child)}")
 
 

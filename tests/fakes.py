@@ -22,6 +22,7 @@ from debiascl.checkpoint import FORMAT, VERSION, load_checkpoint
 from debiascl.config import Config, build_config
 from debiascl.losses import dcl_loss, hcl_loss, info_nce_loss, triplet_loss, wcl_loss
 from debiascl.methods import METHODS
+from debiascl.records import file_digest
 from debiascl.rundir import LOCK_NAME, checkpoint_path
 
 DATASET = "biased-digits-binary"
@@ -141,6 +142,8 @@ class FakePipeline:
         value = self.values.get((method, point, seed, split), self.values.get((method, seed), 0.5))
         name = "results.json" if split == "test" else f"results_{split}.json"
         results = {
+            "run_dir": str(run_dir),
+            "checkpoint_sha256": file_digest(checkpoint_path(run_dir)),
             "dataset": DATASET,
             "method": method,
             "seed": seed,

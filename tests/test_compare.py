@@ -107,7 +107,7 @@ def test_results_of_another_protocol_or_encoder_are_evaluated_again(
     results = json.loads(overwritten.read_text())
     overwritten.write_text(json.dumps(results | {"probe_protocol": "authors"}))
     other_encoder = run_dir_for(tmp_path, "wcl", 1) / "results.json"
-    other_encoder.write_text(json.dumps(results | {"encoder": "b"}))
+    other_encoder.write_text(json.dumps(results | {"encoder": "b", "seed": 1}))
     fake.evaluate_calls.clear()
     capsys.readouterr()
     rows = run_compare(tmp_path, methods=("wcl",), probe="fast")

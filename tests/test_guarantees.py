@@ -526,5 +526,5 @@ def test_compare_evaluates_again_a_run_whose_results_are_not_a_mapping(tmp_path:
     (run.run_dir / "results.json").write_text("[1, 2]\n")
     assert finished_results(run) == (
         None,
-        "'results.json' holds a JSON list, not a results mapping",
+        "'results.json' is malformed (it holds a JSON list, not a results mapping)",
     )

@@ -15,13 +15,13 @@ from PIL import Image
 
 import debiascl.report as report
 from debiascl.evaluate import load_run
+from debiascl.records import read_metrics
 from debiascl.report.labels import MAX_SHOWN_FEATURES
 from debiascl.report.plots import (
     plot_easy_hard_negatives,
     plot_training_curves,
     plot_tsne,
     plot_weight_cells,
-    read_metrics,
 )
 from debiascl.report.tables import flatten_results, write_tables
 from debiascl.report.weights import (

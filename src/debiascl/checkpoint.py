@@ -338,6 +338,7 @@ RESUMABLE_SETTINGS = frozenset(
         "train.knn_every",
         "train.knn_k",
         "data.root",
+        "data.root_given",
         "data.download",
         "data.num_workers",
         "data.cache",
@@ -545,7 +546,7 @@ def load_trained(run_dir: str | Path, device: str | torch.device = "cpu") -> tup
     path = checkpoint_path(run_dir)
     if not path.is_file():
         raise DebiasclError(f"run directory '{run_dir}' has no checkpoint at '{path}'")
-    config = load_config(config_file)
+    config = load_config(config_file, run=True)
     state = load_checkpoint(path)
     method = build_method(config, _model_info(state, config, path))
     check_compatible(state, method, path)

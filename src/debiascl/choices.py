@@ -34,6 +34,10 @@ discovered-groups probe)."""
 DEFAULT_REFERENCE = "simclr"
 """The method that compare's paired differences are taken against."""
 
+MAX_RUNS = 1000
+"""A comparison planning more runs (methods x grid points x seeds) needs an explicit
+``max_runs`` (``--max-runs``): a seed range such as 0-9999999 is a typo, not a plan."""
+
 
 def check_comparison(dataset: str, methods: Sequence[str], seeds: Sequence[int]) -> None:
     """Check a comparison's data set, methods and seeds by name (imports nothing heavy).

@@ -55,7 +55,6 @@ that a rerun once the other process has finished completes the comparison.
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import time
@@ -70,6 +69,7 @@ from debiascl.choices import (
     DEFAULT_K,
     DEFAULT_REFERENCE,
     DEFAULT_THRESHOLD,
+    MAX_RUNS,
     PROBE_GROUPS,
     SELECT_RULES,
     check_comparison,
@@ -85,9 +85,18 @@ from debiascl.discover import (
 from debiascl.distributed import resolve_device
 from debiascl.errors import DebiasclError
 from debiascl.evaluate import LoadedRun, evaluate_splits, load_run
-from debiascl.grid import GridAxis, GridPoint, method_grid, point_name, point_sets
+from debiascl.grid import (
+    GridAxis,
+    GridPoint,
+    check_axes,
+    grid_size,
+    method_grid,
+    point_name,
+    point_sets,
+)
 from debiascl.methods import METHODS, bias_discovery_method
 from debiascl.metrics import mean_and_stderr
+from debiascl.records import file_digest, read_json, results_problem
 from debiascl.report import write_report
 from debiascl.report.plots import plot_tradeoff
 from debiascl.report.tables import (
@@ -103,6 +112,7 @@ from debiascl.rundir import (
     LOCK_NAME,
     RunDirBusy,
     RunState,
+    checkpoint_path,
     config_path,
     done_marker_path,
     hold_run_dir,
@@ -205,13 +215,7 @@ def plan_runs(
         points in grid order within, seeds within.
     """
     check_comparison(dataset, methods, seeds)
-    strangers = sorted(
-        {name for axis in grid for name in axis.methods or () if name not in methods}
-    )
-    if strangers:
-        raise DebiasclError(
-            f"grid: method(s) {', '.join(strangers)} are not among the methods {', '.join(methods)}"
-        )
+    grid = check_axes(grid, methods, has_setting)
     splits = ("test", "val") if grid else ("test",)
     preset = settings.preset
     if preset is None and dataset in list_presets():
@@ -256,7 +260,7 @@ def plan_runs(
                 and not METHODS[method].supervised
                 and BIAS_ENCODER not in METHODS[method].encoder_keys
             ):
-                bias_run = run_dir_for(out_dir, bias_discovery_method(), seed)
+                bias_run = run_dir_for(out_dir, bias_discovery_method(), seed, data_point(point))
             planned.append(
                 PlannedRun(
                     method,
@@ -270,6 +274,30 @@ def plan_runs(
                 )
             )
     return planned
+
+
+def data_point(point: GridPoint) -> GridPoint:
+    """The data options of a grid point: a bias run discovers only on the same data."""
+    return tuple((key, value) for key, value in point if key.startswith("data.options."))
+
+
+def check_plan_size(
+    methods: Sequence[str], num_seeds: int, grid: Sequence[GridAxis], max_runs: int
+) -> None:
+    """Refuse a comparison of more than ``max_runs`` runs before any of them is planned.
+
+    Raises:
+        DebiasclError: naming the number of runs and the flag that allows them.
+    """
+    known = [method for method in methods if method in METHODS]  # plan_runs names the others
+    checked = check_axes(grid, known, has_setting)
+    total = num_seeds * sum(grid_size(method, checked, has_setting(method)) for method in known)
+    if total > max_runs:
+        raise DebiasclError(
+            f"max_runs: the comparison plans {total} runs (methods x grid points x seeds), more "
+            f"than the limit of {max_runs}; check the seeds and grid, or allow them with "
+            f"max_runs {total}"
+        )
 
 
 def run_state(run_dir: Path) -> str:
@@ -295,7 +323,7 @@ def check_same_settings(run: PlannedRun) -> None:
         raise DebiasclError(
             f"run directory '{run.run_dir}' has no {stored_path.name}; delete it to rerun"
         )
-    stored = load_config(stored_path).to_dict()
+    stored = load_config(stored_path, run=True).to_dict()
     try:
         check_resumable(stored, run.config, stored_path)
         if stored["train"]["epochs"] != run.config.train.epochs:
@@ -315,15 +343,37 @@ def planned_probe_groups(run: PlannedRun) -> tuple[str, ...]:
     return () if METHODS[run.method].supervised else run.probe_groups
 
 
+def results_mismatch(run: PlannedRun, results: dict[str, Any]) -> str | None:
+    """Why ``results`` were not computed from ``run`` (another method, seed or data set, or
+    another checkpoint, e.g. a file copied from another run), or None.
+
+    Results written before they recorded their checkpoint's sha256 are matched by their run
+    directory instead.
+    """
+    planned = (run.config.data.name, run.method, run.seed)
+    recorded = (results["dataset"], results["method"], results["seed"])
+    if recorded != planned:
+        return f"holds the results of {recorded[1]} seed {recorded[2]} on {recorded[0]}"
+    digest = results.get("checkpoint_sha256")
+    if digest is None:
+        if Path(str(results.get("run_dir"))).resolve() != run.run_dir.resolve():
+            return f"was computed for run '{results.get('run_dir')}'"
+    elif digest != file_digest(checkpoint_path(run.run_dir)):
+        return "was computed from another checkpoint than the run's"
+    return None
+
+
 def finished_results(run: PlannedRun, split: str = "test") -> tuple[dict[str, Any] | None, str]:
     """A finished run's results on ``split`` if they can be reused, else why not.
 
     The test results are those named by the run's ``done`` marker; the val results are in the
     val results file (:func:`debiascl.rundir.results_filename`), trusted only beside a sound
-    marker. They are reused when the file exists, is readable JSON in the run directory, holds
-    ``split``'s results (results without a ``split`` are test results, as written before val
-    evaluations existed) and was made with the planned probe protocol (``eval.probe``), the
-    method's product encoder and the planned group-robust probes.
+    marker. They are reused when the file exists, is readable JSON of a results file's shape
+    (:func:`debiascl.records.results_problem`) in the run directory, was computed from this run
+    (:func:`results_mismatch`), holds ``split``'s results (results without a ``split`` are
+    test results, as written before val evaluations existed) and was made with the planned
+    probe protocol (``eval.probe``), the method's product encoder and the planned group-robust
+    probes.
 
     Returns:
         (results, "") or (None, the reason the run must be evaluated again on ``split``).
@@ -336,11 +386,15 @@ def finished_results(run: PlannedRun, split: str = "test") -> tuple[dict[str, An
     if split != "test":
         name = results_filename(planned_encoder, planned_encoder, split)
     try:
-        results = json.loads((run.run_dir / name).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        results = read_json(run.run_dir / name, "results file", "evaluating it again")
+    except DebiasclError:
         return None, f"'{name}', named by its '{marker.name}' marker, is missing or unreadable"
-    if not isinstance(results, dict):
-        return None, f"'{name}' holds a JSON {type(results).__name__}, not a results mapping"
+    problem = results_problem(results)
+    if problem is not None:
+        return None, f"'{name}' is malformed ({problem})"
+    mismatch = results_mismatch(run, results)
+    if mismatch is not None:
+        return None, f"'{name}' {mismatch}"
     if results.get("split", "test") != split:
         return None, f"'{name}' holds {results.get('split')} results, planned {split}"
     planned_probe = run.config.eval.probe
@@ -553,16 +607,20 @@ def bias_runs(
     Those already in ``runs`` at ``runs/triplet/seed<k>`` (no grid axis) are reused; the others
     are planned beside them (trained and evaluated, but not tabulated). Empty when no run needs one.
     """
-    needed = sorted({run.seed for run in runs if run.bias_run is not None})
+    needed = list(dict.fromkeys(run.bias_run for run in runs if run.bias_run is not None))
     if not needed:
         return []
     method = bias_discovery_method()
-    planned = {run.seed: run for run in runs if run.method == method and not run.point}
-    missing = [seed for seed in needed if seed not in planned]
-    if missing:
-        extra = plan_runs(dataset, [method], missing, out_dir, replace(settings, probe_groups=()))
-        planned |= {run.seed: run for run in extra}
-    return [planned[seed] for seed in needed]
+    planned = {run.run_dir: run for run in runs if run.method == method}
+    for run in runs:
+        if run.bias_run is not None and run.bias_run not in planned:
+            # the data options of the run's grid point, as one-value axes: same folder name
+            axes = [GridAxis(key, (value,)) for key, value in data_point(run.point)]
+            extra = plan_runs(
+                dataset, [method], [run.seed], out_dir, replace(settings, probe_groups=()), axes
+            )
+            planned |= {helper.run_dir: helper for helper in extra}
+    return [planned[bias_run] for bias_run in needed]
 
 
 def probes_table(rows: list[dict[str, Any]]) -> str:
@@ -628,6 +686,7 @@ def compare(
     reference: str = DEFAULT_REFERENCE,
     report: bool = True,
     progress: Progress = _stderr_line,
+    max_runs: int = MAX_RUNS,
 ) -> list[dict[str, Any]]:
     """Train and evaluate every method x seed on ``dataset`` and write the comparison tables.
 
@@ -653,6 +712,8 @@ def compare(
             note in summary.md, when it is not among ``methods``).
         report: write each run's plots (t-SNE, training curves, WCL's weight analyses).
         progress: receives the progress lines (default: stderr).
+        max_runs: the most runs (methods x grid points x seeds) the comparison may plan
+            (:data:`MAX_RUNS`); checked before anything is planned.
 
     Returns:
         The rows of ``results.csv`` (:func:`results_rows`), in the order methods x seeds; in a
@@ -665,6 +726,7 @@ def compare(
             "select discovered_worst_group: the discovered groups come from the bias discovery "
             "of the discovered-groups probe; add --probe-groups discovered"
         )
+    check_plan_size(methods, len(seeds), grid, max_runs)  # first: nothing iterates the seeds
     runs = plan_runs(dataset, methods, seeds, out_dir, settings, grid)
     if select == "discovered_worst_group":
         unscored = sorted(
@@ -777,6 +839,8 @@ class _Executor:
         self.results_of: dict[Path, dict[str, dict[str, Any]]] = {}
         self.busy: list[str] = []
         self.discoveries = SharedDiscoveries()
+        self.held: set[Path] = set()
+        """Run directories another process held (runs discovering with them are skipped)."""
 
     def run_all(self, runs: Sequence[PlannedRun]) -> None:
         """Bring each run to the finished state (:func:`execute_run`), skipping held ones."""
@@ -785,6 +849,10 @@ class _Executor:
             point = f" {point_name(run.point)}" if run.point else ""
             prefix = f"[{number}/{self.total}] {run.method}{point} seed {run.seed}"
             run_started = time.perf_counter()
+            if run.bias_run in self.held:  # its bias discovery needs a run held elsewhere
+                self.progress(f"{prefix}: skipped, its bias run {run.bias_run} is held")
+                self.busy.append(f"{run.run_dir} (waits for its bias run {run.bias_run})")
+                continue
             try:
                 with hold_run_dir(run.run_dir):
                     self.results_of[run.run_dir] = execute_run(
@@ -796,6 +864,7 @@ class _Executor:
             except RunDirBusy as error:
                 self.progress(f"{prefix}: skipped, in use by another process ({error.holder})")
                 self.busy.append(f"{run.run_dir} ({error.holder})")
+                self.held.add(run.run_dir)
                 continue
             now = time.perf_counter()
             self.progress(

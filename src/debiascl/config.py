@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import functools
 import math
 import types
@@ -28,6 +29,7 @@ from typing import Any, TypeVar
 import yaml
 
 from debiascl.errors import DebiasclError
+from debiascl.records import read_text
 from debiascl.registry import AUGMENTATIONS, BACKBONES, HEADS, METHODS
 
 PRESET_DIR = Path(__file__).parent / "configs"
@@ -42,6 +44,9 @@ MAX_SEED = 2**32 - 1
 class DataConfig:
     """Which data set, where, and how views are made (SPEC section 5, augmentation row).
 
+    ``root``: the data folder, made absolute (against the working directory) when the
+    configuration is built, so that a run evaluates from any folder; ``root_given``: the root
+    as it was written (``--data-dir data``), kept for display only.
     ``num_workers``: loader processes, or "auto" (see :mod:`debiascl.data.loading`). ``cache``:
     decode file-based image sets once into a cache under ``cache_dir`` (null: the user cache
     folder; see :mod:`debiascl.data.cache`).
@@ -49,6 +54,7 @@ class DataConfig:
 
     name: str = "biased-digits"
     root: str | None = None
+    root_given: str | None = None
     download: bool = False
     options: dict[str, Any] = field(default_factory=dict)
     augmentation: str = "simclr"
@@ -88,7 +94,8 @@ def collect_method_settings(methods: tuple[tuple[str, type], ...]) -> dict[str, 
     """The settings declared by the ``Options`` dataclasses of ``(name, method class)`` pairs.
 
     Raises:
-        TypeError: two methods declare one setting with different types or defaults.
+        DebiasclError: two methods declare one setting with different types or defaults (a
+            plugin's method clashing with another's).
     """
     settings: dict[str, MethodSetting] = {}
     for name, cls in methods:
@@ -104,7 +111,7 @@ def collect_method_settings(methods: tuple[tuple[str, type], ...]) -> dict[str, 
                 hints[option.name],
                 default,
             ):
-                raise TypeError(
+                raise DebiasclError(
                     f"method '{name}' declares setting 'method.{option.name}' as "
                     f"{hints[option.name]} = {default!r}, but {', '.join(known.methods)} "
                     f"declare it as {known.annotation} = {known.default!r}"
@@ -343,17 +350,52 @@ def _field_types(section: str) -> dict[str, Any]:
 def _unknown_method_setting(key: str, method: str) -> DebiasclError:
     """The error for a ``method.*`` key that no registered method declares."""
     settings = method_settings()
+    closest = closest_setting(key)
+    if not method:
+        return DebiasclError(
+            f"unknown setting '{key}'{closest}: the registered methods accept name, "
+            f"{', '.join(settings)}"
+        )
     if method not in METHODS:
         return DebiasclError(
-            f"unknown setting '{key}' for method '{method}', which is not registered; the "
-            f"registered methods accept name, {', '.join(settings)}"
+            f"unknown setting '{key}'{closest} for method '{method}', which is not registered; "
+            f"the registered methods accept name, {', '.join(settings)}"
         )
     own = [name for name, s in settings.items() if method in s.methods]
     others = [name for name, s in settings.items() if method not in s.methods]
     return DebiasclError(
-        f"unknown setting '{key}': method '{method}' accepts {', '.join(['name', *own])}"
+        f"unknown setting '{key}'{closest}: method '{method}' accepts "
+        f"{', '.join(['name', *own])}"
         + (f" (other methods: {', '.join(others)})" if others else "")
     )
+
+
+def setting_names() -> list[str]:
+    """Every dotted setting (``section.name``) of the sections and the registered methods."""
+    return [f"{section}.{name}" for section in _SECTION_TYPES for name in _field_types(section)]
+
+
+def closest_setting(key: str) -> str:
+    """`` (did you mean 'section.name'?)`` for the valid setting closest to ``key``, else ''.
+
+    A bare ``key`` is also compared with the settings' names without their section.
+    """
+    names = setting_names()
+    by_bare = {name.split(".", 1)[1]: name for name in names}
+    match = difflib.get_close_matches(key, names, n=1, cutoff=0.6) or [
+        by_bare[bare] for bare in difflib.get_close_matches(key, list(by_bare), n=1, cutoff=0.6)
+    ]
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def canonical_key(key: str) -> str:
+    """``key`` as ``section.name`` (a bare name resolved to its one section).
+
+    Raises:
+        DebiasclError: no section has the setting (naming the closest valid one), or several.
+    """
+    section, name = _resolve_key(key, "")
+    return f"{section}.{name}"
 
 
 def _resolve_key(key: str, method: str) -> tuple[str, str]:
@@ -365,7 +407,8 @@ def _resolve_key(key: str, method: str) -> tuple[str, str]:
         section, name = key.split(".", 1)
         if section not in _SECTION_TYPES:
             raise DebiasclError(
-                f"unknown setting '{key}': sections are {', '.join(_SECTION_TYPES)}"
+                f"unknown setting '{key}'{closest_setting(key)}: sections are "
+                f"{', '.join(_SECTION_TYPES)}"
             )
         if section == "data" and name.startswith("options."):
             return section, name
@@ -373,13 +416,17 @@ def _resolve_key(key: str, method: str) -> tuple[str, str]:
             raise _unknown_method_setting(key, method)
         if name not in _field_types(section):
             known = ", ".join(_field_types(section))
-            raise DebiasclError(f"unknown setting '{key}': '{section}' has {known}")
+            raise DebiasclError(
+                f"unknown setting '{key}'{closest_setting(key)}: '{section}' has {known}"
+            )
         return section, name
     holders = [s for s in _SECTION_TYPES if key in _field_types(s)]
     if len(holders) == 1:
         return holders[0], key
     if not holders:
-        raise DebiasclError(f"unknown setting '{key}': use section.name, e.g. method.tau_plus")
+        raise DebiasclError(
+            f"unknown setting '{key}'{closest_setting(key)}: use section.name, e.g. method.tau_plus"
+        )
     options = ", ".join(f"{s}.{key}" for s in holders)
     raise DebiasclError(f"ambiguous setting '{key}': write one of {options}")
 
@@ -436,20 +483,13 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML file of sections into a dict.
 
     Raises:
-        DebiasclError: naming the file, when it is missing, unreadable, not UTF-8 text, not
-            valid YAML, or when its top level is not a mapping of sections.
+        DebiasclError: naming the file, when it is missing, unreadable, not UTF-8 text, holds
+            NUL bytes, is not valid YAML, or when its top level is not a mapping of sections.
     """
     path = Path(path)
     if not path.is_file():
         raise DebiasclError(f"config file '{path}' does not exist")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise DebiasclError(
-            f"config file '{path}' is not UTF-8 text (byte {error.start}); expected a YAML file"
-        ) from None
-    except OSError as error:
-        raise DebiasclError(f"config file '{path}' cannot be read: {error.strerror}") from None
+    text = read_text(path, "config file", "expected a YAML file", empty_ok=True)
     try:
         loaded = yaml.safe_load(text)
     except yaml.YAMLError as error:
@@ -508,6 +548,9 @@ def build_config(
 ) -> Config:
     """Build and validate a config: defaults < preset < file < overrides < ``key=value`` sets.
 
+    A relative or ``~`` ``data.root`` is made absolute against the working directory (the form
+    given is kept in ``data.root_given``).
+
     A YAML layer may hold a ``methods`` mapping of per-method sections (e.g. JTT's own
     optimiser under ``methods: {jtt: {optim: {lr: 1.0e-5}}}``); the block of the run's method
     is applied right after its layer, so explicit overrides still win.
@@ -523,14 +566,35 @@ def build_config(
     _apply_layers(probe, layers, overrides, sets, method=None)
     config = Config()
     _apply_layers(config, layers, overrides, sets, method=probe.method.name)
+    root = config.data.root
+    if root is not None and root != str(Path(root).expanduser().absolute()):
+        config.data.root_given = root
+        config.data.root = str(Path(root).expanduser().absolute())
     validate(config)
     return config
 
 
-def load_config(path: str | Path) -> Config:
-    """Read a saved ``config.yaml`` (e.g. from a run directory) and validate it."""
+def load_config(path: str | Path, run: bool = False) -> Config:
+    """Read a saved ``config.yaml`` (e.g. from a run directory) and validate it.
+
+    Args:
+        path: the file.
+        run: it is a run directory's config.yaml, which lists every section: one without them
+            all (truncated or edited) is refused rather than read with defaults.
+
+    Raises:
+        DebiasclError: naming the file, for any problem of :func:`load_yaml`, a missing section
+            of a run's config, or a setting of the wrong type or range.
+    """
+    mapping = load_yaml(path)
+    missing = [section for section in _SECTION_TYPES if section not in mapping]
+    if run and missing:
+        raise DebiasclError(
+            f"config file '{path}' has no section {', '.join(missing)}: a run's config.yaml lists "
+            "every section (truncated or edited?); restore it, or train the run again"
+        )
     config = Config()
-    apply_mapping(config, load_yaml(path), str(path))
+    apply_mapping(config, mapping, str(path))
     validate(config)
     return config
 

@@ -32,13 +32,15 @@ from debiascl.discovery import (
     SplitDiscovery,
     conflict_scores,
     discovery_quality,
+    read_discovery,
     write_discovery,
 )
 from debiascl.errors import DebiasclError
 from debiascl.evaluate import LoadedRun, load_run
 from debiascl.metrics import group_counts
+from debiascl.records import file_digest
 from debiascl.report import write_discovery_report
-from debiascl.rundir import check_finished, config_path, discovery_paths
+from debiascl.rundir import check_finished, checkpoint_path, config_path, discovery_paths
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +66,7 @@ def bias_encoder_key(run: LoadedRun, encoder: str | None) -> str:
 
 def check_same_data(run_dir: Path, bias_dir: Path) -> None:
     """Refuse a bias run trained on other data than the run (its samples would not match)."""
-    data, bias_data = (load_config(config_path(d)).data for d in (run_dir, bias_dir))
+    data, bias_data = (load_config(config_path(d), run=True).data for d in (run_dir, bias_dir))
     mine = (data.name, dict(data.options))
     theirs = (bias_data.name, dict(bias_data.options))
     if mine != theirs:
@@ -142,6 +144,7 @@ def find_bias(bias: LoadedRun, encoder: str | None, k: int, threshold: float) ->
     )
     summary: dict[str, Any] = {
         "bias_run": str(bias.run_dir),
+        "bias_checkpoint_sha256": file_digest(checkpoint_path(bias.run_dir)),
         "bias_method": bias.method.name,
         "encoder": key,
         "k": k,
@@ -250,18 +253,45 @@ def ensure_discovery(
 ) -> None:
     """Discover in ``run_dir`` unless a discovery is there and no setting was asked for.
 
-    A run directory that already holds a discovery (``debiascl discover``) keeps it when
+    A run directory that already holds a sound discovery (``debiascl discover``) keeps it when
     ``bias_run``, ``k`` and ``threshold`` are all None; otherwise :func:`discover_run` runs with
-    the given settings (the defaults for those left None).
+    the given settings (the defaults for those left None). A discovery that cannot be reused
+    (:func:`_stored_discovery`: malformed or hand-edited files, made for another run, or with a
+    bias run trained again since) is made again with its recorded settings, with a log line.
     """
     asked = (bias_run, k, threshold) != (None, None, None)
+    summary: dict[str, Any] = {}
     if not asked and discovery_paths(run_dir)[0].is_file():
-        return
+        summary, problem = _stored_discovery(Path(run_dir))
+        if problem is None:
+            return
+        logger.warning("%s; discovering again", problem)
     discover_run(
         run_dir,
-        bias_run=bias_run,
-        k=DEFAULT_K if k is None else k,
-        threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
+        bias_run=summary.get("bias_run") if bias_run is None else bias_run,
+        encoder=summary.get("encoder"),
+        k=summary.get("k", DEFAULT_K) if k is None else k,
+        threshold=summary.get("threshold", DEFAULT_THRESHOLD) if threshold is None else threshold,
         device=device,
         plots=plots,
     )
+
+
+def _stored_discovery(run_dir: Path) -> tuple[dict[str, Any], str | None]:
+    """The summary of ``run_dir``'s discovery (empty when unreadable) and why it cannot be
+    reused (None when it can): malformed or edited files (:func:`read_discovery`), a discovery
+    made for another run directory, or with a bias run whose checkpoint changed since."""
+    try:
+        _, summary = read_discovery(run_dir)
+    except DebiasclError as error:
+        return {}, str(error).rpartition("; run `")[0] or str(error)
+    summary_path = discovery_paths(run_dir)[1]
+    if Path(summary["run_dir"]).resolve() != run_dir.resolve():
+        return {}, f"'{summary_path}' was made for run '{summary['run_dir']}'"
+    bias_dir = Path(summary["bias_run"])
+    digest = summary.get("bias_checkpoint_sha256")
+    if not checkpoint_path(bias_dir).is_file():
+        return {}, f"the bias run '{bias_dir}' of '{summary_path}' has no checkpoint"
+    if digest is not None and digest != file_digest(checkpoint_path(bias_dir)):
+        return summary, f"the bias run '{bias_dir}' of '{summary_path}' was trained again"
+    return summary, None

@@ -25,7 +25,7 @@ run.
 from __future__ import annotations
 
 import csv
-import json
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,11 +39,14 @@ from debiascl.atomic import write_json, write_text_atomic
 from debiascl.choices import DEFAULT_K
 from debiascl.errors import DebiasclError
 from debiascl.metrics import group_name, majority_aligned
+from debiascl.records import discovery_summary_problem, read_json, read_text
 from debiascl.rundir import SCORES_FILE, discovery_paths
 
 DEFAULT_CHUNK_SIZE = 4096
 """Queries and bank rows per block of the exact kNN: memory is O(chunk^2), not O(n^2)."""
 CSV_COLUMNS = ("split", "index", "y", "score", "flag", "a")
+FLAG_TOLERANCE = 1e-5
+"""Scores this close to the threshold may round across it in discovered.csv's 6 digits."""
 
 
 @torch.no_grad()
@@ -252,32 +255,29 @@ def write_discovery(
 
 
 def read_discovery(run_dir: str | Path) -> tuple[dict[str, SplitDiscovery], dict[str, Any]]:
-    """Read what :func:`write_discovery` wrote into ``run_dir``.
+    """Read what :func:`write_discovery` wrote into ``run_dir``, checked.
+
+    The summary must have :func:`debiascl.records.discovery_summary_problem`'s shape, and every
+    row of the scores its columns, an integer index, class and bias value, a score in [0, 1] and
+    a flag of 0 or 1 that agrees with its score and the summary's threshold (score > threshold),
+    and the train flags must add up to the summary's ``flagged_by_class``: a hand-edited file
+    is refused, not used.
 
     Raises:
-        DebiasclError: the files are missing or malformed (the message says how to redo them).
+        DebiasclError: the files are missing, malformed or disagree (the message names the file
+            and says how to redo them).
     """
     scores_path, summary_path = discovery_paths(run_dir)
-    redo = f"run `debiascl discover {run_dir}` (again)"
+    redo = f"run `debiascl discover {run_dir}` again"
     if not scores_path.is_file() or not summary_path.is_file():
         raise DebiasclError(f"run '{run_dir}' has no bias discovery ({SCORES_FILE}); {redo}")
-    try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        with scores_path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            if tuple(reader.fieldnames or ()) != CSV_COLUMNS:
-                raise ValueError(f"columns {reader.fieldnames}, expected {list(CSV_COLUMNS)}")
-            columns: dict[str, dict[str, list]] = {}
-            for row in reader:
-                part = columns.setdefault(row["split"], {key: [] for key in CSV_COLUMNS[1:]})
-                for key in CSV_COLUMNS[1:]:
-                    part[key].append(float(row[key]) if key == "score" else int(row[key]))
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
+    summary = read_json(summary_path, "bias discovery summary", redo)
+    problem = discovery_summary_problem(summary)
+    if problem is not None:
         raise DebiasclError(
-            f"'{scores_path}' or '{summary_path}' is malformed ({error}); {redo}"
-        ) from None
-    if not isinstance(summary, dict):
-        raise DebiasclError(f"'{summary_path}' is malformed (not a JSON object); {redo}")
+            f"bias discovery summary '{summary_path}' is malformed: {problem}; {redo}"
+        )
+    columns = _read_scores(scores_path, read_text(scores_path, "bias discovery", redo), redo)
     splits = {
         split: SplitDiscovery(
             index=torch.tensor(part["index"], dtype=torch.long),
@@ -288,4 +288,64 @@ def read_discovery(run_dir: str | Path) -> tuple[dict[str, SplitDiscovery], dict
         )
         for split, part in columns.items()
     }
+    _check_flags(splits, summary, scores_path, summary_path, redo)
     return splits, summary
+
+
+def _read_scores(path: Path, text: str, redo: str) -> dict[str, dict[str, list]]:
+    """``discovered.csv``'s columns per split: index, y, a (int), score (float), flag (0/1)."""
+    columns: dict[str, dict[str, list]] = {}
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+        if header is None or tuple(header) != CSV_COLUMNS:
+            raise ValueError(f"columns {header}, expected {list(CSV_COLUMNS)}")
+        for row in reader:
+            if len(row) != len(CSV_COLUMNS):
+                raise ValueError(f"{len(row)} fields, expected {len(CSV_COLUMNS)}")
+            split, index, y, score, flag, a = row
+            if split not in ("train", "val"):
+                raise ValueError(f"split {split!r}, expected train or val")
+            value = float(score)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"score {score!r}, expected a number in [0, 1]")
+            if flag not in ("0", "1"):
+                raise ValueError(f"flag {flag!r}, expected 0 or 1")
+            part = columns.setdefault(split, {key: [] for key in CSV_COLUMNS[1:]})
+            for key, item in (("index", index), ("y", y), ("a", a), ("flag", flag)):
+                part[key].append(int(item))
+            part["score"].append(value)
+    except (ValueError, csv.Error) as error:
+        raise DebiasclError(
+            f"bias discovery '{path}' line {reader.line_num} is malformed ({error}); {redo}"
+        ) from None
+    if "train" not in columns:
+        raise DebiasclError(f"bias discovery '{path}' has no train rows; {redo}")
+    return columns
+
+
+def _check_flags(
+    splits: dict[str, SplitDiscovery],
+    summary: dict[str, Any],
+    scores_path: Path,
+    summary_path: Path,
+    redo: str,
+) -> None:
+    """Refuse flags that disagree with their scores and the threshold, or with the summary."""
+    threshold = summary["threshold"]
+    for split, part in splits.items():
+        expected = part.score > threshold  # float32 scores, as discover_run compares them
+        undecided = (part.score.double() - threshold).abs() < FLAG_TOLERANCE  # 6 digits written
+        wrong = int(((part.flag != expected) & ~undecided).sum())
+        if wrong:
+            raise DebiasclError(
+                f"bias discovery '{scores_path}': {wrong} {split} flags disagree with their "
+                f"scores and the threshold {threshold} of '{summary_path}' (edited by hand?); "
+                f"{redo}"
+            )
+    flagged = int(splits["train"].flag.sum())
+    if flagged != sum(summary["flagged_by_class"].values()):
+        raise DebiasclError(
+            f"bias discovery '{scores_path}' flags {flagged} train samples, but "
+            f"'{summary_path}' counts {sum(summary['flagged_by_class'].values())}; {redo}"
+        )

@@ -45,7 +45,14 @@ from debiascl.discovery import SplitDiscovery, balanced_weights, group_ids, read
 from debiascl.errors import DebiasclError
 from debiascl.features import extract_features, knn_predict, predict_classes
 from debiascl.metrics import group_counts, group_metrics
-from debiascl.rundir import EVAL_SPLITS, check_finished, final_step, results_filename
+from debiascl.records import file_digest
+from debiascl.rundir import (
+    EVAL_SPLITS,
+    check_finished,
+    checkpoint_path,
+    final_step,
+    results_filename,
+)
 
 PROBE_PROTOCOLS = ("fast", "authors")
 FAST_WEIGHT_DECAYS = (1e-5, 1e-4, 1e-3, 1e-2)
@@ -460,11 +467,13 @@ def evaluate_splits(
     Returns:
         split -> its results dict (also written to :func:`debiascl.rundir.results_filename`:
         ``results.json`` on test, ``results_val.json`` on val, ``results_<encoder>[_val].json``
-        for a non-product encoder): run labels, ``split``, ``encoder``, ``probe_protocol``
-        ("fast" or "authors"), ``probe`` and ``knn`` (and ``classifier`` for supervised methods,
-        and ``probe_<kind>`` for each of ``probe_groups``) each with a ``protocol`` label and
-        the :func:`group_metrics` dict, ``main`` naming the headline evaluation and, with the
-        discovered groups, ``discovery`` (the discovery's settings and quality).
+        for a non-product encoder): run labels, ``checkpoint_sha256`` (the checkpoint it was
+        computed from, :func:`debiascl.records.file_digest`), ``split``, ``encoder``,
+        ``probe_protocol`` ("fast" or "authors"), ``probe`` and ``knn`` (and ``classifier``
+        for supervised methods, and ``probe_<kind>`` for each of ``probe_groups``) each with
+        a ``protocol`` label and the :func:`group_metrics` dict, ``main`` naming the headline
+        evaluation and, with the discovered groups, ``discovery`` (the discovery's settings and
+        quality).
     """
     for split in splits:
         if split not in EVAL_SPLITS:
@@ -522,6 +531,7 @@ def evaluate_splits(
     }
     k, temperature = config.eval.knn_k, config.method.temperature
     train_step = final_step(run.run_dir)
+    checkpoint_sha256 = file_digest(checkpoint_path(run.run_dir))
     num_samples = {name: len(dataset) for name, dataset in run.splits.items()}
     evaluated = {}
     for split in splits:
@@ -542,6 +552,7 @@ def evaluate_splits(
             "seed": config.train.seed,
             "split": split,
             "train_step": train_step,
+            "checkpoint_sha256": checkpoint_sha256,
             "num_samples": num_samples,
             "class_names": list(scored.class_names),
             "attribute_names": list(scored.attribute_names),

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from debiascl.config import parse_set_value
+from debiascl.config import canonical_key, parse_set_value
 from debiascl.errors import DebiasclError
 
 DEFAULT_POINT = "default"
@@ -69,13 +69,53 @@ def parse_grid(text: str) -> GridAxis:
     return GridAxis(key.strip(), values, methods)
 
 
-def method_grid(
-    method: str, axes: Sequence[GridAxis], has_setting: Callable[[str], bool]
-) -> list[GridPoint]:
-    """The points of one method's grid: the product of the axes that apply to it.
+def check_axes(
+    axes: Sequence[GridAxis],
+    methods: Sequence[str],
+    has_setting: Callable[[str], Callable[[str], bool]],
+) -> list[GridAxis]:
+    """The axes with their keys written ``section.name``, each checked to apply to a method.
 
-    An axis applies when it names this method, or names none and ``has_setting(key)`` is true
-    (so ``method.beta`` only varies HCL's runs). No applicable axis gives one empty point.
+    Args:
+        axes: the parsed axes.
+        methods: the comparison's methods.
+        has_setting: method -> whether it has a dotted setting.
+
+    Raises:
+        DebiasclError: an axis naming a method that is not among ``methods``, an axis key that
+            is no setting (naming the closest valid one), or an axis that applies to none of
+            ``methods`` (it would be dropped without a word).
+    """
+    strangers = sorted(
+        {name for axis in axes for name in axis.methods or () if name not in methods}
+    )
+    if strangers:
+        raise DebiasclError(
+            f"grid: method(s) {', '.join(strangers)} are not among the methods {', '.join(methods)}"
+        )
+    checked = []
+    for axis in axes:
+        key = axis.key
+        if not key.startswith("data.options."):  # a data set's options are checked by it
+            try:
+                key = canonical_key(key)
+            except DebiasclError as error:
+                raise DebiasclError(f"grid: {error}") from None
+        targets = methods if axis.methods is None else axis.methods
+        if not any(has_setting(method)(key) for method in targets):
+            raise DebiasclError(
+                f"grid: setting '{key}' belongs to none of the methods {', '.join(targets)}; "
+                "give the axis a METHOD: prefix naming a method that has it"
+            )
+        checked.append(GridAxis(key, axis.values, axis.methods))
+    return checked
+
+
+def applicable_axes(
+    method: str, axes: Sequence[GridAxis], has_setting: Callable[[str], bool]
+) -> list[GridAxis]:
+    """The axes that vary ``method``'s runs: those naming it, or naming no method and setting
+    one it has (so ``method.beta`` only varies HCL's runs).
 
     Raises:
         DebiasclError: an axis naming this method sets a setting it does not have, or two
@@ -93,10 +133,25 @@ def method_grid(
     keys = [axis.key for axis in applicable]
     if len(set(keys)) != len(keys):
         raise DebiasclError(f"grid: method '{method}' gets two axes for one setting: {keys}")
+    return applicable
+
+
+def method_grid(
+    method: str, axes: Sequence[GridAxis], has_setting: Callable[[str], bool]
+) -> list[GridPoint]:
+    """The points of one method's grid: the product of its :func:`applicable_axes` (one empty
+    point when none applies)."""
+    applicable = applicable_axes(method, axes, has_setting)
+    keys = [axis.key for axis in applicable]
     return [
         tuple(zip(keys, values, strict=True))
         for values in itertools.product(*(axis.values for axis in applicable))
     ]
+
+
+def grid_size(method: str, axes: Sequence[GridAxis], has_setting: Callable[[str], bool]) -> int:
+    """How many points :func:`method_grid` gives, computed without listing them."""
+    return math.prod(len(axis.values) for axis in applicable_axes(method, axes, has_setting))
 
 
 def point_name(point: GridPoint) -> str:

@@ -30,7 +30,6 @@ else starts afresh.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -47,6 +46,7 @@ from debiascl.data.loading import configured_dataset, configured_views
 from debiascl.distributed import Runtime, run_on_main
 from debiascl.errors import DebiasclError
 from debiascl.features import predict_classes
+from debiascl.records import read_json
 from debiascl.rundir import (
     CONFIG_FILE,
     ERROR_SET_FILE,
@@ -234,11 +234,40 @@ def _prepare(run_dir: Path, resume: bool) -> bool:
     return False
 
 
+def error_set_problem(record: Any) -> str | None:
+    """What is wrong with the shape of an ``error_set.json``'s content, or None."""
+    if not isinstance(record, dict):
+        return f"it holds a JSON {type(record).__name__}, not a mapping"
+    for key in ("jtt_epochs", "jtt_upweight", "train_size", "size", "epoch_size"):
+        if not isinstance(record.get(key), int) or isinstance(record.get(key), bool):
+            return f"'{key}' is {record.get(key)!r}, expected an integer"
+    indices = record.get("indices")
+    if not isinstance(indices, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) and 0 <= i < record["train_size"]
+        for i in indices
+    ):
+        return f"'indices' is not a list of sample indices below {record['train_size']}"
+    if len(indices) != record["size"]:
+        return f"'size' is {record['size']} but it lists {len(indices)} indices"
+    if record.get("composition") is not None and not isinstance(record["composition"], dict):
+        return "'composition' is not a mapping"
+    return None
+
+
 def _error_set(config: Config, run_dir: Path, device: torch.device) -> dict[str, Any]:
-    """The saved error set of ``run_dir``, or a freshly computed (and saved) one."""
+    """The saved error set of ``run_dir``, or a freshly computed (and saved) one; a saved one
+    of the wrong shape (:func:`error_set_problem`) is computed again with a log line."""
     path = error_set_path(run_dir)
+    problem = None
     if path.is_file():
-        record = json.loads(path.read_text())
+        try:
+            record = read_json(path, "JTT error set", "it is computed again from stage 1")
+            problem = error_set_problem(record)
+        except DebiasclError as error:
+            problem = str(error)
+        if problem is not None:
+            LOGGER.warning("JTT error set '%s' is unusable (%s); computing it again", path, problem)
+    if path.is_file() and problem is None:
         if record.get("jtt_epochs") != config.method.jtt_epochs:
             raise DebiasclError(
                 f"cannot resume: '{path}' was made after {record.get('jtt_epochs')} stage-1 "

@@ -12,6 +12,11 @@ program; the CLI imports, before it reads its arguments:
 
 A run trained with a plugin's method needs the plugin again to be evaluated, resumed or
 compared: its ``config.yaml`` names the method.
+
+A plugin that fails to import (a syntax error, an exception, a missing dependency, a name that
+clashes with a registered one) is one :class:`~debiascl.errors.DebiasclError` naming the plugin,
+the exception's type and message and the plugin's own innermost ``file:line``; with
+``DEBIASCL_DEBUG=1`` the original exception propagates with its full traceback.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ import importlib
 import importlib.util
 import os
 import sys
-from collections.abc import Sequence
+import traceback
+from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
@@ -29,6 +35,41 @@ from debiascl.errors import DebiasclError
 
 PLUGINS_ENV = "DEBIASCL_PLUGINS"
 ENTRY_POINT_GROUP = "debiascl.plugins"
+DEBUG_ENV = "DEBIASCL_DEBUG"
+"""Set to 1: a failing plugin raises its own exception with the full traceback."""
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _where(error: BaseException) -> str:
+    """The innermost ``file:line`` of ``error`` outside debiascl and Python's import machinery
+    (for a syntax error: where it is), or "" when there is none."""
+    if isinstance(error, SyntaxError) and error.filename:
+        return f"{error.filename}:{error.lineno}"
+    frames = traceback.extract_tb(error.__traceback__)
+    for frame in reversed(frames):
+        path = Path(frame.filename)
+        if frame.filename.startswith("<") or PACKAGE_DIR in path.resolve().parents:
+            continue
+        return f"{frame.filename}:{frame.lineno}"
+    return ""
+
+
+def _imported(spec: str, load: Callable[[], ModuleType]) -> ModuleType:
+    """``load()``, any exception of the plugin's own made one DebiasclError (one line)."""
+    try:
+        return load()
+    except DebiasclError:
+        raise
+    except Exception as error:
+        if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            raise
+        where = _where(error)
+        message = str(error).splitlines()[0] if str(error) else ""
+        raise DebiasclError(
+            f"plugin '{spec}' failed to import: {type(error).__name__}: {message}"
+            + (f" (at {where})" if where else "")
+            + f"; {DEBUG_ENV}=1 shows the full traceback"
+        ) from None
 
 
 def _import_file(path: Path) -> ModuleType:
@@ -54,26 +95,39 @@ def load_plugin(spec: str) -> ModuleType:
     """Import one plugin: a module name, or the path of a ``.py`` file (imported once).
 
     Raises:
-        DebiasclError: the file or module does not exist.
+        DebiasclError: the file or module does not exist, or importing it failed (one line:
+            :func:`_imported`).
     """
     if spec.endswith(".py"):
         path = Path(spec).expanduser().resolve()
         if not path.is_file():
             raise DebiasclError(f"plugin '{spec}': no such file")
-        return _import_file(path)
-    try:
-        return importlib.import_module(spec)
-    except ModuleNotFoundError as error:
-        if error.name is not None and spec.startswith(error.name):
-            raise DebiasclError(
-                f"plugin '{spec}': no module of that name on the Python path"
-            ) from None
-        raise
+        return _imported(spec, lambda: _import_file(path))
+    if spec.startswith("."):
+        raise DebiasclError(
+            f"plugin '{spec}': a relative module name; give an absolute module name or the "
+            "path of a .py file"
+        )
+
+    def load() -> ModuleType:
+        try:
+            return importlib.import_module(spec)
+        except ModuleNotFoundError as error:
+            if error.name is not None and spec.startswith(error.name):
+                raise DebiasclError(
+                    f"plugin '{spec}': no module of that name on the Python path"
+                ) from None
+            raise
+
+    return _imported(spec, load)
 
 
 def load_plugins(specs: Sequence[str] = ()) -> list[ModuleType]:
     """Import ``specs``, then those listed in ``DEBIASCL_PLUGINS``, then the entry points."""
     listed = [part.strip() for part in os.environ.get(PLUGINS_ENV, "").split(",")]
     modules = [load_plugin(spec) for spec in [*specs, *listed] if spec.strip()]
-    modules += [entry.load() for entry in entry_points(group=ENTRY_POINT_GROUP)]
+    modules += [
+        _imported(f"{entry.name} = {entry.value}", entry.load)
+        for entry in entry_points(group=ENTRY_POINT_GROUP)
+    ]
     return modules

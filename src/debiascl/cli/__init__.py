@@ -21,9 +21,19 @@ from debiascl.plugins import ENTRY_POINT_GROUP, PLUGINS_ENV, load_plugins
 
 SUBCOMMAND_MODULES = (train, evaluate, discover, compare, datasets)
 LOG_FORMAT = "debiascl: %(message)s"
-PREFIX_FLAGS = {"methods": "--methods", "seeds": "--seeds", "sets": "--set"}
+PREFIX_FLAGS = {
+    "methods": "--methods",
+    "seeds": "--seeds",
+    "sets": "--set",
+    "max_runs": "--max-runs",
+}
 """A library error that starts with ``<argument>: `` is about the argument, given by this flag."""
-WORD_FLAGS = {"resume=True": "--resume", "run_dir": "--out", "out_dir": "--out"}
+WORD_FLAGS = {
+    "resume=True": "--resume",
+    "run_dir": "--out",
+    "out_dir": "--out",
+    "max_runs": "--max-runs",
+}
 """The library's names of arguments inside its errors, and the flags that give them."""
 _WORDS = re.compile("|".join(rf"(?<![\w-]){re.escape(word)}(?![\w=])" for word in WORD_FLAGS))
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from debiascl.choices import DEFAULT_REFERENCE, SELECT_RULES, check_comparison
+from debiascl.choices import DEFAULT_REFERENCE, MAX_RUNS, SELECT_RULES, check_comparison
 from debiascl.cli.options import (
     add_device_option,
     add_probe_groups_option,
@@ -57,16 +57,18 @@ def _names(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
+def parse_seeds(text: str, option: str = "--seeds", limit: int = MAX_RUNS) -> list[int]:
     """``--seeds``: comma-separated seeds and inclusive ranges, e.g. ``0,2,5-7`` -> 0, 2, 5, 6, 7.
 
-    ``option`` names the flag in the errors.
+    ``option`` names the flag in the errors; more than ``limit`` seeds are refused before any
+    list is made (``--max-runs`` raises the limit).
 
     Raises:
-        DebiasclError: a part that is neither an integer nor a range ``A-B`` of integers, or a
-            range whose end is below its start.
+        DebiasclError: a part that is neither an integer nor a range ``A-B`` of integers, a
+            range whose end is below its start, or more than ``limit`` seeds.
     """
     seeds: list[int] = []
+    count = 0
     for part in _names(text):
         start, dash, end = part.partition("-")
         try:
@@ -80,6 +82,12 @@ def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
         if last < first:
             raise DebiasclError(
                 f"{option}: range '{part}' ends before it starts; write it as {last}-{first}"
+            )
+        count += last - first + 1
+        if count > limit:
+            raise DebiasclError(
+                f"{option}: '{text}' gives more than {limit} seeds, each a run of every method; "
+                "check the range, or allow more with --max-runs"
             )
         seeds.extend(range(first, last + 1))
     return seeds
@@ -161,6 +169,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     compare.add_argument(
         "--no-plots", action="store_true", help="skip each run's t-SNE and weight plots"
     )
+    compare.add_argument(
+        "--max-runs",
+        type=int,
+        default=MAX_RUNS,
+        metavar="N",
+        help="refuse to plan more than N runs (methods x grid points x seeds), checked before "
+        f"anything is planned (default: {MAX_RUNS})",
+    )
     compare.set_defaults(func=run_compare)
 
     demo = subparsers.add_parser(
@@ -226,7 +242,7 @@ def run_compare(args: argparse.Namespace) -> int:
     compare(
         args.dataset,
         _names(args.methods),
-        parse_seeds(args.seeds),
+        parse_seeds(args.seeds, limit=args.max_runs),
         args.out,
         RunSettings(
             preset=args.preset,
@@ -243,9 +259,10 @@ def run_compare(args: argparse.Namespace) -> int:
         select=args.select,
         select_seeds=None
         if args.select_seeds is None
-        else parse_seeds(args.select_seeds, "--select-seeds"),
+        else parse_seeds(args.select_seeds, "--select-seeds", args.max_runs),
         reference=args.reference,
         report=not args.no_plots,
+        max_runs=args.max_runs,
     )
     _summarise(
         Path(args.out),

@@ -10,11 +10,19 @@ and without the cache. Later epochs and later runs read whole batches straight f
 * Where: ``data.cache_dir``, else ``$DEBIASCL_CACHE_DIR``, else ``$XDG_CACHE_HOME/debiascl``,
   else ``~/.cache/debiascl``; files ``images/<name>-<split>-<S>px-<folder hash>.npy`` and
   ``.json``. Deleting the folder clears the cache; ``data.cache=false`` turns it off.
-* Keyed by the image files (path, size, mtime), the image size, the package version and the
-  cache format: a changed file, file list or setting rebuilds the cache in place.
-* Written atomically (a temporary file renamed over the old one, then the manifest); a cache
-  whose file size or header does not match its manifest (truncated, damaged) is rebuilt with a
-  log line. One process builds while the others wait on a lock file, then read the result.
+* Keyed by the image files (path, size, mtime, and the inode and its change time, which the
+  kernel sets on every write and no tool can set back: a file rewritten with other pixels of
+  the same size and its mtime restored, as ``rsync -t`` or a restore from backup does, changes
+  the key), the image size, the package version and the cache format: a changed file, file list
+  or setting rebuilds the cache in place.
+* Content-checked: the manifest holds a CRC-32 of every block of rows (about
+  :data:`CHECK_BLOCK_BYTES`), computed on build and verified each time the cache is opened
+  (2 GB/s on one core: 0.03 s for 5,000 images of 64 px; ``benchmarks/data.py`` prints it).
+* Written atomically (a temporary file renamed over the old one, then the manifest, readable
+  by everyone as the data is); a cache whose file size, header or checksums do not match its
+  manifest (truncated, damaged), or whose manifest is not a sound one, is rebuilt with a log
+  line, and the temporary files of a build that was killed are removed by the next build.
+  One process builds while the others wait on a lock file, then read the result.
 * Built in parallel (a DataLoader with ``workers`` processes decoding batches of files) with a
   progress bar on a terminal.
 * A cache folder that cannot be written, or a disk without room for the cache, is a
@@ -31,6 +39,7 @@ import logging
 import os
 import shutil
 import tempfile
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,8 +57,11 @@ from debiascl.data.images import ImageFileDataset, decode_image
 from debiascl.errors import DebiasclError
 
 LOGGER = logging.getLogger("debiascl")
-CACHE_FORMAT = 1
-"""Bump when the stored bytes change (e.g. a different resize), so old caches are rebuilt."""
+CACHE_FORMAT = 2
+"""Bump when the stored bytes change (e.g. a different resize), so old caches are rebuilt.
+2: 16-bit, palette and alpha images converted faithfully; block checksums in the manifest."""
+CHECK_BLOCK_BYTES = 1 << 22
+"""Bytes of decoded images (whole rows) per checksummed block of the cache."""
 CACHE_DIR_ENV = "DEBIASCL_CACHE_DIR"
 BUILD_BATCH = 32
 """Images a build worker decodes per batch it hands back."""
@@ -111,7 +123,8 @@ class _FileImages(Dataset):
 
 
 def cache_key(dataset: ImageFileDataset) -> str:
-    """sha256 of the files (path, size, mtime_ns), the image size, version and cache format."""
+    """sha256 of the files (path, size, mtime_ns, inode, ctime_ns), the image size, version and
+    cache format."""
     files = []
     for name in dataset.files:
         path = dataset.folder / name
@@ -121,7 +134,7 @@ def cache_key(dataset: ImageFileDataset) -> str:
             raise DebiasclError(
                 f"image file {path} (from {dataset.source}) cannot be read: {error.strerror}"
             ) from error
-        files.append([str(path), stat.st_size, stat.st_mtime_ns])
+        files.append([str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns])
     payload = {
         "format": CACHE_FORMAT,
         "version": __version__,
@@ -143,23 +156,68 @@ def _manifest_path(path: Path) -> Path:
     return path.with_suffix(".json")
 
 
+def block_checksums(array: np.ndarray) -> tuple[int, list[int]]:
+    """(rows per block, the CRC-32 of each block of rows) of a (n, 3, S, S) uint8 array."""
+    rows = max(1, CHECK_BLOCK_BYTES // max(1, int(np.prod(array.shape[1:]))))
+    sums = [
+        zlib.crc32(array[start : start + rows].reshape(-1)) for start in range(0, len(array), rows)
+    ]
+    return rows, sums
+
+
+def _manifest_problem(manifest: Any, key: str, shape: tuple[int, ...]) -> str | None:
+    """What is wrong with a manifest's content (its shape, then its key), or None."""
+    if not isinstance(manifest, dict):
+        return f"damaged (its manifest holds a JSON {type(manifest).__name__}, not a mapping)"
+    if manifest.get("key") != key:
+        return "out of date (the image files or settings changed)"
+    rows, sums = manifest.get("block_rows"), manifest.get("crc32")
+    if (
+        not isinstance(manifest.get("bytes"), int)
+        or not isinstance(rows, int)
+        or rows < 1
+        or not isinstance(sums, list)
+        or len(sums) != -(-shape[0] // rows)
+        or not all(isinstance(value, int) for value in sums)
+    ):
+        return "damaged (its manifest lacks the size or the block checksums)"
+    return None
+
+
 def _problem(path: Path, key: str, shape: tuple[int, ...]) -> str | None:
-    """Why the cache at ``path`` cannot be used for ``key`` and ``shape``; None when it can."""
+    """Why the cache at ``path`` cannot be used for ``key`` and ``shape``; None when it can.
+
+    Checks the manifest, the file's size and header, then every block's checksum.
+    """
     manifest_path = _manifest_path(path)
     if not path.is_file() or not manifest_path.is_file():
         return "missing"
     try:
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("key") != key:
-            return "out of date (the image files or settings changed)"
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as error:
+        return f"damaged (its manifest: {type(error).__name__})"
+    problem = _manifest_problem(manifest, key, shape)
+    if problem is not None:
+        return problem
+    try:
         if path.stat().st_size != manifest["bytes"]:
             return f"damaged ({path.stat().st_size} bytes, expected {manifest['bytes']})"
         array = np.load(path, mmap_mode="r")
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError) as error:
         return f"damaged ({type(error).__name__}: {error})"
     if array.dtype != np.uint8 or array.shape != shape:
         return f"damaged (holds {array.dtype} {array.shape}, expected uint8 {shape})"
+    rows, sums = block_checksums(array)
+    bad = sum(mine != stored for mine, stored in zip(sums, manifest["crc32"], strict=False))
+    if rows != manifest["block_rows"] or bad:
+        return f"damaged ({bad} of {len(sums)} blocks of rows fail their checksum)"
     return None
+
+
+def _remove_orphans(path: Path) -> None:
+    """Delete the temporary files of builds of ``path`` that were killed (the lock is held)."""
+    for orphan in path.parent.glob(f".{path.name}.*.tmp"):
+        orphan.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -206,8 +264,12 @@ def _fill(array: np.ndarray, dataset: ImageFileDataset, workers: int, what: str)
             bar.update(len(index))
 
 
-def _write(path: Path, dataset: ImageFileDataset, workers: int, what: str) -> None:
-    """Write the decoded images as a ``.npy`` file: a temporary file renamed to ``path``."""
+def _write(path: Path, dataset: ImageFileDataset, workers: int, what: str) -> dict[str, Any]:
+    """Write the decoded images as a ``.npy`` file: a temporary file renamed to ``path``.
+
+    Returns:
+        ``block_rows`` and ``crc32``: the block checksums (:func:`block_checksums`).
+    """
     handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     try:
@@ -216,11 +278,13 @@ def _write(path: Path, dataset: ImageFileDataset, workers: int, what: str) -> No
         array = np.lib.format.open_memmap(temp, mode="w+", dtype=np.uint8, shape=shape)
         _fill(array, dataset, workers, what)
         array.flush()
+        rows, sums = block_checksums(array)
         del array
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+    return {"block_rows": rows, "crc32": sums}
 
 
 def _build(dataset: ImageFileDataset, path: Path, key: str, workers: int) -> None:
@@ -230,14 +294,17 @@ def _build(dataset: ImageFileDataset, path: Path, key: str, workers: int) -> Non
     needed = len(dataset) * 3 * size * size
     _check_space(path.parent, needed + 2**20, what)
     _manifest_path(path).unlink(missing_ok=True)  # a half-replaced cache never looks valid
+    _remove_orphans(path)
     try:
-        _write(path, dataset, workers, what)
+        checks = _write(path, dataset, workers, what)
     except OSError as error:
         raise DebiasclError(
             f"cannot write the decoded-image cache {path} ({error.strerror}); {TURN_OFF}"
         ) from error
     manifest = {"key": key, "bytes": path.stat().st_size, "shape": [len(dataset), 3, size, size]}
-    write_json(_manifest_path(path), {**manifest, "version": __version__, "dataset": what})
+    manifest |= {"version": __version__, "dataset": what, **checks}
+    write_json(_manifest_path(path), manifest)
+    os.chmod(_manifest_path(path), 0o644)  # readable by the cache's other users, as the data
 
 
 def attach_cache(

@@ -231,7 +231,7 @@ def _read_rows(
 ) -> list[list[str]]:
     """The non-blank rows of a delimited text file."""
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:  # a BOM is not a column
             reader = csv.reader(handle, delimiter=delimiter, skipinitialspace=skip_initial_space)
             return [row for row in reader if any(row)]
     except (OSError, UnicodeDecodeError, csv.Error) as error:

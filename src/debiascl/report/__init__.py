@@ -32,6 +32,7 @@ import torch
 
 from debiascl.data.base import BiasedDataset
 from debiascl.evaluate import LoadedRun, load_run
+from debiascl.records import read_metrics
 from debiascl.report.labels import feature_text, named
 from debiascl.report.plots import (
     curve_panels,
@@ -41,7 +42,6 @@ from debiascl.report.plots import (
     plot_training_curves,
     plot_tsne,
     plot_weight_cells,
-    read_metrics,
 )
 from debiascl.report.tables import write_rows
 from debiascl.report.weights import (

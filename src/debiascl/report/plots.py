@@ -7,7 +7,6 @@ no global backend change) and returns the path.
 
 from __future__ import annotations
 
-import json
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -224,12 +223,6 @@ def plot_weight_cells(cells: WeightCells, path: str | Path) -> Path:
     figure.suptitle(f"w by {cells.view} (pair counts per panel)", fontsize=9)
     figure.tight_layout()
     return _save(figure, path)
-
-
-def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """The records of a ``metrics.jsonl`` file (blank lines skipped)."""
-    lines = Path(path).read_text().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
 
 
 def curve_panels(records: list[dict[str, Any]]) -> list[tuple[str, str, dict[str, list]]]:
