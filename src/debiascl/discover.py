@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from debiascl.callable_module import make_callable
 from debiascl.config import load_config
 from debiascl.data.sampling import labelled_subset
 from debiascl.discovery import (
@@ -210,3 +211,6 @@ def ensure_discovery(
         device=device,
         plots=plots,
     )
+
+
+make_callable(__name__)  # calling debiascl.discover calls debiascl.api.discover

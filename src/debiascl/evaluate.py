@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from debiascl.atomic import write_json
+from debiascl.atomic import write_atomic, write_json
+from debiascl.callable_module import make_callable
 from debiascl.checkpoint import load_trained
 from debiascl.config import Config
 from debiascl.data.base import BiasedDataset
@@ -44,7 +45,13 @@ from debiascl.discovery import SplitDiscovery, balanced_weights, group_ids, read
 from debiascl.errors import DebiasclError
 from debiascl.features import extract_features, knn_predict, predict_classes
 from debiascl.metrics import group_counts, group_metrics
-from debiascl.rundir import EVAL_SPLITS, check_finished, final_step, results_filename
+from debiascl.rundir import (
+    EVAL_SPLITS,
+    check_finished,
+    final_step,
+    probe_path,
+    results_filename,
+)
 
 PROBE_PROTOCOLS = ("fast", "authors")
 FAST_WEIGHT_DECAYS = (1e-5, 1e-4, 1e-3, 1e-2)
@@ -54,6 +61,7 @@ AUTHORS_WEIGHT_DECAY = 1e-6
 PROBE_GROUPS = {
     "discovered": "discovered groups (class x E_b flag; no bias label used)",
     "true": "true groups (class x bias attribute; oracle, uses bias labels)",
+    "class": "classes (class-balanced; no bias label used)",
 }
 """Group-robust probes: name -> what balances its loss (``results.json`` key ``probe_<name>``)."""
 SUMMARY_METRICS = (
@@ -85,11 +93,55 @@ class LinearProbe:
     weight_decay: float
 
     @torch.no_grad()
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """(m, F) features -> (m, C) class logits, on the probe's device."""
+        device = self.linear.weight.device
+        return self.linear((features.to(device).float() - self.mean) / self.std)
+
     def predict(self, features: torch.Tensor) -> torch.Tensor:
         """(m, F) features -> (m,) int64 predicted classes (on CPU)."""
-        device = self.linear.weight.device
-        inputs = (features.to(device).float() - self.mean) / self.std
-        return self.linear(inputs).argmax(dim=1).cpu()
+        return self.logits(features).argmax(dim=1).cpu()
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The probe's tensors on the CPU: weight (C, F), bias (C,), mean (F,), std (F,) or (1,)."""
+        tensors = {"weight": self.linear.weight, "bias": self.linear.bias}
+        tensors |= {"mean": self.mean, "std": self.std}
+        return {name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}
+
+
+def save_probe(path: Path, probe: LinearProbe, metadata: dict[str, str]) -> None:
+    """Write ``probe``'s tensors (:meth:`LinearProbe.state`) and ``metadata`` (its protocol,
+    weight decay and anything given) to ``path`` as safetensors, atomically."""
+    from safetensors.torch import save
+
+    info = {"protocol": probe.protocol, "weight_decay": repr(probe.weight_decay), **metadata}
+    payload = save(probe.state(), metadata=info)
+    write_atomic(path, lambda file: file.write(payload))
+
+
+def read_probe(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and metadata :func:`save_probe` wrote to ``path``.
+
+    Raises:
+        DebiasclError: the file is missing, damaged or lacks a tensor.
+    """
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as file:
+            tensors = {name: file.get_tensor(name) for name in file.keys()}  # noqa: SIM118
+            metadata = dict(file.metadata() or {})
+    except FileNotFoundError:
+        raise DebiasclError(f"probe file '{path}' does not exist") from None
+    except Exception as error:  # safetensors raises its own error types for damaged files
+        raise DebiasclError(f"probe file '{path}' is damaged ({error})") from None
+    missing = [name for name in ("weight", "bias", "mean", "std") if name not in tensors]
+    if missing or "protocol" not in metadata:
+        raise DebiasclError(
+            f"probe file '{path}' lacks {', '.join(missing) or 'its protocol'}; evaluate the run "
+            "again to rewrite it"
+        )
+    return tensors, metadata
 
 
 def _weighted_cross_entropy(
@@ -365,6 +417,8 @@ def probe_groups_of(
         )
     if kind == "true":
         return _true_groups(features, run.splits["train"])
+    if kind == "class":
+        return {split: y for split, (_, y, _, _) in features.items() if split != "test"}
     if discovered is None:
         discovered = read_discovery(run.run_dir)[0]
     return _discovered_groups(run.run_dir, discovered, features)
@@ -504,6 +558,12 @@ def evaluate_splits(
     }
     k, temperature = config.eval.knn_k, config.method.temperature
     train_step = final_step(run.run_dir)
+    for kind, fitted_probe in {"plain": fitted, **balanced}.items():
+        save_probe(
+            probe_path(run.run_dir, key, kind),
+            fitted_probe,
+            {"encoder": key, "kind": kind, "method": method.name, "train_step": str(train_step)},
+        )
     num_samples = {name: len(dataset) for name, dataset in run.splits.items()}
     evaluated = {}
     for split in splits:
@@ -610,3 +670,6 @@ def format_results(results: dict[str, Any]) -> str:
         split = results.get("split", "test")
         lines.append(f"absent groups (no {split} sample): {', '.join(main['absent_groups'])}")
     return "\n".join(lines)
+
+
+make_callable(__name__)  # calling debiascl.evaluate calls debiascl.api.evaluate
