@@ -63,8 +63,8 @@ def _preprocessing(dataset: Any, views: Any) -> dict[str, Any]:
             f"to {size} (bilinear), centre {size}x{size} crop; values / 255",
             "size": list(views.size),
             "resize": "bilinear, anti-aliased (to size)",
-            "mean": [float(v) for v in views.mean.flatten()],
-            "std": [float(v) for v in views.std.flatten()],
+            "mean": [float(v) for v in dataset.mean],
+            "std": [float(v) for v in dataset.std],
         }
     encoding = getattr(dataset, "encoding", None)
     if dataset.kind != "table" or not encoding:
@@ -331,6 +331,15 @@ def _save_program(classifier: Classifier, input_shape: tuple[int, ...], path: Pa
     return True
 
 
+def _share(folder: Path) -> None:
+    """Give ``folder`` (made private by mkdtemp) and its files the usual umask permissions."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for path in folder.iterdir():
+        path.chmod(0o666 & ~umask)
+
+
 def write_model_folder(spec: ModelSpec, out_dir: Path, config_text: str, program: bool) -> Path:
     """Write ``spec`` as a model folder at ``out_dir`` (built beside it, then renamed in).
 
@@ -363,6 +372,7 @@ def write_model_folder(spec: ModelSpec, out_dir: Path, config_text: str, program
                 )
         (staging / "config.yaml").write_text(config_text)
         (staging / "README.md").write_text(model_card(spec, config_text))
+        _share(staging)
         if out_dir.exists():
             out_dir.rmdir()
         os.replace(staging, out_dir)

@@ -28,6 +28,7 @@ class Registry(Mapping[str, T], Generic[T]):
     def __init__(self, setting: str) -> None:
         self.setting = setting
         self._entries: dict[str, T] = {}
+        self._aliases: dict[str, str] = {}
 
     def add(self, name: str, entry: T) -> T:
         """Register ``entry`` under ``name``; a name registered twice is a programming error."""
@@ -36,16 +37,27 @@ class Registry(Mapping[str, T], Generic[T]):
         self._entries[name] = entry
         return entry
 
+    def add_alias(self, alias: str, name: str) -> None:
+        """Accept ``alias`` wherever ``name`` is accepted (listings show only ``name``)."""
+        if alias in self._entries or alias in self._aliases or name not in self._entries:
+            raise ValueError(f"{self.setting} alias '{alias}' of '{name}' is not available")
+        self._aliases[alias] = name
+
+    def canonical(self, name: str) -> str:
+        """The registered name of ``name`` or of the alias ``name`` (anything else unchanged)."""
+        return self._aliases.get(name, name)
+
     def lookup(self, name: str) -> T:
-        """The entry of ``name``, or a DebiasclError naming the setting and every choice."""
-        if name not in self._entries:
+        """The entry of ``name`` (or alias), or a DebiasclError naming the setting and every
+        choice."""
+        if self.canonical(name) not in self._entries:
             raise DebiasclError(
                 f"setting '{self.setting}' = {name!r}: expected one of {', '.join(self)}"
             )
-        return self._entries[name]
+        return self._entries[self.canonical(name)]
 
     def __getitem__(self, name: str) -> T:
-        return self._entries[name]
+        return self._entries[self.canonical(name)]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)

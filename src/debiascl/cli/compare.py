@@ -30,7 +30,7 @@ from debiascl.compare import (
 )
 from debiascl.errors import DebiasclError
 from debiascl.grid import parse_grid
-from debiascl.methods import self_supervised_methods, supervised_methods
+from debiascl.methods import METHODS, self_supervised_methods, supervised_methods
 from debiascl.selection import SELECT_RULES
 
 DEMO: dict[str, Any] = {
@@ -224,7 +224,7 @@ def run_compare(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     compare(
         args.dataset,
-        _names(args.methods),
+        [METHODS.canonical(name) for name in _names(args.methods)],
         parse_seeds(args.seeds),
         args.out,
         RunSettings(
