@@ -8,6 +8,8 @@ from pathlib import Path
 import debiascl
 
 PACKAGE = Path(debiascl.__file__).parent
+LAZY_COMMANDS = {"debiascl.cli.model"}
+"""CLI modules whose command functions import the package's heavy modules (none at import)."""
 
 
 def module_name(path: Path) -> str:
@@ -97,10 +99,12 @@ def test_the_package_has_no_import_cycle() -> None:
 
 
 def test_no_function_imports_a_module_of_the_package() -> None:
-    """Imports inside functions (which could hide a cycle) are for optional heavy libraries only."""
+    """Imports inside functions (which could hide a cycle) are for optional heavy libraries only,
+    and for the commands of :data:`LAZY_COMMANDS`, which import their work when they run."""
     local = [
         f"{module_name(path)}.{function.name}: {ast.unparse(node)}"
         for path in sorted(PACKAGE.rglob("*.py"))
+        if module_name(path) not in LAZY_COMMANDS
         for function in ast.walk(ast.parse(path.read_text()))
         if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef)
         for node in ast.walk(function)

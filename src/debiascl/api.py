@@ -20,6 +20,7 @@ from typing import Any
 
 from debiascl.config import Config, apply_mapping, build_config, list_presets, validate
 from debiascl.discover import ensure_discovery
+from debiascl.discovery import read_discovery
 from debiascl.distributed import resolve_device
 from debiascl.errors import DebiasclError
 from debiascl.evaluate import evaluate_run
@@ -109,8 +110,6 @@ def discover(
         The discovery summary (``discovery.json``): settings, flags and, where bias labels
         exist, precision / recall / AUROC.
     """
-    from debiascl.discovery import read_discovery
-
     ensure_discovery(run_dir, bias_run, k, threshold, resolve_device(device), plots=plots)
     return read_discovery(run_dir)[1]
 
