@@ -156,11 +156,12 @@ def _config(config: Config | Mapping[str, Any] | str | Path) -> Config:
             f"config: expected a Config, a mapping of sections or a YAML file, got "
             f"{type(config).__name__}"
         )
-    sections = {name: dict(values) for name, values in config.items()}
-    dataset = sections.get("data", {}).get("name", Config().data.name)
-    method = sections.get("method", {}).get("name")
+    sections = dict(config)
+    data, method_section = sections.get("data"), sections.get("method")
+    dataset = data.get("name", Config().data.name) if isinstance(data, Mapping) else None
+    method = method_section.get("name") if isinstance(method_section, Mapping) else None
     built = build_config(
-        preset=dataset if dataset in list_presets() else None,
+        preset=dataset if dataset in list_presets() else None,  # as `debiascl train` does
         overrides={"data.name": dataset, "method.name": method},
     )
     apply_mapping(built, sections, "config")

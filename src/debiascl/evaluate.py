@@ -7,7 +7,9 @@ model selection or to report on val as the WCL paper does) with
 :func:`debiascl.metrics.group_metrics`. Supervised methods (``method.supervised``) are
 additionally scored on their own classifier's predictions, which is their main result. Every
 number in ``results.json`` carries a protocol label, so a linear evaluation is never confused
-with the trainer's online kNN monitor.
+with the trainer's online kNN monitor. Every probe an evaluation fits is saved in the run
+directory (:func:`debiascl.rundir.probe_path`, :func:`save_probe`), so ``debiascl export`` ships
+exactly the probe that was scored.
 
 Probe protocols:
     - ``fast`` (default): features standardised with the train split's mean and std, a linear

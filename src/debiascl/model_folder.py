@@ -147,9 +147,21 @@ class FeatureExtractor(nn.Module):
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
         info = spec.info
-        config = replace(ModelConfig(**info["model"]), pretrained=None)
-        backbone, feature_dim = build_backbone(config, ModelInfo.from_dict(info["model_info"]))
-        backbone.load_state_dict(spec.backbone)
+        try:
+            config = replace(ModelConfig(**info["model"]), pretrained=None)
+            model_info = ModelInfo.from_dict(info["model_info"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise DebiasclError(
+                f"{MODEL_FILE}: its model settings do not describe a backbone ({error!r})"
+            ) from None
+        backbone, feature_dim = build_backbone(config, model_info)
+        try:
+            backbone.load_state_dict(spec.backbone)
+        except RuntimeError as error:
+            first = str(error).strip().splitlines()[-1].strip()
+            raise DebiasclError(
+                f"{ENCODER_FILE} does not fit the backbone {MODEL_FILE} describes ({first})"
+            ) from None
         self.transform = Preprocess(spec.preprocessing)
         self.backbone = backbone
         self.encoder = str(info["encoder"])

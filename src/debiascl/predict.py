@@ -66,12 +66,22 @@ def _metadata_inputs(folder: Path, size: int, split: str | None) -> Inputs:
         rows = [row for row in rows if SPLIT_NAMES.get((row["split"] or "").strip()) == split]
     if not rows:
         raise DebiasclError(f"{path}: no rows{'' if split is None else f' of split {split}'}")
-    files = [Path(row["filename"].strip()) for row in rows]
+    files = [Path((row["filename"] or "").strip()) for row in rows]
     ids = [(row.get(ID_COLUMN) or str(name)).strip() for row, name in zip(rows, files, strict=True)]
-    targets = None
-    if "y" in rows[0]:
-        targets = [int(float(row["y"])) if (row["y"] or "").strip() else -1 for row in rows]
-    return Inputs(ids, _images([folder / name for name in files], size, path), targets)
+    targets = [_label(row.get("y"), path, line) for line, row in enumerate(rows, start=2)]
+    known = None if "y" not in rows[0] else targets
+    return Inputs(ids, _images([folder / name for name in files], size, path), known)
+
+
+def _label(text: str | None, path: Path, line: int) -> int:
+    """A metadata row's class ``y`` (-1 when empty or absent)."""
+    text = (text or "").strip()
+    try:
+        return int(text) if text else -1
+    except ValueError:
+        raise DebiasclError(
+            f"{path}, line {line}: column 'y' must be an integer, got '{text}'"
+        ) from None
 
 
 def _folder_inputs(folder: Path, size: int) -> Inputs:
