@@ -30,7 +30,7 @@ from tqdm import tqdm
 from debiascl.atomic import write_atomic
 from debiascl.data.images import SPLIT_NAMES, _read_csv, decode_image
 from debiascl.errors import DebiasclError
-from debiascl.model_folder import Preprocess
+from debiascl.model_folder import Classifier, FeatureExtractor, Preprocess
 
 METADATA_FILE = "metadata.csv"
 ID_COLUMN = "id"
@@ -227,7 +227,7 @@ def save_features(path: Path, features: np.ndarray, ids: list[str]) -> Path:
 
 @dataclass
 class Predictions:
-    """What :func:`predict_file` wrote.
+    """What :func:`write_predictions` wrote.
 
     Attributes:
         ids: n sample ids.
@@ -243,19 +243,25 @@ class Predictions:
     labelled: int
 
 
-def predict_file(
-    classifier: nn.Module,
-    class_names: list[str],
-    transform: Preprocess,
+def apply_model(
+    model: FeatureExtractor | Classifier,
     input_path: str | Path,
-    out: str | Path,
     split: str | None = None,
     device: str | torch.device = "cpu",
     batch_size: int = DEFAULT_BATCH_SIZE,
+) -> tuple[Inputs, torch.Tensor]:
+    """INPUT's samples (see the module docstring) and ``model``'s outputs, (n, F) features or
+    (n, C) logits, in the same order."""
+    inputs = read_inputs(input_path, model.transform, split)
+    desc = "predict" if isinstance(model, Classifier) else "embed"
+    return inputs, torch.cat(list(run_batches(model, inputs, device, batch_size, desc)))
+
+
+def write_predictions(
+    inputs: Inputs, logits: torch.Tensor, class_names: list[str], out: str | Path
 ) -> Predictions:
-    """Classify INPUT (see the module docstring) and write ``out`` (:func:`probabilities_csv`)."""
-    inputs = read_inputs(input_path, transform, split)
-    logits = torch.cat(list(run_batches(classifier, inputs, device, batch_size, "predict")))
+    """Write ``out`` (:func:`probabilities_csv`) from (n, C) ``logits``; the accuracy where
+    ``inputs`` name the classes."""
     probabilities = torch.softmax(logits, dim=1)
     write_text(Path(out), probabilities_csv(inputs.ids, probabilities, class_names))
     accuracy, labelled = None, 0
@@ -267,19 +273,3 @@ def predict_file(
             correct = logits.argmax(dim=1)[known] == targets[known]
             accuracy = float(correct.float().mean())
     return Predictions(inputs.ids, probabilities, accuracy, labelled)
-
-
-def embed_file(
-    encoder: nn.Module,
-    transform: Preprocess,
-    input_path: str | Path,
-    out: str | Path,
-    split: str | None = None,
-    device: str | torch.device = "cpu",
-    batch_size: int = DEFAULT_BATCH_SIZE,
-) -> tuple[np.ndarray, Path]:
-    """Representations (n, F) float32 of INPUT, written to ``out`` (.npy) with the ids
-    (:func:`save_features`); returns them and the ids file."""
-    inputs = read_inputs(input_path, transform, split)
-    features = torch.cat(list(run_batches(encoder, inputs, device, batch_size, "embed"))).numpy()
-    return features, save_features(Path(out), features, inputs.ids)

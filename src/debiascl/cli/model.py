@@ -9,6 +9,7 @@ The heavy modules are imported when a command runs.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from debiascl.cli.options import add_device_option
 
@@ -97,19 +98,12 @@ def run_predict(args: argparse.Namespace) -> int:
     """Classify INPUT; prints the number of samples (and the accuracy where labels are given)."""
     from debiascl.distributed import resolve_device
     from debiascl.model_folder import Classifier, read_model_folder
-    from debiascl.predict import predict_file
+    from debiascl.predict import apply_model, write_predictions
 
     classifier = Classifier(read_model_folder(args.model_dir))
-    result = predict_file(
-        classifier,
-        classifier.class_names,
-        classifier.transform,
-        args.input,
-        args.out,
-        args.split,
-        resolve_device(args.device),
-        args.batch_size,
-    )
+    device = resolve_device(args.device)
+    inputs, logits = apply_model(classifier, args.input, args.split, device, args.batch_size)
+    result = write_predictions(inputs, logits, classifier.class_names, args.out)
     line = f"debiascl: {len(result.ids)} predictions: {args.out}"
     if result.accuracy is not None:
         line += f" (accuracy {100 * result.accuracy:.2f}% on {result.labelled} labelled samples)"
@@ -121,17 +115,11 @@ def run_embed(args: argparse.Namespace) -> int:
     """Write the representations of INPUT and their ids."""
     from debiascl.api import load_encoder
     from debiascl.distributed import resolve_device
-    from debiascl.predict import embed_file
+    from debiascl.predict import apply_model, save_features
 
     encoder = load_encoder(args.model, args.encoder)
-    features, ids = embed_file(
-        encoder,
-        encoder.transform,
-        args.input,
-        args.out,
-        args.split,
-        resolve_device(args.device),
-        args.batch_size,
-    )
-    print(f"debiascl: {features.shape[0]} x {features.shape[1]} features: {args.out}, ids: {ids}")
+    device = resolve_device(args.device)
+    inputs, features = apply_model(encoder, args.input, args.split, device, args.batch_size)
+    ids = save_features(Path(args.out), features.numpy(), inputs.ids)
+    print(f"debiascl: {len(inputs.ids)} x {features.shape[1]} features: {args.out}, ids: {ids}")
     return 0
