@@ -41,12 +41,13 @@ def _image(y: int, a: int, rng: np.random.Generator, size: tuple[int, int]) -> I
 
 
 def make_image_folder(root: Path, seed: int = 0) -> Path:
-    """A metadata-csv folder (filename, split, y, a): 90% of train aligned (a = y)."""
+    """A metadata-csv folder (filename, split, y, a): 90% of train aligned (a = y), its classes
+    imbalanced (1:2), val and test balanced."""
     rng = np.random.default_rng(seed)
     rows = []
     for split, count in SPLITS.items():
         for i in range(count):
-            y = i % 2
+            y = int(i % 3 == 0) if split == "train" else i % 2  # train: a third of class 1
             a = y if (split == "train" and i % 10) else (i // 2) % 2
             name = f"{split}/{i:03d}.png"
             (root / split).mkdir(parents=True, exist_ok=True)
@@ -172,6 +173,7 @@ def test_class_probe_balances_the_classes(image_run):
     entry = results["probe_class"]
     assert entry["num_groups"] == 2 and entry["uses_bias_labels"] is False
     assert "class-balanced" in entry["protocol"]
+    assert entry["head_sha256"] != results["probe"]["head_sha256"]  # the classes are imbalanced
 
 
 PROGRAM = """
@@ -275,6 +277,11 @@ def test_export_refuses_what_it_cannot_export(image_run, tmp_path, capsys):
         "--encoder b",
     )
     _fails(["export", str(image_run), "--probe-groups", "nosuch", "--out", out], capsys, "nosuch")
+    replaced = shutil.copytree(image_run, tmp_path / "replaced")
+    shutil.copy(
+        replaced / "probes" / "d_true.safetensors", replaced / "probes" / "d_plain.safetensors"
+    )
+    _fails(["export", str(replaced), "--out", out], capsys, "is not the one results.json scored")
     assert not Path(out).exists()
     Path(out).mkdir()
     (Path(out) / "keep.txt").write_text("mine")

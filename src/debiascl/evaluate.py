@@ -25,6 +25,7 @@ Probe protocols:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -109,6 +110,17 @@ class LinearProbe:
         tensors = {"weight": self.linear.weight, "bias": self.linear.bias}
         tensors |= {"mean": self.mean, "std": self.std}
         return {name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}
+
+
+def probe_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 of a probe's tensors (names, dtypes, shapes and bytes, in name order): results
+    files record it, so the probe a model folder ships is provably the one that was scored."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}:".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def save_probe(path: Path, probe: LinearProbe, metadata: dict[str, str]) -> None:
@@ -560,12 +572,6 @@ def evaluate_splits(
     }
     k, temperature = config.eval.knn_k, config.method.temperature
     train_step = final_step(run.run_dir)
-    for kind, fitted_probe in {"plain": fitted, **balanced}.items():
-        save_probe(
-            probe_path(run.run_dir, key, kind),
-            fitted_probe,
-            {"encoder": key, "kind": kind, "method": method.name, "train_step": str(train_step)},
-        )
     num_samples = {name: len(dataset) for name, dataset in run.splits.items()}
     evaluated = {}
     for split in splits:
@@ -594,6 +600,7 @@ def evaluate_splits(
             "probe": {
                 "protocol": f"linear probe ({protocol}) on frozen E_{key} features",
                 "weight_decay": fitted.weight_decay,
+                "head_sha256": probe_digest(fitted.state()),
                 "metrics": score(fitted.predict(scored_h)),
             },
             "knn": {
@@ -611,6 +618,7 @@ def evaluate_splits(
                 "uses_bias_labels": kind == "true",
                 "num_groups": int(groups_of[kind]["train"].unique().numel()),
                 "weight_decay": probe_of_kind.weight_decay,
+                "head_sha256": probe_digest(probe_of_kind.state()),
                 "metrics": score(probe_of_kind.predict(scored_h)),
             }
             if kind == "discovered":
@@ -626,6 +634,12 @@ def evaluate_splits(
         results["results_file"] = str(path)
         write_json(path, results)
         evaluated[split] = results
+    for kind, fitted_probe in {"plain": fitted, **balanced}.items():  # what export ships
+        save_probe(
+            probe_path(run.run_dir, key, kind),
+            fitted_probe,
+            {"encoder": key, "kind": kind, "method": method.name, "train_step": str(train_step)},
+        )
     return evaluated
 
 

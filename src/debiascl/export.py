@@ -25,7 +25,7 @@ from debiascl.checkpoint import load_trained
 from debiascl.data.loading import configured_dataset, configured_views
 from debiascl.data.views import ImageViews
 from debiascl.errors import DebiasclError
-from debiascl.evaluate import PROBE_GROUPS, SUMMARY_METRICS, read_probe
+from debiascl.evaluate import PROBE_GROUPS, SUMMARY_METRICS, probe_digest, read_probe
 from debiascl.model_folder import (
     ENCODER_FILE,
     FORMAT,
@@ -127,16 +127,10 @@ def _probe_head(
         )
     tensors, metadata = read_probe(path)
     evaluation = results[key]
-    fitted = (metadata["protocol"], metadata.get("weight_decay"), metadata.get("train_step"))
-    scored = (
-        results.get("probe_protocol"),
-        repr(evaluation.get("weight_decay")),
-        str(results.get("train_step")),
-    )
-    if fitted != scored or metadata.get("train_step") != str(final_step(run_dir)):
+    if evaluation.get("head_sha256") != probe_digest(tensors):
         raise DebiasclError(
             f"the saved probe '{path}' is not the one {results_filename(encoder, product)} "
-            f"scored (protocol, L2 strength, training step: {fitted} vs {scored}); {again} again"
+            f"scored (another evaluation replaced one of them); {again} again"
         )
     entry = {
         "kind": "probe",
