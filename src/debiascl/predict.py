@@ -24,11 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from tqdm import tqdm
 
 from debiascl.atomic import write_atomic
 from debiascl.data.images import SPLIT_NAMES, _read_csv, decode_image
+from debiascl.data.loading import resolve_workers
 from debiascl.errors import DebiasclError
 from debiascl.model_folder import Classifier, FeatureExtractor, Preprocess
 
@@ -53,10 +55,29 @@ class Inputs:
     targets: list[int] | None = None
 
 
-def _images(
-    files: list[Path], size: int, source: Path | None
-) -> Callable[[Sequence[int]], torch.Tensor]:
-    return lambda indices: torch.stack([decode_image(files[i], size, source) for i in indices])
+@dataclass
+class ImageFiles:
+    """Image files decoded a batch at a time: ``images[indices]`` -> uint8 (B, 3, S, S).
+
+    An object rather than a closure, so loader worker processes can receive it.
+    """
+
+    files: list[Path]
+    size: int
+    source: Path | None
+    reads_files = True  # loader processes help (debiascl.data.loading.resolve_workers)
+
+    def __call__(self, indices: Sequence[int]) -> torch.Tensor:
+        return torch.stack([decode_image(self.files[i], self.size, self.source) for i in indices])
+
+    __getitem__ = __call__
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+def _images(files: list[Path], size: int, source: Path | None) -> ImageFiles:
+    return ImageFiles(files, size, source)
 
 
 def _metadata_inputs(folder: Path, size: int, split: str | None) -> Inputs:
@@ -171,6 +192,20 @@ def read_inputs(path: str | Path, transform: Preprocess, split: str | None = Non
     return _folder_inputs(path, size)
 
 
+def _batches(inputs: Inputs, batch_size: int) -> Iterator[torch.Tensor]:
+    """The raw inputs of consecutive batches; image files are decoded by loader processes
+    (``min(8, CPUs - 1)``, as training's ``data.num_workers: auto`` for files)."""
+    batches = [
+        list(range(start, min(start + batch_size, len(inputs.ids))))
+        for start in range(0, len(inputs.ids), batch_size)
+    ]
+    workers = resolve_workers("auto", inputs.load)
+    if workers == 0:
+        yield from (inputs.load(batch) for batch in batches)
+        return
+    yield from DataLoader(inputs.load, sampler=batches, batch_size=None, num_workers=workers)
+
+
 @torch.no_grad()
 def run_batches(
     model: nn.Module,
@@ -187,12 +222,10 @@ def run_batches(
     if batch_size < 1:
         raise DebiasclError(f"batch size {batch_size}: expected >= 1")
     model.to(device).eval()
-    total = len(inputs.ids)
-    with tqdm(total=total, desc=desc, unit="sample", disable=None) as bar:
-        for start in range(0, total, batch_size):
-            indices = range(start, min(start + batch_size, total))
-            yield model(inputs.load(indices).to(device)).cpu()
-            bar.update(len(indices))
+    with tqdm(total=len(inputs.ids), desc=desc, unit="sample", disable=None) as bar:
+        for x in _batches(inputs, batch_size):
+            yield model(x.to(device)).cpu()
+            bar.update(x.shape[0])
 
 
 def probabilities_csv(ids: list[str], probabilities: torch.Tensor, class_names: list[str]) -> str:
