@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from debiascl.atomic import write_atomic, write_json
@@ -126,10 +128,8 @@ def probe_digest(tensors: dict[str, torch.Tensor]) -> str:
 def save_probe(path: Path, probe: LinearProbe, metadata: dict[str, str]) -> None:
     """Write ``probe``'s tensors (:meth:`LinearProbe.state`) and ``metadata`` (its protocol,
     weight decay and anything given) to ``path`` as safetensors, atomically."""
-    from safetensors.torch import save
-
     info = {"protocol": probe.protocol, "weight_decay": repr(probe.weight_decay), **metadata}
-    payload = save(probe.state(), metadata=info)
+    payload = safetensors_bytes(probe.state(), metadata=info)
     write_atomic(path, lambda file: file.write(payload))
 
 
@@ -139,8 +139,6 @@ def read_probe(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     Raises:
         DebiasclError: the file is missing, damaged or lacks a tensor.
     """
-    from safetensors import safe_open
-
     try:
         with safe_open(str(path), framework="pt") as file:
             tensors = {name: file.get_tensor(name) for name in file.keys()}  # noqa: SIM118

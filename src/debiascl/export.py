@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_file
 
 from debiascl import __version__
 from debiascl.checkpoint import load_trained
@@ -340,8 +341,6 @@ def write_model_folder(spec: ModelSpec, out_dir: Path, config_text: str, program
     Raises:
         DebiasclError: ``out_dir`` exists and is not an empty folder, or cannot be written.
     """
-    from safetensors.torch import save_file
-
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise DebiasclError(

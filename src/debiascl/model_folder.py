@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from debiascl.config import ModelConfig
@@ -238,8 +239,6 @@ def _json(path: Path) -> dict[str, Any]:
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file, with one-line errors for a missing or damaged file."""
-    from safetensors.torch import load_file
-
     if not path.is_file():
         raise DebiasclError(f"model folder file '{path}' is missing")
     try:
