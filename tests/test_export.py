@@ -22,6 +22,7 @@ from debiascl.cli import main
 from debiascl.config import build_config
 from debiascl.data import build_dataset
 from debiascl.data.sampling import labelled_subset
+from debiascl.errors import DebiasclError
 from debiascl.evaluate import fit_linear_probe, load_run
 from debiascl.export import export_model
 from debiascl.features import extract_features
@@ -439,3 +440,17 @@ def test_public_api_names_and_the_dcl_alias():
     loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True).stdout
     assert "debiascl.methods" in loaded  # the package was imported
     assert "debiascl.api" not in loaded and "debiascl.export" not in loaded
+
+
+def test_a_damaged_or_mismatched_model_folder_is_one_line(image_run, tmp_path, capsys):
+    model = export_model(image_run, tmp_path / "model", program=False)
+    with pytest.raises(DebiasclError, match="holds encoder 'd', not 'b'"):
+        debiascl.load_encoder(model, encoder="b")
+    with pytest.raises(DebiasclError, match="head fixed at export"):
+        debiascl.load_classifier(model, probe_groups="true")
+    weights = model / "encoder.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    out = str(tmp_path / "p.csv")
+    _fails(["predict", str(model), _data_root(image_run), "--out", out], capsys, "is damaged")
+    (model / "model.json").write_text("[1, 2]")
+    _fails(["predict", str(model), _data_root(image_run), "--out", out], capsys, "a JSON object")
