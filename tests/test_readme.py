@@ -6,11 +6,15 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+TEXT = README.read_text()
+USE_SECTION = TEXT.split("\n## Use the model\n", 1)[1].split("\n## ", 1)[0]
+"""README's "Use the model" section, run as a whole by :func:`test_use_the_model_section`."""
+BLOCKS = re.findall(r"```python\n(.*?)```", TEXT.replace(USE_SECTION, ""), flags=re.DOTALL)
 
 
 def test_readme_has_python_examples() -> None:
@@ -40,8 +44,37 @@ def _check_wcl_example(names: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
-def test_readme_python_block_runs(block: str) -> None:
+def test_readme_python_block_runs(block: str, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
     names: dict[str, Any] = {"__name__": "readme_example"}
     exec(compile(block, str(README), "exec"), names)
     if "relative_difficulty" in block:
         _check_wcl_example(names)
+
+
+def test_use_the_model_section(tmp_path: Path, monkeypatch) -> None:
+    """The section's Python example, then its three commands on the run it made, as written."""
+    from PIL import Image
+
+    from debiascl.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (python,) = re.findall(r"```python\n(.*?)```", USE_SECTION, flags=re.DOTALL)
+    names: dict[str, Any] = {"__name__": "readme_example"}
+    exec(compile(python, str(README), "exec"), names)
+    for number, size in enumerate([(8, 8), (30, 17)]):  # any size: resized as in training
+        Path("images").mkdir(exist_ok=True)
+        Image.new("RGB", size, (40 * number, 90, 200)).save(f"images/{number}.png")
+    (commands,) = re.findall(r"```bash\n(.*?)```", USE_SECTION, flags=re.DOTALL)
+    lines = [line.split() for line in commands.strip().splitlines()]
+    assert [line[:2] for line in lines] == [
+        ["debiascl", "export"],
+        ["debiascl", "predict"],
+        ["debiascl", "embed"],
+    ]
+    for line in lines:
+        assert main(line[1:]) == 0, line
+    rows = Path("predictions.csv").read_text().splitlines()
+    assert rows[0].startswith("id,predicted,prob_") and len(rows) == 3
+    assert np.load("features.npy").shape == (2, names["encoder"].feature_dim)
+    assert Path("features.ids.csv").read_text().split() == ["id", "0.png", "1.png"]

@@ -5,6 +5,9 @@ methods, models and data sets. Their names are declared in :mod:`debiascl.regist
 config's choices and the command line's listings need no import), and a registry imports the
 module of a name when its entry is used. The public names below load on first access
 (PEP 562), e.g. ``debiascl.methods`` or ``from debiascl import data``.
+
+The public API (:mod:`debiascl.api`): :func:`train`, :func:`discover`, :func:`evaluate`,
+:func:`load_encoder` and :func:`load_classifier`, loaded on first use as well.
 """
 
 from __future__ import annotations
@@ -20,8 +23,16 @@ _LAZY: dict[str, str] = {
     "data": "debiascl.data",
     "methods": "debiascl.methods",
     "models": "debiascl.models",
+    "train": "debiascl.train",
+    "discover": "debiascl.discover",
+    "evaluate": "debiascl.evaluate",
+    "load_encoder": "debiascl.api",
+    "load_classifier": "debiascl.api",
 }
-"""Public name -> the module that defines it (a module's own name: the module itself)."""
+"""Public name -> the module that defines it (a module's own name: the module itself).
+``train``, ``discover`` and ``evaluate`` are the modules of those names, which are callable
+(:mod:`debiascl.callable_module`): ``debiascl.train(config, run_dir)`` is
+:func:`debiascl.api.train`."""
 
 __all__ = ["DebiasclError", "__version__", *_LAZY]
 

@@ -21,6 +21,7 @@ DEFAULT_THRESHOLD = 0.5
 PROBE_GROUPS = {
     "discovered": "discovered groups (class x E_b flag; no bias label used)",
     "true": "true groups (class x bias attribute; oracle, uses bias labels)",
+    "class": "classes (class-balanced; no bias label used)",
 }
 """Group-robust probes: name -> what balances its loss (``results.json`` key ``probe_<name>``)."""
 

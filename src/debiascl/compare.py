@@ -661,8 +661,8 @@ def probes_table(rows: list[dict[str, Any]]) -> str:
     return (
         "Mean ± standard error over seeds (%). Linear probes on the frozen representation: "
         "plain; discovered = balanced over the groups a bias encoder found (no bias label used); "
-        "true = balanced over the true groups (oracle: uses the bias labels).\n\n"
-        + markdown_table(table)
+        "true = balanced over the true groups (oracle: uses the bias labels); class = balanced "
+        "over the classes alone (no bias label used).\n\n" + markdown_table(table)
     )
 
 

@@ -439,7 +439,10 @@ def set_value(config: Config, key: str, value: Any) -> None:
         section.options[name.removeprefix("options.")] = parse_set_value(str(value))
         return
     annotation = _field_types(section_name)[name]
-    setattr(section, name, _coerce(value, annotation, f"{section_name}.{name}"))
+    value = _coerce(value, annotation, f"{section_name}.{name}")
+    if (section_name, name) == ("method", "name"):
+        value = METHODS.canonical(value)  # an alias (debiased_contrastive) is saved as its name
+    setattr(section, name, value)
 
 
 def parse_set_value(text: str) -> Any:

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from debiascl.callable_module import make_callable
 from debiascl.choices import DEFAULT_K, DEFAULT_THRESHOLD
 from debiascl.config import load_config
 from debiascl.data.base import BiasedDataset
@@ -295,3 +296,6 @@ def _stored_discovery(run_dir: Path) -> tuple[dict[str, Any], str | None]:
     if digest is not None and digest != file_digest(checkpoint_path(bias_dir)):
         return summary, f"the bias run '{bias_dir}' of '{summary_path}' was trained again"
     return summary, None
+
+
+make_callable(__name__)  # calling debiascl.discover calls debiascl.api.discover

@@ -7,7 +7,9 @@ model selection or to report on val as the WCL paper does) with
 :func:`debiascl.metrics.group_metrics`. Supervised methods (``method.supervised``) are
 additionally scored on their own classifier's predictions, which is their main result. Every
 number in ``results.json`` carries a protocol label, so a linear evaluation is never confused
-with the trainer's online kNN monitor.
+with the trainer's online kNN monitor. Every probe an evaluation fits is saved in the run
+directory (:func:`debiascl.rundir.probe_path`, :func:`save_probe`), so ``debiascl export`` ships
+exactly the probe that was scored.
 
 Probe protocols:
     - ``fast`` (default): features standardised with the train split's mean and std, a linear
@@ -23,6 +25,7 @@ Probe protocols:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -32,9 +35,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
-from debiascl.atomic import write_json
+from debiascl.atomic import write_atomic, write_json
+from debiascl.callable_module import make_callable
 from debiascl.checkpoint import load_trained
 from debiascl.choices import PROBE_GROUPS
 from debiascl.config import Config
@@ -51,6 +57,7 @@ from debiascl.rundir import (
     check_finished,
     checkpoint_path,
     final_step,
+    probe_path,
     results_filename,
 )
 
@@ -91,11 +98,62 @@ class LinearProbe:
     weight_decay: float
 
     @torch.no_grad()
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """(m, F) features -> (m, C) class logits, on the probe's device."""
+        device = self.linear.weight.device
+        return self.linear((features.to(device).float() - self.mean) / self.std)
+
     def predict(self, features: torch.Tensor) -> torch.Tensor:
         """(m, F) features -> (m,) int64 predicted classes (on CPU)."""
-        device = self.linear.weight.device
-        inputs = (features.to(device).float() - self.mean) / self.std
-        return self.linear(inputs).argmax(dim=1).cpu()
+        return self.logits(features).argmax(dim=1).cpu()
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The probe's tensors on the CPU: weight (C, F), bias (C,), mean (F,), std (F,) or (1,)."""
+        tensors = {"weight": self.linear.weight, "bias": self.linear.bias}
+        tensors |= {"mean": self.mean, "std": self.std}
+        return {name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}
+
+
+def probe_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 of a probe's tensors (names, dtypes, shapes and bytes, in name order): results
+    files record it, so the probe a model folder ships is provably the one that was scored."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}:".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def save_probe(path: Path, probe: LinearProbe, metadata: dict[str, str]) -> None:
+    """Write ``probe``'s tensors (:meth:`LinearProbe.state`) and ``metadata`` (its protocol,
+    weight decay and anything given) to ``path`` as safetensors, atomically."""
+    info = {"protocol": probe.protocol, "weight_decay": repr(probe.weight_decay), **metadata}
+    payload = safetensors_bytes(probe.state(), metadata=info)
+    write_atomic(path, lambda file: file.write(payload))
+
+
+def read_probe(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and metadata :func:`save_probe` wrote to ``path``.
+
+    Raises:
+        DebiasclError: the file is missing, damaged or lacks a tensor.
+    """
+    try:
+        with safe_open(str(path), framework="pt") as file:
+            tensors = {name: file.get_tensor(name) for name in file.keys()}  # noqa: SIM118
+            metadata = dict(file.metadata() or {})
+    except FileNotFoundError:
+        raise DebiasclError(f"probe file '{path}' does not exist") from None
+    except Exception as error:  # safetensors raises its own error types for damaged files
+        raise DebiasclError(f"probe file '{path}' is damaged ({error})") from None
+    missing = [name for name in ("weight", "bias", "mean", "std") if name not in tensors]
+    if missing or "protocol" not in metadata:
+        raise DebiasclError(
+            f"probe file '{path}' lacks {', '.join(missing) or 'its protocol'}; evaluate the run "
+            "again to rewrite it"
+        )
+    return tensors, metadata
 
 
 def _weighted_cross_entropy(
@@ -395,6 +453,8 @@ def probe_groups_of(
         )
     if kind == "true":
         return _true_groups(features, run.splits["train"])
+    if kind == "class":
+        return {split: y for split, (_, y, _, _) in features.items() if split != "test"}
     if discovered is None:
         discovered = read_discovery(run.run_dir)[0]
     return _discovered_groups(run.run_dir, discovered, features)
@@ -561,6 +621,7 @@ def evaluate_splits(
             "probe": {
                 "protocol": f"linear probe ({protocol}) on frozen E_{key} features",
                 "weight_decay": fitted.weight_decay,
+                "head_sha256": probe_digest(fitted.state()),
                 "metrics": score(fitted.predict(scored_h)),
             },
             "knn": {
@@ -578,6 +639,7 @@ def evaluate_splits(
                 "uses_bias_labels": kind == "true",
                 "num_groups": int(groups_of[kind]["train"].unique().numel()),
                 "weight_decay": probe_of_kind.weight_decay,
+                "head_sha256": probe_digest(probe_of_kind.state()),
                 "metrics": score(probe_of_kind.predict(scored_h)),
             }
             if kind == "discovered":
@@ -593,6 +655,12 @@ def evaluate_splits(
         results["results_file"] = str(path)
         write_json(path, results)
         evaluated[split] = results
+    for kind, fitted_probe in {"plain": fitted, **balanced}.items():  # what export ships
+        save_probe(
+            probe_path(run.run_dir, key, kind),
+            fitted_probe,
+            {"encoder": key, "kind": kind, "method": method.name, "train_step": str(train_step)},
+        )
     return evaluated
 
 
@@ -639,3 +707,6 @@ def format_results(results: dict[str, Any]) -> str:
         split = results.get("split", "test")
         lines.append(f"absent groups (no {split} sample): {', '.join(main['absent_groups'])}")
     return "\n".join(lines)
+
+
+make_callable(__name__)  # calling debiascl.evaluate calls debiascl.api.evaluate

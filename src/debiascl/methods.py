@@ -92,7 +92,10 @@ def register_method(cls: type[Method]) -> type[Method]:
     if not (is_dataclass(cls.Options) and issubclass(cls.Options, MethodOptions)):
         raise TypeError(f"method '{cls.name}': Options must be a MethodOptions dataclass")
     collect_method_settings((*METHODS.registered().items(), (cls.name, cls)))
-    return METHODS.add(cls.name, cls, supervised=cls.supervised)
+    METHODS.add(cls.name, cls, supervised=cls.supervised)
+    for alias in cls.aliases:
+        METHODS.add_alias(alias, cls.name)
+    return cls
 
 
 def bias_discovery_method() -> str:
@@ -115,6 +118,8 @@ class Method(nn.Module):
     """
 
     name: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+    """Other names accepted for ``method.name`` (a config keeps ``name``)."""
     Options: ClassVar[type[MethodOptions]] = MethodOptions
     supervised: ClassVar[bool] = False
     """Trains on class labels (``training_step`` needs ``targets``; evaluated on its classifier)."""
@@ -224,9 +229,15 @@ class SimCLR(SingleEncoderContrastive):
 
 @register_method
 class DCL(SingleEncoderContrastive):
-    """Debiased contrastive loss on E_d (SPEC 2; Chuang et al. 2020)."""
+    """Debiased contrastive loss on E_d (SPEC 2; Chuang et al. 2020).
+
+    DCL here is Chuang et al.'s *Debiased* Contrastive Learning, not the *Decoupled*
+    Contrastive Learning (Yeh et al. 2022) that lightly calls DCL; ``debiased_contrastive`` is
+    accepted as another name of the method.
+    """
 
     name = "dcl"
+    aliases = ("debiased_contrastive",)
     Options = DebiasedOptions
 
     def build_criterion(self) -> nn.Module:

@@ -38,6 +38,7 @@ class Registry(Mapping[str, T], Generic[T]):
         self._declared: dict[str, tuple[str, dict[str, Any]]] = {}
         self._entries: dict[str, T] = {}
         self._info: dict[str, dict[str, Any]] = {}
+        self._aliases: dict[str, str] = {}
 
     def declare(self, name: str, module: str, **info: Any) -> None:
         """Declare that importing ``module`` registers ``name`` (with these ``info`` values)."""
@@ -65,6 +66,7 @@ class Registry(Mapping[str, T], Generic[T]):
 
     def info(self, name: str) -> dict[str, Any]:
         """The light values of ``name`` (declared or registered), without importing anything."""
+        name = self.canonical(name)
         if name in self._declared:
             return self._declared[name][1]
         if name not in self._info:
@@ -75,9 +77,21 @@ class Registry(Mapping[str, T], Generic[T]):
         """The entries registered so far (imports nothing), in registration order."""
         return dict(self._entries)
 
+    def add_alias(self, alias: str, name: str) -> None:
+        """Accept ``alias`` wherever ``name`` is accepted (listings show only ``name``); an
+        alias given again for the same name (declared, then registered) is accepted."""
+        if self._aliases.get(alias, name) != name or alias in self._entries or name not in self:
+            raise ValueError(f"{self.setting} alias '{alias}' of '{name}' is not available")
+        self._aliases[alias] = name
+
+    def canonical(self, name: str) -> str:
+        """The registered name of ``name`` or of the alias ``name`` (anything else unchanged)."""
+        return self._aliases.get(name, name)
+
     def lookup(self, name: str) -> T:
-        """The entry of ``name``, or a DebiasclError naming the setting and every choice."""
-        if name not in self:
+        """The entry of ``name`` (or alias), or a DebiasclError naming the setting and every
+        choice."""
+        if self.canonical(name) not in self:
             raise self._unknown(name)
         return self[name]
 
@@ -87,6 +101,7 @@ class Registry(Mapping[str, T], Generic[T]):
         )
 
     def __getitem__(self, name: str) -> T:
+        name = self.canonical(name)
         if name not in self._entries and name in self._declared:
             module = self._declared[name][0]
             importlib.import_module(module)
@@ -127,6 +142,7 @@ for _name in ("simclr", "dcl", "hcl", "triplet", "wcl"):
     METHODS.declare(_name, "debiascl.methods", supervised=False)
 for _name in ("erm", "jtt"):
     METHODS.declare(_name, "debiascl.methods", supervised=True)
+METHODS.add_alias("debiased_contrastive", "dcl")  # lightly's "DCL" is another loss
 for _name, _module, _summary in (
     ("cifar10", "images", "CIFAR-10 (10 classes, 32x32, no bias attribute)."),
     ("cifar100", "images", "CIFAR-100 (100 fine classes, 32x32, no bias attribute)."),

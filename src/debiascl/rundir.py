@@ -11,6 +11,8 @@ A run directory (``debiascl train --out RUN_DIR``) holds:
 - ``results.json`` / ``results_<encoder>.json``: evaluations on test, ``results_val.json`` /
   ``results_<encoder>_val.json`` on val (:mod:`debiascl.evaluate`);
 - ``discovered.csv`` and ``discovery.json``: a bias discovery (:mod:`debiascl.discover`);
+- ``probes/<encoder>_<kind>.safetensors``: the linear probes the last evaluation fitted (kind
+  ``plain`` or a group-robust kind), which ``debiascl export`` ships (:mod:`debiascl.evaluate`);
 - ``done``: ``compare``'s marker of a trained and evaluated run, naming its results file;
 - ``.lock``: the lock a process holds while it trains into (or compares) the run.
 
@@ -62,6 +64,7 @@ ERROR_SET_FILE = "error_set.json"
 DONE_MARKER = "done"
 SCORES_FILE = "discovered.csv"
 DISCOVERY_FILE = "discovery.json"
+PROBES_DIR = "probes"
 STOPPED_ATTEMPT_ENTRIES = frozenset({CONFIG_FILE, METRICS_FILE, TB_DIR, CHECKPOINTS_DIR})
 """What a run writes before its first checkpoint; a directory holding only these (and its
 config.yaml, but no checkpoint and no train_done) is an attempt that a plain re-run restarts."""
@@ -128,6 +131,12 @@ def results_filename(encoder: str, product_encoder: str, split: str = "test") ->
         raise DebiasclError(f"split '{split}': expected one of {', '.join(EVAL_SPLITS)}")
     stem = "results" if encoder == product_encoder else f"results_{encoder}"
     return f"{stem}.json" if split == "test" else f"{stem}_{split}.json"
+
+
+def probe_path(run_dir: str | Path, encoder: str, kind: str) -> Path:
+    """A fitted linear probe of ``encoder``'s features, kind "plain" or a group-robust probe's
+    groups (e.g. "discovered"): ``run_dir/probes/<encoder>_<kind>.safetensors``."""
+    return Path(run_dir) / PROBES_DIR / f"{encoder}_{kind}.safetensors"
 
 
 def discovery_paths(run_dir: str | Path) -> tuple[Path, Path]:

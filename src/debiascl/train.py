@@ -25,6 +25,7 @@ import importlib
 from pathlib import Path
 from typing import Protocol
 
+from debiascl.callable_module import make_callable
 from debiascl.config import Config
 from debiascl.distributed import Runtime, run_on_main, setup_runtime
 from debiascl.methods import METHODS
@@ -82,3 +83,6 @@ def train(config: Config, run_dir: str | Path, resume: bool = False) -> Path:
             return Trainer(config, run_dir, runtime, resume).run()
     finally:
         runtime.close()
+
+
+make_callable(__name__)  # calling debiascl.train calls debiascl.api.train

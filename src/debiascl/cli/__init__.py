@@ -15,11 +15,11 @@ from collections.abc import Iterator, Sequence
 from typing import NoReturn, TextIO
 
 from debiascl import __version__
-from debiascl.cli import compare, datasets, discover, evaluate, train
+from debiascl.cli import compare, datasets, discover, evaluate, model, train
 from debiascl.errors import DebiasclError, user_message
 from debiascl.plugins import ENTRY_POINT_GROUP, PLUGINS_ENV, load_plugins
 
-SUBCOMMAND_MODULES = (train, evaluate, discover, compare, datasets)
+SUBCOMMAND_MODULES = (train, evaluate, discover, compare, datasets, model)
 LOG_FORMAT = "debiascl: %(message)s"
 PREFIX_FLAGS = {
     "methods": "--methods",

@@ -20,7 +20,7 @@ from debiascl.cli.options import (
 )
 from debiascl.errors import DebiasclError
 from debiascl.grid import parse_grid
-from debiascl.registry import self_supervised_methods, supervised_methods
+from debiascl.registry import METHODS, self_supervised_methods, supervised_methods
 
 DEMO: dict[str, Any] = {
     "dataset": "biased-digits-binary",
@@ -241,7 +241,7 @@ def run_compare(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     compare(
         args.dataset,
-        _names(args.methods),
+        [METHODS.canonical(name) for name in _names(args.methods)],
         parse_seeds(args.seeds, limit=args.max_runs),
         args.out,
         RunSettings(

@@ -34,7 +34,7 @@ import csv
 import importlib.util
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +133,8 @@ class TableDataset(BiasedDataset):
     Attributes (besides :class:`BiasedDataset`'s):
         features: (n, F) float32 standardised / one-hot features.
         feature_names: F names, ``column`` for numeric and ``column=value`` for one-hot features.
+        encoding: how each raw column became features (:class:`ColumnEncoding`, in feature
+            order), so new rows can be encoded the same way (:func:`apply_encoding`).
         train_group_counts: (C, A) train-split rows per group (y, a); they define
             :attr:`bias_aligned`.
     """
@@ -147,8 +149,10 @@ class TableDataset(BiasedDataset):
         feature_names: list[str],
         raw: RawTable,
         rows: np.ndarray,
+        encoding: Sequence[ColumnEncoding] = (),
     ) -> None:
         self.name = name
+        self.encoding = list(encoding)
         self.split = split
         self.features = torch.from_numpy(np.ascontiguousarray(features[rows], dtype=np.float32))
         self.feature_names = feature_names
@@ -270,72 +274,155 @@ def _parse_float(value: str) -> float | None:
         return None
 
 
-def _encode_numeric(
-    name: str, values: list[str], missing: np.ndarray, train: np.ndarray
-) -> tuple[np.ndarray, list[str]]:
-    """(n, 1) standardised column, train-median imputed."""
-    column = np.array([np.nan if m else float(v) for v, m in zip(values, missing, strict=True)])
-    observed = column[train & ~missing]
-    if observed.size == 0:
-        raise DebiasclError(f"column '{name}' has no value in the train split")
-    column[missing] = np.median(observed)
-    mean, std = column[train].mean(), column[train].std()
-    return ((column - mean) / (std if std > 0 else 1.0))[:, None], [name]
+@dataclass(frozen=True)
+class ColumnEncoding:
+    """How one raw column becomes features, with the train split's statistics.
+
+    Attributes:
+        name: the column's name.
+        kind: "numeric" (one standardised feature) or "categorical" (one-hot over
+            ``categories``).
+        fill: the train split's median (numeric, a float) or mode (categorical) that replaces
+            a missing value.
+        mean, std: the numeric column's train mean and the divisor (its train std, 1.0 for a
+            constant column); unused for a categorical one.
+        categories: the categorical column's sorted train categories; a value never seen in
+            train encodes as all zeros.
+    """
+
+    name: str
+    kind: str
+    fill: float | str
+    mean: float = 0.0
+    std: float = 1.0
+    categories: tuple[str, ...] = ()
+
+    @property
+    def feature_names(self) -> list[str]:
+        """``name`` (numeric) or one ``name=category`` per category."""
+        if self.kind == "numeric":
+            return [self.name]
+        return [f"{self.name}={c}" for c in self.categories]
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain values (what a model folder's preprocessing.json holds)."""
+        return {**asdict(self), "categories": list(self.categories)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, object]) -> ColumnEncoding:
+        """Inverse of :meth:`to_dict`."""
+        kind = str(values["kind"])
+        fill = values["fill"]
+        return cls(
+            str(values["name"]),
+            kind,
+            float(fill) if kind == "numeric" else str(fill),  # type: ignore[arg-type]
+            float(values.get("mean", 0.0)),  # type: ignore[arg-type]
+            float(values.get("std", 1.0)),  # type: ignore[arg-type]
+            tuple(str(c) for c in values.get("categories", ())),  # type: ignore[union-attr]
+        )
+
+    def encode(self, values: list[str], source: str) -> tuple[np.ndarray, np.ndarray]:
+        """(n, 1 or K) float64 block of stripped raw ``values`` (n,) and their (n,) missing mask.
+
+        Raises:
+            DebiasclError: a numeric column holding a value that is not a number (naming
+                ``source``, the column and the row).
+        """
+        missing = np.array([v in MISSING for v in values], dtype=bool)
+        filled = [str(self.fill) if m else v for v, m in zip(values, missing, strict=True)]
+        if self.kind == "categorical":
+            position = {c: k for k, c in enumerate(self.categories)}
+            codes = np.array([position.get(v, -1) for v in filled])
+            block = codes[:, None] == np.arange(len(self.categories))[None, :]
+            return block.astype(np.float64), missing
+        column = np.empty(len(values))
+        for row, (value, gap) in enumerate(zip(values, missing, strict=True)):
+            parsed = self.fill if gap else _parse_float(value)
+            if parsed is None:
+                raise DebiasclError(
+                    f"{source}: column '{self.name}' has {value!r} in data row {row + 1}; "
+                    "expected a number"
+                )
+            column[row] = parsed
+        return ((column - self.mean) / self.std)[:, None], missing
 
 
-def _encode_categorical(
+def _fit_column(
     name: str, values: list[str], missing: np.ndarray, train: np.ndarray
-) -> tuple[np.ndarray, list[str]]:
-    """(n, K) one-hot column over the K train categories, train-mode imputed."""
-    train_values = [v for v, keep in zip(values, train & ~missing, strict=True) if keep]
-    if not train_values:
+) -> ColumnEncoding:
+    """The encoding of one stripped raw column from its train rows (see the module docstring)."""
+    numeric = all(
+        _parse_float(v) is not None for v, m in zip(values, missing, strict=True) if not m
+    )
+    observed = [v for v, keep in zip(values, train & ~missing, strict=True) if keep]
+    if not observed:
         raise DebiasclError(f"column '{name}' has no value in the train split")
-    categories, counts = np.unique(np.array(train_values), return_counts=True)
+    if numeric:
+        median = float(np.median(np.array([float(v) for v in observed])))
+        column = np.array([median if m else float(v) for v, m in zip(values, missing, strict=True)])
+        mean, std = column[train].mean(), column[train].std()
+        return ColumnEncoding(name, "numeric", median, float(mean), float(std) if std > 0 else 1.0)
+    categories, counts = np.unique(np.array(observed), return_counts=True)
     mode = str(categories[np.argmax(counts)])
-    position = {str(c): k for k, c in enumerate(categories)}
-    filled = [mode if m else v for v, m in zip(values, missing, strict=True)]
-    codes = np.array([position.get(v, -1) for v in filled])
-    block = (codes[:, None] == np.arange(len(categories))[None, :]).astype(np.float64)
-    return block, [f"{name}={c}" for c in categories]
+    return ColumnEncoding(name, "categorical", mode, categories=tuple(str(c) for c in categories))
+
+
+def apply_encoding(
+    encoding: Sequence[ColumnEncoding], columns: dict[str, list[str]], source: str
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Encode raw string columns with fitted column encodings.
+
+    Args:
+        encoding: one :class:`ColumnEncoding` per feature column, in feature order.
+        columns: name -> (n,) raw values (stripped here); must hold every encoded column.
+        source: the file the values come from, named in errors.
+
+    Returns:
+        features (n, F) float32 and name -> (n,) bool mask of the imputed cells of each column
+        that had any.
+    """
+    blocks, imputed = [], {}
+    n = len(next(iter(columns.values()))) if columns else 0
+    for column in encoding:
+        block, missing = column.encode([v.strip() for v in columns[column.name]], source)
+        blocks.append(block)
+        if missing.any():
+            imputed[column.name] = missing
+    features = np.concatenate(blocks, axis=1) if blocks else np.zeros((n, 0))
+    return features.astype(np.float32), imputed
 
 
 def encode_features(
-    columns: dict[str, list[str]], train: np.ndarray
-) -> tuple[np.ndarray, list[str], dict[str, np.ndarray]]:
+    columns: dict[str, list[str]], train: np.ndarray, source: str = "table"
+) -> tuple[np.ndarray, list[str], dict[str, np.ndarray], list[ColumnEncoding]]:
     """Encode raw string columns with train-split statistics.
 
     Args:
         columns: name -> (n,) raw values; a column is numeric when every non-missing value parses
             as a float, categorical otherwise.
         train: (n,) bool, rows of the train split.
+        source: the file the values come from, named in errors.
 
     Returns:
-        features (n, F) float32, the F feature names, and name -> (n,) bool mask of the imputed
-        cells of each column that had any.
+        features (n, F) float32, the F feature names, name -> (n,) bool mask of the imputed
+        cells of each column that had any, and the fitted encoding of each column.
     """
-    blocks, names, imputed = [], [], {}
+    encoding = []
     for name, values in columns.items():
-        values = [v.strip() for v in values]
-        missing = np.array([v in MISSING for v in values], dtype=bool)
-        numeric = all(
-            _parse_float(v) is not None for v, m in zip(values, missing, strict=True) if not m
-        )
-        encoder = _encode_numeric if numeric else _encode_categorical
-        block, block_names = encoder(name, values, missing, train)
-        blocks.append(block)
-        names.extend(block_names)
-        if missing.any():
-            imputed[name] = missing
-    n = len(train)
-    features = np.concatenate(blocks, axis=1) if blocks else np.zeros((n, 0))
-    return features.astype(np.float32), names, imputed
+        stripped = [v.strip() for v in values]
+        missing = np.array([v in MISSING for v in stripped], dtype=bool)
+        encoding.append(_fit_column(name, stripped, missing, train))
+    features, imputed = apply_encoding(encoding, columns, source)
+    names = [feature for column in encoding for feature in column.feature_names]
+    return features, names, imputed, encoding
 
 
 def _build_split(name: str, split: str, raw: RawTable) -> TableDataset:
     train = raw.splits == SPLIT_CODES["train"]
     if not train.any():
         raise DebiasclError(f"dataset '{name}' ({raw.source}): the train split is empty")
-    features, feature_names, imputed = encode_features(raw.columns, train)
+    features, feature_names, imputed, encoding = encode_features(raw.columns, train, raw.source)
     rows = np.flatnonzero(raw.splits == SPLIT_CODES[split])
     counts = {column: int(mask[rows].sum()) for column, mask in imputed.items()}
     total = sum(counts.values())
@@ -348,7 +435,7 @@ def _build_split(name: str, split: str, raw: RawTable) -> TableDataset:
         total,
         f" ({detail})" if detail else "",
     )
-    return TableDataset(name, split, features, feature_names, raw, rows)
+    return TableDataset(name, split, features, feature_names, raw, rows, encoding)
 
 
 # ----------------------------------------------------------------------------- data sets

@@ -2,6 +2,9 @@
 
 Functions take the projections ``z1, z2`` (B, D) of two views and return a scalar; the
 nn.Module wrappers hold the hyper-parameters. Formulas: SPEC sections 2-4 and 6.
+
+DCL is the *Debiased* Contrastive Loss of Chuang et al. (NeurIPS 2020), not the *Decoupled*
+Contrastive Learning of Yeh et al. (ECCV 2022) that lightly's ``DCLLoss`` implements.
 """
 
 from debiascl.losses.functional import (

@@ -322,7 +322,10 @@ def dcl_loss(
     tau_plus: float = 0.1,
     gather_distributed: bool = False,
 ) -> Tensor:
-    """Debiased contrastive loss (SPEC section 2; Chuang et al., NeurIPS 2020).
+    """Debiased contrastive loss, DCL (SPEC section 2; Chuang et al., NeurIPS 2020).
+
+    DCL here is the *Debiased* Contrastive Learning of Chuang et al., not the *Decoupled*
+    Contrastive Learning (Yeh et al., ECCV 2022) that lightly calls DCL.
 
     ``Ng_a = max((sum_j neg_{a,j} - tau_plus * N * pos_a) / (1 - tau_plus), N * exp(-1/t))`` and
     ``L_a = -log(pos_a / (pos_a + Ng_a))``; with ``tau_plus = 0`` it equals :func:`info_nce_loss`.

@@ -70,6 +70,9 @@ class InfoNCELoss(_LossModule):
 class DebiasedContrastiveLoss(_LossModule):
     """Debiased contrastive loss, DCL (SPEC section 2; Chuang et al., NeurIPS 2020).
 
+    DCL here is the *Debiased* Contrastive Learning of Chuang et al., not the *Decoupled*
+    Contrastive Learning (Yeh et al., ECCV 2022) that lightly calls DCL.
+
     Args:
         temperature: t > 0.
         tau_plus: prior probability of a false negative, in [0, 1).
