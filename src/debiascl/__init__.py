@@ -34,7 +34,10 @@ _LAZY: dict[str, str] = {
 (:mod:`debiascl.callable_module`): ``debiascl.train(config, run_dir)`` is
 :func:`debiascl.api.train`."""
 
-__all__ = ["DebiasclError", "__version__", *_LAZY]
+_SUBPACKAGES = ("data", "methods", "models")
+"""Names of :data:`_LAZY` that are sub-packages: reachable as attributes, not the public API."""
+
+__all__ = ["DebiasclError", "__version__", *(name for name in _LAZY if name not in _SUBPACKAGES)]
 
 
 def __getattr__(name: str) -> Any:
