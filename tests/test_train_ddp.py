@@ -17,6 +17,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from fakes import train_args
 
+from debiascl.batch import Batch
 from debiascl.checkpoint import load_checkpoint, seed_everything
 from debiascl.config import build_config
 from debiascl.distributed import prepare_distributed
@@ -57,7 +58,8 @@ def wcl_step(world_size: int, rank: int = 0) -> Method:
     runner = StepRunner(method.train(), optimizers, "32", torch.device("cpu"), world_size)
     local = GLOBAL_BATCH // world_size
     views = tuple(v[rank * local : (rank + 1) * local] for v in fixed_views())
-    assert runner.step(views) is not None
+    batch = Batch(torch.arange(local), list(views), torch.zeros(local, dtype=torch.long))
+    assert runner.step(batch) is not None
     return method
 
 

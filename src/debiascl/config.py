@@ -186,6 +186,11 @@ class TrainConfig:
 
     ``channels_last``: null (auto) uses the channels_last memory layout where it helps, for
     CUDA training of images with a ResNet backbone; true or false force it on or off.
+
+    Groups as a training input (SPEC 10, :mod:`debiascl.groups`): ``groups`` "none", "discovered"
+    (the (class, flag) groups of ``groups_from``'s bias discovery; no bias label) or "true" (the
+    (class, bias attribute) oracle; the batch then also carries a). ``group_sampling``
+    "balanced" draws each epoch's samples with probability 1 / (G * n_g) (needs groups).
     """
 
     epochs: int = 20
@@ -200,6 +205,9 @@ class TrainConfig:
     knn_k: int = 200
     max_consecutive_skips: int = 10
     progress: bool = True
+    groups: str = "none"
+    groups_from: str | None = None
+    group_sampling: str = "none"
 
 
 @dataclass
@@ -256,6 +264,8 @@ CHOICES: dict[str, Collection[str]] = {
     "method.name": METHODS,
     "optim.name": ("adam", "sgd"),
     "train.precision": ("32", "bf16", "fp16"),
+    "train.groups": ("none", "discovered", "true"),
+    "train.group_sampling": ("none", "balanced"),
     "eval.probe": ("fast", "authors"),
 }
 
@@ -326,6 +336,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     if annotation is str:
         if isinstance(value, dict | list):
             raise DebiasclError(f"setting '{key}': expected a string, got {value!r}")
+        if isinstance(value, bool):  # YAML reads `groups: true` as a boolean
+            return "true" if value else "false"
         return str(value)
     raise TypeError(f"unsupported annotation {annotation!r} for {key}")
 
@@ -544,6 +556,35 @@ def check_setting(condition: bool, key: str, expected: str, value: Any) -> None:
     raise DebiasclError(f"setting '{key}' = {value!r} is out of range: expected {expected}")
 
 
+def _check_groups(train: TrainConfig, method: str) -> None:
+    """The group settings fit together and the method (SPEC 10)."""
+    if train.groups == "discovered" and not train.groups_from:
+        raise DebiasclError(
+            "setting 'train.groups' = 'discovered' needs train.groups_from: a finished run of "
+            "the same data whose bias discovery (discovered.csv, or its E_b) gives the groups"
+        )
+    if train.groups != "discovered" and train.groups_from is not None:
+        raise DebiasclError(
+            f"setting 'train.groups_from' is read only with train.groups=discovered "
+            f"(train.groups is {train.groups!r})"
+        )
+    if train.group_sampling != "none" and train.groups == "none":
+        raise DebiasclError(
+            f"setting 'train.group_sampling' = {train.group_sampling!r} needs groups: set "
+            "train.groups to discovered or true"
+        )
+    if METHODS[method].trains_on_groups and train.groups == "none":
+        raise DebiasclError(
+            f"method '{method}' trains on groups: set train.groups to discovered (with "
+            "train.groups_from) or true"
+        )
+    if train.group_sampling != "none" and METHODS[method].driver is not None:
+        raise DebiasclError(
+            f"setting 'train.group_sampling' does not combine with method '{method}', whose "
+            "stages choose their own sampling"
+        )
+
+
 def validate(config: Config) -> None:
     """Reject impossible settings with a message naming the key and the allowed range."""
     for key, allowed in CHOICES.items():
@@ -576,6 +617,7 @@ def validate(config: Config) -> None:
     check_setting(
         t.max_consecutive_skips >= 1, "train.max_consecutive_skips", ">= 1", t.max_consecutive_skips
     )
+    _check_groups(t, config.method.name)
     check_setting(
         t.device == "auto" or t.device == "cpu" or t.device.startswith("cuda"),
         "train.device",

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from debiascl.config import load_config
+from debiascl.config import DataConfig, load_config
 from debiascl.data.sampling import labelled_subset
 from debiascl.discovery import (
     DEFAULT_K,
@@ -63,16 +63,22 @@ def bias_encoder_key(run: LoadedRun, encoder: str | None) -> str:
     return BIAS_ENCODER
 
 
-def check_same_data(run_dir: Path, bias_dir: Path) -> None:
-    """Refuse a bias run trained on other data than the run (its samples would not match)."""
-    data, bias_data = (load_config(config_path(d)).data for d in (run_dir, bias_dir))
+def check_same_data(data: DataConfig, user: str, bias_dir: Path, role: str = "bias run") -> None:
+    """Refuse a run ``bias_dir`` trained on other data than ``data`` (its samples would differ).
+
+    Args:
+        data: the data of ``user`` (e.g. "run 'runs/simclr'").
+        user: who needs the other run, for the message.
+        bias_dir: the other run (its ``config.yaml`` is read).
+        role: what the other run is to ``user``, for the message ("bias run", "groups_from run").
+    """
+    bias_data = load_config(config_path(bias_dir)).data
     mine = (data.name, dict(data.options))
     theirs = (bias_data.name, dict(bias_data.options))
     if mine != theirs:
         raise DebiasclError(
-            f"bias run '{bias_dir}' was trained on {theirs[0]} {theirs[1]}, but run "
-            f"'{run_dir}' on {mine[0]} {mine[1]}: the bias run must use the same data set and "
-            "data options"
+            f"{role} '{bias_dir}' was trained on {theirs[0]} {theirs[1]}, but {user} on "
+            f"{mine[0]} {mine[1]}: the {role} must use the same data set and data options"
         )
 
 
@@ -132,7 +138,7 @@ def discover_run(
     run_dir = check_finished(run_dir)
     bias_dir = run_dir if bias_run is None else check_finished(bias_run)
     if bias_dir != run_dir:
-        check_same_data(run_dir, bias_dir)
+        check_same_data(load_config(config_path(run_dir)).data, f"run '{run_dir}'", bias_dir)
     run = load_run(bias_dir, device, splits=("train", "val"))
     key = bias_encoder_key(run, encoder)
     train, train_features = _split_discovery(run, key, "train", k, threshold, None)

@@ -1,8 +1,10 @@
-"""Training methods behind one interface: simclr, dcl, hcl, triplet, wcl (SPEC 2-3), erm, jtt.
+"""Training methods behind one interface: simclr, dcl, hcl, triplet, wcl (SPEC 2-3), erm, jtt,
+gdro (SPEC 10).
 
 A :class:`Method` owns its settings (an ``Options`` dataclass with defaults and checks), its
 loss module (``criterion``, from :mod:`debiascl.losses.modules`) and its encoders
-(``encoder_d`` and/or ``encoder_b``), and turns a pair of views into a scalar loss. The trainer
+(``encoder_d`` and/or ``encoder_b``), and turns a :class:`~debiascl.batch.Batch` (indices,
+views, y, and a / groups where training is given them) into a scalar loss. The trainer
 builds one optimizer per entry of :meth:`param_groups` (E_d uses ``optim.lr``, E_b uses
 ``optim.lr_b``) and calls :meth:`training_step`. A class decorated with :func:`register_method`
 is a choice of ``method.name`` everywhere (config, ``debiascl train``/``compare``); its
@@ -10,7 +12,7 @@ is a choice of ``method.name`` everywhere (config, ``debiascl train``/``compare`
 
 Conventions shared by every method:
 
-- Both views go through an encoder in ONE batched forward (``torch.cat([v1, v2])``), so
+- All views go through an encoder in ONE batched forward (``torch.cat(views)``), so
   BatchNorm statistics span the 2B views of the step, as in SimCLR implementations.
 - ``training_step`` returns ``(loss, logs)`` where ``logs`` maps names to 0-dim *detached
   tensors* (not python floats), so no device sync happens on steps that are not logged; the
@@ -21,6 +23,7 @@ Conventions shared by every method:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, is_dataclass
 from typing import ClassVar
 
@@ -28,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from debiascl.batch import Batch
 from debiascl.config import Config, OptimConfig, check_setting, collect_method_settings
 from debiascl.errors import DebiasclError
 from debiascl.losses import (
@@ -41,7 +45,6 @@ from debiascl.losses import (
 from debiascl.models import DatasetInfo, Encoder, build_backbone, build_encoder
 from debiascl.registry import METHODS
 
-Views = tuple[torch.Tensor, torch.Tensor]
 Logs = dict[str, torch.Tensor]
 
 
@@ -127,9 +130,11 @@ class Method(nn.Module):
     name: ClassVar[str]
     Options: ClassVar[type[MethodOptions]] = MethodOptions
     supervised: ClassVar[bool] = False
-    """Trains on class labels (``training_step`` needs ``targets``; evaluated on its classifier)."""
+    """Trains on class labels (reads ``batch.y``; evaluated on its classifier)."""
     encoder_keys: ClassVar[tuple[str, ...]] = ("d",)
     product_encoder: ClassVar[str] = "d"
+    trains_on_groups: ClassVar[bool] = False
+    """Reads ``batch.group``: the run must set ``train.groups`` (discovered or true)."""
     discovers_bias: ClassVar[bool] = False
     """Its run of a seed discovers the bias groups for the methods without a bias encoder."""
     driver: ClassVar[str | None] = None
@@ -158,35 +163,30 @@ class Method(nn.Module):
         """The method's encoders by key: "d" (debiased/product) and/or "b" (biased)."""
         return {key: getattr(self, f"encoder_{key}") for key in self.encoder_keys}
 
-    def training_step(
-        self, views: Views, targets: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, Logs]:
+    def training_step(self, batch: Batch) -> tuple[torch.Tensor, Logs]:
         """Loss of one batch.
 
         Args:
-            views: two augmented views (B, *input_shape) each; row i of both is sample i.
-            targets: (B,) class labels; used only by supervised methods.
+            batch: the step's samples (:class:`~debiascl.batch.Batch`): views (B, *input_shape)
+                each, y (B,), and a / group (B,) where training is given them.
 
         Returns:
             The scalar loss to backpropagate and a dict of 0-dim detached tensors to log.
         """
         raise NotImplementedError
 
-    def forward(
-        self, views: Views, targets: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, Logs]:
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, Logs]:
         """Same as :meth:`training_step` (lets DDP wrap the method)."""
-        return self.training_step(views, targets)
+        return self.training_step(batch)
 
-    def project(self, key: str, views: Views) -> Views:
-        """Both views through encoder ``key`` in one batched forward: two (B, P) projections."""
-        if len(views) != 2 or views[0].shape != views[1].shape:
+    def project(self, key: str, views: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """All views through encoder ``key`` in one batched forward: one (B, P) output per view."""
+        if not views or any(view.shape != views[0].shape for view in views):
             raise ValueError(
-                "views: expected two tensors of the same shape (B, *input_shape), got "
+                "views: expected one or more tensors of the same shape (B, *input_shape), got "
                 f"{[tuple(v.shape) for v in views]}"
             )
-        z1, z2 = self.encoders()[key](torch.cat(views)).chunk(2)
-        return z1, z2
+        return list(self.encoders()[key](torch.cat(list(views))).chunk(len(views)))
 
     def param_groups(self, optim: OptimConfig) -> list[dict]:
         """One optimizer group per encoder: E_d at ``optim.lr``, E_b at ``optim.lr_b``."""
@@ -214,11 +214,9 @@ class Method(nn.Module):
 class SingleEncoderContrastive(Method):
     """A contrastive method with one encoder trained by ``criterion(z1, z2)``."""
 
-    def training_step(
-        self, views: Views, targets: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, Logs]:
-        """Loss of one batch (``targets`` is ignored: the method is self-supervised)."""
-        loss = self.criterion(*self.project(self.product_encoder, views))
+    def training_step(self, batch: Batch) -> tuple[torch.Tensor, Logs]:
+        """``criterion(z1, z2)`` of the batch's two views (y is not read: self-supervised)."""
+        loss = self.criterion(*self.project(self.product_encoder, batch.two_views(self.name)))
         return loss, {f"loss_{self.product_encoder}": loss.detach()}
 
 
@@ -346,10 +344,9 @@ class WCL(Method):
             weight_form=self.options.weight_form,
         )
 
-    def training_step(
-        self, views: Views, targets: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, Logs]:
-        """``loss_b + loss_d`` of one batch; ``targets`` is ignored."""
+    def training_step(self, batch: Batch) -> tuple[torch.Tensor, Logs]:
+        """``loss_b + loss_d`` of the batch's two views (y is not read)."""
+        views = batch.two_views(self.name)
         zd1, zd2 = self.project("d", views)
         zb1, zb2 = self.project("b", views)
         loss_b = self.triplet_criterion(zb1, zb2)
@@ -379,36 +376,40 @@ class ERM(Method):
         """Class logits (B, num_classes) of inputs x (B, *input_shape)."""
         return self.encoder_d(x)
 
+    def per_example_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Cross-entropy of every view of every sample against its class.
+
+        Returns:
+            ``(per_example, logits, labels)``: (V * B,) losses, (V * B, num_classes) logits and
+            (V * B,) labels, view-major (row v * B + i is view v of sample i).
+        """
+        logits = torch.cat(self.project("d", batch.views))
+        labels = batch.y.repeat(len(batch.views))
+        return F.cross_entropy(logits, labels, reduction="none"), logits, labels
+
     def training_step(
-        self,
-        views: Views,
-        targets: torch.Tensor | None = None,
-        sample_weights: torch.Tensor | None = None,
+        self, batch: Batch, sample_weights: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, Logs]:
-        """Cross-entropy of both views against ``targets``.
+        """Cross-entropy of every view against ``batch.y``.
 
         Args:
-            views: two views (B, *input_shape).
-            targets: (B,) int64 class labels (required).
+            batch: views (B, *input_shape) each and y (B,) int64 class labels.
             sample_weights: optional (B,) non-negative weights; the loss is then the weighted
-                mean sum_i w_i CE_i / sum_i w_i over the 2B examples.
+                mean sum_i w_i CE_i / sum_i w_i over the V * B examples.
         """
-        if targets is None:
-            raise DebiasclError(
-                f"method '{self.name}' is supervised: training_step needs the class labels "
-                "(targets) of the batch"
-            )
-        logits1, logits2 = self.project("d", views)
-        logits = torch.cat([logits1, logits2])
-        labels = targets.repeat(2)
-        per_example = F.cross_entropy(logits, labels, reduction="none")
+        per_example, logits, labels = self.per_example_loss(batch)
         if sample_weights is None:
             loss = per_example.mean()
         else:
-            weights = sample_weights.to(per_example.dtype).repeat(2)
+            weights = sample_weights.to(per_example.dtype).repeat(len(batch.views))
             loss = (weights * per_example).sum() / weights.sum()
-        accuracy = (logits.detach().argmax(dim=1) == labels).float().mean()
-        return loss, {"loss_d": loss.detach(), "acc": accuracy}
+        return loss, supervised_logs(loss, logits, labels)
+
+
+def supervised_logs(loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> Logs:
+    """``loss_d`` and ``acc`` (batch accuracy of logits (N, C) against labels (N,)), detached."""
+    accuracy = (logits.detach().argmax(dim=1) == labels).float().mean()
+    return {"loss_d": loss.detach(), "acc": accuracy}
 
 
 @register_method
@@ -435,6 +436,116 @@ class JTT(ERM):
             super().check()
             check_setting(self.jtt_epochs >= 1, "method.jtt_epochs", ">= 1", self.jtt_epochs)
             check_setting(self.jtt_upweight >= 1, "method.jtt_upweight", ">= 1", self.jtt_upweight)
+
+
+def group_dro_update(
+    per_example: torch.Tensor,
+    groups: torch.Tensor,
+    weights: torch.Tensor,
+    sizes: torch.Tensor,
+    eta: float,
+    adjustment: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of GroupDRO's online group weights and its loss (SPEC 10; Sagawa et al. 2020).
+
+    With L_g the mean loss of the examples of group g in the batch:
+    q_g <- q_g * exp(eta * (L_g + C / sqrt(n_g))) for every group present, q <- q / sum(q), and
+    the loss is sum_g q_g L_g with the updated q (as the authors' code). A group absent from the
+    batch keeps its q_g before the normalisation (the authors' code also adds C / sqrt(n_g) to
+    absent groups; the two agree for C = 0).
+
+    Args:
+        per_example: (N,) losses with gradient.
+        groups: (N,) int64 group id of each example, in [0, G).
+        weights: (G,) the current q (non-negative, summing to 1).
+        sizes: (G,) training samples per group, n_g (used by the adjustment C).
+        eta: step size of the weights (> 0).
+        adjustment: C >= 0, the generalisation adjustment.
+
+    Returns:
+        ``(loss, new_weights)``: the scalar loss and the (G,) updated q (detached).
+    """
+    num_groups = weights.numel()
+    counts = torch.bincount(groups, minlength=num_groups).to(per_example.dtype)
+    sums = torch.zeros(num_groups, dtype=per_example.dtype, device=per_example.device)
+    sums = sums.index_add(0, groups, per_example)
+    group_loss = sums / counts.clamp(min=1)
+    present = counts > 0
+    step = eta * (group_loss.detach() + adjustment / sizes.to(group_loss.dtype).sqrt())
+    updated = weights.to(group_loss.dtype) * torch.where(present, step.exp(), 1.0)
+    updated = updated / updated.sum()
+    return (updated * group_loss).sum(), updated
+
+
+@register_method
+class GroupDRO(ERM):
+    """GroupDRO (Sagawa et al., ICLR 2020): ERM's model, loss sum_g q_g L_g (SPEC 10).
+
+    Trains on the run's groups (``train.groups``: discovered or true), read from
+    ``batch.group``; the group weights q start uniform and are carried across steps as the
+    module's extra state, so they are saved in every checkpoint and restored on resume.
+    Single-process only for now (the group losses would need a gather across DDP ranks).
+    """
+
+    name = "gdro"
+    trains_on_groups = True
+
+    @dataclass
+    class Options(MethodOptions):
+        """GroupDRO's settings: ``gdro_eta`` (step size of q, > 0) and ``gdro_adjustment``
+        (C >= 0, adds C / sqrt(n_g) to each group's loss in the update of q)."""
+
+        gdro_eta: float = 0.01
+        gdro_adjustment: float = 0.0
+
+        def check(self) -> None:
+            super().check()
+            check_setting(self.gdro_eta > 0, "method.gdro_eta", "> 0", self.gdro_eta)
+            check_setting(
+                self.gdro_adjustment >= 0,
+                "method.gdro_adjustment",
+                ">= 0",
+                self.gdro_adjustment,
+            )
+
+    def __init__(
+        self, config: Config, dataset: DatasetInfo, gather_distributed: bool = False
+    ) -> None:
+        if gather_distributed:
+            raise DebiasclError(
+                "method 'gdro' trains in one process for now; run it without torchrun"
+            )
+        super().__init__(config, dataset, gather_distributed)
+        self.group_weights = torch.empty(0)
+        """(G,) GroupDRO's q; empty until the first step sees the groups."""
+
+    def get_extra_state(self) -> torch.Tensor:
+        """q, saved with the weights (``_extra_state`` in the state dict)."""
+        return self.group_weights
+
+    def set_extra_state(self, state: torch.Tensor) -> None:
+        """Restore q from a state dict."""
+        self.group_weights = state.detach().clone()
+
+    def training_step(self, batch: Batch) -> tuple[torch.Tensor, Logs]:
+        """sum_g q_g L_g over the batch's groups, after updating q (:func:`group_dro_update`)."""
+        groups, sizes = batch.groups_of(self.name)
+        per_example, logits, labels = self.per_example_loss(batch)
+        weights = self.group_weights.to(per_example.device)
+        if weights.numel() == 0:
+            weights = torch.full((sizes.numel(),), 1.0 / sizes.numel(), device=per_example.device)
+        loss, updated = group_dro_update(
+            per_example,
+            groups.to(per_example.device).repeat(len(batch.views)),
+            weights,
+            sizes.to(per_example.device),
+            self.options.gdro_eta,
+            self.options.gdro_adjustment,
+        )
+        # A non-finite loss (a step the trainer skips) leaves q as it was.
+        self.group_weights = torch.where(updated.isfinite().all(), updated, weights)
+        logs = supervised_logs(loss, logits, labels)
+        return loss, logs | {"max_group_weight": self.group_weights.max()}
 
 
 def build_method(config: Config, dataset: DatasetInfo, gather_distributed: bool = False) -> Method:
