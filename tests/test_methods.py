@@ -78,9 +78,14 @@ REFERENCES = {
 
 
 def test_registry_names() -> None:
-    assert set(METHODS) == {"simclr", "dcl", "hcl", "triplet", "wcl", "erm", "jtt", "gdro"}
+    assert set(METHODS) == {"simclr", "dcl", "hcl", "triplet", "wcl", "erm", "jtt", "gce", "gdro"}
     assert all(cls.name == name for name, cls in METHODS.items())
-    assert [name for name, cls in METHODS.items() if cls.supervised] == ["erm", "jtt", "gdro"]
+    assert [name for name, cls in METHODS.items() if cls.supervised] == [
+        "erm",
+        "jtt",
+        "gce",
+        "gdro",
+    ]
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCES))

@@ -1,9 +1,17 @@
-"""Bias discovery on trained runs: score every training sample with a bias encoder (SPEC 9).
+"""Bias discovery on trained runs: score every training sample with a bias signal (SPEC 9).
 
-:func:`discover_run` reads the frozen backbone features h_b of a bias encoder (by default E_b of
-the run itself, a WCL or triplet run; any finished run's encoder with ``bias_run`` /
-``encoder``), scores the train split leave-one-out and the val split against the train bank
-(:mod:`debiascl.discovery`), and writes into the run directory:
+Signals (``signal``; each uses the data and y only):
+
+- ``knn``: the frozen backbone features h_b of a bias encoder (by default E_b of the run itself,
+  a WCL or triplet run; any finished run's encoder with ``bias_run`` / ``encoder``); the train
+  split is scored leave-one-out and the val split against the train bank.
+- ``erm``: the classifier of a finished (early-stopped) ``erm`` run, as JTT's stage 1: score
+  1 - p_y of each un-augmented sample; flagged above the threshold (0.5: for two classes, the
+  misclassified samples, JTT's error set).
+- ``gce``: the same with a ``gce`` run, a bias-amplified classifier (LfF's biased model).
+
+The default is the bias run's own kind (:func:`default_signal`): its classifier for an erm or gce
+run, else its E_b. :func:`discover_run` writes into the run directory:
 
 - ``discovered.csv``: split, index, y, score, flag and the true a (-1 where unknown; never used);
 - ``discovery.json``: the settings, the flagged counts per class and, where bias labels exist,
@@ -30,13 +38,14 @@ from debiascl.discovery import (
     DEFAULT_K,
     DEFAULT_THRESHOLD,
     SplitDiscovery,
+    classifier_scores,
     conflict_scores,
     discovery_quality,
     write_discovery,
 )
 from debiascl.errors import DebiasclError
 from debiascl.evaluate import LoadedRun, load_run
-from debiascl.features import extract_features
+from debiascl.features import class_logits, extract_features
 from debiascl.metrics import group_counts
 from debiascl.report import write_discovery_report
 from debiascl.rundir import check_finished, config_path, discovery_paths
@@ -44,6 +53,25 @@ from debiascl.rundir import check_finished, config_path, discovery_paths
 logger = logging.getLogger(__name__)
 
 BIAS_ENCODER = "b"
+SIGNALS = ("knn", "erm", "gce")
+"""The discovery signals; ``erm`` and ``gce`` read the classifier of a run of that method."""
+
+
+def default_signal(method: str) -> str:
+    """The signal of a bias run of ``method``: its classifier for erm / gce, else knn on E_b."""
+    return method if method in SIGNALS else "knn"
+
+
+def check_signal(signal: str, run: LoadedRun | None = None) -> None:
+    """Refuse an unknown signal, or a classifier signal on a ``run`` of another method."""
+    if signal not in SIGNALS:
+        raise DebiasclError(f"discovery signal '{signal}': expected one of {', '.join(SIGNALS)}")
+    if run is not None and signal != "knn" and run.method.name != signal:
+        raise DebiasclError(
+            f"discovery signal '{signal}' reads the classifier of a finished {signal} run, but "
+            f"run '{run.run_dir}' was trained with method '{run.method.name}'; give a {signal} "
+            "run as the bias run"
+        )
 
 
 def bias_encoder_key(run: LoadedRun, encoder: str | None) -> str:
@@ -90,7 +118,7 @@ def _split_discovery(
     threshold: float,
     bank: tuple[torch.Tensor, torch.Tensor] | None,
 ) -> tuple[SplitDiscovery, torch.Tensor]:
-    """Scores of ``split`` under encoder ``key`` and its (n, F) features.
+    """Scores of ``split`` under encoder ``key`` (signal knn) and its (n, F) features.
 
     ``bank`` None scores the split leave-one-out against itself (train); else against the
     given (features, classes) of the train split (val).
@@ -106,6 +134,34 @@ def _split_discovery(
     return SplitDiscovery(index, y, a, scores, scores > threshold), features
 
 
+def _classifier_discovery(run: LoadedRun, split: str, threshold: float) -> SplitDiscovery:
+    """Scores 1 - p_y of ``split`` under the run's own classifier (signals erm, gce)."""
+    logits, y, a, index = class_logits(
+        run.method, labelled_subset(run.splits[split]), run.prepare, run.device
+    )
+    scores = classifier_scores(logits, y)
+    return SplitDiscovery(index, y, a, scores, scores > threshold)
+
+
+def _discover_splits(
+    run: LoadedRun, signal: str, encoder: str | None, k: int, threshold: float
+) -> tuple[dict[str, SplitDiscovery], str | None]:
+    """The train (and, when not empty, val) discovery of ``signal``; the encoder knn read."""
+    has_val = len(run.splits["val"]) > 0
+    if signal != "knn":
+        splits = {"train": _classifier_discovery(run, "train", threshold)}
+        if has_val:
+            splits["val"] = _classifier_discovery(run, "val", threshold)
+        return splits, None
+    key = bias_encoder_key(run, encoder)
+    train, train_features = _split_discovery(run, key, "train", k, threshold, None)
+    splits = {"train": train}
+    if has_val:
+        bank = (train_features, train.y)
+        splits["val"] = _split_discovery(run, key, "val", k, threshold, bank)[0]
+    return splits, key
+
+
 def _rounded(value: float | None) -> str:
     return "undefined" if value is None else f"{value:.3f}"
 
@@ -118,34 +174,36 @@ def discover_run(
     threshold: float = DEFAULT_THRESHOLD,
     device: str | torch.device = "cpu",
     plots: bool = True,
+    signal: str | None = None,
 ) -> dict[str, Any]:
     """Discover the bias-conflicting training samples of a finished run without bias labels.
 
     Args:
         run_dir: the finished run whose probe will use the discovered groups (files go here).
-        bias_run: the finished run whose encoder discovers (default: ``run_dir`` itself).
-        encoder: that run's encoder ("d" or "b"; default E_b).
-        k: neighbours per sample.
+        bias_run: the finished run whose encoder or classifier discovers (default: ``run_dir``).
+        encoder: that run's encoder ("d" or "b"; default E_b; signal knn only).
+        k: neighbours per sample (signal knn only).
         threshold: flag samples whose score exceeds it, in [0, 1).
         device: where to run the encoder.
         plots: also write the score histograms and the flagged samples.
+        signal: one of :data:`SIGNALS`; None: :func:`default_signal` of the bias run's method.
 
     Returns:
         The summary written to ``discovery.json``.
     """
     if not 0.0 <= threshold < 1.0:
         raise DebiasclError(f"threshold = {threshold}: expected a number in [0, 1)")
+    if signal is not None:
+        check_signal(signal)
     run_dir = check_finished(run_dir)
     bias_dir = run_dir if bias_run is None else check_finished(bias_run)
     if bias_dir != run_dir:
         check_same_data(load_config(config_path(run_dir)).data, f"run '{run_dir}'", bias_dir)
     run = load_run(bias_dir, device, splits=("train", "val"))
-    key = bias_encoder_key(run, encoder)
-    train, train_features = _split_discovery(run, key, "train", k, threshold, None)
-    splits = {"train": train}
-    if len(run.splits["val"]) > 0:
-        bank = (train_features, train.y)
-        splits["val"] = _split_discovery(run, key, "val", k, threshold, bank)[0]
+    signal = default_signal(run.method.name) if signal is None else signal
+    check_signal(signal, run)
+    splits, key = _discover_splits(run, signal, encoder, k, threshold)
+    train = splits["train"]
     dataset = run.splits["train"]
     counts = (
         group_counts(train.y, train.a, dataset.num_classes, dataset.num_attributes)
@@ -156,8 +214,9 @@ def discover_run(
         "run_dir": str(run_dir),
         "bias_run": str(bias_dir),
         "bias_method": run.method.name,
+        "signal": signal,
         "encoder": key,
-        "k": k,
+        "k": k if signal == "knn" else None,
         "threshold": threshold,
         "uses_bias_labels": False,
         "flagged_by_class": {
@@ -172,19 +231,20 @@ def discover_run(
     write_discovery(run_dir, splits, summary)
     quality = summary["train"]
     logger.info(
-        "discovery with E_%s of %s: %d of %d training samples flagged%s",
-        key,
+        "discovery with %s of %s: %d of %d training samples flagged%s",
+        f"E_{key}" if key else f"the {signal} classifier",
         bias_dir,
         int(train.flag.sum()),
         train.flag.numel(),
         ""
         if not quality.get("bias_labels")
         else " (precision {}, recall {}, AUROC {})".format(
-            *(_rounded(quality[key]) for key in ("precision", "recall", "auroc"))
+            *(_rounded(quality[name]) for name in ("precision", "recall", "auroc"))
         ),
     )
     if plots:
-        title = f"E_{key} of {run.method.name} run {bias_dir.name}"
+        reader = f"E_{key}" if key else f"{signal} classifier"
+        title = f"{reader} of {run.method.name} run {bias_dir.name}"
         write_discovery_report(
             dataset, train.index, train.score, train.flag, threshold, run_dir, title
         )

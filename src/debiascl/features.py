@@ -128,6 +128,31 @@ def predict_classes(
     return predictions
 
 
+def class_logits(
+    method: torch.nn.Module,
+    dataset: Dataset,
+    prepare: Prepare,
+    device: str | torch.device = "cpu",
+    batch_size: int = 512,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A supervised method's class logits of a whole split, in eval mode, un-augmented.
+
+    Args:
+        method: a supervised method exposing ``predict(x) -> (B, num_classes)`` logits.
+        dataset: the split (or a subset keeping the original indices).
+        prepare: the deterministic transform (B, *input_shape) -> network input.
+        device: where to run the network.
+        batch_size: samples per forward pass.
+
+    Returns:
+        logits (n, num_classes) float32 on CPU, targets (n,), attributes (n,), indices (n,).
+    """
+    logits, order = _map_dataset(
+        method, dataset, prepare, lambda inputs: method.predict(inputs).float(), device, batch_size
+    )
+    return logits, dataset.targets[order], dataset.attributes[order], order
+
+
 def knn_predict(
     train_features: torch.Tensor,
     train_labels: torch.Tensor,
