@@ -54,6 +54,7 @@ AUTHORS_WEIGHT_DECAY = 1e-6
 PROBE_GROUPS = {
     "discovered": "discovered groups (class x E_b flag; no bias label used)",
     "true": "true groups (class x bias attribute; oracle, uses bias labels)",
+    "class": "classes (class balance only; no bias label used)",
 }
 """Group-robust probes: name -> what balances its loss (``results.json`` key ``probe_<name>``)."""
 SUMMARY_METRICS = (
@@ -365,6 +366,8 @@ def probe_groups_of(
         )
     if kind == "true":
         return _true_groups(features, run.splits["train"])
+    if kind == "class":
+        return {split: group_ids(y, torch.zeros_like(y)) for split, (_, y, *_) in features.items()}
     if discovered is None:
         discovered = read_discovery(run.run_dir)[0]
     return _discovered_groups(run.run_dir, discovered, features)

@@ -56,10 +56,10 @@ def add_probe_groups_option(parser: argparse.ArgumentParser) -> None:
         "--probe-groups",
         type=probe_groups,
         default=(),
-        metavar="none|discovered|true",
+        metavar="none|discovered|true|class",
         help="also fit group-robust probes whose loss balances these groups (comma-separated): "
-        "discovered (class x E_b flag, no bias label used) or true (class x bias attribute, "
-        "the oracle); default: none",
+        "discovered (class x E_b flag, no bias label used), true (class x bias attribute, "
+        "the oracle) or class (the classes alone: the class-balance ablation); default: none",
     )
 
 

@@ -337,7 +337,7 @@ def plot_sample_grid(
     return _save(figure, path)
 
 
-GROUP_MARKERS = {"discovered": "^", "true": "D"}
+GROUP_MARKERS = {"discovered": "^", "true": "D", "class": "s"}
 
 
 def tradeoff_metrics(rows: list[dict[str, Any]]) -> tuple[str, str]:

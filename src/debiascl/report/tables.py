@@ -18,6 +18,7 @@ SUPERVISED_LABEL = "own classifier (supervised)"
 GROUP_LABELS = {
     "discovered": "discovered groups (no bias labels)",
     "true": "true groups (oracle: bias labels)",
+    "class": "classes (class balance, no bias labels)",
 }
 """How the tables name each group-robust probe (:data:`debiascl.evaluate.PROBE_GROUPS`)."""
 
