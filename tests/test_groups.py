@@ -139,6 +139,7 @@ def test_group_settings_are_checked_with_one_line_each() -> None:
         "needs train.groups_from": ["train.groups=discovered"],
         "read only with train.groups=discovered": ["train.groups_from=runs/x"],
         "'train.group_sampling' = 'balanced' needs groups": ["train.group_sampling=balanced"],
+        "'train.group_weighting' = 'balanced' needs groups": ["train.group_weighting=balanced"],
         "expected one of none, discovered, true": ["train.groups=oracle"],
     }
     for message, sets in cases.items():
@@ -147,6 +148,12 @@ def test_group_settings_are_checked_with_one_line_each() -> None:
         assert "\n" not in str(error.value)
     with pytest.raises(DebiasclError, match="method 'gdro' trains on groups"):
         build_config(overrides={"method.name": "gdro"})
+    for method in ("triplet", "gdro"):  # E_b stays the unweighted bias amplifier; q instead
+        with pytest.raises(DebiasclError, match=f"method '{method}' does not weight its loss"):
+            build_config(
+                overrides={"method.name": method},
+                sets=["train.groups=true", "train.group_weighting=balanced"],
+            )
     with pytest.raises(DebiasclError, match="does not combine with method 'jtt'"):
         build_config(
             overrides={"method.name": "jtt"},
@@ -204,8 +211,16 @@ def test_the_batch_carries_each_samples_group_and_a_only_for_the_oracle(
     assert drawn.unique().numel() < drawn.numel()  # drawn with replacement, not a permutation
     seen.clear()
     train(tiny_config("simclr", 1, 128), tmp_path / "simclr")
-    assert seen and all(b.a is None and b.group is None and b.group_sizes is None for b in seen)
+    assert seen and all(b.a is None and b.group is None and b.weight is None for b in seen)
     assert torch.equal(torch.cat([b.index for b in seen]).sort().values[:5], torch.arange(5))
+    seen.clear()
+    weighted = ("train.groups=true", "train.group_weighting=balanced")
+    train(tiny_config("simclr", 1, 128, *weighted), tmp_path / "simclr-weighted")
+    sizes = torch.bincount(oracle).float()
+    expected = len(digits) / (len(sizes) * sizes[oracle])  # n / (G n_g)
+    for batch in seen:
+        assert torch.equal(batch.a, digits.attributes[batch.index])  # the oracle asked for
+        torch.testing.assert_close(batch.weight, expected[batch.index])
 
 
 class _Stop(Exception):

@@ -295,13 +295,30 @@ def test_erm_sample_weights() -> None:
     method = make_method("erm")
     views, y = make_views(), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
     unweighted, _ = method.training_step(batch_of(views, y))
-    ones, _ = method.training_step(batch_of(views, y), sample_weights=torch.ones(10))
+    ones, _ = method.training_step(batch_of(views, y, weight=torch.ones(10)))
     torch.testing.assert_close(ones, unweighted)
     weights = torch.tensor([3.0, 0, 1, 0, 0, 0, 0, 0, 0, 0])
-    weighted, _ = method.training_step(batch_of(views, y), sample_weights=weights)
+    weighted, _ = method.training_step(batch_of(views, y, weight=weights))
     per_example = F.cross_entropy(method.encoder_d(torch.cat(views)), y.repeat(2), reduction="none")
-    expected = (3 * per_example[[0, 10]].sum() + per_example[[2, 12]].sum()) / 8
+    expected = (
+        3 * per_example[[0, 10]].sum() + per_example[[2, 12]].sum()
+    ) / 20  # not renormalised
     torch.testing.assert_close(weighted, expected)
+
+
+@pytest.mark.parametrize("name", ["simclr", "dcl", "hcl", "wcl"])
+def test_contrastive_methods_weight_their_anchors_by_the_batch_weights(name: str) -> None:
+    method, views = make_method(name), make_views()
+    weights = torch.rand(10, generator=torch.Generator().manual_seed(3)) * 2
+    _, logs = method.training_step(batch_of(views, weight=weights))
+    zd = projections(method, "d", views)
+    zb = projections(method, "b", views) if name == "wcl" else ()
+    expected = method.criterion(*zd, *zb, sample_weights=weights)
+    torch.testing.assert_close(logs["loss_d"], expected.detach())
+    assert not torch.allclose(expected, method.criterion(*zd, *zb))
+    if name == "wcl":  # E_b's triplet loss stays unweighted
+        _, plain = method.training_step(batch_of(views))
+        torch.testing.assert_close(logs["loss_b"], plain["loss_b"])
 
 
 def test_gdro_needs_the_groups_in_the_batch() -> None:

@@ -2,7 +2,8 @@
 
 The trainer builds one :class:`Batch` per step for every method, built-in or plugin, and never
 asks which fields a method reads: a self-supervised method reads ``views`` only, a supervised
-one ``y`` as well, a group method (GroupDRO) ``group`` and ``group_sizes``. What the trainer
+one ``y`` as well, a group method (GroupDRO) ``group`` and ``group_sizes``, a method that weights
+its loss per sample ``weight``. What the trainer
 does NOT give training stays None: ``a`` (the bias attribute) is there only for the oracle
 (``train.groups: true``), ``group`` only when ``train.groups`` is not ``none``.
 """
@@ -32,6 +33,9 @@ class Batch:
             (class, flag) or true (class, attribute) pairs, numbered by
             :func:`debiascl.discovery.group_ids`); None without groups.
         group_sizes: (G,) int64 training samples of each group; None without groups.
+        weight: (B,) float32 loss weight of each sample, n / (G * n_g) of its group
+            (``train.group_weighting: balanced``; mean 1 over the training set); None otherwise.
+            Only methods with ``reads_sample_weights`` get it.
     """
 
     index: torch.Tensor
@@ -40,6 +44,7 @@ class Batch:
     a: torch.Tensor | None = None
     group: torch.Tensor | None = None
     group_sizes: torch.Tensor | None = None
+    weight: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.index.shape[0])

@@ -190,7 +190,9 @@ class TrainConfig:
     Groups as a training input (SPEC 10, :mod:`debiascl.groups`): ``groups`` "none", "discovered"
     (the (class, flag) groups of ``groups_from``'s bias discovery; no bias label) or "true" (the
     (class, bias attribute) oracle; the batch then also carries a). ``group_sampling``
-    "balanced" draws each epoch's samples with probability 1 / (G * n_g) (needs groups).
+    "balanced" draws each epoch's samples with probability 1 / (G * n_g) (needs groups);
+    ``group_weighting`` "balanced" weights each sample's loss by n / (G * n_g) instead (needs
+    groups and a method that reads sample weights).
     """
 
     epochs: int = 20
@@ -208,6 +210,7 @@ class TrainConfig:
     groups: str = "none"
     groups_from: str | None = None
     group_sampling: str = "none"
+    group_weighting: str = "none"
 
 
 @dataclass
@@ -266,6 +269,7 @@ CHOICES: dict[str, Collection[str]] = {
     "train.precision": ("32", "bf16", "fp16"),
     "train.groups": ("none", "discovered", "true"),
     "train.group_sampling": ("none", "balanced"),
+    "train.group_weighting": ("none", "balanced"),
     "eval.probe": ("fast", "authors"),
 }
 
@@ -568,10 +572,16 @@ def _check_groups(train: TrainConfig, method: str) -> None:
             f"setting 'train.groups_from' is read only with train.groups=discovered "
             f"(train.groups is {train.groups!r})"
         )
-    if train.group_sampling != "none" and train.groups == "none":
+    for key in ("group_sampling", "group_weighting"):
+        if getattr(train, key) != "none" and train.groups == "none":
+            raise DebiasclError(
+                f"setting 'train.{key}' = {getattr(train, key)!r} needs groups: set "
+                "train.groups to discovered or true"
+            )
+    if train.group_weighting != "none" and not METHODS[method].reads_sample_weights:
         raise DebiasclError(
-            f"setting 'train.group_sampling' = {train.group_sampling!r} needs groups: set "
-            "train.groups to discovered or true"
+            f"setting 'train.group_weighting' = {train.group_weighting!r}: method '{method}' "
+            "does not weight its loss per sample (simclr, dcl, hcl, wcl and erm do)"
         )
     if METHODS[method].trains_on_groups and train.groups == "none":
         raise DebiasclError(

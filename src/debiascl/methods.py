@@ -135,6 +135,8 @@ class Method(nn.Module):
     product_encoder: ClassVar[str] = "d"
     trains_on_groups: ClassVar[bool] = False
     """Reads ``batch.group``: the run must set ``train.groups`` (discovered or true)."""
+    reads_sample_weights: ClassVar[bool] = False
+    """Weights its loss per sample by ``batch.weight`` (``train.group_weighting``)."""
     discovers_bias: ClassVar[bool] = False
     """Its run of a seed discovers the bias groups for the methods without a bias encoder."""
     driver: ClassVar[str | None] = None
@@ -212,11 +214,18 @@ class Method(nn.Module):
 
 
 class SingleEncoderContrastive(Method):
-    """A contrastive method with one encoder trained by ``criterion(z1, z2)``."""
+    """A contrastive method with one encoder trained by ``criterion(z1, z2)``.
+
+    Its anchors' losses are weighted by ``batch.weight`` when the run gives sample weights
+    (``train.group_weighting``), so the subclasses whose criterion accepts them say
+    ``reads_sample_weights``.
+    """
 
     def training_step(self, batch: Batch) -> tuple[torch.Tensor, Logs]:
         """``criterion(z1, z2)`` of the batch's two views (y is not read: self-supervised)."""
-        loss = self.criterion(*self.project(self.product_encoder, batch.two_views(self.name)))
+        z1, z2 = self.project(self.product_encoder, batch.two_views(self.name))
+        weights = {} if batch.weight is None else {"sample_weights": batch.weight}
+        loss = self.criterion(z1, z2, **weights)
         return loss, {f"loss_{self.product_encoder}": loss.detach()}
 
 
@@ -225,6 +234,7 @@ class SimCLR(SingleEncoderContrastive):
     """SimCLR: InfoNCE / NT-Xent on E_d (SPEC 2; Chen et al. 2020)."""
 
     name = "simclr"
+    reads_sample_weights = True
 
     def build_criterion(self) -> nn.Module:
         return InfoNCELoss(self.options.temperature, gather_distributed=self.gather_distributed)
@@ -235,6 +245,7 @@ class DCL(SingleEncoderContrastive):
     """Debiased contrastive loss on E_d (SPEC 2; Chuang et al. 2020)."""
 
     name = "dcl"
+    reads_sample_weights = True
     Options = DebiasedOptions
 
     def build_criterion(self) -> nn.Module:
@@ -250,6 +261,7 @@ class HCL(SingleEncoderContrastive):
     """Hard-negative contrastive loss on E_d (SPEC 2; Robinson et al. 2021)."""
 
     name = "hcl"
+    reads_sample_weights = True
 
     @dataclass
     class Options(DebiasedOptions):
@@ -310,6 +322,7 @@ class WCL(Method):
 
     name = "wcl"
     encoder_keys = ("d", "b")
+    reads_sample_weights = True
 
     @dataclass
     class Options(TripletOptions):
@@ -349,8 +362,9 @@ class WCL(Method):
         views = batch.two_views(self.name)
         zd1, zd2 = self.project("d", views)
         zb1, zb2 = self.project("b", views)
-        loss_b = self.triplet_criterion(zb1, zb2)
-        loss_d = self.criterion(zd1, zd2, zb1, zb2)
+        loss_b = self.triplet_criterion(zb1, zb2)  # E_b stays the unweighted bias amplifier
+        weights = {} if batch.weight is None else {"sample_weights": batch.weight}
+        loss_d = self.criterion(zd1, zd2, zb1, zb2, **weights)
         return loss_d + loss_b, {"loss_d": loss_d.detach(), "loss_b": loss_b.detach()}
 
 
@@ -362,11 +376,12 @@ class ERM(Method):
     projection head), so its representation is the backbone output as for the other methods.
     Each step uses BOTH views as labelled inputs (2B examples, label repeated), so ERM sees the
     same augmented data as the contrastive methods. Per-sample weights (e.g. JTT's up-weighting
-    by loss weights) go in ``sample_weights``; up-weighting by resampling needs no change.
+    by loss weights) come in ``batch.weight``; up-weighting by resampling needs no change.
     """
 
     name = "erm"
     supervised = True
+    reads_sample_weights = True
 
     def build_encoder(self, config: Config, dataset: DatasetInfo) -> Encoder:
         backbone, feature_dim = build_backbone(config.model, dataset)
@@ -387,22 +402,15 @@ class ERM(Method):
         labels = batch.y.repeat(len(batch.views))
         return F.cross_entropy(logits, labels, reduction="none"), logits, labels
 
-    def training_step(
-        self, batch: Batch, sample_weights: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, Logs]:
-        """Cross-entropy of every view against ``batch.y``.
-
-        Args:
-            batch: views (B, *input_shape) each and y (B,) int64 class labels.
-            sample_weights: optional (B,) non-negative weights; the loss is then the weighted
-                mean sum_i w_i CE_i / sum_i w_i over the V * B examples.
-        """
+    def training_step(self, batch: Batch) -> tuple[torch.Tensor, Logs]:
+        """Cross-entropy of every view against ``batch.y``; with ``batch.weight`` (B,) the mean
+        of w_i CE_i over the V * B examples (not renormalised, as the contrastive losses)."""
         per_example, logits, labels = self.per_example_loss(batch)
-        if sample_weights is None:
+        if batch.weight is None:
             loss = per_example.mean()
         else:
-            weights = sample_weights.to(per_example.dtype).repeat(len(batch.views))
-            loss = (weights * per_example).sum() / weights.sum()
+            weights = batch.weight.to(per_example.dtype).repeat(len(batch.views))
+            loss = (weights * per_example).mean()
         return loss, supervised_logs(loss, logits, labels)
 
 
@@ -423,6 +431,7 @@ class JTT(ERM):
 
     name = "jtt"
     driver = "debiascl.jtt:train_jtt"
+    reads_sample_weights = False  # its stages up-weight the error set instead
 
     @dataclass
     class Options(MethodOptions):
@@ -450,6 +459,7 @@ class GCE(ERM):
     """
 
     name = "gce"
+    reads_sample_weights = False
 
     @dataclass
     class Options(MethodOptions):
@@ -520,6 +530,7 @@ class GroupDRO(ERM):
 
     name = "gdro"
     trains_on_groups = True
+    reads_sample_weights = False  # its group weights q take their place
 
     @dataclass
     class Options(MethodOptions):

@@ -204,7 +204,8 @@ class Trainer:
         self, index: torch.Tensor, x: torch.Tensor, y: torch.Tensor, a: torch.Tensor
     ) -> Batch:
         """The step's :class:`Batch`: a only for the oracle (``train.groups: true``), the group
-        of each sample only when the run trains on groups."""
+        of each sample only when the run trains on groups, its loss weight only with
+        ``train.group_weighting``."""
         device, parts = self.runtime.device, self.parts
         oracle = self.config.train.groups == "true"
         return Batch(
@@ -214,6 +215,7 @@ class Trainer:
             a=a.to(device, non_blocking=True) if oracle else None,
             group=None if parts.groups is None else parts.groups[index].to(device),
             group_sizes=None if parts.group_sizes is None else parts.group_sizes.to(device),
+            weight=None if parts.sample_weights is None else parts.sample_weights[index].to(device),
         )
 
     def _train_epoch(self) -> None:

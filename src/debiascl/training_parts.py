@@ -27,6 +27,7 @@ from debiascl.data.loading import (
 )
 from debiascl.data.sampling import EpochBatchSampler, balanced_probabilities, mix_seed
 from debiascl.data.views import ViewPipeline
+from debiascl.discovery import balanced_weights
 from debiascl.distributed import Runtime, prepare_distributed, run_on_main
 from debiascl.errors import DebiasclError
 from debiascl.groups import training_groups
@@ -88,6 +89,8 @@ class TrainingParts:
         groups: (n_train,) int64 group id of each training sample in [0, G)
             (:func:`debiascl.groups.training_groups`), or None (``train.groups: none``).
         group_sizes: (G,) int64 training samples per group, or None.
+        sample_weights: (n_train,) float32 loss weight n / (G n_g) of each training sample
+            (``train.group_weighting: balanced``), or None.
     """
 
     train_set: BiasedDataset
@@ -102,6 +105,7 @@ class TrainingParts:
     loader: DataLoader
     groups: torch.Tensor | None = None
     group_sizes: torch.Tensor | None = None
+    sample_weights: torch.Tensor | None = None
 
 
 def _check_labels(config: Config, train_set: BiasedDataset) -> None:
@@ -146,6 +150,7 @@ def build_training(
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         groups = run_on_main(runtime, lambda: training_groups(config, train_set, device))
     balanced = groups is not None and config.train.group_sampling == "balanced"
+    weighted = groups is not None and config.train.group_weighting == "balanced"
     views = configured_views(data, train_set).to(device)
     channels_last = use_channels_last(
         config.train.channels_last, device, train_set.kind, config.model.backbone
@@ -192,4 +197,5 @@ def build_training(
         loader,
         groups,
         None if groups is None else torch.bincount(groups),
+        balanced_weights(groups) if weighted else None,
     )
