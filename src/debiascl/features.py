@@ -117,15 +117,7 @@ def predict_classes(
     Returns:
         (n,) int64 on CPU, in dataset order: entry i is ``predict(prepare(x_i)).argmax()``.
     """
-    predictions, _ = _map_dataset(
-        method,
-        dataset,
-        prepare,
-        lambda inputs: method.predict(inputs).argmax(dim=1),
-        device,
-        batch_size,
-    )
-    return predictions
+    return class_logits(method, dataset, prepare, device, batch_size)[0].argmax(dim=1)
 
 
 def class_logits(

@@ -1,5 +1,5 @@
 """Training methods behind one interface: simclr, dcl, hcl, triplet, wcl (SPEC 2-3), erm, jtt,
-gdro (SPEC 10).
+gce, gdro (SPEC 10).
 
 A :class:`Method` owns its settings (an ``Options`` dataclass with defaults and checks), its
 loss module (``criterion``, from :mod:`debiascl.losses.modules`) and its encoders
