@@ -52,7 +52,7 @@ FAST_DEFAULT_WEIGHT_DECAY = 1e-4
 FAST_MAX_ITER = 300
 AUTHORS_WEIGHT_DECAY = 1e-6
 PROBE_GROUPS = {
-    "discovered": "discovered groups (class x E_b flag; no bias label used)",
+    "discovered": "discovered groups (class x discovery flag; no bias label used)",
     "true": "true groups (class x bias attribute; oracle, uses bias labels)",
     "class": "classes (class balance only; no bias label used)",
 }
