@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import yaml
 from fakes import tiny_config, train_args
 from image_files import make_stl10
 
@@ -136,7 +137,8 @@ def test_gdro_carries_q_across_steps_and_in_its_state_dict() -> None:
 
 def test_group_settings_are_checked_with_one_line_each() -> None:
     cases = {
-        "needs train.groups_from": ["train.groups=discovered"],
+        "'train.groups_epochs' = 0 is out of range": ["train.groups_epochs=0"],
+        "expected one of gce, erm": ["train.groups_signal=knn"],
         "read only with train.groups=discovered": ["train.groups_from=runs/x"],
         "'train.group_sampling' = 'balanced' needs groups": ["train.group_sampling=balanced"],
         "'train.group_weighting' = 'balanced' needs groups": ["train.group_weighting=balanced"],
@@ -154,6 +156,9 @@ def test_group_settings_are_checked_with_one_line_each() -> None:
                 overrides={"method.name": method},
                 sets=["train.groups=true", "train.group_weighting=balanced"],
             )
+    assert build_config(sets=["train.groups=discovered"]).train.groups_signal == "gce"
+    with pytest.raises(DebiasclError, match="method 'jtt', which trains in stages of its own"):
+        build_config(overrides={"method.name": "jtt"}, sets=["train.groups=discovered"])
     with pytest.raises(DebiasclError, match="does not combine with method 'jtt'"):
         build_config(
             overrides={"method.name": "jtt"},
@@ -300,3 +305,42 @@ def test_gdro_on_discovered_groups_of_another_run_and_the_one_line_refusals(
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert "data set 'stl10' has no bias attribute" in err and "\n" not in err
+
+
+@pytest.mark.slow
+def test_discovered_without_groups_from_discovers_in_a_stage_and_resumes_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sets = ("train.groups=discovered", "train.groups_epochs=1", "train.checkpoint_every=5")
+    config = tiny_config("gdro", 2, 64, *sets)
+    reference = train(config, tmp_path / "reference")
+    stage = reference / "stage1"
+    summary = json.loads((stage / "discovery.json").read_text())
+    assert (summary["signal"], summary["bias_method"]) == ("gce", "gce")
+    assert summary["uses_bias_labels"] is False
+    saved = yaml.safe_load((reference / "config.yaml").read_text())["train"]
+    assert (saved["groups"], saved["groups_from"]) == ("discovered", str(stage))
+    assert yaml.safe_load((stage / "config.yaml").read_text())["train"]["epochs"] == 1
+    groups = read_discovery(stage)[0]["train"].groups
+    q = load_checkpoint(reference / "checkpoints" / "last.pt")["model"]["_extra_state"]
+    assert q.numel() == int(groups.max()) + 1
+
+    original, calls = StepRunner.step, {"n": 0}
+    stage1_steps = 1079 // 64
+
+    def dying_step(self, batch):
+        calls["n"] += 1
+        if calls["n"] == stage1_steps + 23:  # stage 2, epoch 2, 2 steps after a checkpoint
+            raise _Stop
+        return original(self, batch)
+
+    monkeypatch.setattr(StepRunner, "step", dying_step)
+    with pytest.raises(_Stop):
+        train(config, tmp_path / "killed")
+    monkeypatch.setattr(StepRunner, "step", original)
+    done_at = (tmp_path / "killed" / "stage1" / "train_done").stat().st_mtime_ns
+    train(config, tmp_path / "killed", resume=True)
+    assert (tmp_path / "killed" / "stage1" / "train_done").stat().st_mtime_ns == done_at
+    got = load_checkpoint(tmp_path / "killed" / "checkpoints" / "last.pt")["model"]
+    want = load_checkpoint(reference / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(got[key], value) for key, value in want.items())

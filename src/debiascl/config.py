@@ -192,7 +192,9 @@ class TrainConfig:
     (class, bias attribute) oracle; the batch then also carries a). ``group_sampling``
     "balanced" draws each epoch's samples with probability 1 / (G * n_g) (needs groups);
     ``group_weighting`` "balanced" weights each sample's loss by n / (G * n_g) instead (needs
-    groups and a method that reads sample weights).
+    groups and a method that reads sample weights). ``discovered`` without ``groups_from``
+    discovers first, in a stage-1 run of method ``groups_signal`` for ``groups_epochs`` epochs
+    (:mod:`debiascl.discovery_stage`).
     """
 
     epochs: int = 20
@@ -211,6 +213,8 @@ class TrainConfig:
     groups_from: str | None = None
     group_sampling: str = "none"
     group_weighting: str = "none"
+    groups_signal: str = "gce"
+    groups_epochs: int = 5
 
 
 @dataclass
@@ -270,6 +274,7 @@ CHOICES: dict[str, Collection[str]] = {
     "train.groups": ("none", "discovered", "true"),
     "train.group_sampling": ("none", "balanced"),
     "train.group_weighting": ("none", "balanced"),
+    "train.groups_signal": ("gce", "erm"),
     "eval.probe": ("fast", "authors"),
 }
 
@@ -562,10 +567,12 @@ def check_setting(condition: bool, key: str, expected: str, value: Any) -> None:
 
 def _check_groups(train: TrainConfig, method: str) -> None:
     """The group settings fit together and the method (SPEC 10)."""
-    if train.groups == "discovered" and not train.groups_from:
+    check_setting(train.groups_epochs >= 1, "train.groups_epochs", ">= 1", train.groups_epochs)
+    if train.groups == "discovered" and not train.groups_from and METHODS[method].driver:
         raise DebiasclError(
-            "setting 'train.groups' = 'discovered' needs train.groups_from: a finished run of "
-            "the same data whose bias discovery (discovered.csv, or its E_b) gives the groups"
+            f"setting 'train.groups' = 'discovered' with method '{method}', which trains in "
+            "stages of its own, needs train.groups_from: a finished run whose discovery gives "
+            "the groups"
         )
     if train.groups != "discovered" and train.groups_from is not None:
         raise DebiasclError(
