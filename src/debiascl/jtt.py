@@ -19,6 +19,9 @@ objective lambda_up * sum_error CE + sum_other CE. (The authors' script concaten
 training set with lambda_up further copies of the error set, i.e. lambda_up + 1 draws per error
 sample; the paper's hyper-parameters were tuned with that script.)
 
+The stage machinery (:func:`train_stage1`, :func:`train_stage2`) also serves the runs that
+discover their own groups first (:mod:`debiascl.discovery_stage`).
+
 ``run_dir/config.yaml`` (the JTT config) is written when the run starts. Resume
 (``resume=True``; possible as soon as ``run_dir/stage1`` exists, see
 :func:`debiascl.rundir.resumable`): a finished stage 1 (``stage1/train_done``) is never retrained
