@@ -290,6 +290,9 @@ def test_gdro_on_discovered_groups_of_another_run_and_the_one_line_refusals(
     assert json.loads((wcl / "discovery.json").read_text())["uses_bias_labels"] is False
     q = load_checkpoint(tmp_path / "gdro" / "checkpoints" / "last.pt")["model"]["_extra_state"]
     assert q.numel() == int(flags.groups.max()) + 1
+    assert main(["eval", str(tmp_path / "gdro"), "--device", "cpu", "--no-plots"]) == 0
+    results = json.loads((tmp_path / "gdro" / "results.json").read_text())
+    assert (results["training_groups"], results["bias_labels_in_training"]) == ("discovered", False)
     capsys.readouterr()
 
     other_data = (*discovered, "data.options.rho=0.99")
