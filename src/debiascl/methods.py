@@ -33,6 +33,7 @@ from torch import nn
 
 from debiascl.batch import Batch
 from debiascl.config import Config, OptimConfig, check_setting, collect_method_settings
+from debiascl.distributed import all_reduce_sum, get_world_size, is_distributed
 from debiascl.errors import DebiasclError
 from debiascl.losses import (
     WEIGHT_FORMS,
@@ -486,6 +487,7 @@ def group_dro_update(
     sizes: torch.Tensor,
     eta: float,
     adjustment: float,
+    world_size: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One step of GroupDRO's online group weights and its loss (SPEC 10; Sagawa et al. 2020).
 
@@ -495,13 +497,20 @@ def group_dro_update(
     batch keeps its q_g before the normalisation (the authors' code also adds C / sqrt(n_g) to
     absent groups; the two agree for C = 0).
 
+    Under DDP (``world_size`` > 1, a process group running) the batch is the global one: the
+    groups' loss sums and counts are summed over the ranks, so every rank updates q alike, and
+    each rank's loss is K sum_g q_g S_g^r / N_g (its part of the global sum, K = world_size),
+    whose gradients, averaged over the ranks, are the single process's; its value is the
+    global sum_g q_g L_g.
+
     Args:
-        per_example: (N,) losses with gradient.
+        per_example: (N,) losses with gradient (this rank's).
         groups: (N,) int64 group id of each example, in [0, G).
         weights: (G,) the current q (non-negative, summing to 1).
         sizes: (G,) training samples per group, n_g (used by the adjustment C).
         eta: step size of the weights (> 0).
         adjustment: C >= 0, the generalisation adjustment.
+        world_size: the number of DDP ranks the batch is spread over.
 
     Returns:
         ``(loss, new_weights)``: the scalar loss and the (G,) updated q (detached).
@@ -510,12 +519,17 @@ def group_dro_update(
     counts = torch.bincount(groups, minlength=num_groups).to(per_example.dtype)
     sums = torch.zeros(num_groups, dtype=per_example.dtype, device=per_example.device)
     sums = sums.index_add(0, groups, per_example)
-    group_loss = sums / counts.clamp(min=1)
-    present = counts > 0
-    step = eta * (group_loss.detach() + adjustment / sizes.to(group_loss.dtype).sqrt())
+    total_counts, total_sums = counts, sums.detach()
+    if world_size > 1:
+        total_counts, total_sums = all_reduce_sum(counts), all_reduce_sum(sums)
+    group_loss = total_sums / total_counts.clamp(min=1)
+    present = total_counts > 0
+    step = eta * (group_loss + adjustment / sizes.to(group_loss.dtype).sqrt())
     updated = weights.to(group_loss.dtype) * torch.where(present, step.exp(), 1.0)
     updated = updated / updated.sum()
-    return (updated * group_loss).sum(), updated
+    local = world_size * (updated * sums / total_counts.clamp(min=1)).sum()
+    objective = (updated * group_loss).sum()
+    return local - local.detach() + objective, updated
 
 
 @register_method
@@ -524,8 +538,8 @@ class GroupDRO(ERM):
 
     Trains on the run's groups (``train.groups``: discovered or true), read from
     ``batch.group``; the group weights q start uniform and are carried across steps as the
-    module's extra state, so they are saved in every checkpoint and restored on resume.
-    Single-process only for now (the group losses would need a gather across DDP ranks).
+    module's extra state, so they are saved in every checkpoint and restored on resume. Under
+    DDP the group losses are those of the global batch (:func:`group_dro_update`).
     """
 
     name = "gdro"
@@ -553,10 +567,6 @@ class GroupDRO(ERM):
     def __init__(
         self, config: Config, dataset: DatasetInfo, gather_distributed: bool = False
     ) -> None:
-        if gather_distributed:
-            raise DebiasclError(
-                "method 'gdro' trains in one process for now; run it without torchrun"
-            )
         super().__init__(config, dataset, gather_distributed)
         self.group_weights = torch.empty(0)
         """(G,) GroupDRO's q; empty until the first step sees the groups."""
@@ -583,6 +593,7 @@ class GroupDRO(ERM):
             sizes.to(per_example.device),
             self.options.gdro_eta,
             self.options.gdro_adjustment,
+            get_world_size() if self.gather_distributed and is_distributed() else 1,
         )
         # A non-finite loss (a step the trainer skips) leaves q as it was.
         self.group_weights = torch.where(updated.isfinite().all(), updated, weights)
