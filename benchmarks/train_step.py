@@ -33,6 +33,7 @@ from types import SimpleNamespace
 
 import torch
 
+from debiascl.batch import Batch
 from debiascl.config import Config
 from debiascl.methods import METHODS, Method, build_method
 
@@ -77,12 +78,11 @@ def make_method(
 def train_steps(
     method: Method,
     optimizers: list[torch.optim.Optimizer],
-    views: tuple[torch.Tensor, torch.Tensor],
-    targets: torch.Tensor,
+    batch: Batch,
     steps: int,
 ) -> None:
     for _ in range(steps):
-        loss, _ = method.training_step(views, targets)
+        loss, _ = method.training_step(batch)
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -108,17 +108,20 @@ def main() -> None:
         names.insert(0, "simclr")
     torch.manual_seed(0)
     shape = (args.batch_size, 3, args.image_size, args.image_size)
-    views = (torch.rand(shape, device=device), torch.rand(shape, device=device))
+    views = [torch.rand(shape, device=device), torch.rand(shape, device=device)]
     targets = torch.randint(0, 10, (args.batch_size,), device=device)
+    index = torch.arange(args.batch_size, device=device)
+    groups = {"group": targets % 2, "group_sizes": torch.ones(2, device=device)}  # gdro's
+    batch = Batch(index, views, targets, **groups)
     runs = {name: make_method(name, args.backbone, args.image_size, device) for name in names}
     for method, optimizers in runs.values():
-        train_steps(method, optimizers, views, targets, args.warmup)
+        train_steps(method, optimizers, batch, args.warmup)
     times: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(args.rounds):
         for name, (method, optimizers) in runs.items():
             synchronize(device)
             start = clock()
-            train_steps(method, optimizers, views, targets, args.steps)
+            train_steps(method, optimizers, batch, args.steps)
             synchronize(device)
             times[name].append((clock() - start) / args.steps)
     medians = {name: statistics.median(values) for name, values in times.items()}

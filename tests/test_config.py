@@ -181,7 +181,12 @@ LEGACY_METHOD_SECTION = {
 """The method section every config.yaml held before the methods declared their own settings."""
 
 
-ADDED_METHOD_SETTINGS = {"weight_form": "paper"}
+ADDED_METHOD_SETTINGS = {
+    "weight_form": "paper",
+    "gce_q": 0.7,
+    "gdro_eta": 0.01,
+    "gdro_adjustment": 0.0,
+}
 """Method settings added since, with the default an older config.yaml reads back."""
 
 
@@ -210,7 +215,7 @@ def test_an_unknown_method_key_names_the_key_the_method_and_its_keys():
 
 
 def test_choices_are_the_registries():
-    assert set(METHODS) == {"simclr", "dcl", "hcl", "triplet", "wcl", "erm", "jtt"}
+    assert set(METHODS) == {"simclr", "dcl", "hcl", "triplet", "wcl", "erm", "jtt", "gce", "gdro"}
     with pytest.raises(DebiasclError, match="expected one of resnet18, resnet50, mlp, small_cnn"):
         build_config(sets=["model.backbone=vgg"])
     assert {"cifar", "biased", "mlp"} == set(HEADS)

@@ -108,9 +108,30 @@ def test_binary_digits_groups_and_textures():
     assert torch.equal(water, train.attributes == 1)
 
 
+def test_patch_digits_bias_is_the_position_of_a_white_patch():
+    train = build_dataset("biased-digits-patch", None, "train")
+    assert train.num_classes == 2 and train.attribute_names == ["patch top", "patch bottom"]
+    assert len(train) == 1079 and int(train.bias_aligned.sum()) == 1025  # as digits-binary
+    assert torch.equal(train.attributes == train.targets, train.bias_aligned)
+    assert torch.equal(train.groups, 2 * train.targets + train.attributes)
+    side = max(2, round(16 / 6))
+    top = train.images[:, :, 1 : 1 + side, 1 : 1 + side]
+    bottom = train.images[:, :, 16 - 1 - side : 16 - 1, 1 : 1 + side]
+    white = torch.full_like(top, 255)
+    has_top = (top == white).flatten(1).all(1)
+    has_bottom = (bottom == white).flatten(1).all(1)
+    assert torch.equal(has_top, train.attributes == 0)
+    assert torch.equal(has_bottom, train.attributes == 1)
+    # Not a colour: the colour statistics of the two attributes' images are alike (grey, same
+    # patch); only where the patch sits differs.
+    assert torch.equal(train.images[:, 0], train.images[:, 1])
+    test = build_dataset("biased-digits-patch", None, "test")
+    assert torch.bincount(test.groups, minlength=4).tolist() == [180, 180, 179, 179]
+
+
 def test_render_formula():
     grey = np.array([[[0, 255], [26, 64]]], dtype=np.uint8)  # g = 0, 1, ~0.102, ~0.251
-    out = synthetic.render(grey, np.array([5]), np.zeros(1), size=2, binary=False)
+    out = synthetic.render(grey, np.array([5]), np.zeros(1), size=2, cue="colour")
     blue = torch.tensor(synthetic.PALETTE["blue"])
     assert torch.equal(out[0, :, 0, 0], (blue * 255).round().to(torch.uint8))
     assert torch.equal(out[0, :, 0, 1], torch.full((3,), 255, dtype=torch.uint8))

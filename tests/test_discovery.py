@@ -25,7 +25,7 @@ from debiascl.discovery import (
     nearest_neighbours,
     read_discovery,
 )
-from debiascl.evaluate import fit_linear_probe
+from debiascl.evaluate import fit_linear_probe, probe_groups_of
 from debiascl.metrics import group_counts
 
 TINY = ["--epochs", "2", "--batch-size", "128", "--device", "cpu"]
@@ -430,3 +430,25 @@ def test_data_without_bias_labels_discovers_and_reports_no_label_figure(
     }
     assert main(["eval", str(out), "--probe-groups", "true", "--device", "cpu", "--no-plots"]) == 2
     assert "has no bias attribute" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_class_balanced_probe_is_the_ablation_without_bias_labels(
+    runs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = runs["triplet"]
+    args = ["eval", str(run), "--device", "cpu", "--no-plots", "--probe-groups", "class,true"]
+    assert main(args) == 0
+    results = json.loads((run / "results.json").read_text())
+    balanced = results["probe_class"]
+    assert balanced["uses_bias_labels"] is False and balanced["num_groups"] == 2
+    assert "class balance only" in balanced["protocol"]
+    assert results["probe_true"]["num_groups"] == 4
+    capsys.readouterr()
+    y = torch.tensor([3, 1, 3, 7, 1])  # its groups are the classes, densely numbered
+    features = {
+        split: (torch.zeros(5, 2), y, torch.full((5,), -1), torch.arange(5))
+        for split in ("train", "val")
+    }
+    groups = probe_groups_of("class", None, features)
+    assert all(torch.equal(groups[split], torch.tensor([1, 0, 1, 2, 0])) for split in features)

@@ -251,7 +251,7 @@ def test_resume_refuses_a_changed_stage1_and_a_missing_run(jtt_run: Path, tmp_pa
     shutil.copytree(jtt_run, run_dir)
     with pytest.raises(DebiasclError, match="jtt_epochs"):
         train(tiny_jtt(f"method.jtt_epochs={T + 1}"), run_dir, resume=True)
-    with pytest.raises(DebiasclError, match="no JTT stage-1 run"):
+    with pytest.raises(DebiasclError, match="no stage-1 run"):
         train(tiny_jtt(), tmp_path / "empty", resume=True)
     assert not resumable(tmp_path / "empty")
     with pytest.raises(DebiasclError, match="already exists and is not empty"):

@@ -46,23 +46,37 @@ def _negatives(a: int, batch: int) -> list[int]:
     return [j for j in range(2 * batch) if j not in (a, _partner(a, batch))]
 
 
+def _anchor_mean(losses: list[Tensor], weights: Tensor | None) -> Tensor:
+    """(1 / 2B) sum_a w_{a mod B} L_a: the mean over anchors, weighted by their sample's w."""
+    batch = len(losses) // 2
+    if weights is None:
+        return sum(losses) / len(losses)
+    return sum(weights[a % batch] * loss for a, loss in enumerate(losses)) / len(losses)
+
+
 def _debiased_ng(neg_term: Tensor, pos: Tensor, tau_plus: float, n: int, t: float) -> Tensor:
     floor = torch.tensor(n * math.exp(-1.0 / t), dtype=neg_term.dtype)
     return torch.maximum((neg_term - tau_plus * n * pos) / (1 - tau_plus), floor)
 
 
-def naive_info_nce(z1: Tensor, z2: Tensor, t: float) -> Tensor:
+def naive_info_nce(z1: Tensor, z2: Tensor, t: float, weights: Tensor | None = None) -> Tensor:
     zs, batch = _unit_views(z1, z2), z1.shape[0]
     losses = []
     for a in range(2 * batch):
         pos = torch.exp(zs[a] @ zs[_partner(a, batch)] / t)
         neg = sum(torch.exp(zs[a] @ zs[j] / t) for j in _negatives(a, batch))
         losses.append(-torch.log(pos / (pos + neg)))
-    return torch.stack(losses).mean()
+    return _anchor_mean(losses, weights)
 
 
 def naive_hcl(
-    z1: Tensor, z2: Tensor, t: float, tau_plus: float, beta: float, detach: bool = False
+    z1: Tensor,
+    z2: Tensor,
+    t: float,
+    tau_plus: float,
+    beta: float,
+    detach: bool = False,
+    weights: Tensor | None = None,
 ) -> Tensor:
     """HCL of SPEC 2; beta = 0 makes it DCL (every importance weight is 1)."""
     zs, batch = _unit_views(z1, z2), z1.shape[0]
@@ -75,10 +89,12 @@ def naive_hcl(
         reweighted = sum(i * ng for i, ng in zip(imps, negs, strict=True)) / (sum(imps) / n)
         ng_a = _debiased_ng(reweighted, pos, tau_plus, n, t)
         losses.append(-torch.log(pos / (pos + ng_a)))
-    return torch.stack(losses).mean()
+    return _anchor_mean(losses, weights)
 
 
-def naive_dcl(z1: Tensor, z2: Tensor, t: float, tau_plus: float) -> Tensor:
+def naive_dcl(
+    z1: Tensor, z2: Tensor, t: float, tau_plus: float, weights: Tensor | None = None
+) -> Tensor:
     zs, batch = _unit_views(z1, z2), z1.shape[0]
     n = 2 * batch - 2
     losses = []
@@ -87,7 +103,7 @@ def naive_dcl(z1: Tensor, z2: Tensor, t: float, tau_plus: float) -> Tensor:
         neg = sum(torch.exp(zs[a] @ zs[j] / t) for j in _negatives(a, batch))
         ng_a = _debiased_ng(neg, pos, tau_plus, n, t)
         losses.append(-torch.log(pos / (pos + ng_a)))
-    return torch.stack(losses).mean()
+    return _anchor_mean(losses, weights)
 
 
 def naive_triplet(z1: Tensor, z2: Tensor, tau_plus: float, debias: bool) -> Tensor:
@@ -142,6 +158,7 @@ def naive_wcl(
     t: float,
     tau_plus: float,
     form: str = "paper",
+    weights: Tensor | None = None,
 ) -> Tensor:
     w = naive_weights(zd1, zd2, zb1, zb2, t, eps=0.0, form=form)
     zs, batch = _unit_views(zd1, zd2), zd1.shape[0]
@@ -152,7 +169,7 @@ def naive_wcl(
         neg = sum(w[a, j] * torch.exp(zs[a] @ zs[j] / t) for j in _negatives(a, batch))
         ng_a = _debiased_ng(neg, pos, tau_plus, n, t)
         losses.append(-torch.log(pos / (pos + ng_a)))
-    return torch.stack(losses).mean()
+    return _anchor_mean(losses, weights)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -203,6 +220,35 @@ def test_dcl_matches_naive_loop(batch, dim, t, tau_plus, beta):
         lambda a, b: naive_dcl(a, b, t, tau_plus),
         random_projections(batch, dim),
     )
+
+
+@pytest.mark.parametrize(("batch", "dim", "t", "tau_plus", "beta"), CASES)
+def test_sample_weights_weight_each_anchor_like_the_naive_loops(batch, dim, t, tau_plus, beta):
+    weights = torch.rand(batch, generator=torch.Generator().manual_seed(batch), dtype=torch.float64)
+    weights = 2 * weights
+    pairs = {
+        "info_nce": (
+            lambda a, b: info_nce_loss(a, b, t, sample_weights=weights),
+            lambda a, b: naive_info_nce(a, b, t, weights),
+        ),
+        "dcl": (
+            lambda a, b: dcl_loss(a, b, t, tau_plus, sample_weights=weights),
+            lambda a, b: naive_dcl(a, b, t, tau_plus, weights),
+        ),
+        "hcl": (
+            lambda a, b: hcl_loss(a, b, t, tau_plus, beta, sample_weights=weights),
+            lambda a, b: naive_hcl(a, b, t, tau_plus, beta, weights=weights),
+        ),
+    }
+    for fn, ref in pairs.values():
+        _assert_same_loss(fn, ref, random_projections(batch, dim))
+    _assert_same_loss(
+        lambda a, b, c, d: wcl_loss(a, b, c, d, t, tau_plus, sample_weights=weights),
+        lambda a, b, c, d: naive_wcl(a, b, c, d, t, tau_plus, weights=weights),
+        random_projections(batch, dim, count=4),
+    )
+    with pytest.raises(ValueError, match="sample_weights: expected shape"):
+        info_nce_loss(*random_projections(batch, dim), t, sample_weights=weights[:-1])
 
 
 @pytest.mark.parametrize("detach", [False, True])

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import debiascl.losses.functional as loss_functions
+from debiascl.batch import Batch
 from debiascl.config import Config
 from debiascl.errors import DebiasclError
 from debiascl.losses import dcl_loss, hcl_loss, info_nce_loss, triplet_loss, wcl_loss
@@ -45,6 +46,13 @@ def make_views(batch: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
     return x + 0.1 * torch.randn(batch, 6, generator=generator), x
 
 
+def batch_of(views, y: torch.Tensor | None = None, **fields: torch.Tensor) -> Batch:
+    """The trainer's batch of ``views`` (index 0..B-1; y all 0 unless given)."""
+    size = len(views[0])
+    y = torch.zeros(size, dtype=torch.long) if y is None else y
+    return Batch(torch.arange(size), list(views), y, **fields)
+
+
 def projections(method: Method, key: str, views) -> tuple[torch.Tensor, torch.Tensor]:
     """The reference forward: both views of the batch through encoder ``key`` together."""
     z = method.encoders()[key](torch.cat(views))
@@ -70,9 +78,14 @@ REFERENCES = {
 
 
 def test_registry_names() -> None:
-    assert set(METHODS) == {"simclr", "dcl", "hcl", "triplet", "wcl", "erm", "jtt"}
+    assert set(METHODS) == {"simclr", "dcl", "hcl", "triplet", "wcl", "erm", "jtt", "gce", "gdro"}
     assert all(cls.name == name for name, cls in METHODS.items())
-    assert [name for name, cls in METHODS.items() if cls.supervised] == ["erm", "jtt"]
+    assert [name for name, cls in METHODS.items() if cls.supervised] == [
+        "erm",
+        "jtt",
+        "gce",
+        "gdro",
+    ]
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCES))
@@ -81,7 +94,7 @@ def test_single_encoder_loss_and_gradient_equal_the_loss_function(name: str) -> 
     key = method.product_encoder
     assert list(method.encoders()) == [key]
     views = make_views()
-    loss, logs = method.training_step(views)
+    loss, logs = method.training_step(batch_of(views))
     assert loss.ndim == 0 and torch.isfinite(loss)
     loss.backward()
     step_grads = grads(method)
@@ -98,11 +111,11 @@ def test_single_encoder_loss_and_gradient_equal_the_loss_function(name: str) -> 
 def test_options_reach_the_losses() -> None:
     views = make_views()
     plain = make_method("triplet", triplet_debias=False)
-    loss, _ = plain.training_step(views)
+    loss, _ = plain.training_step(batch_of(views))
     expected = triplet_loss(*projections(plain, "b", views), tau_plus=0.2, debias=False)
     torch.testing.assert_close(loss, expected)
     detached = make_method("hcl", detach_weights=True)
-    loss, _ = detached.training_step(views)
+    loss, _ = detached.training_step(batch_of(views))
     loss.backward()
     step_grads = grads(detached)
     detached.zero_grad(set_to_none=True)
@@ -136,14 +149,14 @@ def test_gather_flag_is_passed_to_the_losses(name: str, monkeypatch) -> None:
         monkeypatch.setattr(loss_functions, loss_name, spy(loss_name, loss_fn))
     torch.manual_seed(0)
     method = build_method(make_config(name), TABLE, gather_distributed=True)
-    method.training_step(make_views())  # no process group: the losses fall back to local
+    method.training_step(batch_of(make_views()))  # no process group: the losses fall back to local
     assert seen == dict.fromkeys(LOSSES_USED[name], True)
 
 
 def test_wcl_loss_is_triplet_plus_weighted() -> None:
     method = make_method("wcl")
     views = make_views()
-    loss, logs = method.training_step(views)
+    loss, logs = method.training_step(batch_of(views))
     zd1, zd2 = projections(method, "d", views)
     zb1, zb2 = projections(method, "b", views)
     loss_b = triplet_loss(zb1, zb2, tau_plus=0.2)
@@ -161,7 +174,7 @@ def test_wcl_weight_form_reaches_the_loss(form: str) -> None:
     method = make_method("wcl", weight_form=form)
     assert method.criterion.weight_form == form
     views = make_views()
-    _, logs = method.training_step(views)
+    _, logs = method.training_step(batch_of(views))
     zd1, zd2 = projections(method, "d", views)
     zb1, zb2 = projections(method, "b", views)
     expected = wcl_loss(zd1, zd2, zb1, zb2, temperature=0.3, tau_plus=0.2, weight_form=form)
@@ -171,7 +184,7 @@ def test_wcl_weight_form_reaches_the_loss(form: str) -> None:
 def test_wcl_without_weights_is_exactly_dcl() -> None:
     method = make_method("wcl", weight_form="none")
     views = make_views()
-    loss, logs = method.training_step(views)
+    loss, logs = method.training_step(batch_of(views))
     zd1, zd2 = projections(method, "d", views)
     zb1, zb2 = projections(method, "b", views)
     dcl = dcl_loss(zd1, zd2, temperature=0.3, tau_plus=0.2)
@@ -182,7 +195,7 @@ def test_wcl_without_weights_is_exactly_dcl() -> None:
 def test_wcl_gradients_do_not_cross_between_encoders() -> None:
     method = make_method("wcl")
     views = make_views()
-    loss, _ = method.training_step(views)
+    loss, _ = method.training_step(batch_of(views))
     loss.backward()
     step_d, step_b = grads(method.encoder_d), grads(method.encoder_b)
     assert all(g.abs().sum() > 0 for g in step_d + step_b if g.numel() > 0)
@@ -205,7 +218,7 @@ def test_wcl_training_reduces_the_loss() -> None:
     views = make_views(16)
     history = []
     for _ in range(25):
-        loss, logs = method.training_step(views)
+        loss, logs = method.training_step(batch_of(views))
         for optimizer in optimizers:
             optimizer.zero_grad()
         loss.backward()
@@ -248,14 +261,25 @@ def test_representation_of_each_encoder() -> None:
 
 def test_views_must_match() -> None:
     with pytest.raises(ValueError, match="views"):
-        make_method("simclr").training_step((torch.randn(4, 6), torch.randn(3, 6)))
+        make_method("simclr").training_step(batch_of((torch.randn(4, 6), torch.randn(3, 6))))
+
+
+def test_contrastive_methods_need_two_views_and_erm_reads_every_view() -> None:
+    three = (*make_views(), torch.randn(10, 6))
+    for name in ("simclr", "wcl"):
+        with pytest.raises(DebiasclError, match=f"method '{name}' compares two views.*has 3"):
+            make_method(name).training_step(batch_of(three))
+    method, y = make_method("erm"), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
+    loss, _ = method.training_step(batch_of(three, y))
+    expected = F.cross_entropy(method.encoder_d(torch.cat(three)), y.repeat(3))
+    torch.testing.assert_close(loss, expected)
 
 
 def test_erm_cross_entropy_on_both_views() -> None:
     method = make_method("erm")
     assert method.supervised and list(method.encoders()) == ["d"]
     views, y = make_views(), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
-    loss, logs = method.training_step(views, y)
+    loss, logs = method.training_step(batch_of(views, y))
     logits = method.encoder_d(torch.cat(views))
     assert logits.shape == (20, 3)
     torch.testing.assert_close(loss, F.cross_entropy(logits, torch.cat([y, y])))
@@ -270,19 +294,36 @@ def test_erm_cross_entropy_on_both_views() -> None:
 def test_erm_sample_weights() -> None:
     method = make_method("erm")
     views, y = make_views(), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
-    unweighted, _ = method.training_step(views, y)
-    ones, _ = method.training_step(views, y, sample_weights=torch.ones(10))
+    unweighted, _ = method.training_step(batch_of(views, y))
+    ones, _ = method.training_step(batch_of(views, y, weight=torch.ones(10)))
     torch.testing.assert_close(ones, unweighted)
     weights = torch.tensor([3.0, 0, 1, 0, 0, 0, 0, 0, 0, 0])
-    weighted, _ = method.training_step(views, y, sample_weights=weights)
+    weighted, _ = method.training_step(batch_of(views, y, weight=weights))
     per_example = F.cross_entropy(method.encoder_d(torch.cat(views)), y.repeat(2), reduction="none")
-    expected = (3 * per_example[[0, 10]].sum() + per_example[[2, 12]].sum()) / 8
+    expected = (
+        3 * per_example[[0, 10]].sum() + per_example[[2, 12]].sum()
+    ) / 20  # not renormalised
     torch.testing.assert_close(weighted, expected)
 
 
-def test_erm_needs_targets() -> None:
-    with pytest.raises(DebiasclError, match="supervised"):
-        make_method("erm").training_step(make_views())
+@pytest.mark.parametrize("name", ["simclr", "dcl", "hcl", "wcl"])
+def test_contrastive_methods_weight_their_anchors_by_the_batch_weights(name: str) -> None:
+    method, views = make_method(name), make_views()
+    weights = torch.rand(10, generator=torch.Generator().manual_seed(3)) * 2
+    _, logs = method.training_step(batch_of(views, weight=weights))
+    zd = projections(method, "d", views)
+    zb = projections(method, "b", views) if name == "wcl" else ()
+    expected = method.criterion(*zd, *zb, sample_weights=weights)
+    torch.testing.assert_close(logs["loss_d"], expected.detach())
+    assert not torch.allclose(expected, method.criterion(*zd, *zb))
+    if name == "wcl":  # E_b's triplet loss stays unweighted
+        _, plain = method.training_step(batch_of(views))
+        torch.testing.assert_close(logs["loss_b"], plain["loss_b"])
+
+
+def test_gdro_needs_the_groups_in_the_batch() -> None:
+    with pytest.raises(DebiasclError, match="method 'gdro' trains on groups"):
+        make_method("gdro").training_step(batch_of(make_views()))
 
 
 def test_unknown_method() -> None:
@@ -299,7 +340,8 @@ def test_methods_on_images_with_small_cnn() -> None:
         config.method.name = name
         method = build_method(config, images)
         views = (torch.rand(4, 3, 16, 16), torch.rand(4, 3, 16, 16))
-        loss, _ = method.training_step(views, torch.arange(4))
+        groups = {"group": torch.tensor([0, 1, 1, 0]), "group_sizes": torch.tensor([5, 3])}
+        loss, _ = method.training_step(batch_of(views, torch.arange(4), **groups))
         assert loss.ndim == 0 and torch.isfinite(loss)
 
 

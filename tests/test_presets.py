@@ -31,6 +31,11 @@ def test_every_dataset_has_a_preset() -> None:
     )
 
 
+def _groups(method: str) -> dict[str, str]:
+    """The setting a method that trains on groups needs (the oracle's: no run to read)."""
+    return {"train.groups": "true"} if METHODS[method].trains_on_groups else {}
+
+
 @pytest.mark.parametrize("name", PRESETS)
 def test_preset_loads_and_fits_its_data(name: str, monkeypatch) -> None:
     """Every method builds on every preset, without network: ImageNet weights are switched off
@@ -44,7 +49,8 @@ def test_preset_loads_and_fits_its_data(name: str, monkeypatch) -> None:
     assert config.data.name == name
     assert config.method.name == "wcl"  # presets leave the method to the command line
     for method in METHODS:  # every registered method runs on every preset
-        assert build_config(preset=name, overrides={"method.name": method}).method.name == method
+        overrides = {"method.name": method} | _groups(method)
+        assert build_config(preset=name, overrides=overrides).method.name == method
     kind = "table" if name in TABLES else "image"
     shape = (14,) if kind == "table" else (3, 32, 32)
     data = SimpleNamespace(name=name, kind=kind, input_shape=shape, num_classes=2)
@@ -53,7 +59,7 @@ def test_preset_loads_and_fits_its_data(name: str, monkeypatch) -> None:
     assert encoder.head[-1].out_features == config.model.proj_dim
     torch.manual_seed(0)
     for method in METHODS:
-        overrides = {"method.name": method, "model.pretrained": "null"}
+        overrides = {"method.name": method, "model.pretrained": "null"} | _groups(method)
         build_method(build_config(preset=name, overrides=overrides), data)
 
 

@@ -14,6 +14,7 @@ import torch
 from fakes import final_model, read_metrics, tiny_config
 from image_files import make_stl10
 
+from debiascl.batch import Batch
 from debiascl.checkpoint import check_resumable, load_checkpoint
 from debiascl.config import build_config, load_config
 from debiascl.data import build_dataset
@@ -94,9 +95,9 @@ def _nan_on_calls(monkeypatch: pytest.MonkeyPatch, bad_calls: set[int] | None) -
     original = METHODS["simclr"].training_step
     calls = {"n": 0}
 
-    def training_step(self, views, targets=None):
+    def training_step(self, batch):
         calls["n"] += 1
-        loss, logs = original(self, views, targets)
+        loss, logs = original(self, batch)
         if bad_calls is None or calls["n"] in bad_calls:
             loss = loss * float("nan")
         return loss, logs
@@ -193,7 +194,7 @@ def test_mixed_precision_step_on_channels_last_inputs(precision: str) -> None:
         torch.randn(8, 3, 8, 8).contiguous(memory_format=torch.channels_last) for _ in "12"
     )
     before = {k: v.clone() for k, v in method.state_dict().items()}
-    loss, logs = runner.step(views)
+    loss, logs = runner.step(Batch(torch.arange(8), list(views), torch.zeros(8, dtype=torch.long)))
     assert torch.isfinite(torch.tensor(loss)) and set(logs) == {"loss_d", "loss_b"}
     changed = [k for k, v in method.state_dict().items() if not torch.equal(v, before[k])]
     # bf16 updates every weight; fp16's GradScaler may skip its first, over-scaled step, but the

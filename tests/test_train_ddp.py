@@ -17,6 +17,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from fakes import train_args
 
+from debiascl.batch import Batch
 from debiascl.checkpoint import load_checkpoint, seed_everything
 from debiascl.config import build_config
 from debiascl.distributed import prepare_distributed
@@ -57,7 +58,8 @@ def wcl_step(world_size: int, rank: int = 0) -> Method:
     runner = StepRunner(method.train(), optimizers, "32", torch.device("cpu"), world_size)
     local = GLOBAL_BATCH // world_size
     views = tuple(v[rank * local : (rank + 1) * local] for v in fixed_views())
-    assert runner.step(views) is not None
+    batch = Batch(torch.arange(local), list(views), torch.zeros(local, dtype=torch.long))
+    assert runner.step(batch) is not None
     return method
 
 
@@ -103,6 +105,58 @@ def test_one_wcl_step_on_two_ranks_equals_one_process_on_the_global_batch(tmp_pa
     moved = [k for k, v in initial.state_dict().items() if not torch.equal(v, single[k])]
     assert any(k.startswith("encoder_d.") for k in moved)
     assert any(k.startswith("encoder_b.") for k in moved)
+
+
+def gdro_steps(world_size: int, rank: int = 0) -> Method:
+    """GroupDRO (SGD, eta 0.5) takes two steps on this rank's slice of a fixed batch whose
+    groups are spread unevenly over the ranks (rank 0 holds most of group 0)."""
+    config = build_config(
+        preset="biased-digits",
+        overrides={"method.name": "gdro"},
+        sets=["optim.name=sgd", "optim.lr=0.5", "train.groups=true", "method.gdro_eta=0.5"],
+    )
+    seed_everything(0)
+    method = build_method(config, DIGITS_8PX, gather_distributed=world_size > 1)
+    if world_size > 1:
+        method = prepare_distributed(method, torch.device("cpu"))
+    optimizers = build_optimizers(method.param_groups(config.optim), config.optim)
+    runner = StepRunner(method.train(), optimizers, "32", torch.device("cpu"), world_size)
+    y = torch.arange(GLOBAL_BATCH) % 10
+    groups = torch.tensor([0] * 7 + [1] + [1] * 5 + [2] * 3)
+    part = slice(rank * GLOBAL_BATCH // world_size, (rank + 1) * GLOBAL_BATCH // world_size)
+    views = [v[part] for v in fixed_views()]
+    batch = Batch(torch.arange(GLOBAL_BATCH)[part], views, y[part], None, groups[part])
+    batch.group_sizes = torch.tensor([10, 5, 3])
+    for _ in range(2):
+        assert runner.step(batch) is not None
+    return method
+
+
+def _gdro_rank_main(rank: int, world_size: int, port: int, out_dir: str) -> None:
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size
+    )
+    try:
+        torch.save(snapshot(gdro_steps(world_size, rank)), Path(out_dir) / f"rank{rank}.pt")
+        gc.collect()
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_gdro_on_two_ranks_equals_one_process_on_the_global_batch(tmp_path: Path) -> None:
+    mp.spawn(_gdro_rank_main, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    single = snapshot(gdro_steps(world_size=1))
+    q = single["_extra_state"]
+    assert q.shape == (3,) and not torch.allclose(q, torch.full((3,), 1 / 3))
+    for rank in (0, 1):
+        got = torch.load(tmp_path / f"rank{rank}.pt")
+        assert got.keys() == single.keys()
+        for key, expected in single.items():
+            assert torch.allclose(got[key].float(), expected.float(), rtol=1e-4, atol=1e-5), (
+                f"rank {rank}: {key} differs from one process on the global batch"
+            )
 
 
 def _wcl_args(out: Path, epochs: int, *extra: str) -> list[str]:

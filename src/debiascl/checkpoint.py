@@ -229,8 +229,14 @@ def damaged_checkpoint(path: str | Path, error: Exception) -> DebiasclError:
     )
 
 
+EXTRA_STATE = "_extra_state"
+"""The state-dict key suffix of a module's extra state (e.g. GroupDRO's group weights q), whose
+shape is the module's own business (q is empty until training sees the groups)."""
+
+
 def check_compatible(state: dict[str, Any], method: torch.nn.Module, path: str | Path) -> None:
-    """Check that ``state`` holds weights for ``method``: same method, keys and shapes.
+    """Check that ``state`` holds weights for ``method``: same method, keys and shapes (extra
+    states: same keys).
 
     Raises:
         DebiasclError: naming the method names, or the first few parameters whose presence or
@@ -254,7 +260,7 @@ def check_compatible(state: dict[str, Any], method: torch.nn.Module, path: str |
     problems += [
         f"{key} has shape {theirs[key]} in checkpoint, {ours[key]} in the model"
         for key in ours
-        if key in theirs and theirs[key] != ours[key]
+        if key in theirs and theirs[key] != ours[key] and not key.endswith(EXTRA_STATE)
     ]
     if problems:
         shown = "; ".join(problems[:3]) + (

@@ -17,9 +17,11 @@ DEFAULT_K = 10
 """Neighbours per sample of the bias discovery (SPEC 9)."""
 DEFAULT_THRESHOLD = 0.5
 """The discovery flags samples whose conflict score exceeds it (SPEC 9)."""
+SIGNALS = ("knn", "erm", "gce")
+"""The discovery signals; ``erm`` and ``gce`` read the classifier of a run of that method."""
 
 PROBE_GROUPS = {
-    "discovered": "discovered groups (class x E_b flag; no bias label used)",
+    "discovered": "discovered groups (class x discovery flag; no bias label used)",
     "true": "true groups (class x bias attribute; oracle, uses bias labels)",
     "class": "classes (class-balanced; no bias label used)",
 }

@@ -195,6 +195,15 @@ class TrainConfig:
     CUDA training of images with a ResNet backbone; true or false force it on or off.
     ``malloc_tuning``: on the CPU with images, raise glibc's malloc thresholds so that freed
     buffers are reused instead of being handed back to the kernel (:mod:`debiascl.allocator`).
+
+    Groups as a training input (SPEC 10, :mod:`debiascl.groups`): ``groups`` "none", "discovered"
+    (the (class, flag) groups of ``groups_from``'s bias discovery; no bias label) or "true" (the
+    (class, bias attribute) oracle; the batch then also carries a). ``group_sampling``
+    "balanced" draws each epoch's samples with probability 1 / (G * n_g) (needs groups);
+    ``group_weighting`` "balanced" weights each sample's loss by n / (G * n_g) instead (needs
+    groups and a method that reads sample weights). ``discovered`` without ``groups_from``
+    discovers first, in a stage-1 run of method ``groups_signal`` for ``groups_epochs`` epochs
+    (:mod:`debiascl.discovery_stage`).
     """
 
     epochs: int = 20
@@ -210,6 +219,12 @@ class TrainConfig:
     knn_k: int = 200
     max_consecutive_skips: int = 10
     progress: bool = True
+    groups: str = "none"
+    groups_from: str | None = None
+    group_sampling: str = "none"
+    group_weighting: str = "none"
+    groups_signal: str = "gce"
+    groups_epochs: int = 5
 
 
 @dataclass
@@ -266,6 +281,10 @@ CHOICES: dict[str, Collection[str]] = {
     "method.name": METHODS,
     "optim.name": ("adam", "sgd"),
     "train.precision": ("32", "bf16", "fp16"),
+    "train.groups": ("none", "discovered", "true"),
+    "train.group_sampling": ("none", "balanced"),
+    "train.group_weighting": ("none", "balanced"),
+    "train.groups_signal": ("gce", "erm"),
     "eval.probe": ("fast", "authors"),
 }
 
@@ -336,6 +355,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     if annotation is str:
         if isinstance(value, dict | list):
             raise DebiasclError(f"setting '{key}': expected a string, got {value!r}")
+        if isinstance(value, bool):  # YAML reads `groups: true` as a boolean
+            return "true" if value else "false"
         return str(value)
     raise TypeError(f"unsupported annotation {annotation!r} for {key}")
 
@@ -614,6 +635,43 @@ def check_setting(condition: bool, key: str, expected: str, value: Any) -> None:
     raise DebiasclError(f"setting '{key}' = {value!r} is out of range: expected {expected}")
 
 
+def _check_groups(train: TrainConfig, method: str) -> None:
+    """The group settings fit together and the method (SPEC 10)."""
+    check_setting(train.groups_epochs >= 1, "train.groups_epochs", ">= 1", train.groups_epochs)
+    if train.groups == "discovered" and not train.groups_from and METHODS[method].driver:
+        raise DebiasclError(
+            f"setting 'train.groups' = 'discovered' with method '{method}', which trains in "
+            "stages of its own, needs train.groups_from: a finished run whose discovery gives "
+            "the groups"
+        )
+    if train.groups != "discovered" and train.groups_from is not None:
+        raise DebiasclError(
+            f"setting 'train.groups_from' is read only with train.groups=discovered "
+            f"(train.groups is {train.groups!r})"
+        )
+    for key in ("group_sampling", "group_weighting"):
+        if getattr(train, key) != "none" and train.groups == "none":
+            raise DebiasclError(
+                f"setting 'train.{key}' = {getattr(train, key)!r} needs groups: set "
+                "train.groups to discovered or true"
+            )
+    if train.group_weighting != "none" and not METHODS[method].reads_sample_weights:
+        raise DebiasclError(
+            f"setting 'train.group_weighting' = {train.group_weighting!r}: method '{method}' "
+            "does not weight its loss per sample (simclr, dcl, hcl, wcl and erm do)"
+        )
+    if METHODS[method].trains_on_groups and train.groups == "none":
+        raise DebiasclError(
+            f"method '{method}' trains on groups: set train.groups to discovered (with "
+            "train.groups_from) or true"
+        )
+    if train.group_sampling != "none" and METHODS[method].driver is not None:
+        raise DebiasclError(
+            f"setting 'train.group_sampling' does not combine with method '{method}', whose "
+            "stages choose their own sampling"
+        )
+
+
 def validate(config: Config) -> None:
     """Reject impossible settings with a message naming the key and the allowed range."""
     for key, allowed in CHOICES.items():
@@ -646,6 +704,7 @@ def validate(config: Config) -> None:
     check_setting(
         t.max_consecutive_skips >= 1, "train.max_consecutive_skips", ">= 1", t.max_consecutive_skips
     )
+    _check_groups(t, config.method.name)
     check_setting(
         t.device == "auto" or t.device == "cpu" or t.device.startswith("cuda"),
         "train.device",

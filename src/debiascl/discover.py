@@ -1,9 +1,17 @@
-"""Bias discovery on trained runs: score every training sample with a bias encoder (SPEC 9).
+"""Bias discovery on trained runs: score every training sample with a bias signal (SPEC 9).
 
-:func:`discover_run` reads the frozen backbone features h_b of a bias encoder (by default E_b of
-the run itself, a WCL or triplet run; any finished run's encoder with ``bias_run`` /
-``encoder``), scores the train split leave-one-out and the val split against the train bank
-(:mod:`debiascl.discovery`), and writes into the run directory:
+Signals (``signal``; each uses the data and y only):
+
+- ``knn``: the frozen backbone features h_b of a bias encoder (by default E_b of the run itself,
+  a WCL or triplet run; any finished run's encoder with ``bias_run`` / ``encoder``); the train
+  split is scored leave-one-out and the val split against the train bank.
+- ``erm``: the classifier of a finished (early-stopped) ``erm`` run, as JTT's stage 1: score
+  1 - p_y of each un-augmented sample; flagged above the threshold (0.5: for two classes, the
+  misclassified samples, JTT's error set).
+- ``gce``: the same with a ``gce`` run, a bias-amplified classifier (LfF's biased model).
+
+The default is the bias run's own kind (:func:`default_signal`): its classifier for an erm or gce
+run, else its E_b. :func:`discover_run` writes into the run directory:
 
 - ``discovered.csv``: split, index, y, score, flag and the true a (-1 where unknown; never used);
 - ``discovery.json``: the settings, the flagged counts per class and, where bias labels exist,
@@ -26,11 +34,13 @@ from typing import Any
 import torch
 
 from debiascl.callable_module import make_callable
-from debiascl.choices import DEFAULT_K, DEFAULT_THRESHOLD
-from debiascl.config import load_config
+from debiascl.choices import DEFAULT_K, DEFAULT_THRESHOLD, SIGNALS
+from debiascl.config import DataConfig, load_config
 from debiascl.data.base import BiasedDataset
+from debiascl.data.sampling import labelled_subset
 from debiascl.discovery import (
     SplitDiscovery,
+    classifier_scores,
     conflict_scores,
     discovery_quality,
     read_discovery,
@@ -38,6 +48,7 @@ from debiascl.discovery import (
 )
 from debiascl.errors import DebiasclError
 from debiascl.evaluate import LoadedRun, load_run
+from debiascl.features import class_logits
 from debiascl.metrics import group_counts
 from debiascl.records import file_digest
 from debiascl.report import write_discovery_report
@@ -46,6 +57,23 @@ from debiascl.rundir import check_finished, checkpoint_path, config_path, discov
 logger = logging.getLogger(__name__)
 
 BIAS_ENCODER = "b"
+
+
+def default_signal(method: str) -> str:
+    """The signal of a bias run of ``method``: its classifier for erm / gce, else knn on E_b."""
+    return method if method in SIGNALS else "knn"
+
+
+def check_signal(signal: str, run: LoadedRun | None = None) -> None:
+    """Refuse an unknown signal, or a classifier signal on a ``run`` of another method."""
+    if signal not in SIGNALS:
+        raise DebiasclError(f"discovery signal '{signal}': expected one of {', '.join(SIGNALS)}")
+    if run is not None and signal != "knn" and run.method.name != signal:
+        raise DebiasclError(
+            f"discovery signal '{signal}' reads the classifier of a finished {signal} run, but "
+            f"run '{run.run_dir}' was trained with method '{run.method.name}'; give a {signal} "
+            "run as the bias run"
+        )
 
 
 def bias_encoder_key(run: LoadedRun, encoder: str | None) -> str:
@@ -65,16 +93,22 @@ def bias_encoder_key(run: LoadedRun, encoder: str | None) -> str:
     return BIAS_ENCODER
 
 
-def check_same_data(run_dir: Path, bias_dir: Path) -> None:
-    """Refuse a bias run trained on other data than the run (its samples would not match)."""
-    data, bias_data = (load_config(config_path(d), run=True).data for d in (run_dir, bias_dir))
+def check_same_data(data: DataConfig, user: str, bias_dir: Path, role: str = "bias run") -> None:
+    """Refuse a run ``bias_dir`` trained on other data than ``data`` (its samples would differ).
+
+    Args:
+        data: the data of ``user`` (e.g. "run 'runs/simclr'").
+        user: who needs the other run, for the message.
+        bias_dir: the other run (its ``config.yaml`` is read).
+        role: what the other run is to ``user``, for the message ("bias run", "groups_from run").
+    """
+    bias_data = load_config(config_path(bias_dir)).data
     mine = (data.name, dict(data.options))
     theirs = (bias_data.name, dict(bias_data.options))
     if mine != theirs:
         raise DebiasclError(
-            f"bias run '{bias_dir}' was trained on {theirs[0]} {theirs[1]}, but run "
-            f"'{run_dir}' on {mine[0]} {mine[1]}: the bias run must use the same data set and "
-            "data options"
+            f"{role} '{bias_dir}' was trained on {theirs[0]} {theirs[1]}, but {user} on "
+            f"{mine[0]} {mine[1]}: the {role} must use the same data set and data options"
         )
 
 
@@ -86,7 +120,7 @@ def _split_discovery(
     threshold: float,
     bank: tuple[torch.Tensor, torch.Tensor] | None,
 ) -> tuple[SplitDiscovery, torch.Tensor]:
-    """Scores of ``split`` under encoder ``key`` and its (n, F) features.
+    """Scores of ``split`` under encoder ``key`` (signal knn) and its (n, F) features.
 
     ``bank`` None scores the split leave-one-out against itself (train); else against the
     given (features, classes) of the train split (val).
@@ -98,6 +132,34 @@ def _split_discovery(
         bank_features, bank_y = bank
         scores = conflict_scores(bank_features, bank_y, k, queries=features, query_y=y)
     return SplitDiscovery(index, y, a, scores, scores > threshold), features
+
+
+def _classifier_discovery(run: LoadedRun, split: str, threshold: float) -> SplitDiscovery:
+    """Scores 1 - p_y of ``split`` under the run's own classifier (signals erm, gce)."""
+    logits, y, a, index = class_logits(
+        run.method, labelled_subset(run.splits[split]), run.prepare, run.device
+    )
+    scores = classifier_scores(logits, y)
+    return SplitDiscovery(index, y, a, scores, scores > threshold)
+
+
+def _discover_splits(
+    run: LoadedRun, signal: str, encoder: str | None, k: int, threshold: float
+) -> tuple[dict[str, SplitDiscovery], str | None]:
+    """The train (and, when not empty, val) discovery of ``signal``; the encoder knn read."""
+    has_val = len(run.splits["val"]) > 0
+    if signal != "knn":
+        splits = {"train": _classifier_discovery(run, "train", threshold)}
+        if has_val:
+            splits["val"] = _classifier_discovery(run, "val", threshold)
+        return splits, None
+    key = bias_encoder_key(run, encoder)
+    train, train_features = _split_discovery(run, key, "train", k, threshold, None)
+    splits = {"train": train}
+    if has_val:
+        bank = (train_features, train.y)
+        splits["val"] = _split_discovery(run, key, "val", k, threshold, bank)[0]
+    return splits, key
 
 
 def _rounded(value: float | None) -> str:
@@ -122,21 +184,23 @@ class FoundBias:
     title: str
 
 
-def find_bias(bias: LoadedRun, encoder: str | None, k: int, threshold: float) -> FoundBias:
-    """Score the train split of ``bias`` leave-one-out and its val split against the train bank.
+def find_bias(
+    bias: LoadedRun, encoder: str | None, k: int, threshold: float, signal: str | None = None
+) -> FoundBias:
+    """Score the train split of ``bias`` (leave-one-out for knn) and its val split (against
+    the train bank for knn).
 
     Args:
         bias: the loaded bias run (with its train and val splits); its features are shared.
-        encoder: its encoder ("d" or "b"; None: E_b).
-        k: neighbours per sample.
+        encoder: its encoder for knn ("d" or "b"; None: E_b).
+        k: neighbours per sample (knn).
         threshold: flag samples whose score exceeds it, in [0, 1) (checked by the callers).
+        signal: one of :data:`SIGNALS`; None: :func:`default_signal` of the bias run's method.
     """
-    key = bias_encoder_key(bias, encoder)
-    train, train_features = _split_discovery(bias, key, "train", k, threshold, None)
-    splits = {"train": train}
-    if len(bias.splits["val"]) > 0:
-        bank = (train_features, train.y)
-        splits["val"] = _split_discovery(bias, key, "val", k, threshold, bank)[0]
+    signal = default_signal(bias.method.name) if signal is None else signal
+    check_signal(signal, bias)
+    splits, key = _discover_splits(bias, signal, encoder, k, threshold)
+    train = splits["train"]
     dataset = bias.splits["train"]
     counts = (
         group_counts(train.y, train.a, dataset.num_classes, dataset.num_attributes)
@@ -147,8 +211,9 @@ def find_bias(bias: LoadedRun, encoder: str | None, k: int, threshold: float) ->
         "bias_run": str(bias.run_dir),
         "bias_checkpoint_sha256": file_digest(checkpoint_path(bias.run_dir)),
         "bias_method": bias.method.name,
+        "signal": signal,
         "encoder": key,
-        "k": k,
+        "k": k if signal == "knn" else None,
         "threshold": threshold,
         "uses_bias_labels": False,
         "flagged_by_class": {
@@ -160,8 +225,13 @@ def find_bias(bias: LoadedRun, encoder: str | None, k: int, threshold: float) ->
         summary[split] = {"num_samples": int(part.y.numel())} | discovery_quality(
             part.score, part.flag, part.y, part.a, counts
         )
-    title = f"E_{key} of {bias.method.name} run {bias.run_dir.name}"
+    title = f"{_reader(key, signal)} of {bias.method.name} run {bias.run_dir.name}"
     return FoundBias(splits, summary, dataset, title)
+
+
+def _reader(key: str | None, signal: str) -> str:
+    """What discovered: E_<key> for knn, else the signal's classifier."""
+    return f"E_{key}" if key else f"the {signal} classifier"
 
 
 def record_discovery(
@@ -177,8 +247,8 @@ def record_discovery(
     write_discovery(run_dir, found.splits, summary)
     train, quality = found.splits["train"], summary["train"]
     logger.info(
-        "discovery with E_%s of %s: %d of %d training samples flagged%s",
-        summary["encoder"],
+        "discovery with %s of %s: %d of %d training samples flagged%s",
+        _reader(summary["encoder"], summary["signal"]),
         summary["bias_run"],
         int(train.flag.sum()),
         train.flag.numel(),
@@ -210,7 +280,7 @@ def check_bias_run(run_dir: Path, bias_run: str | Path | None) -> Path:
     """
     bias_dir = run_dir if bias_run is None else check_finished(bias_run)
     if bias_dir != run_dir:
-        check_same_data(run_dir, bias_dir)
+        check_same_data(load_config(config_path(run_dir)).data, f"run '{run_dir}'", bias_dir)
     return bias_dir
 
 
@@ -222,26 +292,32 @@ def discover_run(
     threshold: float = DEFAULT_THRESHOLD,
     device: str | torch.device = "cpu",
     plots: bool = True,
+    signal: str | None = None,
 ) -> dict[str, Any]:
     """Discover the bias-conflicting training samples of a finished run without bias labels.
 
     Args:
         run_dir: the finished run whose probe will use the discovered groups (files go here).
-        bias_run: the finished run whose encoder discovers (default: ``run_dir`` itself).
-        encoder: that run's encoder ("d" or "b"; default E_b).
-        k: neighbours per sample.
+        bias_run: the finished run whose encoder or classifier discovers (default: ``run_dir``).
+        encoder: that run's encoder ("d" or "b"; default E_b; signal knn only).
+        k: neighbours per sample (signal knn only).
         threshold: flag samples whose score exceeds it, in [0, 1).
         device: where to run the encoder.
         plots: also write the score histograms and the flagged samples.
+        signal: one of :data:`SIGNALS`; None: :func:`default_signal` of the bias run's method.
 
     Returns:
         The summary written to ``discovery.json``.
     """
     if not 0.0 <= threshold < 1.0:
         raise DebiasclError(f"threshold = {threshold}: expected a number in [0, 1)")
+    if signal is not None:
+        check_signal(signal)
     run_dir = check_finished(run_dir)
-    bias = load_run(check_bias_run(run_dir, bias_run), device, splits=("train", "val"))
-    return record_discovery(run_dir, find_bias(bias, encoder, k, threshold), plots)[0]
+    bias_dir = check_bias_run(run_dir, bias_run)
+    bias = load_run(bias_dir, device, splits=("train", "val"))
+    found = find_bias(bias, encoder, k, threshold, signal)
+    return record_discovery(run_dir, found, plots)[0]
 
 
 def ensure_discovery(
@@ -271,10 +347,11 @@ def ensure_discovery(
         run_dir,
         bias_run=summary.get("bias_run") if bias_run is None else bias_run,
         encoder=summary.get("encoder"),
-        k=summary.get("k", DEFAULT_K) if k is None else k,
+        k=(summary.get("k") or DEFAULT_K) if k is None else k,
         threshold=summary.get("threshold", DEFAULT_THRESHOLD) if threshold is None else threshold,
         device=device,
         plots=plots,
+        signal=summary.get("signal"),
     )
 
 

@@ -127,6 +127,24 @@ def conflict_scores(
     return (bank_y.cpu()[neighbours] != own_y.cpu()[:, None]).float().mean(dim=1)
 
 
+def classifier_scores(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The bias-conflict score of a classifier signal: 1 - p_y, one minus the softmax
+    probability of each sample's own class (the order of its cross-entropy).
+
+    A classifier that leans on the bias (early-stopped ERM, as JTT's stage 1; GCE, as LfF's
+    biased model) gets the bias-conflicting samples wrong, so their score is high; with two
+    classes, score > 0.5 is exactly "misclassified", JTT's error set.
+
+    Args:
+        logits: (n, C) class logits; y: (n,) classes.
+
+    Returns:
+        (n,) float32 scores in [0, 1].
+    """
+    probabilities = logits.float().softmax(dim=1)
+    return 1 - probabilities.gather(1, y.long()[:, None]).squeeze(1)
+
+
 def group_ids(y: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     """(n,) int64 dense ids 0..G-1 of the distinct (y, other) pairs present (sorted pairs)."""
     pairs = torch.stack([y.long().cpu(), other.long().cpu()], dim=1)

@@ -134,6 +134,13 @@ def all_ranks_finite(loss: Tensor, world_size: int) -> bool:
     return bool(finite)
 
 
+def all_reduce_sum(x: Tensor) -> Tensor:
+    """The element-wise sum of ``x`` over every rank (a detached copy; ``x`` is unchanged)."""
+    total = x.detach().clone()
+    dist.all_reduce(total)
+    return total
+
+
 def average_gradients(parameters: list[nn.Parameter], world_size: int) -> None:
     """All-reduce the gradients of ``parameters`` (one flat buffer) and divide by world_size."""
     grads = [p.grad for p in parameters if p.grad is not None]

@@ -608,6 +608,8 @@ def evaluate_splits(
             "dataset": config.data.name,
             "method": method.name,
             "supervised": bool(method.supervised),
+            "training_groups": config.train.groups,
+            "bias_labels_in_training": config.train.groups == "true",
             "encoder": key,
             "seed": config.train.seed,
             "split": split,

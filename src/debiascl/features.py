@@ -117,15 +117,32 @@ def predict_classes(
     Returns:
         (n,) int64 on CPU, in dataset order: entry i is ``predict(prepare(x_i)).argmax()``.
     """
-    predictions, _ = _map_dataset(
-        method,
-        dataset,
-        prepare,
-        lambda inputs: method.predict(inputs).argmax(dim=1),
-        device,
-        batch_size,
+    return class_logits(method, dataset, prepare, device, batch_size)[0].argmax(dim=1)
+
+
+def class_logits(
+    method: torch.nn.Module,
+    dataset: Dataset,
+    prepare: Prepare,
+    device: str | torch.device = "cpu",
+    batch_size: int = 512,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A supervised method's class logits of a whole split, in eval mode, un-augmented.
+
+    Args:
+        method: a supervised method exposing ``predict(x) -> (B, num_classes)`` logits.
+        dataset: the split (or a subset keeping the original indices).
+        prepare: the deterministic transform (B, *input_shape) -> network input.
+        device: where to run the network.
+        batch_size: samples per forward pass.
+
+    Returns:
+        logits (n, num_classes) float32 on CPU, targets (n,), attributes (n,), indices (n,).
+    """
+    logits, order = _map_dataset(
+        method, dataset, prepare, lambda inputs: method.predict(inputs).float(), device, batch_size
     )
-    return predictions
+    return logits, dataset.targets[order], dataset.attributes[order], order
 
 
 def knn_predict(

@@ -19,6 +19,9 @@ objective lambda_up * sum_error CE + sum_other CE. (The authors' script concaten
 training set with lambda_up further copies of the error set, i.e. lambda_up + 1 draws per error
 sample; the paper's hyper-parameters were tuned with that script.)
 
+The stage machinery (:func:`train_stage1`, :func:`train_stage2`) also serves the runs that
+discover their own groups first (:mod:`debiascl.discovery_stage`).
+
 ``run_dir/config.yaml`` (the JTT config) is written when the run starts. Resume
 (``resume=True``; possible as soon as ``run_dir/stage1`` exists, see
 :func:`debiascl.rundir.resumable`): a finished stage 1 (``stage1/train_done``) is never retrained
@@ -201,34 +204,35 @@ def upweight_repeats(num_samples: int, indices: list[int], factor: int) -> torch
 # ----------------------------------------------------------------------------- the two stages
 
 
-def _check_finished_stage1(config: Config, stage1_dir: Path) -> None:
-    """Refuse to reuse a finished stage 1 trained with other settings."""
+def _check_finished_stage1(expected: Config, stage1_dir: Path, epochs_setting: str) -> None:
+    """Refuse to reuse a finished stage 1 trained with other settings than ``expected``."""
     saved = load_yaml(config_path(stage1_dir))
-    expected = stage1_config(config)
     check_resumable(saved, expected, config_path(stage1_dir))
     trained = saved.get("train", {}).get("epochs")
     if trained != expected.train.epochs:
         raise DebiasclError(
-            f"cannot resume: JTT stage 1 in '{stage1_dir}' trained {trained} epochs but "
-            f"setting 'method.jtt_epochs' = {expected.train.epochs}; resume with the original "
+            f"cannot resume: stage 1 in '{stage1_dir}' trained {trained} epochs but "
+            f"setting '{epochs_setting}' = {expected.train.epochs}; resume with the original "
             "value or start a new run"
         )
 
 
-def _prepare(run_dir: Path, resume: bool) -> bool:
-    """Check ``run_dir``, clear half-started pieces; True when stage 1 is already finished."""
+def _prepare(run_dir: Path, resume: bool, derived: Path | None) -> bool:
+    """Check ``run_dir``, clear half-started pieces (and ``derived``, what stage 1's result
+    made, when stage 1 is not finished); True when stage 1 is already finished."""
     stage1_dir = stage1_path(run_dir)
     if not resume:
         prepare_run_dir(run_dir, resume=False)
         return False
     if not stage1_dir.is_dir():
         raise DebiasclError(
-            f"resume=True: '{run_dir}' holds no JTT stage-1 run ('{stage1_dir}') to resume "
+            f"resume=True: '{run_dir}' holds no stage-1 run ('{stage1_dir}') to resume "
             "from; start the run without resume=True"
         )
     if train_done_path(stage1_dir).is_file():
         return True
-    error_set_path(run_dir).unlink(missing_ok=True)
+    if derived is not None:
+        derived.unlink(missing_ok=True)
     if not checkpoint_path(stage1_dir).is_file():
         shutil.rmtree(stage1_dir)  # stopped before its first checkpoint: start stage 1 over
     return False
@@ -252,6 +256,59 @@ def error_set_problem(record: Any) -> str | None:
     if record.get("composition") is not None and not isinstance(record["composition"], dict):
         return "'composition' is not a mapping"
     return None
+
+
+def train_stage1(
+    config: Config,
+    stage1: Config,
+    run_dir: Path,
+    runtime: Runtime,
+    resume: bool,
+    epochs_setting: str,
+    derived: Path | None = None,
+) -> None:
+    """Stage 1 of a two-stage run: ``stage1`` trained into ``run_dir/stage1`` (resumable).
+
+    Writes ``config`` (the run's own) as ``run_dir/config.yaml`` when the run starts; a finished
+    stage 1 is never retrained (its settings are checked), an unfinished one continues from its
+    checkpoint or starts over.
+
+    Args:
+        config: the run's configuration.
+        stage1: stage 1's configuration.
+        run_dir: the run directory (locked by the caller).
+        runtime: rank, world size and device.
+        resume: continue a stopped run.
+        epochs_setting: the setting that gives stage 1's epochs (named in errors).
+        derived: a file made from stage 1's result, removed when stage 1 is redone.
+    """
+    stage1_dir = stage1_path(run_dir)
+    stage1_done = run_on_main(runtime, lambda: _prepare(run_dir, resume, derived))
+    if runtime.is_main and not resume:
+        config.save(config_path(run_dir))  # marks the folder as this run's from the start
+    if stage1_done:
+        run_on_main(runtime, lambda: _check_finished_stage1(stage1, stage1_dir, epochs_setting))
+        LOGGER.info("stage 1 finished earlier (%s): not retrained", stage1_dir)
+        return
+    LOGGER.info(
+        "stage 1: %s for %d epochs into %s", stage1.method.name, stage1.train.epochs, stage1_dir
+    )
+    stage1_resume = checkpoint_path(stage1_dir).is_file()
+    Trainer(stage1, stage1_dir, runtime, stage1_resume).run()
+
+
+def train_stage2(
+    config: Config,
+    run_dir: Path,
+    runtime: Runtime,
+    repeats: torch.Tensor | None = None,
+    keep: tuple[str, ...] = (STAGE1_DIR, CONFIG_FILE),
+) -> Path:
+    """Stage 2: the final model into ``run_dir`` itself, continuing its checkpoint if any."""
+    stage2_resume = checkpoint_path(run_dir).is_file()
+    if not stage2_resume and runtime.is_main:
+        clear_stage2_leftovers(run_dir)
+    return Trainer(config, run_dir, runtime, stage2_resume, repeats=repeats, keep=keep).run()
 
 
 def _error_set(config: Config, run_dir: Path, device: torch.device) -> dict[str, Any]:
@@ -294,22 +351,17 @@ def train_jtt(config: Config, run_dir: Path, runtime: Runtime, resume: bool = Fa
             nothing to resume, settings that differ from the stopped run's).
     """
     factor = config.method.jtt_upweight
-    stage1_dir = stage1_path(run_dir)
-    stage1_done = run_on_main(runtime, lambda: _prepare(run_dir, resume))
-    if runtime.is_main and not resume:
-        config.save(config_path(run_dir))  # marks the folder as this run's from the start
-    if stage1_done:
-        run_on_main(runtime, lambda: _check_finished_stage1(config, stage1_dir))
-        LOGGER.info("JTT stage 1 finished earlier (%s): not retrained", stage1_dir)
-    else:
-        LOGGER.info("JTT stage 1: ERM for %d epochs into %s", config.method.jtt_epochs, stage1_dir)
-        stage1_resume = checkpoint_path(stage1_dir).is_file()
-        Trainer(stage1_config(config), stage1_dir, runtime, stage1_resume).run()
+    train_stage1(
+        config,
+        stage1_config(config),
+        run_dir,
+        runtime,
+        resume,
+        "method.jtt_epochs",
+        error_set_path(run_dir),
+    )
     record = run_on_main(runtime, lambda: _error_set(config, run_dir, runtime.device))
     repeats = upweight_repeats(record["train_size"], record["indices"], factor)
-    stage2_resume = checkpoint_path(run_dir).is_file()
-    if not stage2_resume and runtime.is_main:
-        clear_stage2_leftovers(run_dir)
     LOGGER.info(
         "JTT stage 2: a fresh model for %d epochs of %d samples (%d error samples x %d)",
         config.train.epochs,
@@ -318,4 +370,4 @@ def train_jtt(config: Config, run_dir: Path, runtime: Runtime, resume: bool = Fa
         factor,
     )
     keep = (STAGE1_DIR, ERROR_SET_FILE, CONFIG_FILE)
-    return Trainer(config, run_dir, runtime, stage2_resume, repeats=repeats, keep=keep).run()
+    return train_stage2(config, run_dir, runtime, repeats, keep)

@@ -1,8 +1,10 @@
-"""Training methods behind one interface: simclr, dcl, hcl, triplet, wcl (SPEC 2-3), erm, jtt.
+"""Training methods behind one interface: simclr, dcl, hcl, triplet, wcl (SPEC 2-3), erm, jtt,
+gce, gdro (SPEC 10).
 
 A :class:`Method` owns its settings (an ``Options`` dataclass with defaults and checks), its
 loss module (``criterion``, from :mod:`debiascl.losses.modules`) and its encoders
-(``encoder_d`` and/or ``encoder_b``), and turns a pair of views into a scalar loss. The trainer
+(``encoder_d`` and/or ``encoder_b``), and turns a :class:`~debiascl.batch.Batch` (indices,
+views, y, and a / groups where training is given them) into a scalar loss. The trainer
 builds one optimizer per entry of :meth:`param_groups` (E_d uses ``optim.lr``, E_b uses
 ``optim.lr_b``) and calls :meth:`training_step`. A class decorated with :func:`register_method`
 is a choice of ``method.name`` everywhere (config, ``debiascl train``/``compare``); its
@@ -10,7 +12,7 @@ is a choice of ``method.name`` everywhere (config, ``debiascl train``/``compare`
 
 Conventions shared by every method:
 
-- Both views go through an encoder in ONE batched forward (``torch.cat([v1, v2])``), so
+- All views go through an encoder in ONE batched forward (``torch.cat(views)``), so
   BatchNorm statistics span the 2B views of the step, as in SimCLR implementations.
 - ``training_step`` returns ``(loss, logs)`` where ``logs`` maps names to 0-dim *detached
   tensors* (not python floats), so no device sync happens on steps that are not logged; the
@@ -21,6 +23,7 @@ Conventions shared by every method:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, is_dataclass
 from typing import ClassVar
 
@@ -28,7 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from debiascl.batch import Batch
 from debiascl.config import Config, OptimConfig, check_setting, collect_method_settings
+from debiascl.distributed import all_reduce_sum, get_world_size, is_distributed
 from debiascl.errors import DebiasclError
 from debiascl.losses import (
     WEIGHT_FORMS,
@@ -41,7 +46,6 @@ from debiascl.losses import (
 from debiascl.models import DatasetInfo, Encoder, build_backbone, build_encoder
 from debiascl.registry import METHODS
 
-Views = tuple[torch.Tensor, torch.Tensor]
 Logs = dict[str, torch.Tensor]
 
 
@@ -122,9 +126,13 @@ class Method(nn.Module):
     """Other names accepted for ``method.name`` (a config keeps ``name``)."""
     Options: ClassVar[type[MethodOptions]] = MethodOptions
     supervised: ClassVar[bool] = False
-    """Trains on class labels (``training_step`` needs ``targets``; evaluated on its classifier)."""
+    """Trains on class labels (reads ``batch.y``; evaluated on its classifier)."""
     encoder_keys: ClassVar[tuple[str, ...]] = ("d",)
     product_encoder: ClassVar[str] = "d"
+    trains_on_groups: ClassVar[bool] = False
+    """Reads ``batch.group``: the run must set ``train.groups`` (discovered or true)."""
+    reads_sample_weights: ClassVar[bool] = False
+    """Weights its loss per sample by ``batch.weight`` (``train.group_weighting``)."""
     discovers_bias: ClassVar[bool] = False
     """Its run of a seed discovers the bias groups for the methods without a bias encoder."""
     driver: ClassVar[str | None] = None
@@ -153,35 +161,30 @@ class Method(nn.Module):
         """The method's encoders by key: "d" (debiased/product) and/or "b" (biased)."""
         return {key: getattr(self, f"encoder_{key}") for key in self.encoder_keys}
 
-    def training_step(
-        self, views: Views, targets: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, Logs]:
+    def training_step(self, batch: Batch) -> tuple[torch.Tensor, Logs]:
         """Loss of one batch.
 
         Args:
-            views: two augmented views (B, *input_shape) each; row i of both is sample i.
-            targets: (B,) class labels; used only by supervised methods.
+            batch: the step's samples (:class:`~debiascl.batch.Batch`): views (B, *input_shape)
+                each, y (B,), and a / group (B,) where training is given them.
 
         Returns:
             The scalar loss to backpropagate and a dict of 0-dim detached tensors to log.
         """
         raise NotImplementedError
 
-    def forward(
-        self, views: Views, targets: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, Logs]:
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, Logs]:
         """Same as :meth:`training_step` (lets DDP wrap the method)."""
-        return self.training_step(views, targets)
+        return self.training_step(batch)
 
-    def project(self, key: str, views: Views) -> Views:
-        """Both views through encoder ``key`` in one batched forward: two (B, P) projections."""
-        if len(views) != 2 or views[0].shape != views[1].shape:
+    def project(self, key: str, views: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """All views through encoder ``key`` in one batched forward: one (B, P) output per view."""
+        if not views or any(view.shape != views[0].shape for view in views):
             raise ValueError(
-                "views: expected two tensors of the same shape (B, *input_shape), got "
+                "views: expected one or more tensors of the same shape (B, *input_shape), got "
                 f"{[tuple(v.shape) for v in views]}"
             )
-        z1, z2 = self.encoders()[key](torch.cat(views)).chunk(2)
-        return z1, z2
+        return list(self.encoders()[key](torch.cat(list(views))).chunk(len(views)))
 
     def param_groups(self, optim: OptimConfig) -> list[dict]:
         """One optimizer group per encoder: E_d at ``optim.lr``, E_b at ``optim.lr_b``."""
@@ -207,13 +210,18 @@ class Method(nn.Module):
 
 
 class SingleEncoderContrastive(Method):
-    """A contrastive method with one encoder trained by ``criterion(z1, z2)``."""
+    """A contrastive method with one encoder trained by ``criterion(z1, z2)``.
 
-    def training_step(
-        self, views: Views, targets: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, Logs]:
-        """Loss of one batch (``targets`` is ignored: the method is self-supervised)."""
-        loss = self.criterion(*self.project(self.product_encoder, views))
+    Its anchors' losses are weighted by ``batch.weight`` when the run gives sample weights
+    (``train.group_weighting``), so the subclasses whose criterion accepts them say
+    ``reads_sample_weights``.
+    """
+
+    def training_step(self, batch: Batch) -> tuple[torch.Tensor, Logs]:
+        """``criterion(z1, z2)`` of the batch's two views (y is not read: self-supervised)."""
+        z1, z2 = self.project(self.product_encoder, batch.two_views(self.name))
+        weights = {} if batch.weight is None else {"sample_weights": batch.weight}
+        loss = self.criterion(z1, z2, **weights)
         return loss, {f"loss_{self.product_encoder}": loss.detach()}
 
 
@@ -222,6 +230,7 @@ class SimCLR(SingleEncoderContrastive):
     """SimCLR: InfoNCE / NT-Xent on E_d (SPEC 2; Chen et al. 2020)."""
 
     name = "simclr"
+    reads_sample_weights = True
 
     def build_criterion(self) -> nn.Module:
         return InfoNCELoss(self.options.temperature, gather_distributed=self.gather_distributed)
@@ -238,6 +247,7 @@ class DCL(SingleEncoderContrastive):
 
     name = "dcl"
     aliases = ("debiased_contrastive",)
+    reads_sample_weights = True
     Options = DebiasedOptions
 
     def build_criterion(self) -> nn.Module:
@@ -253,6 +263,7 @@ class HCL(SingleEncoderContrastive):
     """Hard-negative contrastive loss on E_d (SPEC 2; Robinson et al. 2021)."""
 
     name = "hcl"
+    reads_sample_weights = True
 
     @dataclass
     class Options(DebiasedOptions):
@@ -313,6 +324,7 @@ class WCL(Method):
 
     name = "wcl"
     encoder_keys = ("d", "b")
+    reads_sample_weights = True
 
     @dataclass
     class Options(TripletOptions):
@@ -347,14 +359,14 @@ class WCL(Method):
             weight_form=self.options.weight_form,
         )
 
-    def training_step(
-        self, views: Views, targets: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, Logs]:
-        """``loss_b + loss_d`` of one batch; ``targets`` is ignored."""
+    def training_step(self, batch: Batch) -> tuple[torch.Tensor, Logs]:
+        """``loss_b + loss_d`` of the batch's two views (y is not read)."""
+        views = batch.two_views(self.name)
         zd1, zd2 = self.project("d", views)
         zb1, zb2 = self.project("b", views)
-        loss_b = self.triplet_criterion(zb1, zb2)
-        loss_d = self.criterion(zd1, zd2, zb1, zb2)
+        loss_b = self.triplet_criterion(zb1, zb2)  # E_b stays the unweighted bias amplifier
+        weights = {} if batch.weight is None else {"sample_weights": batch.weight}
+        loss_d = self.criterion(zd1, zd2, zb1, zb2, **weights)
         return loss_d + loss_b, {"loss_d": loss_d.detach(), "loss_b": loss_b.detach()}
 
 
@@ -366,11 +378,12 @@ class ERM(Method):
     projection head), so its representation is the backbone output as for the other methods.
     Each step uses BOTH views as labelled inputs (2B examples, label repeated), so ERM sees the
     same augmented data as the contrastive methods. Per-sample weights (e.g. JTT's up-weighting
-    by loss weights) go in ``sample_weights``; up-weighting by resampling needs no change.
+    by loss weights) come in ``batch.weight``; up-weighting by resampling needs no change.
     """
 
     name = "erm"
     supervised = True
+    reads_sample_weights = True
 
     def build_encoder(self, config: Config, dataset: DatasetInfo) -> Encoder:
         backbone, feature_dim = build_backbone(config.model, dataset)
@@ -380,36 +393,33 @@ class ERM(Method):
         """Class logits (B, num_classes) of inputs x (B, *input_shape)."""
         return self.encoder_d(x)
 
-    def training_step(
-        self,
-        views: Views,
-        targets: torch.Tensor | None = None,
-        sample_weights: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, Logs]:
-        """Cross-entropy of both views against ``targets``.
+    def per_example_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Cross-entropy of every view of every sample against its class.
 
-        Args:
-            views: two views (B, *input_shape).
-            targets: (B,) int64 class labels (required).
-            sample_weights: optional (B,) non-negative weights; the loss is then the weighted
-                mean sum_i w_i CE_i / sum_i w_i over the 2B examples.
+        Returns:
+            ``(per_example, logits, labels)``: (V * B,) losses, (V * B, num_classes) logits and
+            (V * B,) labels, view-major (row v * B + i is view v of sample i).
         """
-        if targets is None:
-            raise DebiasclError(
-                f"method '{self.name}' is supervised: training_step needs the class labels "
-                "(targets) of the batch"
-            )
-        logits1, logits2 = self.project("d", views)
-        logits = torch.cat([logits1, logits2])
-        labels = targets.repeat(2)
-        per_example = F.cross_entropy(logits, labels, reduction="none")
-        if sample_weights is None:
+        logits = torch.cat(self.project("d", batch.views))
+        labels = batch.y.repeat(len(batch.views))
+        return F.cross_entropy(logits, labels, reduction="none"), logits, labels
+
+    def training_step(self, batch: Batch) -> tuple[torch.Tensor, Logs]:
+        """Cross-entropy of every view against ``batch.y``; with ``batch.weight`` (B,) the mean
+        of w_i CE_i over the V * B examples (not renormalised, as the contrastive losses)."""
+        per_example, logits, labels = self.per_example_loss(batch)
+        if batch.weight is None:
             loss = per_example.mean()
         else:
-            weights = sample_weights.to(per_example.dtype).repeat(2)
-            loss = (weights * per_example).sum() / weights.sum()
-        accuracy = (logits.detach().argmax(dim=1) == labels).float().mean()
-        return loss, {"loss_d": loss.detach(), "acc": accuracy}
+            weights = batch.weight.to(per_example.dtype).repeat(len(batch.views))
+            loss = (weights * per_example).mean()
+        return loss, supervised_logs(loss, logits, labels)
+
+
+def supervised_logs(loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> Logs:
+    """``loss_d`` and ``acc`` (batch accuracy of logits (N, C) against labels (N,)), detached."""
+    accuracy = (logits.detach().argmax(dim=1) == labels).float().mean()
+    return {"loss_d": loss.detach(), "acc": accuracy}
 
 
 @register_method
@@ -423,6 +433,7 @@ class JTT(ERM):
 
     name = "jtt"
     driver = "debiascl.jtt:train_jtt"
+    reads_sample_weights = False  # its stages up-weight the error set instead
 
     @dataclass
     class Options(MethodOptions):
@@ -436,6 +447,159 @@ class JTT(ERM):
             super().check()
             check_setting(self.jtt_epochs >= 1, "method.jtt_epochs", ">= 1", self.jtt_epochs)
             check_setting(self.jtt_upweight >= 1, "method.jtt_upweight", ">= 1", self.jtt_upweight)
+
+
+@register_method
+class GCE(ERM):
+    """A bias-amplified classifier: ERM's model trained with generalized cross-entropy.
+
+    GCE (Zhang & Sabuncu, NeurIPS 2018) as LfF's biased model uses it (Nam et al., NeurIPS 2020):
+    the loss of an example is (1 - p_y^q) / q, whose gradient is p_y^q times cross-entropy's, so
+    the examples the model already finds easy (the bias-aligned ones) dominate and the model
+    leans on the bias. Its per-sample confidence is a discovery signal (``debiascl discover
+    --signal gce``); q -> 0 gives cross-entropy.
+    """
+
+    name = "gce"
+    reads_sample_weights = False
+
+    @dataclass
+    class Options(MethodOptions):
+        """GCE's setting: ``gce_q`` in (0, 1] (LfF's 0.7)."""
+
+        gce_q: float = 0.7
+
+        def check(self) -> None:
+            super().check()
+            check_setting(0 < self.gce_q <= 1, "method.gce_q", "in (0, 1]", self.gce_q)
+
+    def training_step(self, batch: Batch) -> tuple[torch.Tensor, Logs]:
+        """Mean of (1 - p_y^q) / q over every view of every sample (p_y = exp(-cross-entropy))."""
+        per_example, logits, labels = self.per_example_loss(batch)
+        q = self.options.gce_q
+        loss = ((1 - torch.exp(-q * per_example)) / q).mean()
+        return loss, supervised_logs(loss, logits, labels)
+
+
+def group_dro_update(
+    per_example: torch.Tensor,
+    groups: torch.Tensor,
+    weights: torch.Tensor,
+    sizes: torch.Tensor,
+    eta: float,
+    adjustment: float,
+    world_size: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of GroupDRO's online group weights and its loss (SPEC 10; Sagawa et al. 2020).
+
+    With L_g the mean loss of the examples of group g in the batch:
+    q_g <- q_g * exp(eta * (L_g + C / sqrt(n_g))) for every group present, q <- q / sum(q), and
+    the loss is sum_g q_g L_g with the updated q (as the authors' code). A group absent from the
+    batch keeps its q_g before the normalisation (the authors' code also adds C / sqrt(n_g) to
+    absent groups; the two agree for C = 0).
+
+    Under DDP (``world_size`` > 1, a process group running) the batch is the global one: the
+    groups' loss sums and counts are summed over the ranks, so every rank updates q alike, and
+    each rank's loss is K sum_g q_g S_g^r / N_g (its part of the global sum, K = world_size),
+    whose gradients, averaged over the ranks, are the single process's; its value is the
+    global sum_g q_g L_g.
+
+    Args:
+        per_example: (N,) losses with gradient (this rank's).
+        groups: (N,) int64 group id of each example, in [0, G).
+        weights: (G,) the current q (non-negative, summing to 1).
+        sizes: (G,) training samples per group, n_g (used by the adjustment C).
+        eta: step size of the weights (> 0).
+        adjustment: C >= 0, the generalisation adjustment.
+        world_size: the number of DDP ranks the batch is spread over.
+
+    Returns:
+        ``(loss, new_weights)``: the scalar loss and the (G,) updated q (detached).
+    """
+    num_groups = weights.numel()
+    counts = torch.bincount(groups, minlength=num_groups).to(per_example.dtype)
+    sums = torch.zeros(num_groups, dtype=per_example.dtype, device=per_example.device)
+    sums = sums.index_add(0, groups, per_example)
+    total_counts, total_sums = counts, sums.detach()
+    if world_size > 1:
+        total_counts, total_sums = all_reduce_sum(counts), all_reduce_sum(sums)
+    group_loss = total_sums / total_counts.clamp(min=1)
+    present = total_counts > 0
+    step = eta * (group_loss + adjustment / sizes.to(group_loss.dtype).sqrt())
+    updated = weights.to(group_loss.dtype) * torch.where(present, step.exp(), 1.0)
+    updated = updated / updated.sum()
+    local = world_size * (updated * sums / total_counts.clamp(min=1)).sum()
+    objective = (updated * group_loss).sum()
+    return local - local.detach() + objective, updated
+
+
+@register_method
+class GroupDRO(ERM):
+    """GroupDRO (Sagawa et al., ICLR 2020): ERM's model, loss sum_g q_g L_g (SPEC 10).
+
+    Trains on the run's groups (``train.groups``: discovered or true), read from
+    ``batch.group``; the group weights q start uniform and are carried across steps as the
+    module's extra state, so they are saved in every checkpoint and restored on resume. Under
+    DDP the group losses are those of the global batch (:func:`group_dro_update`).
+    """
+
+    name = "gdro"
+    trains_on_groups = True
+    reads_sample_weights = False  # its group weights q take their place
+
+    @dataclass
+    class Options(MethodOptions):
+        """GroupDRO's settings: ``gdro_eta`` (step size of q, > 0) and ``gdro_adjustment``
+        (C >= 0, adds C / sqrt(n_g) to each group's loss in the update of q)."""
+
+        gdro_eta: float = 0.01
+        gdro_adjustment: float = 0.0
+
+        def check(self) -> None:
+            super().check()
+            check_setting(self.gdro_eta > 0, "method.gdro_eta", "> 0", self.gdro_eta)
+            check_setting(
+                self.gdro_adjustment >= 0,
+                "method.gdro_adjustment",
+                ">= 0",
+                self.gdro_adjustment,
+            )
+
+    def __init__(
+        self, config: Config, dataset: DatasetInfo, gather_distributed: bool = False
+    ) -> None:
+        super().__init__(config, dataset, gather_distributed)
+        self.group_weights = torch.empty(0)
+        """(G,) GroupDRO's q; empty until the first step sees the groups."""
+
+    def get_extra_state(self) -> torch.Tensor:
+        """q, saved with the weights (``_extra_state`` in the state dict)."""
+        return self.group_weights
+
+    def set_extra_state(self, state: torch.Tensor) -> None:
+        """Restore q from a state dict."""
+        self.group_weights = state.detach().clone()
+
+    def training_step(self, batch: Batch) -> tuple[torch.Tensor, Logs]:
+        """sum_g q_g L_g over the batch's groups, after updating q (:func:`group_dro_update`)."""
+        groups, sizes = batch.groups_of(self.name)
+        per_example, logits, labels = self.per_example_loss(batch)
+        weights = self.group_weights.to(per_example.device)
+        if weights.numel() == 0:
+            weights = torch.full((sizes.numel(),), 1.0 / sizes.numel(), device=per_example.device)
+        loss, updated = group_dro_update(
+            per_example,
+            groups.to(per_example.device).repeat(len(batch.views)),
+            weights,
+            sizes.to(per_example.device),
+            self.options.gdro_eta,
+            self.options.gdro_adjustment,
+            get_world_size() if self.gather_distributed and is_distributed() else 1,
+        )
+        # A non-finite loss (a step the trainer skips) leaves q as it was.
+        self.group_weights = torch.where(updated.isfinite().all(), updated, weights)
+        logs = supervised_logs(loss, logits, labels)
+        return loss, logs | {"max_group_weight": self.group_weights.max()}
 
 
 def build_method(config: Config, dataset: DatasetInfo, gather_distributed: bool = False) -> Method:

@@ -26,6 +26,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from debiascl.choices import SIGNALS
 from debiascl.errors import DebiasclError
 
 DIGEST_CHUNK = 1 << 22
@@ -176,9 +177,13 @@ def discovery_summary_problem(summary: Any) -> str | None:
     threshold = summary.get("threshold")
     if not is_number(threshold) or not 0.0 <= threshold < 1.0:
         return f"'threshold' is {threshold!r}, expected a number in [0, 1)"
-    if not isinstance(summary.get("k"), int) or isinstance(summary.get("k"), bool):
+    signal = summary.get("signal", "knn")  # files written before the signals were knn's
+    if signal not in SIGNALS:
+        return f"'signal' is {signal!r}, expected one of {', '.join(SIGNALS)}"
+    knn = signal == "knn"
+    if knn and (not isinstance(summary.get("k"), int) or isinstance(summary.get("k"), bool)):
         return f"'k' is {summary.get('k')!r}, expected an integer"
-    for key in ("run_dir", "bias_run", "encoder"):
+    for key in ("run_dir", "bias_run", *(("encoder",) if knn else ())):
         if not isinstance(summary.get(key), str):
             return f"'{key}' is {summary.get(key)!r}, expected text"
     flagged = summary.get("flagged_by_class")

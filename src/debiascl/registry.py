@@ -140,7 +140,7 @@ AUGMENTATIONS: Registry[tuple[str, ...]] = Registry("data.augmentation")
 
 for _name in ("simclr", "dcl", "hcl", "triplet", "wcl"):
     METHODS.declare(_name, "debiascl.methods", supervised=False)
-for _name in ("erm", "jtt"):
+for _name in ("erm", "jtt", "gce", "gdro"):
     METHODS.declare(_name, "debiascl.methods", supervised=True)
 METHODS.add_alias("debiased_contrastive", "dcl")  # lightly's "DCL" is another loss
 for _name, _module, _summary in (
@@ -172,6 +172,11 @@ for _name, _module, _summary in (
         "biased-digits-binary",
         "synthetic",
         "sklearn digits 0-4 vs 5-9 on land / water textures (4 groups).",
+    ),
+    (
+        "biased-digits-patch",
+        "synthetic",
+        "sklearn digits 0-4 vs 5-9 with a small white patch at the top or the bottom (4 groups).",
     ),
     (
         "biased-fmnist",

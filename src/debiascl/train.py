@@ -15,7 +15,8 @@ It writes (names and states: :mod:`debiascl.rundir`):
 
 A method trains with :class:`debiascl.trainer.Trainer` (the loop; determinism and DDP are
 described there), unless its class names a driver of several stages (``Method.driver``, e.g.
-JTT's :func:`debiascl.jtt.train_jtt`), which ``train`` calls instead.
+JTT's :func:`debiascl.jtt.train_jtt`), which ``train`` calls instead; a run on discovered groups
+without ``train.groups_from`` discovers them first (:mod:`debiascl.discovery_stage`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Protocol
 
 from debiascl.callable_module import make_callable
 from debiascl.config import Config
+from debiascl.discovery_stage import needs_discovery_stage, train_with_discovery_stage
 from debiascl.distributed import Runtime, run_on_main, setup_runtime
 from debiascl.methods import METHODS
 from debiascl.rundir import hold_run_dir
@@ -78,6 +80,8 @@ def train(config: Config, run_dir: str | Path, resume: bool = False) -> Path:
         with contextlib.ExitStack() as lock:
             run_on_main(runtime, lambda: lock.enter_context(hold_run_dir(run_dir)))
             driver = method_driver(config.method.name)
+            if driver is None and needs_discovery_stage(config):
+                driver = train_with_discovery_stage
             if driver is not None:
                 return driver(config, run_dir, runtime, resume)
             return Trainer(config, run_dir, runtime, resume).run()

@@ -1,9 +1,14 @@
 """The training loop: one optimisation step (:class:`StepRunner`) and the epochs around it.
 
-Determinism. The data order of epoch e is a permutation drawn from a generator seeded by
-(seed, e) only; augmentations draw from torch's global RNG, seeded once and saved in checkpoints;
-the kNN monitor runs under a forked RNG, so it never changes the training trajectory. Hence on
-CPU a run is reproducible bit for bit, and ``resume=True`` continues from the last checkpoint, in
+Every method gets the same :class:`~debiascl.batch.Batch` each step (index, views, y; the bias
+attribute a only for the oracle ``train.groups: true``; the groups when the run has them); the
+loop never asks what a method reads.
+
+Determinism. The data order of epoch e (a permutation, or with ``train.group_sampling:
+balanced`` n draws with replacement) comes from a generator seeded by (seed, e) only;
+augmentations draw from torch's global RNG, seeded once and saved in checkpoints; the kNN
+monitor runs under a forked RNG, so it never changes the training trajectory. Hence on CPU a
+run is reproducible bit for bit, and ``resume=True`` continues from the last checkpoint, in
 the middle of an epoch, exactly as if the run had not stopped.
 
 Distributed (``torchrun``): ``train.batch_size`` is the GLOBAL batch; each of the K ranks takes a
@@ -26,6 +31,7 @@ import torch
 from torch.optim import Optimizer
 from tqdm import tqdm
 
+from debiascl.batch import Batch
 from debiascl.checkpoint import (
     Progress,
     TrainingState,
@@ -80,10 +86,8 @@ class StepRunner:
         self.autocast_dtype = AUTOCAST_DTYPES[precision]
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
-    def step(
-        self, views: tuple[torch.Tensor, torch.Tensor], targets: torch.Tensor | None = None
-    ) -> tuple[float, dict[str, torch.Tensor]] | None:
-        """Train on one batch of views (B, ...) each; None when the loss was not finite.
+    def step(self, batch: Batch) -> tuple[float, dict[str, torch.Tensor]] | None:
+        """Train on one batch (:class:`~debiascl.batch.Batch`); None when the loss was not finite.
 
         A non-finite loss (on any rank) skips the step: no backward, no parameter change.
         """
@@ -94,7 +98,7 @@ class StepRunner:
             dtype=self.autocast_dtype or torch.float32,
             enabled=self.autocast_dtype is not None,
         ):
-            loss, logs = self.method.training_step(views, targets)
+            loss, logs = self.method.training_step(batch)
         if not all_ranks_finite(loss, self.world_size):
             return None
         self.scaler.scale(loss).backward()
@@ -189,16 +193,33 @@ class Trainer:
             self.metrics.close()
         return self.run_dir
 
-    def _make_views(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _make_views(self, x: torch.Tensor) -> list[torch.Tensor]:
         with torch.no_grad():
-            v1, v2 = self.parts.views(x.to(self.runtime.device, non_blocking=True))
+            views = list(self.parts.views(x.to(self.runtime.device, non_blocking=True)))
         if self.parts.channels_last:
-            v1 = v1.contiguous(memory_format=torch.channels_last)
-            v2 = v2.contiguous(memory_format=torch.channels_last)
-        return v1, v2
+            views = [view.contiguous(memory_format=torch.channels_last) for view in views]
+        return views
+
+    def _make_batch(
+        self, index: torch.Tensor, x: torch.Tensor, y: torch.Tensor, a: torch.Tensor
+    ) -> Batch:
+        """The step's :class:`Batch`: a only for the oracle (``train.groups: true``), the group
+        of each sample only when the run trains on groups, its loss weight only with
+        ``train.group_weighting``."""
+        device, parts = self.runtime.device, self.parts
+        oracle = self.config.train.groups == "true"
+        return Batch(
+            index=index.to(device, non_blocking=True),
+            views=self._make_views(x),
+            y=y.to(device, non_blocking=True),
+            a=a.to(device, non_blocking=True) if oracle else None,
+            group=None if parts.groups is None else parts.groups[index].to(device),
+            group_sizes=None if parts.group_sizes is None else parts.group_sizes.to(device),
+            weight=None if parts.sample_weights is None else parts.sample_weights[index].to(device),
+        )
 
     def _train_epoch(self) -> None:
-        train, progress, device = self.config.train, self.progress, self.runtime.device
+        train, progress = self.config.train, self.progress
         self.parts.sampler.epoch, self.parts.sampler.start = progress.epoch, progress.position
         batches_per_epoch = self.parts.epoch_size // train.batch_size
         bar = tqdm(
@@ -211,9 +232,8 @@ class Trainer:
         )
         started = last_log = time.perf_counter()
         steps_since_log = 0
-        for _, x, y, _ in self.parts.loader:
-            targets = y.to(device, non_blocking=True) if self.method.supervised else None
-            result = self.runner.step(self._make_views(x), targets)
+        for index, x, y, a in self.parts.loader:
+            result = self.runner.step(self._make_batch(index, x, y, a))
             progress.position += 1
             progress.global_step += 1
             steps_since_log += 1

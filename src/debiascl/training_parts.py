@@ -26,10 +26,12 @@ from debiascl.data.loading import (
     configured_views,
     resolve_workers,
 )
-from debiascl.data.sampling import EpochBatchSampler, mix_seed
+from debiascl.data.sampling import EpochBatchSampler, balanced_probabilities, mix_seed
 from debiascl.data.views import ViewPipeline
-from debiascl.distributed import Runtime, prepare_distributed
+from debiascl.discovery import balanced_weights
+from debiascl.distributed import Runtime, prepare_distributed, run_on_main
 from debiascl.errors import DebiasclError
+from debiascl.groups import training_groups
 from debiascl.methods import METHODS, Method, build_method
 
 
@@ -92,6 +94,11 @@ class TrainingParts:
         epoch_size: samples drawn per epoch.
         sampler: this rank's batches of an epoch (set its ``epoch`` and ``start`` before each).
         loader: the training loader over ``sampler`` (its worker processes persist).
+        groups: (n_train,) int64 group id of each training sample in [0, G)
+            (:func:`debiascl.groups.training_groups`), or None (``train.groups: none``).
+        group_sizes: (G,) int64 training samples per group, or None.
+        sample_weights: (n_train,) float32 loss weight n / (G n_g) of each training sample
+            (``train.group_weighting: balanced``), or None.
     """
 
     train_set: BiasedDataset
@@ -104,6 +111,9 @@ class TrainingParts:
     epoch_size: int
     sampler: EpochBatchSampler
     loader: DataLoader
+    groups: torch.Tensor | None = None
+    group_sizes: torch.Tensor | None = None
+    sample_weights: torch.Tensor | None = None
 
 
 def _check_labels(config: Config, train_set: BiasedDataset) -> None:
@@ -144,6 +154,11 @@ def build_training(
             f"dataset '{data.name}' gives {epoch_size} training samples per "
             f"epoch, fewer than train.batch_size = {config.train.batch_size}; lower it"
         )
+    # A discovery made here must not move the seeded random state the weights are drawn from.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        groups = run_on_main(runtime, lambda: training_groups(config, train_set, device))
+    balanced = groups is not None and config.train.group_sampling == "balanced"
+    weighted = groups is not None and config.train.group_weighting == "balanced"
     views = configured_views(data, train_set).to(device)
     channels_last = use_channels_last(
         config.train.channels_last, device, train_set.kind, config.model.backbone
@@ -169,6 +184,7 @@ def build_training(
         runtime.rank,
         runtime.world_size,
         repeats=repeats,
+        probabilities=balanced_probabilities(groups) if balanced else None,
     )
     loader = batch_loader(
         train_set,
@@ -189,4 +205,7 @@ def build_training(
         epoch_size,
         sampler,
         loader,
+        groups,
+        None if groups is None else torch.bincount(groups),
+        balanced_weights(groups) if weighted else None,
     )

@@ -1,8 +1,9 @@
 """`debiascl discover RUN_DIR`: find the bias-conflicting training samples without bias labels.
 
-Scores every training sample by the share of its k nearest neighbours (cosine, leave-one-out) in
-a bias encoder's representation whose class differs from its own, flags those above the
-threshold, and writes discovered.csv, discovery.json and the plots into RUN_DIR (SPEC 9).
+Scores every training sample with a bias signal (knn: the share of its k nearest neighbours,
+cosine, leave-one-out, in a bias encoder's representation whose class differs from its own; erm
+/ gce: 1 - p_y under an early-stopped ERM or a GCE classifier), flags those above the threshold,
+and writes discovered.csv, discovery.json and the plots into RUN_DIR (SPEC 9).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from debiascl.choices import DEFAULT_K, DEFAULT_THRESHOLD
+from debiascl.choices import DEFAULT_K, DEFAULT_THRESHOLD, SIGNALS
 from debiascl.cli.options import add_device_option, add_discovery_options, check_finished_runs
 from debiascl.rundir import discovery_paths
 
@@ -23,11 +24,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         epilog="examples:\n  debiascl discover runs/wcl\n"
         "  debiascl discover runs/simclr --bias-run runs/triplet\n"
+        "  debiascl discover runs/simclr --signal erm --bias-run runs/erm-1-epoch\n"
         "then: debiascl eval RUN_DIR --probe-groups discovered",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a finished training run")
     add_discovery_options(parser)
+    parser.add_argument(
+        "--signal",
+        choices=SIGNALS,
+        help="knn: neighbours in the bias run's E_b; erm / gce: the bias run's classifier "
+        "(an erm or gce run); default: the bias run's own kind",
+    )
     parser.add_argument(
         "--encoder",
         choices=("d", "b"),
@@ -56,12 +64,18 @@ def run(args: argparse.Namespace) -> int:
         threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold,
         device=resolve_device(args.device),
         plots=not args.no_plots,
+        signal=args.signal,
     )
     train = summary["train"]
     flagged = sum(summary["flagged_by_class"].values())
+    reader = (
+        f"E_{summary['encoder']} of {summary['bias_run']} (k={summary['k']}, "
+        if summary["signal"] == "knn"
+        else f"the {summary['signal']} classifier of {summary['bias_run']} ("
+    )
     print(
-        f"E_{summary['encoder']} of {summary['bias_run']} (k={summary['k']}, threshold "
-        f"{summary['threshold']}): {flagged} of {train['num_samples']} training samples flagged"
+        f"{reader}threshold {summary['threshold']}): {flagged} of {train['num_samples']} "
+        "training samples flagged"
     )
     print(f"flagged per class: {json.dumps(summary['flagged_by_class'])}")
     if train.get("bias_labels"):

@@ -58,8 +58,8 @@ def add_probe_groups_option(parser: argparse.ArgumentParser) -> None:
         default=(),
         metavar="none|discovered|true|class",
         help="also fit group-robust probes whose loss balances these groups (comma-separated): "
-        "discovered (class x E_b flag, no bias label used), true (class x bias attribute, "
-        "the oracle) or class (the classes alone, no bias label used); default: none",
+        "discovered (class x discovery flag, no bias label used), true (class x bias attribute, "
+        "the oracle) or class (the classes alone: the class-balance ablation); default: none",
     )
 
 

@@ -30,15 +30,43 @@ def epoch_permutation(num_samples: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(num_samples, generator=generator)
 
 
+def balanced_probabilities(groups: torch.Tensor) -> torch.Tensor:
+    """(n,) float64 p_i = 1 / (G * n_{g_i}) for group ids (n,): every group drawn equally often.
+
+    G is the number of groups present and n_g their sizes (SPEC 10); the p_i sum to 1.
+    """
+    _, inverse, sizes = torch.unique(groups, return_inverse=True, return_counts=True)
+    return 1.0 / (sizes.numel() * sizes[inverse].double())
+
+
+def balanced_draws(probabilities: torch.Tensor, seed: int, epoch: int) -> torch.Tensor:
+    """(n,) int64 indices of one epoch's n draws with replacement, sample i with probability
+    ``probabilities[i]`` ((n,), summing to 1); a pure function of (probabilities, seed, epoch).
+    """
+    generator = torch.Generator().manual_seed(mix_seed(seed, epoch))
+    return torch.multinomial(probabilities, probabilities.numel(), True, generator=generator)
+
+
 def epoch_order(
-    num_samples: int, seed: int, epoch: int, repeats: torch.Tensor | None = None
+    num_samples: int,
+    seed: int,
+    epoch: int,
+    repeats: torch.Tensor | None = None,
+    probabilities: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(M,) int64 sample indices in the order of ``epoch``; a pure function of its arguments.
 
-    Without ``repeats`` this is :func:`epoch_permutation` (M = num_samples). With ``repeats``
-    ((num_samples,) non-negative int64), sample i appears ``repeats[i]`` times in the epoch
-    (M = repeats.sum()), shuffled together: JTT's up-weighting by resampling.
+    Without ``repeats`` or ``probabilities`` this is :func:`epoch_permutation`
+    (M = num_samples). With ``repeats`` ((num_samples,) non-negative int64), sample i appears
+    ``repeats[i]`` times in the epoch (M = repeats.sum()), shuffled together: JTT's
+    up-weighting by resampling. With ``probabilities`` ((num_samples,), summing to 1; e.g.
+    :func:`balanced_probabilities`), the epoch is M = num_samples draws with replacement
+    (:func:`balanced_draws`); the two are not combined.
     """
+    if probabilities is not None:
+        if repeats is not None:
+            raise ValueError("epoch_order: give repeats or probabilities, not both")
+        return balanced_draws(probabilities, seed, epoch)
     if repeats is None:
         return epoch_permutation(num_samples, seed, epoch)
     pool = torch.repeat_interleave(torch.arange(num_samples), repeats)
@@ -52,7 +80,9 @@ class EpochBatchSampler(Sampler[list[int]]):
     (G = global batch size, the incomplete last batch dropped); rank r takes its contiguous
     slice of G / world_size indices, so the ranks together see exactly the batches of a single
     process. Batches before ``start`` are skipped without being loaded (used to resume in the
-    middle of an epoch). ``repeats`` (num_samples,) makes sample i appear repeats[i] times.
+    middle of an epoch). ``repeats`` (num_samples,) makes sample i appear repeats[i] times;
+    ``probabilities`` (num_samples,) draws the epoch with replacement instead (group-balanced
+    sampling); see :func:`epoch_order`.
     """
 
     def __init__(
@@ -65,9 +95,11 @@ class EpochBatchSampler(Sampler[list[int]]):
         world_size: int = 1,
         start: int = 0,
         repeats: torch.Tensor | None = None,
+        probabilities: torch.Tensor | None = None,
     ) -> None:
         self.num_samples = num_samples
         self.repeats = repeats
+        self.probabilities = probabilities
         self.global_batch = global_batch
         self.seed = seed
         self.epoch = epoch
@@ -81,7 +113,9 @@ class EpochBatchSampler(Sampler[list[int]]):
         return max(self.num_batches - self.start, 0)
 
     def __iter__(self) -> Iterator[list[int]]:
-        order = epoch_order(self.num_samples, self.seed, self.epoch, self.repeats)
+        order = epoch_order(
+            self.num_samples, self.seed, self.epoch, self.repeats, self.probabilities
+        )
         for batch in range(self.start, self.num_batches):
             first = batch * self.global_batch + self.offset
             yield order[first : first + self.local_batch].tolist()

@@ -21,6 +21,11 @@ Constructions.
   Trouser and Dress are left out), on two textured backgrounds: ``land`` (a = 0: olive, vertical
   stripes) and ``water`` (a = 1: blue, wavy horizontal stripes), each with a random phase per
   image. Class y's background is a = y. Groups g = 2 y + a (4 groups).
+- ``biased-digits-patch`` (a bias that is not a colour): digits 0-4 (y = 0) vs 5-9 (y = 1) on a
+  black background with one small white square, ``max(2, round(S / 6))`` pixels a side, one
+  pixel from the image's edge: ``patch top`` (a = 0: in the top-left corner) or ``patch bottom``
+  (a = 1: in the bottom-left corner). Only its position differs, and the vertical position
+  survives a horizontal flip. Class y's patch is a = y. Groups g = 2 y + a (4 groups).
 
 A sample is *bias-aligned* when a equals its class's background (a == y in all four):
 ``bias_aligned`` (:attr:`debiascl.data.base.BiasedDataset.bias_aligned`, the majority background
@@ -137,11 +142,14 @@ class Construction:
         superclass: source class -> target class for the binary variants (others dropped);
             None keeps the 10 classes.
         class_names: names of the target classes.
+        cue: what the bias attribute changes: "colour" (a flat background colour), "texture"
+            (land / water backgrounds) or "patch" (the position of a small white square).
     """
 
     source: str
     superclass: tuple[int, ...] | None
     class_names: tuple[str, ...]
+    cue: str
 
     @property
     def binary(self) -> bool:
@@ -149,17 +157,25 @@ class Construction:
 
     @property
     def attribute_names(self) -> list[str]:
-        return ["land", "water"] if self.binary else list(PALETTE)
+        return {"colour": list(PALETTE), "texture": ["land", "water"]}.get(
+            self.cue, ["patch top", "patch bottom"]
+        )
 
 
 CONSTRUCTIONS = {
-    "biased-digits": Construction("digits", None, tuple(str(d) for d in range(10))),
+    "biased-digits": Construction("digits", None, tuple(str(d) for d in range(10)), "colour"),
     "biased-digits-binary": Construction(
-        "digits", (0, 0, 0, 0, 0, 1, 1, 1, 1, 1), ("digit 0-4", "digit 5-9")
+        "digits", (0, 0, 0, 0, 0, 1, 1, 1, 1, 1), ("digit 0-4", "digit 5-9"), "texture"
     ),
-    "biased-fmnist": Construction("fmnist", None, tuple(FMNIST_CLASSES)),
+    "biased-digits-patch": Construction(
+        "digits", (0, 0, 0, 0, 0, 1, 1, 1, 1, 1), ("digit 0-4", "digit 5-9"), "patch"
+    ),
+    "biased-fmnist": Construction("fmnist", None, tuple(FMNIST_CLASSES), "colour"),
     "biased-fmnist-binary": Construction(
-        "fmnist", (0, -1, 0, -1, 0, 1, 0, 1, 1, 1), ("upper-body clothing", "shoes and bags")
+        "fmnist",
+        (0, -1, 0, -1, 0, 1, 0, 1, 1, 1),
+        ("upper-body clothing", "shoes and bags"),
+        "texture",
     ),
 }
 
@@ -388,13 +404,16 @@ def assign_balanced_bias(
 
 
 def backgrounds(
-    attributes: torch.Tensor, phases: torch.Tensor, size: int, binary: bool
+    attributes: torch.Tensor, phases: torch.Tensor, size: int, cue: str
 ) -> torch.Tensor:
-    """(n, 3, S, S) float backgrounds: palette colours, or land / water textures (binary)."""
+    """(n, 3, S, S) float backgrounds: palette colours ("colour"), land / water textures
+    ("texture"), or black ("patch": the patch is drawn over the composed image)."""
     n = len(attributes)
-    if not binary:
+    if cue == "colour":
         palette = torch.tensor(list(PALETTE.values()))
         return palette[attributes][:, :, None, None].expand(n, 3, size, size)
+    if cue == "patch":
+        return torch.zeros(n, 3, size, size)
     position = torch.arange(size, dtype=torch.float32) / size
     rows, cols = position[:, None], position[None, :]
     shift = phases[:, None, None]
@@ -408,22 +427,38 @@ def backgrounds(
     return torch.where(is_water, water_rgb, land_rgb)
 
 
+def draw_patches(images: torch.Tensor, attributes: torch.Tensor) -> None:
+    """Draw the "patch" cue in place: a white square, ``max(2, round(S / 6))`` pixels a side,
+    one pixel from the left edge and from the top (a = 0) or the bottom (a = 1) edge.
+
+    Args:
+        images: (n, 3, S, S) float images in [0, 1], modified in place.
+        attributes: (n,) 0 or 1.
+    """
+    size = images.shape[-1]
+    side = max(2, round(size / 6))
+    top, bottom = 1, size - 1 - side
+    for attribute, row in ((0, top), (1, bottom)):
+        chosen = attributes == attribute
+        images[chosen, :, row : row + side, 1 : 1 + side] = 1.0
+
+
 def render(
     images: np.ndarray,
     attributes: np.ndarray,
     phases: np.ndarray,
     size: int,
-    binary: bool,
+    cue: str,
     chunk: int = 4096,
 ) -> torch.Tensor:
-    """Compose grey images with backgrounds.
+    """Compose grey images with backgrounds (and, for the "patch" cue, the patch).
 
     Args:
         images: (n, H, W) uint8 grey images.
         attributes: (n,) background of each image.
         phases: (n,) texture phase in [0, 1) (binary backgrounds only).
         size: output side S.
-        binary: land / water textures instead of palette colours.
+        cue: "colour", "texture" or "patch" (:class:`Construction`).
 
     Returns:
         (n, 3, S, S) uint8 images.
@@ -439,9 +474,11 @@ def render(
             torch.from_numpy(attributes[start : start + chunk]),
             torch.from_numpy(phases[start : start + chunk]).float(),
             size,
-            binary,
+            cue,
         )
         composed = torch.lerp(background, grey, alpha)  # alpha * grey + (1 - alpha) * background
+        if cue == "patch":
+            draw_patches(composed, torch.from_numpy(attributes[start : start + chunk]))
         out[start : start + chunk] = composed.mul_(255.0).round_().to(torch.uint8)
     return out
 
@@ -488,7 +525,7 @@ def _benchmark(
             )
         phases = rng.random(len(ids))
         splits[split] = SplitTensors(
-            images=render(images[ids], attributes, phases, spec.image_size, construction.binary),
+            images=render(images[ids], attributes, phases, spec.image_size, construction.cue),
             targets=torch.from_numpy(targets[ids].astype(np.int64)),
             attributes=torch.from_numpy(attributes.astype(np.int64)),
             image_ids=torch.from_numpy(positions[ids].astype(np.int64)),
@@ -551,6 +588,10 @@ def _register(name: str, summary: str) -> None:
 
 _register("biased-digits", "sklearn digits, 10 classes on a class-correlated background colour.")
 _register("biased-digits-binary", "sklearn digits 0-4 vs 5-9 on land / water textures (4 groups).")
+_register(
+    "biased-digits-patch",
+    "sklearn digits 0-4 vs 5-9 with a small white patch at the top or the bottom (4 groups).",
+)
 _register("biased-fmnist", "Fashion-MNIST, 10 classes on a class-correlated background colour.")
 _register(
     "biased-fmnist-binary",

@@ -182,8 +182,33 @@ def _pairs(
     return _Pairs(masked=masked, positive=torch.cat([positive, positive]), excluded=excluded)
 
 
+def _anchor_mean(per_anchor: Tensor, sample_weights: Tensor | None) -> Tensor:
+    """Mean over the 2b anchors, each weighted by its sample's weight when weights are given.
+
+    Args:
+        per_anchor: (2b,) losses, view 1's anchors then view 2's.
+        sample_weights: None, or (b,) non-negative weights of the local samples (both views of
+            sample i get weights[i]); the result is mean_a w_a L_a, not renormalised, so weights
+            of mean 1 over the training set (e.g. n / (G n_g)) give an unbiased estimate of the
+            weighted objective and the ranks of a DDP run average to the global one.
+    """
+    if sample_weights is None:
+        return per_anchor.mean()
+    if sample_weights.shape != (per_anchor.shape[0] // 2,):
+        raise ValueError(
+            f"sample_weights: expected shape ({per_anchor.shape[0] // 2},), got "
+            f"{tuple(sample_weights.shape)}"
+        )
+    return (sample_weights.to(per_anchor.dtype).repeat(2) * per_anchor).mean()
+
+
 def _debiased_nce(
-    log_negatives: Tensor, log_pos: Tensor, tau_plus: float, num_negatives: int, temperature: float
+    log_negatives: Tensor,
+    log_pos: Tensor,
+    tau_plus: float,
+    num_negatives: int,
+    temperature: float,
+    sample_weights: Tensor | None = None,
 ) -> Tensor:
     """Mean of -log(pos / (pos + Ng)) with SPEC 2's debiased, clamped negative term.
 
@@ -199,9 +224,10 @@ def _debiased_nce(
         tau_plus: class prior in [0, 1).
         num_negatives: N.
         temperature: t.
+        sample_weights: optional (b,) per-sample weights (:func:`_anchor_mean`).
 
     Returns:
-        Scalar, the mean loss over the anchors.
+        Scalar, the (weighted) mean loss over the anchors.
     """
     shift = torch.maximum(log_negatives, log_pos).detach()
     pos_term = tau_plus * num_negatives * torch.exp(log_pos - shift)
@@ -212,7 +238,7 @@ def _debiased_nce(
     fill = torch.where(scaled.isnan(), scaled, torch.full_like(scaled, -math.inf))
     log_ng = torch.where(valid, shift + log_scaled, fill)
     log_ng = torch.clamp(log_ng, min=math.log(num_negatives) - 1.0 / temperature)
-    return F.softplus(log_ng - log_pos).mean()
+    return _anchor_mean(F.softplus(log_ng - log_pos), sample_weights)
 
 
 def _difficulty_logit(masked_d: Tensor, masked_b: Tensor, excluded: Tensor) -> Tensor:
@@ -290,7 +316,11 @@ def _difficulty_pairs(
 
 
 def info_nce_loss(
-    z1: Tensor, z2: Tensor, temperature: float = 0.5, gather_distributed: bool = False
+    z1: Tensor,
+    z2: Tensor,
+    temperature: float = 0.5,
+    gather_distributed: bool = False,
+    sample_weights: Tensor | None = None,
 ) -> Tensor:
     """SimCLR's InfoNCE / NT-Xent loss (SPEC section 2; Chen et al., ICML 2020).
 
@@ -301,6 +331,9 @@ def info_nce_loss(
         z2: (B, D) projections of the second view; row i is the same sample as z1's row i.
         temperature: t > 0.
         gather_distributed: use the negatives of every rank (SPEC section 6).
+        sample_weights: optional (B,) weights of the samples: the loss becomes mean_a w_a L_a
+            over the 2B anchors (both views of sample i weigh w_i; not renormalised). Used for
+            group-balanced training (``train.group_weighting``).
 
     Returns:
         Scalar loss, float32 (float64 for float64 inputs).
@@ -312,7 +345,8 @@ def info_nce_loss(
     temperature = check_temperature(temperature)
     _check_views(z1, z2)
     pairs = _pairs(z1, z2, gather_distributed, 1.0 / temperature)
-    return F.softplus(torch.logsumexp(pairs.masked, dim=1) - pairs.positive).mean()
+    per_anchor = F.softplus(torch.logsumexp(pairs.masked, dim=1) - pairs.positive)
+    return _anchor_mean(per_anchor, sample_weights)
 
 
 def dcl_loss(
@@ -321,6 +355,7 @@ def dcl_loss(
     temperature: float = 0.5,
     tau_plus: float = 0.1,
     gather_distributed: bool = False,
+    sample_weights: Tensor | None = None,
 ) -> Tensor:
     """Debiased contrastive loss, DCL (SPEC section 2; Chuang et al., NeurIPS 2020).
 
@@ -336,6 +371,9 @@ def dcl_loss(
         temperature: t > 0.
         tau_plus: prior probability of a false negative, in [0, 1).
         gather_distributed: use the negatives of every rank (SPEC section 6).
+        sample_weights: optional (B,) weights of the samples: the loss becomes mean_a w_a L_a
+            over the 2B anchors (both views of sample i weigh w_i; not renormalised). Used for
+            group-balanced training (``train.group_weighting``).
 
     Returns:
         Scalar loss.
@@ -353,6 +391,7 @@ def dcl_loss(
         tau_plus,
         pairs.num_negatives,
         temperature,
+        sample_weights,
     )
 
 
@@ -364,6 +403,7 @@ def hcl_loss(
     beta: float = 1.0,
     gather_distributed: bool = False,
     detach_weights: bool = False,
+    sample_weights: Tensor | None = None,
 ) -> Tensor:
     """Hard-negative contrastive loss (SPEC section 2; Robinson et al., ICLR 2021).
 
@@ -380,6 +420,9 @@ def hcl_loss(
         gather_distributed: use the negatives of every rank (SPEC section 6).
         detach_weights: stop the gradient through the importance weights. The default (False)
             lets it flow, as the authors' code does.
+        sample_weights: optional (B,) weights of the samples: the loss becomes mean_a w_a L_a
+            over the 2B anchors (both views of sample i weigh w_i; not renormalised). Used for
+            group-balanced training (``train.group_weighting``).
 
     Returns:
         Scalar loss.
@@ -400,7 +443,7 @@ def hcl_loss(
         log_reweighted = (
             torch.logsumexp(masked + log_imp, dim=1) - torch.logsumexp(log_imp, dim=1) + math.log(n)
         )
-    return _debiased_nce(log_reweighted, pairs.positive, tau_plus, n, temperature)
+    return _debiased_nce(log_reweighted, pairs.positive, tau_plus, n, temperature, sample_weights)
 
 
 def triplet_loss(
@@ -492,6 +535,7 @@ def wcl_loss(
     tau_plus: float = 0.1,
     gather_distributed: bool = False,
     weight_form: str = "paper",
+    sample_weights: Tensor | None = None,
 ) -> Tensor:
     """WCL's weighted, debiased contrastive loss for the debiased encoder E_d (SPEC 3.3).
 
@@ -510,6 +554,9 @@ def wcl_loss(
         weight_form: "paper" (the published w, default); "mirror" (w = 1 + qn_b / (qn_b +
             qn_d): up-weights the negatives E_b finds similar) or "none" (w = 1, i.e. DCL), the
             ablations of :data:`WEIGHT_FORMS`.
+        sample_weights: optional (B,) weights of the samples: the loss becomes mean_a w_a L_a
+            over the 2B anchors (both views of sample i weigh w_i; not renormalised). Used for
+            group-balanced training (``train.group_weighting``).
 
     Returns:
         Scalar loss.
@@ -530,4 +577,5 @@ def wcl_loss(
         tau_plus,
         pairs.num_negatives,
         temperature,
+        sample_weights,
     )

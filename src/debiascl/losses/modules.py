@@ -51,6 +51,7 @@ class InfoNCELoss(_LossModule):
 
     Shape:
         z1, z2: (B, D) projections of the two views, row i of each is the same sample.
+        sample_weights (optional): (B,) per-sample weights of the anchors' losses.
         Output: scalar.
 
     Example:
@@ -61,9 +62,13 @@ class InfoNCELoss(_LossModule):
     def __init__(self, temperature: float = 0.5, gather_distributed: bool = False) -> None:
         super().__init__(temperature=temperature, gather_distributed=gather_distributed)
 
-    def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
+    def forward(self, z1: Tensor, z2: Tensor, sample_weights: Tensor | None = None) -> Tensor:
         return LF.info_nce_loss(
-            z1, z2, self.temperature, gather_distributed=self.gather_distributed
+            z1,
+            z2,
+            self.temperature,
+            gather_distributed=self.gather_distributed,
+            sample_weights=sample_weights,
         )
 
 
@@ -79,7 +84,8 @@ class DebiasedContrastiveLoss(_LossModule):
         gather_distributed: contrast with the views of all ranks (SPEC section 6).
 
     Shape:
-        z1, z2: (B, D) projections of the two views. Output: scalar.
+        z1, z2: (B, D) projections of the two views; sample_weights (optional): (B,).
+        Output: scalar.
 
     Example:
         >>> loss_fn = DebiasedContrastiveLoss(temperature=0.5, tau_plus=0.1)
@@ -93,9 +99,14 @@ class DebiasedContrastiveLoss(_LossModule):
             temperature=temperature, tau_plus=tau_plus, gather_distributed=gather_distributed
         )
 
-    def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
+    def forward(self, z1: Tensor, z2: Tensor, sample_weights: Tensor | None = None) -> Tensor:
         return LF.dcl_loss(
-            z1, z2, self.temperature, self.tau_plus, gather_distributed=self.gather_distributed
+            z1,
+            z2,
+            self.temperature,
+            self.tau_plus,
+            gather_distributed=self.gather_distributed,
+            sample_weights=sample_weights,
         )
 
 
@@ -111,7 +122,8 @@ class HardNegativeContrastiveLoss(_LossModule):
             the authors' code).
 
     Shape:
-        z1, z2: (B, D) projections of the two views. Output: scalar.
+        z1, z2: (B, D) projections of the two views; sample_weights (optional): (B,).
+        Output: scalar.
 
     Example:
         >>> loss_fn = HardNegativeContrastiveLoss(temperature=0.5, tau_plus=0.1, beta=1.0)
@@ -134,7 +146,7 @@ class HardNegativeContrastiveLoss(_LossModule):
             detach_weights=detach_weights,
         )
 
-    def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
+    def forward(self, z1: Tensor, z2: Tensor, sample_weights: Tensor | None = None) -> Tensor:
         return LF.hcl_loss(
             z1,
             z2,
@@ -143,6 +155,7 @@ class HardNegativeContrastiveLoss(_LossModule):
             self.beta,
             gather_distributed=self.gather_distributed,
             detach_weights=self.detach_weights,
+            sample_weights=sample_weights,
         )
 
 
@@ -194,6 +207,7 @@ class WCLLoss(_LossModule):
     Shape:
         zd1, zd2: (B, D) E_d's projections of the two views.
         zb1, zb2: (B, D') E_b's projections of the same views.
+        sample_weights (optional): (B,) per-sample weights of the anchors' losses.
         Output: scalar.
 
     Example:
@@ -216,7 +230,14 @@ class WCLLoss(_LossModule):
             weight_form=weight_form,
         )
 
-    def forward(self, zd1: Tensor, zd2: Tensor, zb1: Tensor, zb2: Tensor) -> Tensor:
+    def forward(
+        self,
+        zd1: Tensor,
+        zd2: Tensor,
+        zb1: Tensor,
+        zb2: Tensor,
+        sample_weights: Tensor | None = None,
+    ) -> Tensor:
         return LF.wcl_loss(
             zd1,
             zd2,
@@ -226,4 +247,5 @@ class WCLLoss(_LossModule):
             self.tau_plus,
             gather_distributed=self.gather_distributed,
             weight_form=self.weight_form,
+            sample_weights=sample_weights,
         )
