@@ -93,7 +93,7 @@ def test_a_plugin_file_still_becomes_a_choice(tmp_path: Path) -> None:
     )
     result = run_cli("--plugin", str(plugin), "train", "--help")
     listing = " ".join(result["out"].split())
-    assert "methods: simclr, dcl, hcl, triplet, wcl, erm, jtt, toy" in listing
+    assert "methods: simclr, dcl, hcl, triplet, wcl, erm, jtt, gce, gdro, toy" in listing
     listed = run_cli("compare", "--help", env={"DEBIASCL_PLUGINS": str(plugin)})
     assert "simclr,dcl,hcl,triplet,wcl,toy" in " ".join(listed["out"].split())
 

@@ -442,7 +442,7 @@ def test_the_class_balanced_probe_is_the_ablation_without_bias_labels(
     results = json.loads((run / "results.json").read_text())
     balanced = results["probe_class"]
     assert balanced["uses_bias_labels"] is False and balanced["num_groups"] == 2
-    assert "class balance only" in balanced["protocol"]
+    assert "class-balanced" in balanced["protocol"]
     assert results["probe_true"]["num_groups"] == 4
     capsys.readouterr()
     y = torch.tensor([3, 1, 3, 7, 1])  # its groups are the classes, densely numbered

@@ -275,12 +275,25 @@ def test_the_log_is_fsynced_before_each_checkpoint_that_records_its_size(
 # ----------------------------------------------------------------------------- checkpoints
 
 
+def _middle_of_biggest_tensor(path: Path, data: bytearray) -> int:
+    """The byte offset, in the checkpoint file ``path`` read as ``data``, of the middle of its
+    largest tensor's stored bytes (found through the zip's local file header)."""
+    with zipfile.ZipFile(path) as archive:
+        biggest = max(
+            (info for info in archive.infolist() if "/data/" in info.filename),
+            key=lambda info: info.file_size,
+        )
+    name_length, extra_length = struct.unpack_from("<HH", data, biggest.header_offset + 26)
+    return biggest.header_offset + 30 + name_length + extra_length + biggest.file_size // 2
+
+
 def test_corrupted_tensor_bytes_are_a_damaged_checkpoint(
     run_copy: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = checkpoint_path(run_copy)
     data = bytearray(path.read_bytes())
-    data[16000:16064] = b"\xff" * 64  # the issue's damage
+    start = _middle_of_biggest_tensor(path, data)
+    data[start : start + 64] = b"\xff" * 64  # the issue's damage: 64 bytes inside tensor data
     path.write_bytes(bytes(data))
     before = snapshot(run_copy)
     status = main(train_args(run_copy, "--resume", epochs=2))
@@ -290,14 +303,8 @@ def test_corrupted_tensor_bytes_are_a_damaged_checkpoint(
 
 def test_damage_in_a_tensor_fails_the_checksum(run_copy: Path) -> None:
     path = checkpoint_path(run_copy)
-    with zipfile.ZipFile(path) as archive:
-        biggest = max(
-            (info for info in archive.infolist() if "/data/" in info.filename),
-            key=lambda info: info.file_size,
-        )
     data = bytearray(path.read_bytes())
-    name_length, extra_length = struct.unpack_from("<HH", data, biggest.header_offset + 26)
-    start = biggest.header_offset + 30 + name_length + extra_length + biggest.file_size // 2
+    start = _middle_of_biggest_tensor(path, data)
     data[start : start + 4] = b"\xff\xff\xff\xff"
     path.write_bytes(bytes(data))
     with pytest.raises(Exception, match="checksum does not match its content"):

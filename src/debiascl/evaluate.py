@@ -454,7 +454,7 @@ def probe_groups_of(
     if kind == "true":
         return _true_groups(features, run.splits["train"])
     if kind == "class":
-        return {split: y for split, (_, y, _, _) in features.items() if split != "test"}
+        return {split: group_ids(y, torch.zeros_like(y)) for split, (_, y, *_) in features.items()}
     if discovered is None:
         discovered = read_discovery(run.run_dir)[0]
     return _discovered_groups(run.run_dir, discovered, features)
