@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -70,12 +71,15 @@ def snapshot(method: Method) -> dict[str, torch.Tensor]:
     return state
 
 
-def _rank_main(rank: int, world_size: int, port: int, out_dir: str) -> None:
+def _rank_main(
+    rank: int, world_size: int, port: int, out_dir: str, steps: Callable[[int, int], Method]
+) -> None:
+    """One rank: ``steps(world_size, rank)`` in a gloo group, its snapshot saved to out_dir."""
     dist.init_process_group(
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size
     )
     try:
-        torch.save(snapshot(wcl_step(world_size, rank)), Path(out_dir) / f"rank{rank}.pt")
+        torch.save(snapshot(steps(world_size, rank)), Path(out_dir) / f"rank{rank}.pt")
         # Without the collect and the barrier, about 1 spawn in 20 aborted at interpreter exit
         # ("terminate called without an active exception", gloo); with them, none in 80.
         gc.collect()
@@ -86,7 +90,7 @@ def _rank_main(rank: int, world_size: int, port: int, out_dir: str) -> None:
 
 @pytest.mark.slow
 def test_one_wcl_step_on_two_ranks_equals_one_process_on_the_global_batch(tmp_path: Path) -> None:
-    mp.spawn(_rank_main, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_rank_main, args=(2, free_port(), str(tmp_path), wcl_step), nprocs=2, join=True)
     single_method = wcl_step(world_size=1)
     single = snapshot(single_method)
     initial = build_method(build_config(preset="biased-digits"), DIGITS_8PX)
@@ -132,21 +136,9 @@ def gdro_steps(world_size: int, rank: int = 0) -> Method:
     return method
 
 
-def _gdro_rank_main(rank: int, world_size: int, port: int, out_dir: str) -> None:
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size
-    )
-    try:
-        torch.save(snapshot(gdro_steps(world_size, rank)), Path(out_dir) / f"rank{rank}.pt")
-        gc.collect()
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
-
-
 @pytest.mark.slow
 def test_gdro_on_two_ranks_equals_one_process_on_the_global_batch(tmp_path: Path) -> None:
-    mp.spawn(_gdro_rank_main, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_rank_main, args=(2, free_port(), str(tmp_path), gdro_steps), nprocs=2, join=True)
     single = snapshot(gdro_steps(world_size=1))
     q = single["_extra_state"]
     assert q.shape == (3,) and not torch.allclose(q, torch.full((3,), 1 / 3))
