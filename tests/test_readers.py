@@ -46,8 +46,8 @@ HUGE = "9" * 200_000
 """A field larger than the csv module's default limit (131,072 characters)."""
 
 
-def train_args(out: Path, method: str = "simclr") -> list[str]:
-    return shared_train_args(out, method=method, settings=TINY)
+def train_args(out: Path, *extra: str, method: str = "simclr", **options: object) -> list[str]:
+    return shared_train_args(out, *extra, method=method, settings=TINY, **options)
 
 
 def compare_args(out: Path, *extra: str, seeds: str = "0,1") -> list[str]:
@@ -296,6 +296,34 @@ def test_error_sets_of_the_wrong_shape_are_named(record: object) -> None:
     assert error_set_problem(sound | {"indices": [4], "composition": None}) is None
 
 
+JTT = ("method.jtt_epochs=1", "method.jtt_upweight=2")
+
+
+@pytest.fixture(scope="module")
+def jtt_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished tiny JTT run (one stage-1 epoch, one stage-2 epoch)."""
+    return _made(train_args(tmp_path_factory.mktemp("jtt") / "jtt", *_jtt_sets(), method="jtt"))
+
+
+def _jtt_sets() -> list[str]:
+    return [arg for setting in JTT for arg in ("--set", setting)]
+
+
+@pytest.mark.parametrize("kind", DAMAGE)
+def test_a_damaged_error_set_is_computed_again_through_train_resume(
+    kind: str, jtt_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = Path(shutil.copytree(jtt_run, tmp_path / "jtt"))
+    path = run_dir / "error_set.json"
+    good = json.loads(path.read_text())
+    path.write_bytes(damaged(kind, path.read_bytes()))
+    capsys.readouterr()
+    assert main(train_args(run_dir, *_jtt_sets(), "--resume", method="jtt")) == 0
+    err = capsys.readouterr().err
+    assert f"JTT error set '{path}' is unusable" in err and "computing it again" in err, err
+    assert json.loads(path.read_text()) == good
+
+
 # ----------------------------------------------------------------------------- cache
 
 
@@ -361,6 +389,48 @@ def test_a_damaged_cache_manifest_is_rebuilt(
     with caplog.at_level(logging.INFO, logger="debiascl"):
         assert torch.equal(_cached(root, tmp_path / "cache"), expected)
     assert "rebuilding it" in caplog.text
+
+
+def _split_folder(root: Path) -> Path:
+    """A metadata-csv folder of 24 noise images spread over train, val and test."""
+    images = {f"i{k}.png": _noise(k) for k in range(24)}
+    lines = ["filename,split,y,a", *(f"i{k}.png,{k % 3},{k % 2},{k // 2 % 2}" for k in range(24))]
+    return _folder(root, images, ("\n".join(lines) + "\n").encode())
+
+
+def _image_args(data: Path, out: Path) -> list[str]:
+    """``debiascl train`` of the tiny simclr run on the images in ``data``, batches of 8."""
+    return train_args(out, "--batch-size", "8", "--data-dir", str(data), dataset="metadata-csv")
+
+
+@pytest.fixture(scope="module")
+def cached_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A finished tiny run on image files and the decoded-image cache it built."""
+    root = tmp_path_factory.mktemp("cached")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DEBIASCL_CACHE_DIR", str(root / "cache"))
+        run_dir = _made(_image_args(_split_folder(root / "data"), root / "run"))
+    return run_dir, root / "cache"
+
+
+@pytest.mark.parametrize("kind", DAMAGE)
+def test_a_damaged_cache_manifest_is_rebuilt_through_eval(
+    kind: str, cached_run: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = Path(shutil.copytree(cached_run[0], tmp_path / "run"))
+    cache = Path(
+        shutil.copytree(cached_run[1], os.environ["DEBIASCL_CACHE_DIR"], dirs_exist_ok=True)
+    )
+    manifest = sorted((cache / "images").glob("*.json"))[0]
+    good = manifest.read_bytes()
+    manifest.write_bytes(damaged(kind, good))
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--no-plots", "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert f"decoded-image cache {manifest.with_suffix('.npy')} is" in err, err
+    assert "rebuilding it" in err
+    assert json.loads(manifest.read_bytes()) == json.loads(good)
+    assert (run_dir / "results.json").is_file()
 
 
 def test_a_killed_build_leaves_no_orphan_and_the_manifest_is_readable_by_all(
@@ -591,9 +661,7 @@ def test_a_run_trained_with_a_relative_data_dir_evaluates_from_elsewhere_and_whe
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     work = tmp_path / "work"
-    images = {f"i{k}.png": _noise(k) for k in range(24)}
-    lines = ["filename,split,y,a", *(f"i{k}.png,{k % 3},{k % 2},{k // 2 % 2}" for k in range(24))]
-    _folder(work / "data", images, ("\n".join(lines) + "\n").encode())
+    _split_folder(work / "data")
     monkeypatch.chdir(work)
     args = ["train", "--dataset", "metadata-csv", "--data-dir", "data", "--method", "simclr"]
     tiny = ["--epochs", "1", "--batch-size", "8", "--device", "cpu", "--set=train.knn_every=0"]
