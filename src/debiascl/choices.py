@@ -19,13 +19,21 @@ DEFAULT_THRESHOLD = 0.5
 """The discovery flags samples whose conflict score exceeds it (SPEC 9)."""
 SIGNALS = ("knn", "erm", "gce")
 """The discovery signals; ``erm`` and ``gce`` read the classifier of a run of that method."""
+DEFAULT_SIGNAL = "knn"
+"""The signal a comparison discovers with (``compare --signal``): knn reads E_b (the triplet run
+of the seed, or WCL's and triplet's own); erm and gce the classifier of a short run of that
+method (``train.groups_epochs`` epochs) planned per seed."""
 
 PROBE_GROUPS = {
     "discovered": "discovered groups (class x discovery flag; no bias label used)",
     "true": "true groups (class x bias attribute; oracle, uses bias labels)",
     "class": "classes (class-balanced; no bias label used)",
+    "val": "no groups: fitted on the val split instead of train (held-out labels; no bias "
+    "label used)",
 }
-"""Group-robust probes: name -> what balances its loss (``results.json`` key ``probe_<name>``)."""
+"""Extra probes: name -> what balances its loss (``results.json`` key ``probe_<name>``). ``val``
+is the held-out ablation (LaBonte et al. 2023): a plain probe fitted on the val split, its L2
+strength chosen on train; its val scores are not held out."""
 
 SELECT_RULES = ("auto", "worst_group", "accuracy", "worst_class", "discovered_worst_group")
 """``--select``: the val metric of each run's main evaluation that picks a method's grid point.

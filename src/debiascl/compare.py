@@ -68,6 +68,7 @@ from debiascl.checkpoint import check_resumable
 from debiascl.choices import (
     DEFAULT_K,
     DEFAULT_REFERENCE,
+    DEFAULT_SIGNAL,
     DEFAULT_THRESHOLD,
     MAX_RUNS,
     PROBE_GROUPS,
@@ -154,7 +155,11 @@ class PlannedRun:
     run_dir: Path
     probe_groups: tuple[str, ...] = ()
     bias_run: Path | None = None
-    """The run whose E_b discovers the bias for this one (None: its own E_b)."""
+    """The run whose discovery balances this one's discovered-groups probe and scores its
+    ``discovered_worst_group`` (None: its own E_b, or no discovered probe)."""
+    groups_run: Path | None = None
+    """The run whose discovery gives this one's training groups (``train.groups=discovered``
+    without ``train.groups_from``; it is then ``train.groups_from``)."""
     point: GridPoint = ()
     """The grid point's settings (empty without an axis that applies to the method)."""
     splits: tuple[str, ...] = ("test",)
@@ -182,8 +187,10 @@ class RunSettings:
     The dataset's preset (or ``preset``), the YAML ``config_file``, the explicit fields
     (``epochs``, ``batch_size``, ``device``, ``data_dir`` = data.root, ``probe`` = eval.probe;
     None keeps the lower layer's value), then ``sets`` (``key=value`` strings).
-    ``probe_groups`` adds group-robust probes to every contrastive run's evaluation
-    (:data:`debiascl.choices.PROBE_GROUPS`).
+    ``probe_groups`` adds group-robust probes to every run's evaluation
+    (:data:`debiascl.choices.PROBE_GROUPS`). ``signal`` (:data:`debiascl.choices.SIGNALS`)
+    discovers the groups of the discovered probes and of ``train.groups=discovered``:
+    :func:`discovery_run_dir` of the seed.
     """
 
     preset: str | None = None
@@ -195,6 +202,31 @@ class RunSettings:
     data_dir: str | None = None
     probe: str | None = None
     probe_groups: tuple[str, ...] = ()
+    signal: str = DEFAULT_SIGNAL
+
+
+HELPER_SETS = (
+    "train.groups=none",
+    "train.groups_from=null",
+    "train.group_sampling=none",
+    "train.group_weighting=none",
+)
+"""A discovery run trains on no groups, whatever the comparison's sets say."""
+
+
+def discovery_run_dir(out_dir: str | Path, signal: str, seed: int, point: GridPoint) -> Path:
+    """The run that discovers the bias of a seed with ``signal``: the triplet run
+    (``runs/triplet/seed<k>``, whose E_b the knn signal reads), or for erm and gce a short run of
+    that method (``runs/discovery-<signal>/seed<k>``); within a grid, at the point's data
+    options."""
+    if signal == "knn":
+        return run_dir_for(out_dir, bias_discovery_method(), seed, data_point(point))
+    return run_dir_for(out_dir, f"discovery-{signal}", seed, data_point(point))
+
+
+def own_discovery(method: str, signal: str) -> bool:
+    """Whether runs of ``method`` discover with their own E_b (knn, a method with an E_b)."""
+    return signal == "knn" and BIAS_ENCODER in METHODS[method].encoder_keys
 
 
 def plan_runs(
@@ -254,21 +286,30 @@ def plan_runs(
                     f"sets and grid: may not change {', '.join(changed)} in a comparison: they "
                     "are its dataset, methods and seeds"
                 )
+            run_dir = run_dir_for(out_dir, method, seed, point)
+            discovery = discovery_run_dir(out_dir, settings.signal, seed, point)
+            groups_run = None
+            if config.train.groups == "discovered" and config.train.groups_from is None:
+                if discovery == run_dir:
+                    raise DebiasclError(
+                        f"train.groups=discovered: the {method} runs discover the groups with "
+                        f"--signal {settings.signal}, so they cannot train on them; leave "
+                        f"{method} out or discover with another --signal"
+                    )
+                groups_run = discovery
+                config.train.groups_from = str(discovery.resolve())
             bias_run = None
-            if (
-                "discovered" in settings.probe_groups
-                and not METHODS[method].supervised
-                and BIAS_ENCODER not in METHODS[method].encoder_keys
-            ):
-                bias_run = run_dir_for(out_dir, bias_discovery_method(), seed, data_point(point))
+            if "discovered" in settings.probe_groups and not own_discovery(method, settings.signal):
+                bias_run = discovery
             planned.append(
                 PlannedRun(
                     method,
                     seed,
                     config,
-                    run_dir_for(out_dir, method, seed, point),
+                    run_dir,
                     tuple(settings.probe_groups),
                     bias_run,
+                    groups_run,
                     point,
                     splits,
                 )
@@ -339,8 +380,9 @@ def check_same_settings(run: PlannedRun) -> None:
 
 
 def planned_probe_groups(run: PlannedRun) -> tuple[str, ...]:
-    """The group-robust probes planned for a run: none for supervised methods."""
-    return () if METHODS[run.method].supervised else run.probe_groups
+    """The group-robust probes planned for a run (supervised runs get them on their
+    classifier's features too, and their classifier a ``discovered_worst_group`` on val)."""
+    return run.probe_groups
 
 
 def results_mismatch(run: PlannedRun, results: dict[str, Any]) -> str | None:
@@ -495,7 +537,7 @@ def execute_run(
     loaded = load_run(run.run_dir, str(resolve_device(run.config.train.device)))
     probe_groups = planned_probe_groups(run)
     if "discovered" in probe_groups:
-        source = "its own E_b" if run.bias_run is None else f"E_b of {run.bias_run}"
+        source = "the run itself" if run.bias_run is None else f"the run {run.bias_run}"
         progress(f"discovering the bias with {source}")
         discoveries.discover(run, loaded, plots=report)
     progress("evaluating" if pending == ("test",) else f"evaluating on {', '.join(pending)}")
@@ -601,26 +643,42 @@ def bias_runs(
     out_dir: str | Path,
     settings: RunSettings,
 ) -> list[PlannedRun]:
-    """The runs of :func:`~debiascl.methods.bias_discovery_method` (triplet) that discover the
-    bias for the single-encoder methods.
+    """The discovery runs (:func:`discovery_run_dir`) that the ``runs`` read their discovered
+    groups from, each set to discover with its own E_b or classifier.
 
-    Those already in ``runs`` at ``runs/triplet/seed<k>`` (no grid axis) are reused; the others
-    are planned beside them (trained and evaluated, but not tabulated). Empty when no run needs one.
+    A triplet run already in ``runs`` at ``runs/triplet/seed<k>`` (no grid axis) is reused for
+    the knn signal; the others are planned (trained, evaluated and discovering, but not
+    tabulated) with the comparison's settings, on no groups, and for erm and gce for
+    ``train.groups_epochs`` epochs. Empty when no run needs one.
     """
-    needed = list(dict.fromkeys(run.bias_run for run in runs if run.bias_run is not None))
+    needed = list(
+        dict.fromkeys(
+            path for run in runs for path in (run.groups_run, run.bias_run) if path is not None
+        )
+    )
     if not needed:
         return []
-    method = bias_discovery_method()
+    method = bias_discovery_method() if settings.signal == "knn" else settings.signal
     planned = {run.run_dir: run for run in runs if run.method == method}
     for run in runs:
-        if run.bias_run is not None and run.bias_run not in planned:
+        for path in (run.groups_run, run.bias_run):
+            if path is None or path in planned:
+                continue
             # the data options of the run's grid point, as one-value axes: same folder name
             axes = [GridAxis(key, (value,)) for key, value in data_point(run.point)]
-            extra = plan_runs(
-                dataset, [method], [run.seed], out_dir, replace(settings, probe_groups=()), axes
+            epochs = (
+                ()
+                if settings.signal == "knn"
+                else (f"train.epochs={run.config.train.groups_epochs}",)
             )
-            planned |= {helper.run_dir: helper for helper in extra}
-    return [planned[bias_run] for bias_run in needed]
+            helper_settings = replace(
+                settings,
+                probe_groups=("discovered",),
+                sets=(*settings.sets, *HELPER_SETS, *epochs),
+            )
+            (helper,) = plan_runs(dataset, [method], [run.seed], out_dir, helper_settings, axes)
+            planned[path] = replace(helper, run_dir=path, bias_run=None)
+    return [planned[path] for path in needed]
 
 
 def probes_table(rows: list[dict[str, Any]]) -> str:
@@ -662,7 +720,9 @@ def probes_table(rows: list[dict[str, Any]]) -> str:
         "Mean ± standard error over seeds (%). Linear probes on the frozen representation: "
         "plain; discovered = balanced over the groups a bias encoder found (no bias label used); "
         "true = balanced over the true groups (oracle: uses the bias labels); class = balanced "
-        "over the classes alone (no bias label used).\n\n" + markdown_table(table)
+        "over the classes alone (no bias label used); val = fitted on the val split, unbalanced "
+        "(the held-out-data ablation). Supervised methods: their own classifier, and the "
+        "probes on its features.\n\n" + markdown_table(table)
     )
 
 
@@ -728,16 +788,6 @@ def compare(
         )
     check_plan_size(methods, len(seeds), grid, max_runs)  # first: nothing iterates the seeds
     runs = plan_runs(dataset, methods, seeds, out_dir, settings, grid)
-    if select == "discovered_worst_group":
-        unscored = sorted(
-            {run.method for run in runs if run.point and not planned_probe_groups(run)}
-        )
-        if unscored:
-            raise DebiasclError(
-                f"select discovered_worst_group: supervised method(s) {', '.join(unscored)} get "
-                "no bias discovery to select their grid point by; give the grid axes a METHOD: "
-                "prefix that leaves them out, or choose another --select"
-            )
     selecting = _first_round_seeds(runs, seeds, select_seeds, grid)
     helpers = bias_runs(dataset, runs, out_dir, settings)
     first_round = [run for run in runs if run not in helpers and run.seed in selecting[run.method]]
@@ -849,9 +899,10 @@ class _Executor:
             point = f" {point_name(run.point)}" if run.point else ""
             prefix = f"[{number}/{self.total}] {run.method}{point} seed {run.seed}"
             run_started = time.perf_counter()
-            if run.bias_run in self.held:  # its bias discovery needs a run held elsewhere
-                self.progress(f"{prefix}: skipped, its bias run {run.bias_run} is held")
-                self.busy.append(f"{run.run_dir} (waits for its bias run {run.bias_run})")
+            held = next((p for p in (run.bias_run, run.groups_run) if p in self.held), None)
+            if held is not None:  # its bias discovery needs a run held elsewhere
+                self.progress(f"{prefix}: skipped, its bias run {held} is held")
+                self.busy.append(f"{run.run_dir} (waits for its bias run {held})")
                 continue
             try:
                 with hold_run_dir(run.run_dir):

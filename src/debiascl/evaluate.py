@@ -562,15 +562,18 @@ def evaluate_splits(
     discovery = read_discovery(run.run_dir) if "discovered" in probe_groups else None
 
     def fit(
-        weights: torch.Tensor | None = None, val_groups: torch.Tensor | None = None
+        weights: torch.Tensor | None = None,
+        val_groups: torch.Tensor | None = None,
+        fitted_on: str = "train",
     ) -> LinearProbe:
+        chosen_on = "val" if fitted_on == "train" else "train"
         return fit_linear_probe(
-            train_h,
-            train_y,
+            features[fitted_on][0],
+            features[fitted_on][1],
             train_set.num_classes,
             protocol,
-            val_features=features["val"][0] if "val" in features else None,
-            val_y=features["val"][1] if "val" in features else None,
+            val_features=features[chosen_on][0] if chosen_on in features else None,
+            val_y=features[chosen_on][1] if chosen_on in features else None,
             epochs=config.eval.probe_epochs,
             lr=config.eval.probe_lr,
             batch_size=config.eval.probe_batch_size,
@@ -584,11 +587,19 @@ def evaluate_splits(
     groups_of = {
         kind: probe_groups_of(kind, run, features, None if discovery is None else discovery[0])
         for kind in probe_groups
+        if kind != "val"
     }
     balanced = {
         kind: fit(balanced_weights(groups["train"]), groups.get("val"))
         for kind, groups in groups_of.items()
     }
+    if "val" in probe_groups:
+        if "val" not in features:
+            raise DebiasclError(
+                f"probe groups 'val': data set '{config.data.name}' has no labelled val samples "
+                "to fit the held-out probe on"
+            )
+        balanced["val"] = fit(fitted_on="val")
     k, temperature = config.eval.knn_k, config.method.temperature
     train_step = final_step(run.run_dir)
     checkpoint_sha256 = file_digest(checkpoint_path(run.run_dir))
@@ -639,7 +650,9 @@ def evaluate_splits(
                 "protocol": f"linear probe ({protocol}) on frozen E_{key} features, loss "
                 f"balanced over {PROBE_GROUPS[kind]}",
                 "uses_bias_labels": kind == "true",
-                "num_groups": int(groups_of[kind]["train"].unique().numel()),
+                "num_groups": int(groups_of[kind]["train"].unique().numel())
+                if kind in groups_of
+                else None,
                 "weight_decay": probe_of_kind.weight_decay,
                 "head_sha256": probe_digest(probe_of_kind.state()),
                 "metrics": score(probe_of_kind.predict(scored_h)),

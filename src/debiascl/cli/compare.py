@@ -12,7 +12,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from debiascl.choices import DEFAULT_REFERENCE, MAX_RUNS, SELECT_RULES, check_comparison
+from debiascl.choices import (
+    DEFAULT_REFERENCE,
+    DEFAULT_SIGNAL,
+    MAX_RUNS,
+    SELECT_RULES,
+    SIGNALS,
+    check_comparison,
+)
 from debiascl.cli.options import (
     add_device_option,
     add_probe_groups_option,
@@ -132,6 +139,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--probe", choices=("fast", "authors"), help="linear probe protocol (default: fast)"
     )
     add_probe_groups_option(compare)
+    compare.add_argument(
+        "--signal",
+        choices=SIGNALS,
+        default=DEFAULT_SIGNAL,
+        help="how each seed's bias is discovered, for the discovered-groups probe, "
+        "--select discovered_worst_group and --set train.groups=discovered: knn (E_b of the "
+        "seed's triplet run; WCL and triplet use their own), erm or gce (the classifier of a "
+        "short run of that method, train.groups_epochs epochs, at runs/discovery-<signal>/); "
+        f"default: {DEFAULT_SIGNAL}",
+    )
     compare.add_argument(
         "--grid",
         action="append",
@@ -254,6 +271,7 @@ def run_compare(args: argparse.Namespace) -> int:
             data_dir=args.data_dir,
             probe=args.probe,
             probe_groups=args.probe_groups,
+            signal=args.signal,
         ),
         grid=[parse_grid(text) for text in args.grid],
         select=args.select,

@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     export.add_argument(
         "--probe-groups",
-        metavar="none|discovered|true|class",
+        metavar="none|discovered|true|class|val",
         help="the head: the plain probe (none) or that group-robust probe; default: the "
         "method's headline (own classifier for supervised methods, else the plain probe)",
     )

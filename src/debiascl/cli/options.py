@@ -56,10 +56,11 @@ def add_probe_groups_option(parser: argparse.ArgumentParser) -> None:
         "--probe-groups",
         type=probe_groups,
         default=(),
-        metavar="none|discovered|true|class",
+        metavar="none|discovered|true|class|val",
         help="also fit group-robust probes whose loss balances these groups (comma-separated): "
         "discovered (class x discovery flag, no bias label used), true (class x bias attribute, "
-        "the oracle) or class (the classes alone: the class-balance ablation); default: none",
+        "the oracle), class (the classes alone: the class-balance ablation) or val (no "
+        "balancing, fitted on the val split: the held-out-data ablation); default: none",
     )
 
 

@@ -19,6 +19,7 @@ GROUP_LABELS = {
     "discovered": "discovered groups (no bias labels)",
     "true": "true groups (oracle: bias labels)",
     "class": "class-balanced (no bias labels)",
+    "val": "trained on val (no bias labels)",
 }
 """How the tables name each group-robust probe (:data:`debiascl.choices.PROBE_GROUPS`)."""
 
