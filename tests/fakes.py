@@ -135,9 +135,10 @@ class FakePipeline:
         self.evaluate_calls.append(str(run_dir) if split == "test" else f"{run_dir} {split}")
         seed = int(run_dir.name.removeprefix("seed"))
         method, point = run_dir.parent.name, "default"
-        if method not in METHODS:  # a grid point's folder
+        if method not in METHODS and not method.startswith("discovery-"):  # a grid point
             method, point = run_dir.parent.parent.name, method
-        supervised = method == "erm"
+        method = method.removeprefix("discovery-")  # compare --signal's discovery runs
+        supervised = METHODS[method].supervised
         main = "classifier" if supervised else "probe"
         value = self.values.get((method, point, seed, split), self.values.get((method, seed), 0.5))
         name = "results.json" if split == "test" else f"results_{split}.json"
@@ -156,16 +157,16 @@ class FakePipeline:
             "knn": {"protocol": "knn", "metrics": fake_metrics(0.1)},
             "results_file": str(run_dir / name),
         }
+        if supervised:
+            results["classifier"] = {"protocol": "own", "metrics": fake_metrics(value)}
         if split == "val" and "discovered" in probe_groups:
-            results["probe"]["metrics"]["discovered_worst_group"] = value / 4
+            results[main]["metrics"]["discovered_worst_group"] = value / 4
         for kind in probe_groups:
             results[f"probe_{kind}"] = {"protocol": kind, "metrics": fake_metrics(value + 0.1)}
         if "discovered" in probe_groups:
             results["discovery"] = {
                 "train": {"bias_labels": True, "precision": 1.0, "recall": 0.5, "auroc": 0.9}
             }
-        if supervised:
-            results["classifier"] = {"protocol": "own", "metrics": fake_metrics(value)}
         (run_dir / name).write_text(json.dumps(results))
         return results
 

@@ -194,20 +194,14 @@ def test_paired_differences_are_skipped_with_a_note(fake: FakePipeline, tmp_path
 def test_select_by_the_discovered_groups(fake: FakePipeline, tmp_path: Path) -> None:
     with pytest.raises(DebiasclError, match="add --probe-groups discovered"):
         run_grid(tmp_path, select="discovered_worst_group", report=False)
-    with pytest.raises(DebiasclError, match="supervised method\\(s\\) erm"):
-        run_grid(
-            tmp_path,
-            methods=("erm",),
-            select="discovered_worst_group",
-            probe_groups=("discovered",),
-            report=False,
-        )
     for seed in (0, 1):
         fake.values[("wcl", LOW, seed, "val")] = 0.4
         fake.values[("wcl", HIGH, seed, "val")] = 0.8
+        fake.values[("erm", LOW, seed, "val")] = 0.6  # scored by its own classifier
+        fake.values[("erm", HIGH, seed, "val")] = 0.2
     run_grid(
         tmp_path,
-        methods=("wcl",),
+        methods=("wcl", "erm"),
         seeds=(0, 1),
         select="discovered_worst_group",
         probe_groups=("discovered",),
@@ -216,6 +210,11 @@ def test_select_by_the_discovered_groups(fake: FakePipeline, tmp_path: Path) -> 
     markdown = (tmp_path / "summary.md").read_text()
     assert "val discovered_worst_group (--select discovered_worst_group)" in markdown
     assert f"| wcl | {HIGH} | 2 | 20.00 |" in markdown  # the fake: accuracy / 4
+    assert f"| erm | {LOW} | 2 | 15.00 |" in markdown
+    # the supervised runs discover with the triplet run of their seed, like simclr's
+    assert (tmp_path / "runs/erm" / LOW / "seed0", tmp_path / "runs/triplet/seed0") in (
+        fake.discover_calls
+    )
     assert (tmp_path / "probes.md").is_file()
 
 

@@ -18,6 +18,8 @@ from debiascl.evaluate import (
     fit_linear_probe,
     format_results,
     linear_probe,
+    load_run,
+    probe_digest,
 )
 from debiascl.rundir import check_finished
 from debiascl.train import train
@@ -190,6 +192,35 @@ def test_evaluate_run_end_to_end(trained_run: tuple[str, Path]):
     assert "linear probe (fast)" in saved["probe"]["protocol"]
     assert saved["probe_protocol"] == "fast" and saved["encoder"] == "d"
     assert "main result" in format_results(results)
+
+
+@pytest.mark.slow
+def test_the_val_probe_is_fitted_on_val_with_its_l2_strength_chosen_on_train(
+    trained_run: tuple[str, Path],
+):
+    """``--probe-groups val``, the held-out ablation: a plain probe fitted on the val split."""
+    _, run_dir = trained_run
+    results = evaluate_run(run_dir, probe="fast", probe_groups=("val",))
+    loaded = load_run(run_dir)
+    train_h, train_y, *_ = loaded.features("train", "d")
+    val_h, val_y, *_ = loaded.features("val", "d")
+    config = loaded.config
+    on_val = fit_linear_probe(
+        val_h,
+        val_y,
+        loaded.splits["train"].num_classes,
+        "fast",
+        train_h,
+        train_y,
+        epochs=config.eval.probe_epochs,
+        lr=config.eval.probe_lr,
+        batch_size=config.eval.probe_batch_size,
+        seed=config.train.seed,
+    )
+    assert results["probe_val"]["head_sha256"] == probe_digest(on_val.state())
+    assert results["probe_val"]["head_sha256"] != results["probe"]["head_sha256"]
+    assert results["probe_val"]["uses_bias_labels"] is False
+    assert results["training_groups"] == "none" and not results["bias_labels_in_training"]
 
 
 @pytest.mark.slow

@@ -92,6 +92,7 @@ from debiascl.grid import (
     check_axes,
     grid_size,
     method_grid,
+    method_sets,
     point_name,
     point_sets,
 )
@@ -186,7 +187,8 @@ class RunSettings:
 
     The dataset's preset (or ``preset``), the YAML ``config_file``, the explicit fields
     (``epochs``, ``batch_size``, ``device``, ``data_dir`` = data.root, ``probe`` = eval.probe;
-    None keeps the lower layer's value), then ``sets`` (``key=value`` strings).
+    None keeps the lower layer's value), then ``sets`` (``[METHOD,...:]key=value`` strings; with
+    the prefix, for those methods only: :func:`debiascl.grid.method_sets`).
     ``probe_groups`` adds group-robust probes to every run's evaluation
     (:data:`debiascl.choices.PROBE_GROUPS`). ``signal`` (:data:`debiascl.choices.SIGNALS`)
     discovers the groups of the discovered probes and of ``train.groups=discovered``:
@@ -272,7 +274,7 @@ def plan_runs(
                     "train.device": settings.device,
                     "eval.probe": settings.probe,
                 },
-                sets=[*settings.sets, *point_sets(point)],
+                sets=[*method_sets(settings.sets, method), *point_sets(point)],
             )
             fixed = {"data.name": dataset, "method.name": method, "train.seed": seed}
             actual = {
@@ -580,7 +582,8 @@ def results_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     Each row has method, seed, the evaluation's label (:func:`evaluation_label`) and its
     metrics: :func:`debiascl.report.flatten_results`' ``<evaluation>.*`` values without the
     prefix, the scalars and the per-class / per-group accuracies (``class[y=0]``,
-    ``group[y=0,a=1]``; a group absent from the run's test split has no column in its row). The
+    ``group[y=0,a=1]``; a group absent from the run's test split has no column in its row), and
+    ``training_groups``: the ``train.groups`` the run trained on (none, discovered, true). The
     discovered-groups row adds the discovery's quality on the train split where the data has
     bias labels (``discovery_precision``, ``discovery_recall``, ``discovery_auroc``).
     """
@@ -594,6 +597,7 @@ def results_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
             "method": results["method"],
             "seed": results["seed"],
             "evaluation": evaluation_label(results, evaluation),
+            "training_groups": results.get("training_groups", "none"),
         }
         prefix = f"{evaluation}."
         row |= {key.removeprefix(prefix): v for key, v in flat.items() if key.startswith(prefix)}
@@ -681,12 +685,21 @@ def bias_runs(
     return [planned[path] for path in needed]
 
 
+TRAINED_ON = {
+    "none": "no groups",
+    "discovered": "discovered groups (no bias label)",
+    "true": "true groups (oracle: bias labels)",
+}
+"""probes.md's ``trained on`` column: which groups (``train.groups``) the training read."""
+
+
 def probes_table(rows: list[dict[str, Any]]) -> str:
     """Markdown: per method, worst-group and average accuracy of each probe, and the discovery.
 
-    One row per method; columns ``<metric>: <evaluation>`` (plain, discovered, true, or own
-    classifier) in percent, mean ± standard error over seeds, then the discovery's precision,
-    recall and AUROC (train split) where measured.
+    One row per method; the groups its training read (:data:`TRAINED_ON`), then columns
+    ``<metric>: <evaluation>`` (plain, discovered, true, class, val, or own classifier) in
+    percent, mean ± standard error over seeds, then the discovery's precision, recall and AUROC
+    (train split) where measured.
     """
     evaluations = list(dict.fromkeys(row["evaluation"] for row in rows))
     short = {evaluation: short_label(evaluation) for evaluation in evaluations}
@@ -700,7 +713,8 @@ def probes_table(rows: list[dict[str, Any]]) -> str:
     )
     table = []
     for method in dict.fromkeys(row["method"] for row in rows):
-        line: dict[str, Any] = {"method": method}
+        groups = next(r.get("training_groups", "none") for r in rows if r["method"] == method)
+        line: dict[str, Any] = {"method": method, "trained on": TRAINED_ON[groups]}
         for metric in metrics:
             for evaluation in evaluations:
                 values = [

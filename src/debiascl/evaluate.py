@@ -479,6 +479,18 @@ def _split_metrics(
     return metrics
 
 
+def training_groups(config: Config, method: nn.Module) -> str:
+    """The groups (``train.groups``) a run's training read: none unless it sampled or weighted
+    by them or the method trains on groups (the setting alone changes nothing)."""
+    train = config.train
+    used = (
+        train.group_sampling != "none"
+        or train.group_weighting != "none"
+        or method.trains_on_groups
+    )
+    return train.groups if used else "none"
+
+
 def evaluate_run(
     run_dir: str | Path,
     encoder: str | None = None,
@@ -619,8 +631,8 @@ def evaluate_splits(
             "dataset": config.data.name,
             "method": method.name,
             "supervised": bool(method.supervised),
-            "training_groups": config.train.groups,
-            "bias_labels_in_training": config.train.groups == "true",
+            "training_groups": training_groups(config, method),
+            "bias_labels_in_training": training_groups(config, method) == "true",
             "encoder": key,
             "seed": config.train.seed,
             "split": split,

@@ -18,6 +18,7 @@ from typing import Any
 
 from debiascl.config import canonical_key, parse_set_value
 from debiascl.errors import DebiasclError
+from debiascl.registry import METHODS
 
 DEFAULT_POINT = "default"
 """The name of a method's only point when no axis applies to it."""
@@ -159,6 +160,33 @@ def point_name(point: GridPoint) -> str:
     if not point:
         return DEFAULT_POINT
     return ",".join(f"{key}={value}" for key, value in point).replace("/", "_")
+
+
+def method_sets(sets: Sequence[str], method: str) -> list[str]:
+    """The ``key=value`` settings of ``sets`` that apply to ``method``: those without a method
+    prefix, and those whose ``M1,M2,...:`` prefix (the grid's) names it, without the prefix.
+
+    Raises:
+        DebiasclError: a prefix naming an empty or unknown method.
+    """
+    applied = []
+    for text in sets:
+        target, equals, value = text.partition("=")
+        prefix, colon, key = target.rpartition(":")
+        if not colon:
+            applied.append(text)
+            continue
+        names = [name.strip() for name in prefix.split(",")]
+        unknown = [name for name in names if name not in METHODS]
+        if unknown or not all(names):
+            raise DebiasclError(
+                f"set '{text}': expected [METHOD,...:]KEY=VALUE with known methods, got "
+                f"{', '.join(repr(name) for name in unknown or names)}; methods: "
+                f"{', '.join(METHODS)}"
+            )
+        if method in {METHODS.canonical(name) for name in names}:
+            applied.append(f"{key}{equals}{value}")
+    return applied
 
 
 def point_sets(point: GridPoint) -> list[str]:

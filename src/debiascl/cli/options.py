@@ -17,7 +17,7 @@ def add_set_option(parser: argparse.ArgumentParser, help: str = SET_HELP) -> Non
     )
 
 
-def add_settings_options(parser: argparse.ArgumentParser) -> None:
+def add_settings_options(parser: argparse.ArgumentParser, set_help: str = SET_HELP) -> None:
     """The layers of settings a run is built from (see :func:`debiascl.config.build_config`).
 
     Adds ``--data-dir``, ``--preset``, ``--config``, ``--epochs``, ``--batch-size`` and ``--set``.
@@ -29,7 +29,7 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="YAML file of settings")
     parser.add_argument("--epochs", type=int, metavar="N", help="number of epochs")
     parser.add_argument("--batch-size", type=int, metavar="B", help="global batch size")
-    add_set_option(parser)
+    add_set_option(parser, set_help)
 
 
 def add_discovery_options(parser: argparse.ArgumentParser) -> None:
