@@ -17,6 +17,7 @@ import debiascl.discover
 import debiascl.evaluate
 from debiascl.cli import main
 from debiascl.compare import RunSettings, compare, plan_runs, run_dir_for
+from debiascl.config import load_config
 from debiascl.errors import DebiasclError
 from debiascl.rundir import checkpoint_path
 
@@ -199,10 +200,21 @@ def test_quick_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     summary = (out / "summary.md").read_text()
     assert "no bias label used" in printed and "oracle: uses the bias labels" in printed
     assert (
-        "| method | worst_group: plain | worst_group: discovered | worst_group: true |" in printed
+        "| method | trained on | worst_group: plain | worst_group: discovered | worst_group: true "
+        "| worst_group: own classifier |" in printed
     )
+    assert re.search(
+        r"\| gdro \| discovered groups \(no bias label\) \|  \| \d+\.\d\d \| \d+\.\d\d \| "
+        r"\d+\.\d\d \|",
+        printed,
+    )
+    gdro = load_config(out / "runs/gdro/seed0/config.yaml").train
+    assert gdro.groups_from == str((out / "runs/triplet/seed0").resolve())
     for method in ("simclr", "dcl", "hcl", "triplet", "wcl"):
-        assert re.search(rf"\| {method} \| \d+\.\d\d \| \d+\.\d\d \| \d+\.\d\d \|", printed)
+        number = r"\d+\.\d\d"
+        assert re.search(
+            rf"\| {method} \| no groups \| {number} \| {number} \| {number} \|", printed
+        )
         for evaluation in (
             "linear probe (fast)",
             "linear probe (fast), discovered groups (no bias labels)",
@@ -214,7 +226,7 @@ def test_quick_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert str(out / "summary.md") in printed
     assert (out / "tradeoff.png").read_bytes().startswith(PNG_MAGIC)
     assert main(["demo", "--quick", "--out", str(out), "--device", "cpu"]) == 0
-    assert capsys.readouterr().err.count("finished earlier: skipped") == 5
+    assert capsys.readouterr().err.count("finished earlier: skipped") == 6
 
 
 def test_discovered_groups_use_the_triplet_run_of_the_same_seed(
@@ -227,18 +239,26 @@ def test_discovered_groups_use_the_triplet_run_of_the_same_seed(
     assert len(fake.train_calls) == 8
     assert {row["method"] for row in rows} == {"simclr", "wcl", "erm"}
     assert sorted(fake.discover_calls) == sorted(
-        [(run_dir_for(out, "simclr", s), run_dir_for(out, "triplet", s)) for s in (0, 1)]
+        [
+            (run_dir_for(out, m, s), run_dir_for(out, "triplet", s))
+            for m in ("simclr", "erm")
+            for s in (0, 1)
+        ]
+        + [(run_dir_for(out, "triplet", s), None) for s in (0, 1)]
         + [(run_dir_for(out, "wcl", s), None) for s in (0, 1)]
-    )  # wcl uses its own E_b; erm is supervised and gets no discovery
+    )  # wcl and the triplet runs use their own E_b; erm's probes get the triplet run's too
     labels = {(row["method"], row["evaluation"]) for row in rows}
     assert ("simclr", "linear probe (fast), discovered groups (no bias labels)") in labels
     assert ("wcl", "linear probe (fast), true groups (oracle: bias labels)") in labels
-    assert not any(method == "erm" and "groups" in label for method, label in labels)
+    assert ("erm", "linear probe (fast), discovered groups (no bias labels)") in labels
     discovered = [row for row in rows if "discovered" in row["evaluation"]]
     assert all(row["discovery_auroc"] == 0.9 for row in discovered)
     table = (out / "probes.md").read_text()
-    assert "| method | worst_group: plain | worst_group: discovered | worst_group: true |" in table
-    assert "| simclr | 25.00 ± 0.00 | 30.00 ± 0.00 | 30.00 ± 0.00 |" in table
+    assert (
+        "| method | trained on | worst_group: plain | worst_group: discovered | worst_group: true |"
+        in table
+    )
+    assert "| simclr | no groups | 25.00 ± 0.00 | 30.00 ± 0.00 | 30.00 ± 0.00 |" in table
     # a rerun reuses everything; one without the probes planned before evaluates again
     fake.evaluate_calls.clear()
     run_compare(out, ("simclr", "wcl", "erm"), probe_groups=("discovered", "true"))
