@@ -377,7 +377,9 @@ def test_info_nce_is_cross_entropy_with_self_masked(t):
 def test_wcl_with_unit_weights_is_dcl(monkeypatch):
     # w = 1 + sigmoid(logit); forcing the logit to -inf forces every weight to exactly 1.
     monkeypatch.setattr(
-        LF, "_difficulty_logit", lambda logits_d, logits_b, sims: torch.full_like(logits_d, -1e30)
+        weighted,
+        "_difficulty_logit",
+        lambda logits_d, logits_b, sims: torch.full_like(logits_d, -1e30),
     )
     zd1, zd2, zb1, zb2 = random_projections(5, 6, count=4)
     _assert_same_loss(
