@@ -29,7 +29,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from tqdm import tqdm
 
 from debiascl.atomic import write_atomic
-from debiascl.data.images import SPLIT_NAMES, read_csv, decode_image
+from debiascl.data.images import SPLIT_NAMES, decode_image, read_csv
 from debiascl.data.loading import resolve_workers
 from debiascl.errors import DebiasclError
 from debiascl.model_folder import Classifier, FeatureExtractor, Preprocess
