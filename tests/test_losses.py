@@ -26,6 +26,7 @@ from debiascl.losses import (
     relative_difficulty,
     triplet_loss,
     wcl_loss,
+    weighted,
 )
 from debiascl.losses import functional as LF
 
@@ -376,7 +377,9 @@ def test_info_nce_is_cross_entropy_with_self_masked(t):
 def test_wcl_with_unit_weights_is_dcl(monkeypatch):
     # w = 1 + sigmoid(logit); forcing the logit to -inf forces every weight to exactly 1.
     monkeypatch.setattr(
-        LF, "_difficulty_logit", lambda logits_d, logits_b, sims: torch.full_like(logits_d, -1e30)
+        weighted,
+        "_difficulty_logit",
+        lambda logits_d, logits_b, sims: torch.full_like(logits_d, -1e30),
     )
     zd1, zd2, zb1, zb2 = random_projections(5, 6, count=4)
     _assert_same_loss(
@@ -453,14 +456,14 @@ def test_gradcheck_wcl(monkeypatch):
     # then an ordinary function of zd whose gradient gradcheck can verify.
     zd1, zd2, zb1, zb2 = random_projections(3, 4, count=4)
     frozen: list[Tensor] = []
-    real_logit = LF._difficulty_logit
+    real_logit = weighted._difficulty_logit
 
     def frozen_logit(logits_d: Tensor, logits_b: Tensor, sims) -> Tensor:
         if not frozen:
             frozen.append(real_logit(logits_d, logits_b, sims))
         return frozen[0].clone()  # the caller works on it in place
 
-    monkeypatch.setattr(LF, "_difficulty_logit", frozen_logit)
+    monkeypatch.setattr(weighted, "_difficulty_logit", frozen_logit)
     assert torch.autograd.gradcheck(lambda a, b: wcl_loss(a, b, zb1, zb2, 0.3, 0.1), (zd1, zd2))
 
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 
 import pytest
 import torch
@@ -18,8 +18,16 @@ from debiascl.models import build_encoder
 NO_PRESET = {"csv", "metadata-csv"}
 """Generic loaders of the user's own files: no paper settings to bundle."""
 PRESETS = list_presets()
-TABLES = [name for name in PRESETS if DATASETS[name].__module__ == tabular.__name__]
-BUILTIN = [name for name in PRESETS if DATASETS[name].__module__ == synthetic.__name__]
+
+
+def _built_in(package: ModuleType) -> list[str]:
+    """The presets whose data set a module of ``package`` registers."""
+    prefix = package.__name__ + "."
+    return [name for name in PRESETS if DATASETS[name].__module__.startswith(prefix)]
+
+
+TABLES = _built_in(tabular)
+BUILTIN = _built_in(synthetic)
 
 
 def test_every_dataset_has_a_preset() -> None:

@@ -29,7 +29,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from tqdm import tqdm
 
 from debiascl.atomic import write_atomic
-from debiascl.data.images import SPLIT_NAMES, _read_csv, decode_image
+from debiascl.data.images import SPLIT_NAMES, decode_image, read_csv
 from debiascl.data.loading import resolve_workers
 from debiascl.errors import DebiasclError
 from debiascl.model_folder import Classifier, FeatureExtractor, Preprocess
@@ -82,7 +82,7 @@ def _images(files: list[Path], size: int, source: Path | None) -> ImageFiles:
 
 def _metadata_inputs(folder: Path, size: int, split: str | None) -> Inputs:
     path = folder / METADATA_FILE
-    rows = _read_csv(path, ["filename"] if split is None else ["filename", "split"])
+    rows = read_csv(path, ["filename"] if split is None else ["filename", "split"])
     if split is not None:
         rows = [row for row in rows if SPLIT_NAMES.get((row["split"] or "").strip()) == split]
     if not rows:
