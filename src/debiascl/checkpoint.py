@@ -49,7 +49,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from debiascl.atomic import write_atomic
-from debiascl.config import Config, load_config
+from debiascl.config import Config, load_config, saved_method_section
 from debiascl.data.loading import configured_dataset
 from debiascl.errors import DebiasclError
 from debiascl.methods import Method, build_method
@@ -363,8 +363,10 @@ def _flatten(config_dict: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_resumable(saved: dict[str, Any], config: Config, path: Path) -> None:
-    """Refuse to resume with settings that change the result (all but RESUMABLE_SETTINGS)."""
-    old, new = _flatten(saved), _flatten(config.to_dict())
+    """Refuse to resume with settings that change the result (all but RESUMABLE_SETTINGS);
+    the method's are compared as its resolved options (:func:`saved_method_section`)."""
+    old = _flatten({**saved, "method": saved_method_section(saved.get("method", {}), str(path))})
+    new = _flatten(config.to_dict())
     changed = [
         f"{key} ({old.get(key)!r} in the checkpoint, {new.get(key)!r} now)"
         for key in sorted(set(old) | set(new))

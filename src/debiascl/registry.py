@@ -139,9 +139,9 @@ AUGMENTATIONS: Registry[tuple[str, ...]] = Registry("data.augmentation")
 """View pipeline name -> the data kinds it applies to, filled by debiascl.data.views."""
 
 for _name in ("simclr", "dcl", "hcl", "triplet", "wcl"):
-    METHODS.declare(_name, "debiascl.methods", supervised=False)
+    METHODS.declare(_name, f"debiascl.methods.{_name}", supervised=False)
 for _name in ("erm", "jtt", "gce", "gdro"):
-    METHODS.declare(_name, "debiascl.methods", supervised=True)
+    METHODS.declare(_name, f"debiascl.methods.{_name}", supervised=True)
 METHODS.add_alias("debiased_contrastive", "dcl")  # lightly's "DCL" is another loss
 for _name, _module, _summary in (
     ("cifar10", "images", "CIFAR-10 (10 classes, 32x32, no bias attribute)."),
@@ -212,6 +212,20 @@ for _name in ("cifar", "biased", "mlp"):
     HEADS.declare(_name, "debiascl.models")
 for _name in ("simclr", "crop_flip", "crop_flip_wide", "gaussian_noise", "scarf", "none"):
     AUGMENTATIONS.declare(_name, "debiascl.data.views")
+
+
+def named_object(target: str) -> Any:
+    """The object ``"module:name"`` names (a method's ``driver`` or ``analyses``), imported.
+
+    Raises:
+        LookupError: the target is not ``module:name`` or its module has no such name (a
+            programming error of the method that declares it).
+    """
+    module, _, name = target.partition(":")
+    found = getattr(importlib.import_module(module), name, None) if name else None
+    if found is None:
+        raise LookupError(f"'{target}': expected module:name of an object in that module")
+    return found
 
 
 def self_supervised_methods() -> tuple[str, ...]:
