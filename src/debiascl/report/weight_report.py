@@ -6,6 +6,7 @@ negatives of a few anchors and histograms by relation and by group (the tensors:
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -40,6 +41,43 @@ def _pool_projections(
     return zd, zb
 
 
+@dataclass(frozen=True)
+class WeightPool:
+    """A random pool of n test samples and their pairwise w.
+
+    ``inputs`` (n, *input_shape) as stored (images or table rows), ``positions`` (n,) their
+    indices in the test split, ``y`` / ``a`` (n,), ``weights`` (n, n), ``aligned`` / ``known``
+    (n,) bool: bias-aligned by the training split's majorities / the alignment is known.
+    """
+
+    inputs: torch.Tensor
+    positions: torch.Tensor
+    y: torch.Tensor
+    a: torch.Tensor
+    weights: torch.Tensor
+    aligned: torch.Tensor
+    known: torch.Tensor
+
+
+def weight_pool(run: LoadedRun, pool_size: int) -> WeightPool:
+    """``pool_size`` test samples drawn with the run's seed, and their w under the run's
+    ``method.weight_form``."""
+    test_set = run.splits["test"]
+    generator = torch.Generator().manual_seed(run.config.train.seed)
+    positions = torch.randperm(len(test_set), generator=generator)[:pool_size].sort().values
+    inputs = torch.stack([test_set.load(i) for i in positions.tolist()])  # images or table rows
+    y, a = test_set.targets[positions], test_set.attributes[positions]
+    zd, zb = _pool_projections(run.method, run.prepare(inputs.to(run.device)))
+    options = run.method.options
+    weights = pool_weights(zd, zb, options.temperature, options.weight_form)
+    alignment = test_set.bias_alignment()  # by the training split's majorities
+    if alignment is None:
+        aligned, known = torch.ones_like(y, dtype=torch.bool), torch.zeros_like(y, dtype=torch.bool)
+    else:
+        aligned, known = (mask[positions] for mask in alignment)
+    return WeightPool(inputs, positions, y, a, weights, aligned, known)
+
+
 def write_weight_report(
     run: LoadedRun, pool_size: int = 256, num_anchors: int = 3, k: int = 5
 ) -> list[Path]:
@@ -55,42 +93,36 @@ def write_weight_report(
         The paths written (see :mod:`debiascl.report`: easy_hard_negatives.*,
         weight_histograms.png, weight_groups.png, weight_summary.*).
     """
-    test_set = run.splits["test"]
-    generator = torch.Generator().manual_seed(run.config.train.seed)
-    positions = torch.randperm(len(test_set), generator=generator)[:pool_size].sort().values
-    inputs = torch.stack([test_set.load(i) for i in positions.tolist()])  # images or table rows
-    y, a = test_set.targets[positions], test_set.attributes[positions]
-    zd, zb = _pool_projections(run.method, run.prepare(inputs.to(run.device)))
-    options = run.method.options
-    weights = pool_weights(zd, zb, options.temperature, options.weight_form)
-    alignment = test_set.bias_alignment()  # by the training split's majorities
-    if alignment is None:
-        aligned, known = torch.ones_like(y, dtype=torch.bool), torch.zeros_like(y, dtype=torch.bool)
-    else:
-        aligned, known = (mask[positions] for mask in alignment)
-    conflicting_first = torch.argsort((aligned | ~known).long(), stable=True)
+    pool = weight_pool(run, pool_size)
+    return _write_easy_hard(run, pool, num_anchors, k) + _write_weight_cells(run, pool)
+
+
+def _write_easy_hard(run: LoadedRun, pool: WeightPool, num_anchors: int, k: int) -> list[Path]:
+    """The easiest and hardest negatives of a few anchors (bias-conflicting ones first)."""
+    test_set, y, a = run.splits["test"], pool.y, pool.a
+    conflicting_first = torch.argsort((pool.aligned | ~pool.known).long(), stable=True)
     anchors = conflicting_first[: min(num_anchors, len(y))]
     table = test_set.kind == "table"
     rows = easy_hard_rows(
-        weights,
+        pool.weights,
         anchors,
         y,
         a,
-        positions,
+        pool.positions,
         min(k, len(y) - 1),
         test_set.class_names,
         test_set.attribute_names,
-        features=inputs if table else None,
+        features=pool.inputs if table else None,
         feature_names=getattr(test_set, "feature_names", None),
     )
     written = write_rows(rows, run.run_dir / "easy_hard_negatives")
     if not table:
         written.append(
             plot_easy_hard_negatives(
-                inputs,
+                pool.inputs,
                 y,
                 a,
-                weights,
+                pool.weights,
                 anchors,
                 run.run_dir / "easy_hard_negatives.png",
                 min(k, len(y) - 1),
@@ -98,9 +130,15 @@ def write_weight_report(
                 test_set.attribute_names,
             )
         )
-    views = []
-    if known.any():
-        views.append(relation_cells(weights, y, a, aligned, known))
+    return written
+
+
+def _write_weight_cells(run: LoadedRun, pool: WeightPool) -> list[Path]:
+    """w by anchor kind x negative relation, and by anchor group x negative group."""
+    test_set, y, a = run.splits["test"], pool.y, pool.a
+    views, written = [], []
+    if pool.known.any():
+        views.append(relation_cells(pool.weights, y, a, pool.aligned, pool.known))
         written.append(plot_weight_cells(views[-1], run.run_dir / "weight_histograms.png"))
     else:
         logger.info("no known bias alignment in the pool: no w histograms by relation")
@@ -108,7 +146,7 @@ def write_weight_report(
     if 0 < num_groups <= MAX_GRID_GROUPS and (a >= 0).any():
         views.append(
             group_cells(
-                weights,
+                pool.weights,
                 y,
                 a,
                 test_set.num_classes,
