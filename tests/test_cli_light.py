@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from debiascl.errors import DebiasclError
-from debiascl.registry import DATASETS, METHODS, Registry
+from debiascl.registry import AUGMENTATIONS, BACKBONES, DATASETS, HEADS, METHODS, Registry
 
 HEAVY = ("torch", "torchvision", "sklearn", "matplotlib")
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -99,7 +99,7 @@ def test_a_plugin_file_still_becomes_a_choice(tmp_path: Path) -> None:
 
 
 def test_every_declared_name_is_registered_by_its_module_with_its_info() -> None:
-    for registry in (METHODS, DATASETS):
+    for registry in (METHODS, DATASETS, BACKBONES, HEADS, AUGMENTATIONS):
         for name in list(registry):
             registry[name]  # imports the declaring module; add() checks the declared info
             assert name in registry.registered()

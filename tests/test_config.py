@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -153,7 +154,7 @@ def test_an_unreadable_file_is_named(tmp_path, monkeypatch):
 @pytest.mark.parametrize("value", ["inf", ".inf", "nan"])
 def test_non_finite_floats_are_rejected_with_the_range(key, expected, value):
     with pytest.raises(DebiasclError, match=re.escape(f"setting '{key}' = ")) as error:
-        build_config(sets=[f"{key}={value}"])
+        build_config(sets=["method.name=hcl", f"{key}={value}"])  # hcl has every method.* here
     assert f"out of range: expected {expected}" in str(error.value)
 
 
@@ -178,31 +179,34 @@ LEGACY_METHOD_SECTION = {
     "jtt_epochs": 3,
     "jtt_upweight": 50,
 }
-"""The method section every config.yaml held before the methods declared their own settings."""
+"""A method section of the first versions, which wrote every method's settings in every
+config.yaml (later ones added weight_form, gce_q, gdro_eta and gdro_adjustment)."""
 
 
-ADDED_METHOD_SETTINGS = {
-    "weight_form": "paper",
-    "gce_q": 0.7,
-    "gdro_eta": 0.01,
-    "gdro_adjustment": 0.0,
-}
-"""Method settings added since, with the default an older config.yaml reads back."""
-
-
-def test_the_method_section_keeps_its_keys_and_old_files_load(tmp_path):
-    keys = list(Config().to_dict()["method"])
-    assert [key for key in keys if key not in ADDED_METHOD_SETTINGS] == list(LEGACY_METHOD_SECTION)
-    assert set(keys) == set(LEGACY_METHOD_SECTION) | set(ADDED_METHOD_SETTINGS)
+def test_config_yaml_holds_the_chosen_methods_options_and_old_files_load(tmp_path):
+    assert Config().to_dict()["method"] == {"name": "wcl"} | asdict(METHODS["wcl"].Options())
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump({"method": LEGACY_METHOD_SECTION}))
     config = load_config(path)
-    assert config.to_dict()["method"] == LEGACY_METHOD_SECTION | ADDED_METHOD_SETTINGS
-    assert (config.method.name, config.method.tau_plus, config.method.jtt_epochs) == (
-        "erm",
-        0.01,
-        3,
-    )
+    assert config.to_dict()["method"] == {"name": "erm", "temperature": 0.5}
+    path.write_text(yaml.safe_dump({"method": LEGACY_METHOD_SECTION | {"name": "jtt"}}))
+    assert load_config(path).to_dict()["method"] == {
+        "name": "jtt",
+        "temperature": 0.5,
+        "jtt_epochs": 3,
+        "jtt_upweight": 50,
+    }
+
+
+def test_only_the_chosen_method_reads_and_checks_its_settings():
+    wcl = build_config(sets=["method.beta=-1", "method.gce_q=5"])  # hcl's and gce's settings
+    assert "beta" not in wcl.to_dict()["method"] and wcl.method.tau_plus == 0.1
+    with pytest.raises(AttributeError, match="method 'wcl' has no setting 'beta'"):
+        _ = wcl.method.beta
+    with pytest.raises(DebiasclError, match=r"setting 'method\.beta' = -1\.0 is out of range"):
+        build_config(sets=["method.name=hcl", "method.beta=-1"])
+    with pytest.raises(DebiasclError, match="expected a number"):  # a type is checked at once
+        build_config(sets=["method.beta=abc"])
 
 
 def test_an_unknown_method_key_names_the_key_the_method_and_its_keys():

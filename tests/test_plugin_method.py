@@ -98,3 +98,38 @@ def test_a_run_of_an_unloaded_plugin_method_is_a_one_line_error(
     assert err.startswith("debiascl: error: ") and "'toy'" in err and "\n" not in err
     assert main(["--plugin", str(plugin.parent / "missing.py"), "eval", str(run)]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+LEGACY_DATA = Path(__file__).resolve().parent / "fixtures" / "legacy_wcl_run" / "data.csv"
+TABLE_RUN = [
+    "--dataset", "csv", "--epochs", "1", "--batch-size", "32", "--device", "cpu",
+    "--set", f"data.options.path={LEGACY_DATA}", "--set", "data.options.target=label",
+    "--set", "data.options.bias=group", "--set", "data.augmentation=scarf",
+    "--set", "model.backbone=mlp", "--set", "model.mlp_hidden_dims=[8]",
+    "--set", "model.head_hidden_dim=8", "--set", "model.proj_dim=4",
+    "--set", "train.knn_every=0",
+]  # fmt: skip
+"""A tiny run on a data set without a preset, so the methods' own defaults show."""
+
+
+def test_the_plugin_methods_own_default_reaches_its_run_and_no_other(
+    plugin: Path, tmp_path: Path
+) -> None:
+    def saved_method(run: Path) -> dict:
+        return yaml.safe_load((run / "config.yaml").read_text())["method"]
+
+    simclr = tmp_path / "simclr"
+    assert main(["train", "--method", "simclr", "--out", str(simclr), *TABLE_RUN]) == 0
+    toy = tmp_path / "toy"
+    assert main(["--plugin", str(plugin), "train", "--method", "toy", "--out", str(toy),
+                 *TABLE_RUN]) == 0  # fmt: skip
+    assert saved_method(toy) == {"name": "toy", "temperature": 0.2, "toy_scale": 1.0}
+    given = tmp_path / "given"
+    assert main(["--plugin", str(plugin), "train", "--method", "toy", "--out", str(given),
+                 *TABLE_RUN, "--set", "method.temperature=0.3"]) == 0  # fmt: skip
+    assert saved_method(given)["temperature"] == 0.3
+    # The plugin loaded changes neither the simclr run's file nor its resumption.
+    assert saved_method(simclr) == {"name": "simclr", "temperature": 0.5}
+    assert main(["--plugin", str(plugin), "train", "--method", "simclr", "--out", str(simclr),
+                 *TABLE_RUN[:2], "--epochs", "2", *TABLE_RUN[4:], "--resume"]) == 0  # fmt: skip
+    assert saved_method(simclr) == {"name": "simclr", "temperature": 0.5}

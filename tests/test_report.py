@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from fakes import tiny_config
 from PIL import Image
 
-import debiascl.report as report
+import debiascl.report.weight_report as weight_report
 from debiascl.evaluate import load_run
 from debiascl.records import read_metrics
 from debiascl.report.labels import MAX_SHOWN_FEATURES
@@ -140,8 +140,8 @@ def test_the_weight_report_uses_the_runs_weight_form(tmp_path: Path, monkeypatch
         forms.append(weight_form)
         return pool_weights(zd, zb, temperature, weight_form)
 
-    monkeypatch.setattr(report, "pool_weights", spy)
-    report._weight_report(load_run(run_dir, "cpu", splits=("train", "test")), 16, 2, 2)
+    monkeypatch.setattr(weight_report, "pool_weights", spy)
+    weight_report.write_weight_report(load_run(run_dir, "cpu", splits=("train", "test")), 16, 2, 2)
     assert forms == ["none"]
     rows = json.loads((run_dir / "easy_hard_negatives.json").read_text())
     assert rows and all(row["w"] == 1.0 for row in rows)

@@ -77,7 +77,6 @@ from debiascl.choices import (
 )
 from debiascl.config import Config, build_config, list_presets, load_config
 from debiascl.discover import (
-    BIAS_ENCODER,
     FoundBias,
     check_bias_run,
     find_bias,
@@ -228,7 +227,7 @@ def discovery_run_dir(out_dir: str | Path, signal: str, seed: int, point: GridPo
 
 def own_discovery(method: str, signal: str) -> bool:
     """Whether runs of ``method`` discover with their own E_b (knn, a method with an E_b)."""
-    return signal == "knn" and BIAS_ENCODER in METHODS[method].encoder_keys
+    return signal == "knn" and METHODS[method].bias_encoder is not None
 
 
 def plan_runs(

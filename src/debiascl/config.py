@@ -6,10 +6,11 @@ explicit overrides (the command line's flags), then ``key=value`` sets. Keys are
 (``method.tau_plus``); a bare key (``tau_plus``) is accepted when exactly one section has it.
 Every problem raises :class:`~debiascl.errors.DebiasclError` naming the key and what was expected.
 
-The ``method`` section is not a fixed list: besides ``name`` it holds the settings that the
-registered methods declare (each method's ``Options`` dataclass, :mod:`debiascl.methods`), and
-the choices of ``method.name``, ``model.backbone``, ``model.head`` and ``data.augmentation``
-are the names in their registries (:mod:`debiascl.registry`).
+The ``method`` section is not a fixed list: besides ``name`` it accepts every setting that a
+registered method declares (each method's ``Options`` dataclass, :mod:`debiascl.methods`), and
+only the chosen method reads, defaults and checks them (:class:`MethodConfig`); the choices of
+``method.name``, ``model.backbone``, ``model.head`` and ``data.augmentation`` are the names in
+their registries (:mod:`debiascl.registry`).
 """
 
 from __future__ import annotations
@@ -81,10 +82,10 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class MethodSetting:
-    """One ``method.*`` setting as the registered methods declare it."""
+    """One ``method.*`` setting as the registered methods declare it (each with its own
+    default)."""
 
     annotation: Any
-    default: Any
     methods: tuple[str, ...]
     """The methods that read it, in registration order."""
 
@@ -93,31 +94,26 @@ class MethodSetting:
 def collect_method_settings(methods: tuple[tuple[str, type], ...]) -> dict[str, MethodSetting]:
     """The settings declared by the ``Options`` dataclasses of ``(name, method class)`` pairs.
 
+    Two methods may give one setting different defaults, not different types: a
+    ``method.<setting>`` key is read as one type whichever method the run chooses.
+
     Raises:
-        DebiasclError: two methods declare one setting with different types or defaults (a
-            plugin's method clashing with another's).
+        DebiasclError: two methods declare one setting with different types (a plugin's method
+            clashing with another's).
     """
     settings: dict[str, MethodSetting] = {}
     for name, cls in methods:
         hints = typing.get_type_hints(cls.Options)
         for option in dataclasses.fields(cls.Options):
-            default = (
-                option.default_factory()
-                if option.default is dataclasses.MISSING
-                else option.default
-            )
             known = settings.get(option.name)
-            if known is not None and (known.annotation, known.default) != (
-                hints[option.name],
-                default,
-            ):
+            if known is not None and known.annotation != hints[option.name]:
                 raise DebiasclError(
                     f"method '{name}' declares setting 'method.{option.name}' as "
-                    f"{hints[option.name]} = {default!r}, but {', '.join(known.methods)} "
-                    f"declare it as {known.annotation} = {known.default!r}"
+                    f"{hints[option.name]}, but {', '.join(known.methods)} declare it as "
+                    f"{known.annotation}"
                 )
             owners = () if known is None else known.methods
-            settings[option.name] = MethodSetting(hints[option.name], default, (*owners, name))
+            settings[option.name] = MethodSetting(hints[option.name], (*owners, name))
     return settings
 
 
@@ -130,39 +126,57 @@ OptionsT = TypeVar("OptionsT")
 
 
 class MethodConfig:
-    """The training objective: ``name`` and the values of the methods' settings (SPEC 2-3).
+    """The training objective: ``name`` and the ``method.*`` settings given (SPEC 2-3).
 
-    Besides ``name``, each setting that a registered method declares (its ``Options``
-    dataclass) is an attribute: ``temperature``, ``tau_plus``, ``beta``, ... A preset gives
-    them for every method of its data set, and a method reads its own (:meth:`options_of`);
-    one not given reads its declared default. ``config.yaml`` lists them all (with the built-in
-    methods: the keys it always held), so the files of earlier runs read back unchanged.
+    A layer (a preset, a file, ``--set``) may give any setting that a registered method
+    declares (a preset gives them for every method of its data set); they are kept in
+    ``given``. Only the chosen method reads them: its ``Options`` dataclass takes the values
+    given for its fields, its own defaults for the others, and checks them (:attr:`options`).
+    ``config.method.<setting>`` is the chosen method's value, and ``config.yaml`` holds ``name``
+    and the chosen method's options only, so which other methods or plugins are loaded does
+    not change a run's file. A file of an earlier version, which listed every method's
+    settings, reads back to the same options.
     """
 
     def __init__(self, name: str = "wcl", **values: Any) -> None:
-        self.name = name
-        for key, value in values.items():
-            setattr(self, key, value)
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "given", dict(values))
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        """``name``, or the value given for a setting."""
+        if key == "name":
+            object.__setattr__(self, key, value)
+        else:
+            self.given[key] = value
 
     def __getattr__(self, key: str) -> Any:
-        """The declared default of a setting that was not given."""
-        settings = method_settings() if not key.startswith("_") else {}
-        if key not in settings:
-            raise AttributeError(f"'method' has no setting '{key}'")
-        return copy.deepcopy(settings[key].default)  # a list default is not shared
+        """The chosen method's value of one of its settings."""
+        if key.startswith("_") or key == "given":
+            raise AttributeError(key)
+        options = self.options
+        if key not in {option.name for option in dataclasses.fields(options)}:
+            raise AttributeError(f"method '{self.name}' has no setting '{key}'")
+        return getattr(options, key)
+
+    @property
+    def options(self) -> Any:
+        """The chosen method's ``Options``, filled and checked (:meth:`options_of`)."""
+        return self.options_of(METHODS.lookup(self.name).Options)
 
     def options_of(self, options_type: type[OptionsT]) -> OptionsT:
-        """The settings one method declares (its ``Options`` dataclass), with their values."""
-        return options_type(
-            **{
-                option.name: getattr(self, option.name)
-                for option in dataclasses.fields(options_type)
-            }
+        """One method's ``Options``: the values given for its fields, its defaults for the
+        others, checked (its ``check()`` raises a DebiasclError naming a setting out of range).
+        """
+        names = {option.name for option in dataclasses.fields(options_type)}
+        options = options_type(
+            **{key: copy.deepcopy(value) for key, value in self.given.items() if key in names}
         )
+        options.check()
+        return options
 
     def to_dict(self) -> dict[str, Any]:
-        """``name`` and every declared setting, as written in ``config.yaml``."""
-        return {"name": self.name} | {key: getattr(self, key) for key in method_settings()}
+        """``name`` and the chosen method's options, as written in ``config.yaml``."""
+        return {"name": self.name} | dataclasses.asdict(self.options)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, MethodConfig) and self.to_dict() == other.to_dict()
@@ -172,6 +186,20 @@ class MethodConfig:
     def __repr__(self) -> str:
         values = ", ".join(f"{key}={value!r}" for key, value in self.to_dict().items())
         return f"MethodConfig({values})"
+
+
+def saved_method_section(section: Any, source: str) -> dict[str, Any]:
+    """The ``method`` section of a saved config (a ``config.yaml`` or a checkpoint's) as this
+    version writes it: ``name`` and the chosen method's options. Earlier versions saved every
+    registered method's settings; those of the other methods are dropped.
+
+    Raises:
+        DebiasclError: naming ``source``, for a setting no registered method declares or a
+            value of the wrong type or range.
+    """
+    config = Config()
+    apply_mapping(config, {"method": section}, source)
+    return config.method.to_dict()
 
 
 @dataclass
@@ -681,8 +709,7 @@ def validate(config: Config) -> None:
             raise DebiasclError(
                 f"setting '{key}' = {value!r}: expected one of {', '.join(allowed)}"
             )
-    for method in METHODS.values():  # every method's checks: a preset's values serve them all
-        config.method.options_of(method.Options).check()
+    _ = config.method.options  # the chosen method's options are filled and checked
     o, t, d, e = config.optim, config.train, config.data, config.eval
     check_setting(o.lr > 0, "optim.lr", "> 0", o.lr)
     check_setting(o.lr_b > 0, "optim.lr_b", "> 0", o.lr_b)

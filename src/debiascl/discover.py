@@ -56,9 +56,6 @@ from debiascl.rundir import check_finished, checkpoint_path, config_path, discov
 
 logger = logging.getLogger(__name__)
 
-BIAS_ENCODER = "b"
-
-
 def default_signal(method: str) -> str:
     """The signal of a bias run of ``method``: its classifier for erm / gce, else knn on E_b."""
     return method if method in SIGNALS else "knn"
@@ -84,13 +81,13 @@ def bias_encoder_key(run: LoadedRun, encoder: str | None) -> str:
     """
     if encoder is not None:
         return run.encoder_key(encoder)
-    if BIAS_ENCODER not in run.method.encoders():
+    if run.method.bias_encoder is None:
         raise DebiasclError(
             f"run '{run.run_dir}' (method '{run.method.name}') has no bias encoder E_b: point "
             "the bias run at a finished wcl or triplet run of the same data (bias_run), or "
             "choose one of its encoders explicitly (encoder)"
         )
-    return BIAS_ENCODER
+    return run.method.bias_encoder
 
 
 def check_same_data(data: DataConfig, user: str, bias_dir: Path, role: str = "bias run") -> None:

@@ -484,9 +484,7 @@ def training_groups(config: Config, method: nn.Module) -> str:
     by them or the method trains on groups (the setting alone changes nothing)."""
     train = config.train
     used = (
-        train.group_sampling != "none"
-        or train.group_weighting != "none"
-        or method.trains_on_groups
+        train.group_sampling != "none" or train.group_weighting != "none" or method.trains_on_groups
     )
     return train.groups if used else "none"
 

@@ -27,8 +27,9 @@ P = ``model.proj_dim``):
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -41,11 +42,25 @@ from debiascl.errors import DebiasclError
 from debiascl.registry import BACKBONES, HEADS
 
 RESNETS = ("resnet18", "resnet50")
-BACKBONES.add("resnet18", "image")
-BACKBONES.add("resnet50", "image")
-BACKBONES.add("mlp", "table")
-BACKBONES.add("small_cnn", "image")
 SMALL_CNN_WIDTHS = (24, 48, 96, 192)
+
+BackboneBuilder = Callable[[ModelConfig, int], tuple[nn.Module, int]]
+"""(model settings, input channels (images) or features (tables)) -> (backbone, F)."""
+HeadBuilder = Callable[[ModelConfig, int], nn.Module]
+"""(model settings, feature dim F) -> a projection head (B, F) -> (B, model.proj_dim)."""
+
+
+def register_backbone(name: str, kind: str) -> Callable[[BackboneBuilder], BackboneBuilder]:
+    """Decorator: make a builder the backbone ``name`` (a choice of ``model.backbone``) for
+    data of ``kind`` ("image": inputs (C, H, W); "table": inputs (F,))."""
+    if kind not in ("image", "table"):
+        raise ValueError(f"backbone '{name}': kind must be 'image' or 'table', got {kind!r}")
+
+    def register(builder: BackboneBuilder) -> BackboneBuilder:
+        BACKBONES.add(name, builder, kind=kind)
+        return builder
+
+    return register
 
 
 class DatasetInfo(Protocol):
@@ -166,6 +181,24 @@ def resnet(name: str, in_channels: int = 3, cifar_stem: bool = False) -> tuple[n
     return model, feature_dim
 
 
+def _resnet_backbone(name: str, config: ModelConfig, channels: int) -> tuple[nn.Module, int]:
+    return resnet(name, channels, config.cifar_stem)
+
+
+for _name in RESNETS:
+    register_backbone(_name, "image")(partial(_resnet_backbone, _name))
+
+
+@register_backbone("small_cnn", "image")
+def _small_cnn_backbone(config: ModelConfig, channels: int) -> tuple[nn.Module, int]:
+    return small_cnn(channels)
+
+
+@register_backbone("mlp", "table")
+def _mlp_backbone(config: ModelConfig, features: int) -> tuple[nn.Module, int]:
+    return mlp_backbone(features, config.mlp_hidden_dims)
+
+
 def _imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
     """torchvision's ImageNet weights for ``name`` (downloads them on first use)."""
     weights = torchvision.models.get_model_weights(name).DEFAULT
@@ -238,10 +271,10 @@ def load_pretrained(backbone: nn.Module, state: Mapping[str, torch.Tensor], sour
 
 def _check_kind(config: ModelConfig, dataset: DatasetInfo) -> None:
     """Reject an unknown backbone, or one that does not fit the data kind and input rank."""
-    expected = BACKBONES.lookup(config.backbone)
+    expected = BACKBONES.info(config.backbone)["kind"]
     rank = 3 if expected == "image" else 1
     if dataset.kind != expected or len(dataset.input_shape) != rank:
-        fitting = [name for name, kind in BACKBONES.items() if kind != expected]
+        fitting = [name for name in BACKBONES if BACKBONES.info(name)["kind"] != expected]
         raise DebiasclError(
             f"setting 'model.backbone' = {config.backbone!r} needs {expected} data, but dataset "
             f"'{dataset.name}' is of kind '{dataset.kind}' with input shape "
@@ -268,12 +301,7 @@ def build_backbone(config: ModelConfig, dataset: DatasetInfo) -> tuple[nn.Module
             f"model.backbone={config.backbone}, model.cifar_stem={config.cifar_stem}, "
             f"{channels_or_features} channels"
         )
-    if config.backbone in RESNETS:
-        backbone, feature_dim = resnet(config.backbone, channels_or_features, config.cifar_stem)
-    elif config.backbone == "small_cnn":
-        backbone, feature_dim = small_cnn(channels_or_features)
-    else:
-        backbone, feature_dim = mlp_backbone(channels_or_features, config.mlp_hidden_dims)
+    backbone, feature_dim = BACKBONES.lookup(config.backbone)(config, channels_or_features)
     if imagenet:
         load_pretrained(backbone, _imagenet_state_dict(config.backbone), "torchvision (ImageNet)")
     elif config.pretrained:
@@ -281,31 +309,36 @@ def build_backbone(config: ModelConfig, dataset: DatasetInfo) -> tuple[nn.Module
     return backbone, feature_dim
 
 
-def _projection_mlp(
-    feature_dim: int, hidden_dim: int, proj_dim: int, batch_norm: bool, first_bias: bool
+def _projection_head(
+    config: ModelConfig, feature_dim: int, batch_norm: bool, first_bias: bool
 ) -> nn.Sequential:
+    """Linear(F, H) -> [BN] -> ReLU -> Linear(H, P), H = ``model.head_hidden_dim``."""
+    hidden_dim = config.head_hidden_dim
     norm: list[nn.Module] = [nn.BatchNorm1d(hidden_dim)] if batch_norm else []
     return nn.Sequential(
         nn.Linear(feature_dim, hidden_dim, bias=first_bias),
         *norm,
         nn.ReLU(inplace=True),
-        nn.Linear(hidden_dim, proj_dim),
+        nn.Linear(hidden_dim, config.proj_dim),
     )
 
 
-HEADS.add("cifar", {"batch_norm": True, "first_bias": False})
-HEADS.add("biased", {"batch_norm": False, "first_bias": True})
-HEADS.add("mlp", {"batch_norm": True, "first_bias": True})
+for _name, _batch_norm, _first_bias in (
+    ("cifar", True, False),
+    ("biased", False, True),
+    ("mlp", True, True),
+):
+    HEADS.add(_name, partial(_projection_head, batch_norm=_batch_norm, first_bias=_first_bias))
 
 
 def build_head(config: ModelConfig, feature_dim: int) -> nn.Module:
     """The projection head ``config.head``: (B, F) -> (B, config.proj_dim) (see module doc)."""
-    layout = HEADS.lookup(config.head)
+    builder = HEADS.lookup(config.head)
     if config.head_hidden_dim < 1:
         raise DebiasclError(
             f"setting 'model.head_hidden_dim' = {config.head_hidden_dim!r}: expected >= 1"
         )
-    return _projection_mlp(feature_dim, config.head_hidden_dim, config.proj_dim, **layout)
+    return builder(config, feature_dim)
 
 
 def build_encoder(config: ModelConfig, dataset: DatasetInfo) -> Encoder:

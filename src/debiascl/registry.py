@@ -1,7 +1,8 @@
 """Registries of the named building blocks a config chooses from, and the built-ins' names.
 
-Each registry maps a name to what the name stands for (a method class, a data set's builder, a
-backbone's data kind, a projection head's layout, an augmentation's data kinds). The modules
+Each registry maps a name to what builds it (a method class, a data set's, a backbone's, a
+projection head's or an augmentation's builder), with the light facts a listing needs as
+``info`` (a method's kind, a backbone's data kind, an augmentation's data kinds). The modules
 that define the blocks fill them when imported (``register_method``, ``register_dataset``,
 ``BACKBONES.add`` ...). The built-in blocks are also *declared* here, by name, with the module
 that registers them and the little the choices need (a method's kind, a data set's summary),
@@ -131,17 +132,22 @@ info ``supervised`` (trains on class labels)."""
 DATASETS: Registry[Any] = Registry("data.name")
 """Data set builders (:class:`debiascl.data.base.DatasetBuilder`), filled by
 ``register_dataset``; info ``summary`` (the first line of the builder's docstring)."""
-BACKBONES: Registry[str] = Registry("model.backbone")
-"""Backbone name -> the data kind it reads ("image" or "table"), filled by debiascl.models."""
-HEADS: Registry[dict[str, bool]] = Registry("model.head")
-"""Projection head name -> its layout flags, filled by debiascl.models."""
-AUGMENTATIONS: Registry[tuple[str, ...]] = Registry("data.augmentation")
-"""View pipeline name -> the data kinds it applies to, filled by debiascl.data.views."""
+BACKBONES: Registry[Any] = Registry("model.backbone")
+"""Backbone builders ``(ModelConfig, input channels or features) -> (module, F)``
+(:data:`debiascl.models.BackboneBuilder`), filled by ``register_backbone``; info ``kind``, the
+data kind it reads ("image" or "table")."""
+HEADS: Registry[Any] = Registry("model.head")
+"""Projection head builders ``(ModelConfig, F) -> module`` (:data:`debiascl.models.HeadBuilder`),
+filled by debiascl.models."""
+AUGMENTATIONS: Registry[Any] = Registry("data.augmentation")
+"""View pipeline builders ``(dataset, ViewSettings) -> ViewPipeline``
+(:data:`debiascl.data.views.ViewBuilder`), filled by ``register_augmentation``; info ``kinds``,
+the data kinds it applies to."""
 
 for _name in ("simclr", "dcl", "hcl", "triplet", "wcl"):
-    METHODS.declare(_name, "debiascl.methods", supervised=False)
+    METHODS.declare(_name, f"debiascl.methods.{_name}", supervised=False)
 for _name in ("erm", "jtt", "gce", "gdro"):
-    METHODS.declare(_name, "debiascl.methods", supervised=True)
+    METHODS.declare(_name, f"debiascl.methods.{_name}", supervised=True)
 METHODS.add_alias("debiased_contrastive", "dcl")  # lightly's "DCL" is another loss
 for _name, _module, _summary in (
     ("cifar10", "images", "CIFAR-10 (10 classes, 32x32, no bias attribute)."),
@@ -206,12 +212,38 @@ for _name, _module, _summary in (
     ),
 ):
     DATASETS.declare(_name, f"debiascl.data.{_module}", summary=_summary)
-for _name in ("resnet18", "resnet50", "mlp", "small_cnn"):
-    BACKBONES.declare(_name, "debiascl.models")
+for _name, _kind in (
+    ("resnet18", "image"),
+    ("resnet50", "image"),
+    ("mlp", "table"),
+    ("small_cnn", "image"),
+):
+    BACKBONES.declare(_name, "debiascl.models", kind=_kind)
 for _name in ("cifar", "biased", "mlp"):
     HEADS.declare(_name, "debiascl.models")
-for _name in ("simclr", "crop_flip", "crop_flip_wide", "gaussian_noise", "scarf", "none"):
-    AUGMENTATIONS.declare(_name, "debiascl.data.views")
+for _name, _kinds in (
+    ("simclr", ("image",)),
+    ("crop_flip", ("image",)),
+    ("crop_flip_wide", ("image",)),
+    ("gaussian_noise", ("table",)),
+    ("scarf", ("table",)),
+    ("none", ("image", "table")),
+):
+    AUGMENTATIONS.declare(_name, "debiascl.data.views", kinds=_kinds)
+
+
+def named_object(target: str) -> Any:
+    """The object ``"module:name"`` names (a method's ``driver`` or ``analyses``), imported.
+
+    Raises:
+        LookupError: the target is not ``module:name`` or its module has no such name (a
+            programming error of the method that declares it).
+    """
+    module, _, name = target.partition(":")
+    found = getattr(importlib.import_module(module), name, None) if name else None
+    if found is None:
+        raise LookupError(f"'{target}': expected module:name of an object in that module")
+    return found
 
 
 def self_supervised_methods() -> tuple[str, ...]:

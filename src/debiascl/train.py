@@ -22,7 +22,6 @@ without ``train.groups_from`` discovers them first (:mod:`debiascl.discovery_sta
 from __future__ import annotations
 
 import contextlib
-import importlib
 from pathlib import Path
 from typing import Protocol
 
@@ -31,6 +30,7 @@ from debiascl.config import Config
 from debiascl.discovery_stage import needs_discovery_stage, train_with_discovery_stage
 from debiascl.distributed import Runtime, run_on_main, setup_runtime
 from debiascl.methods import METHODS
+from debiascl.registry import named_object
 from debiascl.rundir import hold_run_dir
 from debiascl.trainer import Trainer
 
@@ -47,8 +47,7 @@ def method_driver(method: str) -> Driver | None:
     target = METHODS[method].driver
     if target is None:
         return None
-    module, function = target.split(":")
-    return getattr(importlib.import_module(module), function)
+    return named_object(target)
 
 
 def train(config: Config, run_dir: str | Path, resume: bool = False) -> Path:

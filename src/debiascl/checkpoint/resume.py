@@ -27,7 +27,7 @@ from debiascl.checkpoint.file_format import (
     load_checkpoint,
 )
 from debiascl.checkpoint.rng import restore_rng_state, seed_everything
-from debiascl.config import Config
+from debiascl.config import Config, saved_method_section
 from debiascl.errors import DebiasclError
 from debiascl.models import ModelInfo
 from debiascl.rundir import CONFIG_FILE, checkpoint_path, prepare_run_dir, reopen
@@ -65,8 +65,10 @@ def _flatten(config_dict: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_resumable(saved: dict[str, Any], config: Config, path: Path) -> None:
-    """Refuse to resume with settings that change the result (all but RESUMABLE_SETTINGS)."""
-    old, new = _flatten(saved), _flatten(config.to_dict())
+    """Refuse to resume with settings that change the result (all but RESUMABLE_SETTINGS);
+    the method's are compared as its resolved options (:func:`saved_method_section`)."""
+    old = _flatten({**saved, "method": saved_method_section(saved.get("method", {}), str(path))})
+    new = _flatten(config.to_dict())
     changed = [
         f"{key} ({old.get(key)!r} in the checkpoint, {new.get(key)!r} now)"
         for key in sorted(set(old) | set(new))

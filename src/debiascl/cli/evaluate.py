@@ -80,8 +80,8 @@ def run(args: argparse.Namespace) -> int:
     if args.no_plots:
         return 0
     written = write_report(run, encoder=args.encoder)
-    if not any(path.name.startswith("easy_hard") for path in written):
-        print(f"no w analysis: method '{results['method']}' does not have WCL's two encoders")
+    if not run.method.analyses:
+        print(f"no w analysis: method '{results['method']}' declares no analysis of its own (wcl)")
     print("plots and tables:")
     for path in written:
         print(f"  {path}")
