@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fakes import DATASET, FakePipeline
 
-import debiascl.compare as compare_module
+import debiascl.compare.execute as execute_module
 from debiascl.cli import main
 from debiascl.cli.compare import parse_seeds
 from debiascl.compare import RunSettings, compare, plan_runs, run_dir_for
@@ -259,14 +259,14 @@ def test_select_seeds_choose_only_once_every_point_has_them(
     fake: FakePipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     held = run_dir_for(tmp_path, "wcl", 1, (("method.temperature", 0.5),))
-    real_hold = compare_module.hold_run_dir
+    real_hold = execute_module.hold_run_dir
 
     def hold(run_dir: Path) -> Any:
         if run_dir == held:
             raise RunDirBusy(run_dir, "pid 1 on host elsewhere")
         return real_hold(run_dir)
 
-    monkeypatch.setattr(compare_module, "hold_run_dir", hold)
+    monkeypatch.setattr(execute_module, "hold_run_dir", hold)
     grid = ("wcl:method.temperature=0.2,0.5",)
     with pytest.raises(
         DebiasclError,
