@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -331,3 +334,21 @@ def test_auto_selects_by_accuracy_where_val_has_no_bias_labels() -> None:
     assert selection_metric("auto", [grouped, plain]) == "worst_group"
     assert selection_metric("auto", [plain]) == "accuracy"
     assert selection_metric("worst_class", [grouped]) == "worst_class"
+
+
+def test_selection_chooses_without_the_report_layer() -> None:
+    """selection.py holds the choosing and the numbers; their Markdown is the report's."""
+    code = (
+        "import sys, debiascl.selection; "
+        "print(sorted(m for m in sys.modules if m.startswith('debiascl.report')))"
+    )
+    src = Path(__file__).resolve().parents[1] / "src"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(src)},
+        check=True,
+        timeout=120,
+    )
+    assert done.stdout.strip() == "[]"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,22 @@ def test_fast_probe_fits_a_problem_the_model_class_can_solve_exactly():
     y = (x @ torch.tensor([1.0, -2.0, 0.5, 0.0, 3.0]) > 0).long()
     predictions = linear_probe(x, y, x, 2, ProbeSpec("fast"))
     assert (predictions == y).float().mean() > 0.97
+
+
+def test_probe_spec_reads_the_eval_config_and_its_seed_fixes_the_authors_probe():
+    config = build_config(
+        overrides={"data.name": "biased-digits", "method.name": "simclr", "train.seed": 7},
+        sets=["eval.probe=authors", "eval.probe_epochs=3", "eval.probe_lr=0.01"],
+    )
+    spec = ProbeSpec.from_config(config)
+    assert spec == ProbeSpec("authors", 3, 0.01, config.eval.probe_batch_size, 7, "cpu")
+    on_gpu = replace(spec, protocol="fast", device="cuda:1")
+    assert ProbeSpec.from_config(config, "fast", "cuda:1") == on_gpu
+    x, y = _separable(200, seed=6)
+    first, again = (fit_linear_probe(x, y, 3, spec) for _ in range(2))
+    other = fit_linear_probe(x, y, 3, replace(spec, seed=8))
+    assert torch.equal(first.linear.weight, again.linear.weight)
+    assert not torch.equal(first.linear.weight, other.linear.weight)
 
 
 def test_unknown_probe_protocol_is_a_user_error():
