@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import Tensor
 
-import debiascl.compare
+import debiascl.compare.execute
 from debiascl import checkpoint as ckpt
 from debiascl.checkpoint import FORMAT, VERSION, load_checkpoint
 from debiascl.config import Config, build_config
@@ -178,9 +178,9 @@ class FakePipeline:
     def install(self, monkeypatch: pytest.MonkeyPatch) -> FakePipeline:
         """Put the stand-ins in place of debiascl.compare's train, load_run, evaluate_splits and
         the discovery."""
-        monkeypatch.setattr(debiascl.compare, "train", self.train)
-        monkeypatch.setattr(debiascl.compare, "load_run", self.load_run)
-        monkeypatch.setattr(debiascl.compare, "evaluate_splits", self.evaluate_splits)
+        monkeypatch.setattr(debiascl.compare.execute, "train", self.train)
+        monkeypatch.setattr(debiascl.compare.execute, "load_run", self.load_run)
+        monkeypatch.setattr(debiascl.compare.execute, "evaluate_splits", self.evaluate_splits)
         monkeypatch.setattr(debiascl.compare.SharedDiscoveries, "discover", self.discover)
         return self
 

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from fakes import DATASET, FakePipeline
 
-import debiascl.compare
+import debiascl.compare.execute
 import debiascl.discover
-import debiascl.evaluate
+import debiascl.evaluate.loaded_run
+import debiascl.features
 from debiascl.cli import main
 from debiascl.compare import RunSettings, compare, plan_runs, run_dir_for
 from debiascl.config import load_config
@@ -283,7 +284,7 @@ def test_each_run_is_loaded_once_and_each_split_extracted_once(
     bias run share its discovery (its plots are copied, not drawn again)."""
     loads: list[str] = []
     extracted: list[tuple[str, str, str]] = []
-    real_load, real_extract = debiascl.evaluate.load_run, debiascl.evaluate.extract_features
+    real_load, real_extract = debiascl.evaluate.load_run, debiascl.features.extract_features
 
     def counting_load(run_dir: Path, *args: Any, **kwargs: Any) -> Any:
         loads.append(Path(run_dir).parent.name)
@@ -293,9 +294,9 @@ def test_each_run_is_loaded_once_and_each_split_extracted_once(
         extracted.append((method.name, dataset.split, args[1]))
         return real_extract(method, dataset, *args)
 
-    monkeypatch.setattr(debiascl.compare, "load_run", counting_load)
+    monkeypatch.setattr(debiascl.compare.execute, "load_run", counting_load)
     monkeypatch.setattr(debiascl.discover, "load_run", counting_load)
-    monkeypatch.setattr(debiascl.evaluate, "extract_features", counting_extract)
+    monkeypatch.setattr(debiascl.evaluate.loaded_run, "extract_features", counting_extract)
     out = tmp_path / "cmp"
     settings = RunSettings(
         sets=("data.options.image_size=8", "train.knn_every=0"),

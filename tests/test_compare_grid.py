@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import csv
+import inspect
 import json
 import math
 from pathlib import Path
@@ -11,7 +13,8 @@ from typing import Any
 import pytest
 from fakes import DATASET, FakePipeline
 
-import debiascl.compare as compare_module
+import debiascl.compare.execute as execute_module
+from debiascl import selection
 from debiascl.cli import main
 from debiascl.cli.compare import parse_seeds
 from debiascl.compare import RunSettings, compare, plan_runs, run_dir_for
@@ -259,14 +262,14 @@ def test_select_seeds_choose_only_once_every_point_has_them(
     fake: FakePipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     held = run_dir_for(tmp_path, "wcl", 1, (("method.temperature", 0.5),))
-    real_hold = compare_module.hold_run_dir
+    real_hold = execute_module.hold_run_dir
 
     def hold(run_dir: Path) -> Any:
         if run_dir == held:
             raise RunDirBusy(run_dir, "pid 1 on host elsewhere")
         return real_hold(run_dir)
 
-    monkeypatch.setattr(compare_module, "hold_run_dir", hold)
+    monkeypatch.setattr(execute_module, "hold_run_dir", hold)
     grid = ("wcl:method.temperature=0.2,0.5",)
     with pytest.raises(
         DebiasclError,
@@ -331,3 +334,13 @@ def test_auto_selects_by_accuracy_where_val_has_no_bias_labels() -> None:
     assert selection_metric("auto", [grouped, plain]) == "worst_group"
     assert selection_metric("auto", [plain]) == "accuracy"
     assert selection_metric("worst_class", [grouped]) == "worst_class"
+
+
+def test_selection_chooses_without_the_report_layer() -> None:
+    """selection.py holds the choosing and the numbers; their Markdown is the report's."""
+    tree = ast.parse(inspect.getsource(selection))
+    nodes = list(ast.walk(tree))
+    imported = [node.module or "" for node in nodes if isinstance(node, ast.ImportFrom)]
+    imported += [a.name for node in nodes if isinstance(node, ast.Import) for a in node.names]
+    assert "debiascl.grid" in imported
+    assert not [name for name in imported if name.startswith("debiascl.report")]

@@ -12,7 +12,8 @@ import pytest
 import torch
 from fakes import DATASET, FakePipeline
 
-import debiascl.evaluate
+import debiascl.evaluate.loaded_run
+import debiascl.features
 from debiascl.compare import RunSettings, compare
 from debiascl.config import load_config
 from debiascl.errors import DebiasclError
@@ -104,14 +105,14 @@ def test_label_free_selection_never_reads_a_bias_label(
     compare(DATASET, ["erm"], [0], tmp_path, settings, **run)
     before = _selection_of(tmp_path)
 
-    real_extract = debiascl.evaluate.extract_features
+    real_extract = debiascl.features.extract_features
 
     def poisoned(*args: Any, **kwargs: Any) -> tuple[torch.Tensor, ...]:
         h, y, a, index = real_extract(*args, **kwargs)
         noise = torch.randint(0, 2, a.shape, generator=torch.Generator().manual_seed(0))
         return h, y, noise.to(a), index  # bias labels replaced by coin flips
 
-    monkeypatch.setattr(debiascl.evaluate, "extract_features", poisoned)
+    monkeypatch.setattr(debiascl.evaluate.loaded_run, "extract_features", poisoned)
     for results in tmp_path.glob("runs/erm/*/seed0/results*.json"):
         results.unlink()  # evaluated again, with the poisoned labels
     for marker in tmp_path.glob("runs/erm/*/seed0/done"):

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
-import debiascl.evaluate
+import debiascl.evaluate.probes
 from debiascl.cli import main
 from debiascl.config import load_config
 from debiascl.data import build_dataset
@@ -199,14 +199,14 @@ def test_l2_strength_is_chosen_by_the_worst_val_group_when_groups_are_given(
     val_groups = torch.tensor(rng.integers(0, 3, 40))
 
     def worst_val_group(weight_decay: float) -> float:
-        monkeypatch.setattr(debiascl.evaluate, "FAST_WEIGHT_DECAYS", (weight_decay,))
+        monkeypatch.setattr(debiascl.evaluate.probes, "FAST_WEIGHT_DECAYS", (weight_decay,))
         probe = fit_linear_probe(features, y, 2, **val)
         correct = probe.predict(val["val_features"]) == val["val_y"]
         return min(float(correct[val_groups == g].float().mean()) for g in range(3))
 
     candidates = (1e-5, 1e-3, 1e-1, 10.0)
     best = max(candidates, key=lambda wd: (worst_val_group(wd), wd))
-    monkeypatch.setattr(debiascl.evaluate, "FAST_WEIGHT_DECAYS", candidates)
+    monkeypatch.setattr(debiascl.evaluate.probes, "FAST_WEIGHT_DECAYS", candidates)
     chosen = fit_linear_probe(features, y, 2, **val, val_groups=val_groups)
     assert chosen.weight_decay == best
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,14 +14,15 @@ from debiascl.config import build_config, load_config
 from debiascl.data import build_dataset
 from debiascl.errors import DebiasclError
 from debiascl.evaluate import (
-    FAST_WEIGHT_DECAYS,
+    ProbeSpec,
     evaluate_run,
     fit_linear_probe,
-    format_results,
     linear_probe,
     load_run,
     probe_digest,
 )
+from debiascl.evaluate.probes import FAST_WEIGHT_DECAYS
+from debiascl.report.text import format_results
 from debiascl.rundir import check_finished
 from debiascl.train import train
 
@@ -41,7 +43,7 @@ def _separable(n: int, seed: int, num_classes: int = 3, dim: int = 10):
 def test_probe_learns_a_linearly_separable_problem(protocol, options):
     x_train, y_train = _separable(600, seed=0)
     x_test, y_test = _separable(300, seed=1)
-    predictions = linear_probe(x_train, y_train, x_test, 3, protocol=protocol, **options)
+    predictions = linear_probe(x_train, y_train, x_test, 3, ProbeSpec(protocol, **options))
     assert predictions.dtype == torch.int64 and predictions.shape == (300,)
     assert (predictions == y_test).float().mean() > 0.95
 
@@ -49,8 +51,8 @@ def test_probe_learns_a_linearly_separable_problem(protocol, options):
 def test_fast_probe_selects_weight_decay_on_val_and_is_deterministic():
     x_train, y_train = _separable(300, seed=2)
     x_val, y_val = _separable(200, seed=3)
-    first = fit_linear_probe(x_train, y_train, 3, "fast", val_features=x_val, val_y=y_val)
-    second = fit_linear_probe(x_train, y_train, 3, "fast", val_features=x_val, val_y=y_val)
+    first = fit_linear_probe(x_train, y_train, 3, ProbeSpec("fast"), x_val, y_val)
+    second = fit_linear_probe(x_train, y_train, 3, ProbeSpec("fast"), x_val, y_val)
     assert first.weight_decay in FAST_WEIGHT_DECAYS
     assert torch.equal(first.linear.weight, second.linear.weight)
     assert torch.allclose(first.mean, x_train.mean(dim=0))
@@ -61,14 +63,30 @@ def test_fast_probe_fits_a_problem_the_model_class_can_solve_exactly():
     generator = torch.Generator().manual_seed(4)
     x = torch.randn(400, 5, generator=generator)
     y = (x @ torch.tensor([1.0, -2.0, 0.5, 0.0, 3.0]) > 0).long()
-    predictions = linear_probe(x, y, x, 2, protocol="fast")
+    predictions = linear_probe(x, y, x, 2, ProbeSpec("fast"))
     assert (predictions == y).float().mean() > 0.97
+
+
+def test_probe_spec_reads_the_eval_config_and_its_seed_fixes_the_authors_probe():
+    config = build_config(
+        overrides={"data.name": "biased-digits", "method.name": "simclr", "train.seed": 7},
+        sets=["eval.probe=authors", "eval.probe_epochs=3", "eval.probe_lr=0.01"],
+    )
+    spec = ProbeSpec.from_config(config)
+    assert spec == ProbeSpec("authors", 3, 0.01, config.eval.probe_batch_size, 7, "cpu")
+    on_gpu = replace(spec, protocol="fast", device="cuda:1")
+    assert ProbeSpec.from_config(config, "fast", "cuda:1") == on_gpu
+    x, y = _separable(200, seed=6)
+    first, again = (fit_linear_probe(x, y, 3, spec) for _ in range(2))
+    other = fit_linear_probe(x, y, 3, replace(spec, seed=8))
+    assert torch.equal(first.linear.weight, again.linear.weight)
+    assert not torch.equal(first.linear.weight, other.linear.weight)
 
 
 def test_unknown_probe_protocol_is_a_user_error():
     x, y = _separable(20, seed=5)
     with pytest.raises(DebiasclError, match="probe protocol"):
-        linear_probe(x, y, x, 3, protocol="svm")
+        linear_probe(x, y, x, 3, ProbeSpec("svm"))
 
 
 def test_check_run_dir_names_what_is_missing(tmp_path: Path):
@@ -205,17 +223,16 @@ def test_the_val_probe_is_fitted_on_val_with_its_l2_strength_chosen_on_train(
     train_h, train_y, *_ = loaded.features("train", "d")
     val_h, val_y, *_ = loaded.features("val", "d")
     config = loaded.config
-    on_val = fit_linear_probe(
-        val_h,
-        val_y,
-        loaded.splits["train"].num_classes,
+    spec = ProbeSpec(
         "fast",
-        train_h,
-        train_y,
-        epochs=config.eval.probe_epochs,
-        lr=config.eval.probe_lr,
-        batch_size=config.eval.probe_batch_size,
-        seed=config.train.seed,
+        config.eval.probe_epochs,
+        config.eval.probe_lr,
+        config.eval.probe_batch_size,
+        config.train.seed,
+    )
+    assert spec == ProbeSpec.from_config(config, "fast")
+    on_val = fit_linear_probe(
+        val_h, val_y, loaded.splits["train"].num_classes, spec, train_h, train_y
     )
     assert results["probe_val"]["head_sha256"] == probe_digest(on_val.state())
     assert results["probe_val"]["head_sha256"] != results["probe"]["head_sha256"]

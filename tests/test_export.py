@@ -23,7 +23,7 @@ from debiascl.config import build_config
 from debiascl.data import build_dataset
 from debiascl.data.sampling import labelled_subset
 from debiascl.errors import DebiasclError
-from debiascl.evaluate import fit_linear_probe, load_run
+from debiascl.evaluate import ProbeSpec, fit_linear_probe, load_run
 from debiascl.export import export_model
 from debiascl.features import extract_features
 from debiascl.metrics import group_metrics
@@ -111,7 +111,7 @@ def _eval_path(run_dir: Path, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
         features["train"][0],
         features["train"][1],
         2,
-        "fast",
+        ProbeSpec("fast"),
         val_features=features["val"][0],
         val_y=features["val"][1],
         sample_weights=weights,

@@ -3,7 +3,7 @@ differences to a reference method over seeds.
 
 Both read evaluation results dicts (:func:`debiascl.evaluate.evaluate_run`): the selection the
 val results of every grid point x seed, the paired differences the test results of the reported
-points.
+points. Their Markdown is rendered by :mod:`debiascl.report.text`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from typing import Any
 
 from debiascl.errors import DebiasclError
 from debiascl.grid import select_point
-from debiascl.report.tables import markdown_table
 from debiascl.stats import paired_difference
 
 
@@ -91,31 +90,6 @@ def select_points(
     return selections
 
 
-def selection_table(
-    selections: dict[str, Selection], rule: str, select_seeds: Sequence[int] | None = None
-) -> str:
-    """Markdown: the grid point each method is reported at and its mean val score (over
-    ``select_seeds`` when the points were chosen on those seeds only)."""
-    metric = next(iter(selections.values())).metric
-    seeds = "seeds" if select_seeds is None else f"seeds {', '.join(map(str, select_seeds))}"
-    rows = [
-        {
-            "method": method,
-            "reported point": selection.point,
-            "points in grid": selection.points,
-            f"val {metric} (mean, %)": "-"
-            if selection.score is None
-            else f"{100 * selection.score:.2f}",
-        }
-        for method, selection in selections.items()
-    ]
-    return (
-        f"Grid points reported on test: per method the point with the highest mean over "
-        f"{seeds} of the main evaluation's val {metric} (--select {rule}).\n\n"
-        + markdown_table(rows)
-    )
-
-
 def paired_differences(
     test_of: dict[tuple[str, int], dict[str, Any]], reference: str
 ) -> tuple[list[dict[str, Any]], list[str]]:
@@ -174,21 +148,3 @@ def paired_differences(
                 }
             )
     return rows, notes
-
-
-def paired_table(rows: list[dict[str, Any]], notes: list[str]) -> str:
-    """Markdown of :func:`paired_differences`: one row per method, one column per metric."""
-    text = ""
-    if rows:
-        reference = rows[0]["reference"]
-        text = (
-            f"Paired difference to {reference} on test over the seeds both have (percentage "
-            'points): mean [95% Student-t confidence interval]; "no detectable difference" '
-            "where the interval covers 0.\n\n"
-        )
-        table: dict[str, dict[str, Any]] = {}
-        for row in rows:
-            line = table.setdefault(row["method"], {"method": row["method"], "seeds": row["seeds"]})
-            line[f"{row['metric']} - {reference}"] = row["text"]
-        text += markdown_table(list(table.values()))
-    return text + ("\n" if text and notes else "") + "".join(f"{note}\n" for note in notes)

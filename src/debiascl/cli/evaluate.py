@@ -63,8 +63,9 @@ def run(args: argparse.Namespace) -> int:
     check_finished_runs(args.run_dir, args.bias_run)
     from debiascl.discover import ensure_discovery
     from debiascl.distributed import resolve_device
-    from debiascl.evaluate import evaluate_splits, format_results, load_run
+    from debiascl.evaluate import evaluate_splits, load_run
     from debiascl.report import write_report
+    from debiascl.report.text import format_results
 
     device = resolve_device(args.device)
     if "discovered" in args.probe_groups:

@@ -1,0 +1,355 @@
+"""The evaluation of a finished run: its probes fitted once, scored on each split, written.
+
+:func:`evaluate_splits` fits the plain linear probe and each group-robust probe on the train
+split's frozen features (:mod:`debiascl.evaluate.probes`), scores them, the weighted kNN and a
+supervised method's own classifier on each split with :func:`debiascl.metrics.group_metrics`,
+and writes one results file per split (:func:`debiascl.rundir.results_filename`) and the fitted
+probes (:func:`debiascl.rundir.probe_path`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from debiascl.atomic import write_json
+from debiascl.choices import PROBE_GROUPS
+from debiascl.config import Config
+from debiascl.discovery import SplitDiscovery, balanced_weights, read_discovery
+from debiascl.errors import DebiasclError
+from debiascl.evaluate.loaded_run import FEATURE_BATCH_SIZE, LoadedRun, load_run
+from debiascl.evaluate.probe_groups import probe_groups_of
+from debiascl.evaluate.probes import (
+    LinearProbe,
+    ProbeSpec,
+    fit_linear_probe,
+    probe_digest,
+    save_probe,
+    selection_accuracy,
+)
+from debiascl.features import knn_predict, predict_classes
+from debiascl.metrics import group_counts, group_metrics
+from debiascl.records import file_digest
+from debiascl.rundir import EVAL_SPLITS, checkpoint_path, final_step, probe_path, results_filename
+
+SUMMARY_METRICS = (
+    "accuracy",
+    "worst_class",
+    "mean_group",
+    "worst_group",
+    "avg_acc_train_weighted",
+    "aligned_accuracy",
+    "conflicting_accuracy",
+)
+Features = dict[str, tuple[torch.Tensor, ...]]
+"""Split -> :meth:`LoadedRun.features` of its labelled samples: features (n, F), y, a, index."""
+Discovery = tuple[dict[str, SplitDiscovery], dict[str, Any]]
+"""A run's discovery as :func:`debiascl.discovery.read_discovery` returns it."""
+
+
+def training_groups(config: Config, method: nn.Module) -> str:
+    """The groups (``train.groups``) a run's training read: none unless it sampled or weighted
+    by them or the method trains on groups (the setting alone changes nothing)."""
+    train = config.train
+    used = (
+        train.group_sampling != "none" or train.group_weighting != "none" or method.trains_on_groups
+    )
+    return train.groups if used else "none"
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    encoder: str | None = None,
+    device: str | torch.device = "cpu",
+    probe: str | None = None,
+    probe_groups: Sequence[str] = (),
+    split: str = "test",
+) -> dict[str, Any]:
+    """Evaluate a finished run on ``split`` and write its results file into it.
+
+    :func:`evaluate_splits` for one split: the arguments are the same, ``split`` one of
+    ``splits``; returns that split's results dict.
+    """
+    return evaluate_splits(run_dir, (split,), encoder, device, probe, probe_groups)[split]
+
+
+def evaluate_splits(
+    run_dir: str | Path | LoadedRun,
+    splits: Sequence[str] = ("test",),
+    encoder: str | None = None,
+    device: str | torch.device = "cpu",
+    probe: str | None = None,
+    probe_groups: Sequence[str] = (),
+) -> dict[str, dict[str, Any]]:
+    """Evaluate a finished run on each of ``splits`` and write their results files into it.
+
+    The run is loaded, its features extracted and its probes fitted once for all the splits.
+
+    Args:
+        run_dir: a run directory written by :func:`debiascl.train.train`, or the run already
+            loaded by :func:`load_run` with every split (its features are shared; ``device``
+            is then the run's).
+        splits: the splits scored, each "test" or "val". The probes train on train and pick
+            their L2 strength on val either way. On val with the discovered groups, every
+            evaluation's metrics also hold ``discovered_worst_group``: its worst accuracy over
+            the discovered groups of val (a selection score that uses no bias label).
+        encoder: "d" or "b" (None: the method's product encoder, E_d for wcl).
+        device: where to run the network and fit the probe.
+        probe: "fast" or "authors" (None: ``config.eval.probe``).
+        probe_groups: group-robust probes to add (keys of :data:`PROBE_GROUPS`): each weights
+            the probe's training loss so that every group weighs the same
+            (:func:`debiascl.discovery.balanced_weights`) and, for "fast", picks the L2 strength
+            by the worst val accuracy over the same kind of groups. "discovered" needs a
+            discovery in the run directory (:func:`debiascl.discover.discover_run`).
+
+    Returns:
+        split -> its results dict (also written to :func:`debiascl.rundir.results_filename`:
+        ``results.json`` on test, ``results_val.json`` on val, ``results_<encoder>[_val].json``
+        for a non-product encoder): run labels, ``checkpoint_sha256`` (the checkpoint it was
+        computed from, :func:`debiascl.records.file_digest`), ``split``, ``encoder``,
+        ``probe_protocol`` ("fast" or "authors"), ``probe`` and ``knn`` (and ``classifier``
+        for supervised methods, and ``probe_<kind>`` for each of ``probe_groups``) each with
+        a ``protocol`` label and the :func:`group_metrics` dict, ``main`` naming the headline
+        evaluation and, with the discovered groups, ``discovery`` (the discovery's settings and
+        quality).
+    """
+    for split in splits:
+        if split not in EVAL_SPLITS:
+            raise DebiasclError(f"split '{split}': expected one of {', '.join(EVAL_SPLITS)}")
+    run = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir, device)
+    key = run.encoder_key(encoder)
+    features = _labelled_features(run, key, splits)
+    discovery = read_discovery(run.run_dir) if "discovered" in probe_groups else None
+    spec = ProbeSpec.from_config(run.config, probe, run.device)
+    probes = fit_probes(run, features, spec, probe_groups, discovery)
+    counts = _train_counts(run, features)
+    scorer = _Scorer(run, key, spec.protocol, features, probes, discovery, counts)
+    train_step = final_step(run.run_dir)
+    evaluated = {}
+    for split, header in _results_headers(scorer, splits, train_step).items():
+        results = header | scorer.evaluations(split)
+        path = run.run_dir / results_filename(key, run.method.product_encoder, split)
+        results["results_file"] = str(path)
+        write_json(path, results)
+        evaluated[split] = results
+    _save_probes(run, key, probes, train_step)
+    return evaluated
+
+
+def _labelled_features(run: LoadedRun, key: str, splits: Sequence[str]) -> Features:
+    """The features of every split the evaluation reads (val only where it has samples: it
+    chooses the probe's L2 strength).
+
+    Raises:
+        DebiasclError: one of ``splits`` has no labelled sample to score.
+    """
+    features = {
+        split: run.features(split, key)
+        for split, dataset in run.splits.items()
+        if split != "val" or len(dataset) > 0
+    }
+    for split in splits:
+        if split not in features or len(features[split][1]) == 0:
+            raise DebiasclError(
+                f"data set '{run.config.data.name}' has no labelled {split} samples to evaluate on"
+            )
+    return features
+
+
+@dataclass(frozen=True)
+class FittedProbes:
+    """The linear probes an evaluation fits on a run's frozen features.
+
+    Attributes:
+        plain: fitted on train, unweighted.
+        balanced: probe group kind -> the probe whose loss is balanced over those groups
+            ("val": the plain probe fitted on val instead, last).
+        groups: probe group kind (but "val") -> split -> (n,) the group ids that balance it.
+    """
+
+    plain: LinearProbe
+    balanced: dict[str, LinearProbe]
+    groups: dict[str, dict[str, torch.Tensor]]
+
+
+def fit_probes(
+    run: LoadedRun,
+    features: Features,
+    spec: ProbeSpec,
+    probe_groups: Sequence[str],
+    discovery: Discovery | None,
+) -> FittedProbes:
+    """Fit the plain probe and one probe per kind of ``probe_groups`` (see
+    :func:`evaluate_splits`) on ``features``; ``discovery``: the run's, read for "discovered".
+
+    Raises:
+        DebiasclError: "val" without labelled val samples, or groups that cannot be formed.
+    """
+    num_classes = run.splits["train"].num_classes
+
+    def fit(
+        weights: torch.Tensor | None = None,
+        val_groups: torch.Tensor | None = None,
+        fitted_on: str = "train",
+    ) -> LinearProbe:
+        chosen_on = features.get("val" if fitted_on == "train" else "train")
+        h, y = features[fitted_on][:2]
+        val_h, val_y = (None, None) if chosen_on is None else chosen_on[:2]
+        return fit_linear_probe(h, y, num_classes, spec, val_h, val_y, weights, val_groups)
+
+    plain = fit()
+    discovered = None if discovery is None else discovery[0]
+    groups = {
+        kind: probe_groups_of(kind, run, features, discovered)
+        for kind in probe_groups
+        if kind != "val"
+    }
+    balanced = {
+        kind: fit(balanced_weights(split_groups["train"]), split_groups.get("val"))
+        for kind, split_groups in groups.items()
+    }
+    if "val" in probe_groups:
+        if "val" not in features:
+            raise DebiasclError(
+                f"probe groups 'val': data set '{run.config.data.name}' has no labelled val "
+                "samples to fit the held-out probe on"
+            )
+        balanced["val"] = fit(fitted_on="val")
+    return FittedProbes(plain, balanced, groups)
+
+
+@dataclass(frozen=True)
+class _Scorer:
+    """Scores one run's fitted probes, kNN and classifier on a split (encoder ``key``)."""
+
+    run: LoadedRun
+    key: str
+    protocol: str
+    features: Features
+    probes: FittedProbes
+    discovery: Discovery | None
+    counts: np.ndarray | None
+    """(C, A) group counts of the labelled train samples (:func:`_train_counts`)."""
+
+    def metrics(self, split: str, predictions: torch.Tensor) -> dict[str, Any]:
+        """:func:`group_metrics` of ``predictions`` (n,) on ``split``'s labelled samples, plus
+        ``discovered_worst_group`` on val with the discovered groups."""
+        dataset, (_, y, a, _) = self.run.splits[split], self.features[split]
+        metrics = group_metrics(
+            y, predictions, a, dataset.num_classes, dataset.num_attributes, self.counts
+        )
+        if split == "val" and self.discovery is not None:
+            correct = predictions.cpu() == y.cpu()
+            metrics["discovered_worst_group"] = selection_accuracy(
+                correct, self.probes.groups["discovered"]["val"]
+            )
+        return metrics
+
+    def evaluations(self, split: str) -> dict[str, Any]:
+        """``split``'s evaluations of a results dict: probe, knn, main, each balanced probe
+        (and the discovery after the discovered one), the classifier of a supervised method."""
+        method, config, key = self.run.method, self.run.config, self.key
+        scored_h = self.features[split][0]
+        train_h, train_y, *_ = self.features["train"]
+        dataset = self.run.splits[split]
+        k, temperature = config.eval.knn_k, config.method.temperature
+        results: dict[str, Any] = {
+            "probe": self._probe_entry(self.probes.plain, split, ""),
+            "knn": {
+                "protocol": f"weighted kNN (k={k}, t={temperature}) on frozen E_{key} features",
+                "metrics": self.metrics(
+                    split,
+                    knn_predict(train_h, train_y, scored_h, dataset.num_classes, k, temperature),
+                ),
+            },
+            "main": "probe",
+        }
+        for kind, probe in self.probes.balanced.items():
+            results[f"probe_{kind}"] = self._probe_entry(probe, split, kind)
+            if kind == "discovered" and self.discovery is not None:
+                results["discovery"] = self.discovery[1]
+        if method.supervised:
+            prepare, device = self.run.prepare, self.run.device
+            predictions = predict_classes(method, dataset, prepare, device, FEATURE_BATCH_SIZE)
+            results["classifier"] = {
+                "protocol": f"the supervised method's own classifier ({method.name})",
+                "metrics": self.metrics(split, predictions),
+            }
+            results["main"] = "classifier"
+        return results
+
+    def _probe_entry(self, probe: LinearProbe, split: str, kind: str) -> dict[str, Any]:
+        """The results entry of the plain probe (``kind`` "") or of a balanced one."""
+        label = f"linear probe ({self.protocol}) on frozen E_{self.key} features"
+        entry: dict[str, Any] = {"protocol": label}
+        if kind:
+            groups = self.probes.groups.get(kind)
+            entry["protocol"] = f"{label}, loss balanced over {PROBE_GROUPS[kind]}"
+            entry["uses_bias_labels"] = kind == "true"
+            entry["num_groups"] = None if groups is None else int(groups["train"].unique().numel())
+        entry["weight_decay"] = probe.weight_decay
+        entry["head_sha256"] = probe_digest(probe.state())
+        entry["metrics"] = self.metrics(split, probe.predict(self.features[split][0]))
+        return entry
+
+
+def _train_counts(run: LoadedRun, features: Features) -> np.ndarray | None:
+    """(C, A) group counts of the run's labelled train samples (None without bias attributes)."""
+    train_set = run.splits["train"]
+    if train_set.num_attributes == 0:
+        return None
+    _, y, a, _ = features["train"]
+    return group_counts(y, a, train_set.num_classes, train_set.num_attributes)
+
+
+def _results_headers(
+    scorer: _Scorer, splits: Sequence[str], train_step: int | None
+) -> dict[str, dict[str, Any]]:
+    """Split -> the run's labels that open its results dict (method, seed, split, checkpoint
+    digest, sample counts, names, train group counts, probe protocol)."""
+    run, counts = scorer.run, scorer.counts
+    config, method = run.config, run.method
+    groups = training_groups(config, method)
+    checkpoint_sha256 = file_digest(checkpoint_path(run.run_dir))
+    return {
+        split: {
+            "run_dir": str(run.run_dir),
+            "dataset": config.data.name,
+            "method": method.name,
+            "supervised": bool(method.supervised),
+            "training_groups": groups,
+            "bias_labels_in_training": groups == "true",
+            "encoder": scorer.key,
+            "seed": config.train.seed,
+            "split": split,
+            "train_step": train_step,
+            "checkpoint_sha256": checkpoint_sha256,
+            "num_samples": {name: len(dataset) for name, dataset in run.splits.items()},
+            "class_names": list(run.splits[split].class_names),
+            "attribute_names": list(run.splits[split].attribute_names),
+            "train_group_counts": None if counts is None else counts.tolist(),
+            "probe_protocol": scorer.protocol,
+        }
+        for split in splits
+    }
+
+
+def _save_probes(run: LoadedRun, key: str, probes: FittedProbes, train_step: int | None) -> None:
+    """Save every fitted probe into the run directory (what ``debiascl export`` ships)."""
+    for kind, probe in {"plain": probes.plain, **probes.balanced}.items():
+        metadata = {"encoder": key, "kind": kind, "method": run.method.name}
+        metadata["train_step"] = str(train_step)
+        save_probe(probe_path(run.run_dir, key, kind), probe, metadata)
+
+
+def evaluation_keys(results: dict[str, Any]) -> list[str]:
+    """The evaluations a results dict holds, in table order: main, classifier, probe,
+    each group-robust probe, knn."""
+    order = ["main", "classifier", "probe", *(f"probe_{kind}" for kind in PROBE_GROUPS), "knn"]
+    return [key for key in order if key == "main" or key in results]
