@@ -56,6 +56,7 @@ from debiascl.rundir import check_finished, checkpoint_path, config_path, discov
 
 logger = logging.getLogger(__name__)
 
+
 def default_signal(method: str) -> str:
     """The signal of a bias run of ``method``: its classifier for erm / gce, else knn on E_b."""
     return method if method in SIGNALS else "knn"
