@@ -6,7 +6,8 @@ Each benchmark of the study is a set of ordinary ``debiascl compare`` folders th
 (erm, simclr, wcl on discovered groups, group-balanced sampling), ``PREFIX-weighting`` (simclr,
 wcl, group-weighted loss), ``PREFIX-gdro`` (GroupDRO on discovered groups), ``PREFIX-gdro-true``
 (GroupDRO on the true groups: the oracle), and ``PREFIX-gdro-knn`` / ``PREFIX-gdro-erm``
-(GroupDRO on the groups of the other discovery signals). A missing folder is left out.
+(GroupDRO on the groups of the other discovery signals; ``PREFIX-gce`` stands in for
+``PREFIX-gdro`` on a benchmark studied with one folder). A missing folder is left out.
 
     python benchmarks/groups_study.py --recipes STUDY/d95 --evaluate-val
     python benchmarks/groups_study.py --signals d95=STUDY/d95 patch=STUDY/patch
@@ -23,6 +24,8 @@ JTT and with the true-group GroupDRO oracle. ``--evaluate-val`` first evaluates 
 ``--signals NAME=PREFIX ...``: per benchmark and discovery signal, the discovery's precision,
 recall and AUROC on train (graded with the bias labels it did not use) and the worst group of
 GroupDRO trained on that signal's groups.
+``--probe-gap FOLDER METHOD``: the discovered-groups probe minus the true-groups probe (worst
+group, paired over seeds) and the discovery's quality.
 """
 
 from __future__ import annotations
@@ -62,7 +65,8 @@ RECIPES = (
 )
 LABEL_FREE = ("ERM + balanced sampling", "GroupDRO")
 """The supervised recipes that train on discovered groups: the label-free choice is among them."""
-SIGNAL_FOLDERS = {"knn": "gdro-knn", "erm": "gdro-erm", "gce": "gdro"}
+SIGNAL_FOLDERS = {"knn": ("gdro-knn",), "erm": ("gdro-erm",), "gce": ("gdro", "gce")}
+"""signal -> the folder suffixes (first found) whose gdro runs trained on its groups."""
 
 
 def read_rows(folder: Path) -> list[dict[str, str]]:
@@ -190,8 +194,11 @@ def signals_table(benchmarks: dict[str, str]) -> str:
     """Markdown: per benchmark and signal, the discovery's quality and GroupDRO on its groups."""
     table = []
     for name, prefix in benchmarks.items():
-        for signal, suffix in SIGNAL_FOLDERS.items():
-            rows = read_rows(Path(f"{prefix}-{suffix}"))
+        for signal, suffixes in SIGNAL_FOLDERS.items():
+            rows = next(
+                (rows for suffix in suffixes if (rows := read_rows(Path(f"{prefix}-{suffix}")))),
+                [],
+            )
             if not rows:
                 continue
             line = {"benchmark": name, "signal": signal}
@@ -205,12 +212,30 @@ def signals_table(benchmarks: dict[str, str]) -> str:
     return markdown_table(table)
 
 
+def probe_gap(folder: str, method: str) -> str:
+    """The discovered-groups probe against the true-groups probe of one method (worst group on
+    test, paired over seeds) and the discovery's quality: how far the label-free probe is from
+    its oracle."""
+    rows = read_rows(Path(folder))
+    true = f"{PLAIN}, true groups (oracle: bias labels)"
+    found = by_seed(rows, method, PROBES["discovered"], "worst_group")
+    quality = ", ".join(
+        f"{key} {mean_text(by_seed(rows, method, PROBES['discovered'], f'discovery_{key}'))}"
+        for key in ("precision", "recall", "auroc")
+    )
+    difference = paired_difference(found, by_seed(rows, method, true, "worst_group")).text()
+    return f"{folder} {method}: discovered - true probe worst group {difference}; {quality}\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipes", metavar="PREFIX", help="one benchmark's folder prefix")
     parser.add_argument("--evaluate-val", action="store_true", help="evaluate val first")
     parser.add_argument("--signals", nargs="+", metavar="NAME=PREFIX", default=[])
+    parser.add_argument("--probe-gap", nargs=2, metavar=("FOLDER", "METHOD"))
     args = parser.parse_args()
+    if args.probe_gap:
+        print(probe_gap(*args.probe_gap))
     if args.recipes:
         if args.evaluate_val:
             evaluate_val(args.recipes)
