@@ -206,7 +206,7 @@ def find_bias(
         else None
     )
     summary: dict[str, Any] = {
-        "bias_run": str(bias.run_dir),
+        "bias_run": str(bias.run_dir.resolve()),  # read back from any working directory
         "bias_checkpoint_sha256": file_digest(checkpoint_path(bias.run_dir)),
         "bias_method": bias.method.name,
         "signal": signal,
@@ -241,7 +241,7 @@ def record_discovery(
     Returns:
         The summary written to ``discovery.json`` and the plots written.
     """
-    summary = {"run_dir": str(run_dir), **found.summary}
+    summary = {"run_dir": str(Path(run_dir).resolve()), **found.summary}
     write_discovery(run_dir, found.splits, summary)
     train, quality = found.splits["train"], summary["train"]
     logger.info(

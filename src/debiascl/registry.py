@@ -144,7 +144,7 @@ AUGMENTATIONS: Registry[Any] = Registry("data.augmentation")
 (:data:`debiascl.data.views.ViewBuilder`), filled by ``register_augmentation``; info ``kinds``,
 the data kinds it applies to."""
 
-for _name in ("simclr", "dcl", "hcl", "triplet", "wcl"):
+for _name in ("simclr", "dcl", "hcl", "triplet", "wcl", "cnc"):
     METHODS.declare(_name, f"debiascl.methods.{_name}", supervised=False)
 for _name in ("erm", "jtt", "gce", "gdro"):
     METHODS.declare(_name, f"debiascl.methods.{_name}", supervised=True)

@@ -319,7 +319,7 @@ def _results_headers(
     checkpoint_sha256 = file_digest(checkpoint_path(run.run_dir))
     return {
         split: {
-            "run_dir": str(run.run_dir),
+            "run_dir": str(run.run_dir.resolve()),
             "dataset": config.data.name,
             "method": method.name,
             "supervised": bool(method.supervised),

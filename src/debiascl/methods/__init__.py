@@ -1,5 +1,5 @@
 """Training methods behind one interface, one module each: simclr, dcl, hcl, triplet, wcl
-(SPEC 2-3), erm, jtt, gce, gdro (SPEC 10).
+(SPEC 2-3), cnc (cross-group contrast), erm, jtt, gce, gdro (SPEC 10).
 
 :mod:`debiascl.methods.base` defines what a method is (:class:`Method`, its
 :class:`MethodOptions`, :func:`register_method`); every other module is one method: its class,
@@ -18,6 +18,7 @@ from debiascl.methods.base import (
     build_method,
     register_method,
 )
+from debiascl.methods.cnc import CrossGroupContrast, cross_group_contrast
 from debiascl.methods.dcl import DCL
 from debiascl.methods.erm import ERM, supervised_logs
 from debiascl.methods.gce import GCE
@@ -37,6 +38,7 @@ __all__ = [
     "JTT",
     "METHODS",
     "WCL",
+    "CrossGroupContrast",
     "DebiasedOptions",
     "GroupDRO",
     "Logs",
@@ -48,6 +50,7 @@ __all__ = [
     "TripletOptions",
     "bias_discovery_method",
     "build_method",
+    "cross_group_contrast",
     "group_dro_update",
     "make_triplet_criterion",
     "register_method",
