@@ -4,7 +4,8 @@ comparison folders.
 Each benchmark of the study is a set of ordinary ``debiascl compare`` folders that share a prefix
 (the commands are in README): ``PREFIX-base`` (erm, jtt, simclr, wcl), ``PREFIX-sampling``
 (erm, simclr, wcl on discovered groups, group-balanced sampling), ``PREFIX-weighting`` (simclr,
-wcl, group-weighted loss), ``PREFIX-gdro`` (GroupDRO on discovered groups), ``PREFIX-gdro-true``
+wcl, group-weighted loss), ``PREFIX-cnc`` (the cross-group contrast, its sampling chosen on val's
+discovered groups), ``PREFIX-gdro`` (GroupDRO on discovered groups), ``PREFIX-gdro-true``
 (GroupDRO on the true groups: the oracle), and ``PREFIX-gdro-knn`` / ``PREFIX-gdro-erm``
 (GroupDRO on the groups of the other discovery signals; ``PREFIX-gce`` stands in for
 ``PREFIX-gdro`` on a benchmark studied with one folder). A missing folder is left out.
@@ -62,6 +63,7 @@ RECIPES = (
     ("WCL + balanced sampling", "sampling", "wcl", "discovered"),
     ("SimCLR + group-weighted loss", "weighting", "simclr", "discovered"),
     ("WCL + group-weighted loss", "weighting", "wcl", "discovered"),
+    ("CnC cross-group contrast", "cnc", "cnc", "discovered"),
 )
 LABEL_FREE = ("ERM + balanced sampling", "GroupDRO")
 """The supervised recipes that train on discovered groups: the label-free choice is among them."""
@@ -70,12 +72,18 @@ SIGNAL_FOLDERS = {"knn": ("gdro-knn",), "erm": ("gdro-erm",), "gce": ("gdro", "g
 
 
 def read_rows(folder: Path) -> list[dict[str, str]]:
-    """The rows of a comparison folder's results.csv (none when the folder is missing)."""
+    """The test rows of a comparison folder's results.csv (none when the folder is missing); in
+    a grid, those of each method's reported point only (its summary.json)."""
     path = folder / "results.csv"
     if not path.is_file():
         return []
     with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
+        rows = list(csv.DictReader(handle))
+    if rows and "point" in rows[0]:
+        summary = json.loads((folder / "summary.json").read_text())
+        reported = {(row["method"], row["point"]) for row in summary}
+        rows = [r for r in rows if r["split"] == "test" and (r["method"], r["point"]) in reported]
+    return rows
 
 
 def by_seed(

@@ -53,8 +53,8 @@ def heavy_modules(result: dict) -> list[str]:
     ("argv", "status", "expected"),
     [
         (("--help",), 0, "demo"),
-        (("train", "--help"), 0, "methods: simclr, dcl, hcl, triplet, wcl, erm, jtt"),
-        (("compare", "--help"), 0, "default: simclr,dcl,hcl,triplet,wcl; also erm, jtt"),
+        (("train", "--help"), 0, "methods: simclr, dcl, hcl, triplet, wcl, cnc, erm, jtt"),
+        (("compare", "--help"), 0, "default: simclr,dcl,hcl,triplet,wcl; also cnc, erm, jtt"),
         (("datasets",), 0, "biased-digits-binary sklearn digits 0-4 vs 5-9"),
         (
             ("train", "--dataset", "nosuch", "--method", "wcl", "--out", "x"),
@@ -93,7 +93,7 @@ def test_a_plugin_file_still_becomes_a_choice(tmp_path: Path) -> None:
     )
     result = run_cli("--plugin", str(plugin), "train", "--help")
     listing = " ".join(result["out"].split())
-    assert "methods: simclr, dcl, hcl, triplet, wcl, erm, jtt, gce, gdro, toy" in listing
+    assert "methods: simclr, dcl, hcl, triplet, wcl, cnc, erm, jtt, gce, gdro, toy" in listing
     listed = run_cli("compare", "--help", env={"DEBIASCL_PLUGINS": str(plugin)})
     assert "simclr,dcl,hcl,triplet,wcl,toy" in " ".join(listed["out"].split())
 

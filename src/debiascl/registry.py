@@ -128,7 +128,8 @@ class Registry(Mapping[str, T], Generic[T]):
 
 METHODS: Registry[type] = Registry("method.name")
 """Method classes (:class:`debiascl.methods.Method` subclasses), filled by ``register_method``;
-info ``supervised`` (trains on class labels)."""
+info ``supervised`` (has a classifier trained on class labels) and ``groups`` (trains on
+``train.groups``)."""
 DATASETS: Registry[Any] = Registry("data.name")
 """Data set builders (:class:`debiascl.data.base.DatasetBuilder`), filled by
 ``register_dataset``; info ``summary`` (the first line of the builder's docstring)."""
@@ -144,10 +145,19 @@ AUGMENTATIONS: Registry[Any] = Registry("data.augmentation")
 (:data:`debiascl.data.views.ViewBuilder`), filled by ``register_augmentation``; info ``kinds``,
 the data kinds it applies to."""
 
-for _name in ("simclr", "dcl", "hcl", "triplet", "wcl", "cnc"):
-    METHODS.declare(_name, f"debiascl.methods.{_name}", supervised=False)
-for _name in ("erm", "jtt", "gce", "gdro"):
-    METHODS.declare(_name, f"debiascl.methods.{_name}", supervised=True)
+for _name, _supervised, _groups in (
+    ("simclr", False, False),
+    ("dcl", False, False),
+    ("hcl", False, False),
+    ("triplet", False, False),
+    ("wcl", False, False),
+    ("cnc", False, True),
+    ("erm", True, False),
+    ("jtt", True, False),
+    ("gce", True, False),
+    ("gdro", True, True),
+):
+    METHODS.declare(_name, f"debiascl.methods.{_name}", supervised=_supervised, groups=_groups)
 METHODS.add_alias("debiased_contrastive", "dcl")  # lightly's "DCL" is another loss
 for _name, _module, _summary in (
     ("cifar10", "images", "CIFAR-10 (10 classes, 32x32, no bias attribute)."),
@@ -247,13 +257,18 @@ def named_object(target: str) -> Any:
 
 
 def self_supervised_methods() -> tuple[str, ...]:
-    """The methods that train without class labels, in registration order (imports nothing)."""
-    return tuple(name for name in METHODS if not METHODS.info(name)["supervised"])
+    """The methods that train on neither class labels nor groups, in registration order (the
+    defaults of ``compare`` and the demo; imports nothing)."""
+    return tuple(
+        name
+        for name in METHODS
+        if not METHODS.info(name)["supervised"] and not METHODS.info(name).get("groups")
+    )
 
 
-def supervised_methods() -> tuple[str, ...]:
-    """The methods that train on class labels, in registration order (imports nothing)."""
-    return tuple(name for name in METHODS if METHODS.info(name)["supervised"])
+def other_methods() -> tuple[str, ...]:
+    """The methods that read class labels or groups, in registration order (imports nothing)."""
+    return tuple(name for name in METHODS if name not in self_supervised_methods())
 
 
 def list_datasets() -> list[str]:

@@ -27,7 +27,7 @@ from debiascl.cli.options import (
 )
 from debiascl.errors import DebiasclError
 from debiascl.grid import parse_grid
-from debiascl.registry import METHODS, self_supervised_methods, supervised_methods
+from debiascl.registry import METHODS, other_methods, self_supervised_methods
 
 DEMO: dict[str, Any] = {
     "dataset": "biased-digits-binary",
@@ -126,7 +126,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=",".join(self_supervised_methods()),
         metavar="M1,M2,...",
         help=f"comma-separated methods (default: {','.join(self_supervised_methods())}; also "
-        f"{', '.join(supervised_methods())})",
+        f"{', '.join(other_methods())})",
     )
     compare.add_argument(
         "--seeds",

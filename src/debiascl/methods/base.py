@@ -102,7 +102,7 @@ def register_method(cls: type[Method]) -> type[Method]:
     """
     _check_declarations(cls)
     collect_method_settings((*METHODS.registered().items(), (cls.name, cls)))
-    METHODS.add(cls.name, cls, supervised=cls.supervised)
+    METHODS.add(cls.name, cls, supervised=cls.supervised, groups=cls.trains_on_groups)
     for alias in cls.aliases:
         METHODS.add_alias(alias, cls.name)
     return cls
