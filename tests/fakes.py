@@ -7,7 +7,9 @@ from one another.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import re
+import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -237,3 +239,24 @@ def all_losses(z1: Tensor, z2: Tensor, t: float) -> dict[str, Tensor]:
         "triplet": triplet_loss(z1, z2, 0.1),
         "wcl": wcl_loss(z1, z2, zb1, zb2, t, 0.1),
     }
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_plugin(name: str) -> str:
+    """README's one-file plugin ``name`` (its ```py block starting with ``# <name>``)."""
+    return re.search(rf"```py\n(# {re.escape(name)}\n.*?)```", README.read_text(), re.DOTALL)[1]
+
+
+def install_plugin(
+    name: str, folder: Path, registry: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
+    """Write README's plugin ``name`` into ``folder`` and yield its path; ``registry``'s entries
+    and ``sys.modules`` are restored afterwards (a fixture's body)."""
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(readme_plugin(name))
+    monkeypatch.setattr(registry, "_entries", dict(registry.items()))
+    yield path
+    sys.modules.pop(path.stem, None)

@@ -4,32 +4,23 @@ listed, trains, evaluates and compares through the CLI like a built-in one."""
 from __future__ import annotations
 
 import json
-import re
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fakes import install_plugin
 
 from debiascl.cli import main
 from debiascl.registry import DATASETS
-
-README = Path(__file__).resolve().parents[1] / "README.md"
-TOY_DATASET = re.search(r"```py\n(# toy_dataset\.py\n.*?)```", README.read_text(), re.DOTALL)[1]
-"""The README's one-file data set (section "Adding a data set")."""
 
 TINY = ["--epochs", "1", "--batch-size", "256", "--device", "cpu", "--set", "train.knn_every=0"]
 
 
 @pytest.fixture
 def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """The toy data set's file; the data set registry and sys.modules are restored afterwards."""
-    path = tmp_path / "plugin" / "toy_dataset.py"
-    path.parent.mkdir()
-    path.write_text(TOY_DATASET)
-    monkeypatch.setattr(DATASETS, "_entries", dict(DATASETS.items()))
-    yield path
-    sys.modules.pop("toy_dataset", None)
+    """README's toy data set (section "Adding a data set"); the data set registry and
+    sys.modules are restored afterwards."""
+    yield from install_plugin("toy_dataset.py", tmp_path / "plugin", DATASETS, monkeypatch)
 
 
 @pytest.mark.slow

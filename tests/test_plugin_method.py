@@ -4,20 +4,18 @@ trains, evaluates and compares through the CLI like a built-in one."""
 from __future__ import annotations
 
 import json
-import re
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from fakes import install_plugin, readme_plugin
 
 from debiascl.cli import main
 from debiascl.config import Config
 from debiascl.registry import METHODS
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-TOY_METHOD = re.search(r"```py\n(# toy_method\.py\n.*?)```", README.read_text(), re.DOTALL)[1]
+TOY_METHOD = readme_plugin("toy_method.py")
 """The README's one-file method (section "Adding a method: one file")."""
 
 TINY = [
@@ -39,12 +37,7 @@ TINY = [
 @pytest.fixture
 def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """The toy method's file; the method registry and sys.modules are restored afterwards."""
-    path = tmp_path / "plugin" / "toy_method.py"
-    path.parent.mkdir()
-    path.write_text(TOY_METHOD)
-    monkeypatch.setattr(METHODS, "_entries", dict(METHODS.items()))
-    yield path
-    sys.modules.pop("toy_method", None)
+    yield from install_plugin("toy_method.py", tmp_path / "plugin", METHODS, monkeypatch)
 
 
 @pytest.mark.slow
