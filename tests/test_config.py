@@ -219,7 +219,18 @@ def test_an_unknown_method_key_names_the_key_the_method_and_its_keys():
 
 
 def test_choices_are_the_registries():
-    assert set(METHODS) == {"simclr", "dcl", "hcl", "triplet", "wcl", "erm", "jtt", "gce", "gdro"}
+    assert set(METHODS) == {
+        "simclr",
+        "dcl",
+        "hcl",
+        "triplet",
+        "wcl",
+        "cnc",
+        "erm",
+        "jtt",
+        "gce",
+        "gdro",
+    }
     with pytest.raises(DebiasclError, match="expected one of resnet18, resnet50, mlp, small_cnn"):
         build_config(sets=["model.backbone=vgg"])
     assert {"cifar", "biased", "mlp"} == set(HEADS)

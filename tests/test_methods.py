@@ -78,7 +78,18 @@ REFERENCES = {
 
 
 def test_registry_names() -> None:
-    assert set(METHODS) == {"simclr", "dcl", "hcl", "triplet", "wcl", "erm", "jtt", "gce", "gdro"}
+    assert set(METHODS) == {
+        "simclr",
+        "dcl",
+        "hcl",
+        "triplet",
+        "wcl",
+        "cnc",
+        "erm",
+        "jtt",
+        "gce",
+        "gdro",
+    }
     assert all(cls.name == name for name, cls in METHODS.items())
     assert [name for name, cls in METHODS.items() if cls.supervised] == [
         "erm",
