@@ -27,6 +27,9 @@ from debiascl.methods import METHODS
 from debiascl.records import file_digest
 from debiascl.rundir import LOCK_NAME, checkpoint_path
 
+BUILT_IN_METHODS = {"simclr", "dcl", "hcl", "triplet", "wcl", "cnc", "erm", "jtt", "gce", "gdro"}
+"""Every method the package registers."""
+
 DATASET = "biased-digits-binary"
 """The data set of the fake pipeline's results and the default of :func:`train_args`."""
 

@@ -663,6 +663,13 @@ def check_setting(condition: bool, key: str, expected: str, value: Any) -> None:
     raise DebiasclError(f"setting '{key}' = {value!r} is out of range: expected {expected}")
 
 
+def groups_read(train: TrainConfig, trains_on_groups: bool) -> str:
+    """The groups (``train.groups``) a training reads: none unless it samples or weights by
+    them or its method trains on groups (the setting alone changes nothing)."""
+    used = train.group_sampling != "none" or train.group_weighting != "none" or trains_on_groups
+    return train.groups if used else "none"
+
+
 def _check_groups(train: TrainConfig, method: str) -> None:
     """The group settings fit together and the method (SPEC 10)."""
     check_setting(train.groups_epochs >= 1, "train.groups_epochs", ">= 1", train.groups_epochs)

@@ -259,34 +259,27 @@ def bias_runs(
     tabulated) with the comparison's settings, on no groups, and for erm and gce for
     ``train.groups_epochs`` epochs. Empty when no run needs one.
     """
-    needed = list(
-        dict.fromkeys(
-            path for run in runs for path in (run.groups_run, run.bias_run) if path is not None
-        )
-    )
-    if not needed:
-        return []
-    method = bias_discovery_method() if settings.signal == "knn" else settings.signal
-    planned = {run.run_dir: run for run in runs if run.method == method}
+    first_reader: dict[Path, PlannedRun] = {}  # discovery run -> the first run reading it
     for run in runs:
         for path in (run.groups_run, run.bias_run):
-            if path is None or path in planned:
-                continue
-            # the data options of the run's grid point, as one-value axes: same folder name
-            axes = [GridAxis(key, (value,)) for key, value in data_point(run.point)]
-            epochs = (
-                ()
-                if settings.signal == "knn"
-                else (f"train.epochs={run.config.train.groups_epochs}",)
-            )
-            helper_settings = replace(
-                settings,
-                probe_groups=("discovered",),
-                sets=(*settings.sets, *HELPER_SETS, *epochs),
-            )
-            (helper,) = plan_runs(dataset, [method], [run.seed], out_dir, helper_settings, axes)
-            planned[path] = replace(helper, run_dir=path, bias_run=None)
-    return [planned[path] for path in needed]
+            if path is not None:
+                first_reader.setdefault(path, run)
+    planned = {run.run_dir: run for run in runs if run.run_dir in first_reader}
+    method = bias_discovery_method() if settings.signal == "knn" else settings.signal
+    for path, run in first_reader.items():
+        if path in planned:
+            continue
+        # the data options of the run's grid point, as one-value axes: same folder name
+        axes = [GridAxis(key, (value,)) for key, value in data_point(run.point)]
+        epochs = (
+            () if settings.signal == "knn" else (f"train.epochs={run.config.train.groups_epochs}",)
+        )
+        helper_settings = replace(
+            settings, probe_groups=("discovered",), sets=(*settings.sets, *HELPER_SETS, *epochs)
+        )
+        (helper,) = plan_runs(dataset, [method], [run.seed], out_dir, helper_settings, axes)
+        planned[path] = replace(helper, run_dir=path, bias_run=None)
+    return [planned[path] for path in first_reader]
 
 
 def first_round_seeds(

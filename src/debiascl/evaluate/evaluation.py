@@ -16,11 +16,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from debiascl.atomic import write_json
 from debiascl.choices import PROBE_GROUPS
-from debiascl.config import Config
+from debiascl.config import groups_read
 from debiascl.discovery import SplitDiscovery, balanced_weights, read_discovery
 from debiascl.errors import DebiasclError
 from debiascl.evaluate.loaded_run import FEATURE_BATCH_SIZE, LoadedRun, load_run
@@ -51,16 +50,6 @@ Features = dict[str, tuple[torch.Tensor, ...]]
 """Split -> :meth:`LoadedRun.features` of its labelled samples: features (n, F), y, a, index."""
 Discovery = tuple[dict[str, SplitDiscovery], dict[str, Any]]
 """A run's discovery as :func:`debiascl.discovery.read_discovery` returns it."""
-
-
-def training_groups(config: Config, method: nn.Module) -> str:
-    """The groups (``train.groups``) a run's training read: none unless it sampled or weighted
-    by them or the method trains on groups (the setting alone changes nothing)."""
-    train = config.train
-    used = (
-        train.group_sampling != "none" or train.group_weighting != "none" or method.trains_on_groups
-    )
-    return train.groups if used else "none"
 
 
 def evaluate_run(
@@ -315,7 +304,7 @@ def _results_headers(
     digest, sample counts, names, train group counts, probe protocol)."""
     run, counts = scorer.run, scorer.counts
     config, method = run.config, run.method
-    groups = training_groups(config, method)
+    groups = groups_read(config.train, method.trains_on_groups)
     checkpoint_sha256 = file_digest(checkpoint_path(run.run_dir))
     return {
         split: {
