@@ -8,7 +8,8 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-import debiascl.data.views as views_module
+import debiascl.data.views.colour as colour_module
+import debiascl.data.views.pipelines as pipelines_module
 from debiascl.data.base import BiasedDataset
 from debiascl.data.views import (
     adjust_hue_,
@@ -174,7 +175,7 @@ def test_cpu_views_in_chunks_keep_each_sample_in_its_row(monkeypatch: pytest.Mon
     """A batch augmented in several CPU chunks: row i of both views still comes from sample i."""
     pipeline = build_views("crop_flip", ImageSet(size=16))
     sample_floats = 3 * 16 * 16
-    monkeypatch.setattr(views_module, "CPU_CHUNK_BYTES", 2 * 4 * sample_floats * 3)
+    monkeypatch.setattr(pipelines_module, "CPU_CHUNK_BYTES", 2 * 4 * sample_floats * 3)
     x = torch.linspace(0.05, 0.95, 10)[:, None, None, None].expand(10, 3, 16, 16).contiguous()
     assert pipeline.chunk_size(x) == 3  # 4 chunks: 3 + 3 + 3 + 1
     v1, v2 = pipeline(x)
@@ -405,7 +406,7 @@ def test_reflected_neighbours_equal_reflect_padding(shape: tuple[int, ...]) -> N
     for dim, pad in ((3, (1, 1, 0, 0)), (2, (0, 0, 1, 1))):
         padded = torch.nn.functional.pad(x, pad, mode="reflect")
         expected = padded.narrow(dim, 0, x.shape[dim]) + padded.narrow(dim, 2, x.shape[dim])
-        assert torch.equal(views_module._reflected_neighbours(x, dim), expected)
+        assert torch.equal(colour_module._reflected_neighbours(x, dim), expected)
 
 
 def test_random_grayscale_fraction() -> None:
