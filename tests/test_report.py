@@ -16,7 +16,7 @@ from PIL import Image
 import debiascl.report.weight_report as weight_report
 from debiascl.evaluate import load_run
 from debiascl.records import read_metrics
-from debiascl.report.labels import MAX_SHOWN_FEATURES
+from debiascl.report.labels import MAX_SHOWN_FEATURES, Names
 from debiascl.report.plots import (
     plot_easy_hard_negatives,
     plot_training_curves,
@@ -73,8 +73,7 @@ def test_tsne_legends_name_classes_and_attributes(monkeypatch: pytest.MonkeyPatc
         y,
         a,
         "unused.png",
-        class_names=["cat", "dog", "fox"],
-        attribute_names=["land", "water"],
+        names=Names(["cat", "dog", "fox"], ["land", "water"]),
     )
     by_class, by_bias = saved[0].axes[:2]
     assert [t.get_text() for t in by_class.get_legend().get_texts()] == ["0 cat", "1 dog", "2 fox"]
@@ -200,10 +199,8 @@ def test_easy_hard_rows_name_ids_and_show_table_features():
         a,
         torch.arange(8),
         k=1,
-        class_names=["income<=50K", "income>50K"],
-        attribute_names=["male", "female"],
+        names=Names(["income<=50K", "income>50K"], ["male", "female"], names),
         features=features,
-        feature_names=names,
     )
     easy, hard = rows
     assert (easy["anchor_class"], easy["anchor_bias"]) == ("income<=50K", "male")
@@ -238,8 +235,7 @@ def test_easy_hard_grid_png(tmp_path: Path):
         torch.tensor([0, 5, 6]),
         tmp_path / "grid.png",
         k=3,
-        class_names=["landbird", "waterbird"],
-        attribute_names=["land", "water"],
+        names=Names(["landbird", "waterbird"], ["land", "water"]),
     )
     _assert_png(path, (910, 600))
 

@@ -146,7 +146,7 @@ def test_data_order_is_a_function_of_seed_and_epoch_and_ranks_split_global_batch
     single = list(EpochBatchSampler(100, 32, seed=5, epoch=2))
     assert len(single) == 3 and all(len(batch) == 32 for batch in single)  # last 4 dropped
     assert len({i for batch in single for i in batch}) == 96
-    ranks = [list(EpochBatchSampler(100, 32, 5, 2, rank=r, world_size=2)) for r in (0, 1)]
+    ranks = [list(EpochBatchSampler(100, 32, 5, 2, shard=(r, 2))) for r in (0, 1)]
     assert [a + b for a, b in zip(*ranks, strict=True)] == single
     resumed = EpochBatchSampler(100, 32, 5, 2, start=2)
     assert len(resumed) == 1 and list(resumed) == single[2:]

@@ -217,20 +217,26 @@ def run_model(
         "class_names": list(train_set.class_names),
         "head": None,
     }
-    tensors = None
-    if head:
-        product = method.product_encoder
-        results = _results(run_dir, key, product)
-        own = method.supervised and key == product and probe_groups is None
-        if own:
-            tensors, info["head"] = _classifier_head(method, results)
-        else:
-            kind = "plain" if probe_groups in (None, "none") else probe_groups
-            tensors, info["head"] = _probe_head(run_dir, key, product, kind, results)
-        info["head"]["split"] = results.get("split", "test")
-        info["discovery"] = results.get("discovery") if probe_groups == "discovered" else None
+    tensors = _add_head(info, run_dir, method, probe_groups) if head else None
     state = {name: value.detach().cpu().clone() for name, value in backbone.state_dict().items()}
     return ModelSpec(info, _preprocessing(train_set, views), state, tensors)
+
+
+def _add_head(
+    info: dict[str, Any], run_dir: Path, method: Any, probe_groups: str | None
+) -> dict[str, torch.Tensor]:
+    """The head's tensors for encoder ``info["encoder"]``; fills ``info``'s ``head`` (with the
+    split it was fitted on) and ``discovery`` (for the discovered-groups probe)."""
+    key, product = info["encoder"], method.product_encoder
+    results = _results(run_dir, key, product)
+    if method.supervised and key == product and probe_groups is None:
+        tensors, info["head"] = _classifier_head(method, results)
+    else:
+        kind = "plain" if probe_groups in (None, "none") else probe_groups
+        tensors, info["head"] = _probe_head(run_dir, key, product, kind, results)
+    info["head"]["split"] = results.get("split", "test")
+    info["discovery"] = results.get("discovery") if probe_groups == "discovered" else None
+    return tensors
 
 
 # ----------------------------------------------------------------------------- writing
@@ -240,9 +246,39 @@ def _percent(value: Any) -> str:
     return f"{100 * value:.2f}" if isinstance(value, float) else str(value)
 
 
+def _head_lines(info: dict[str, Any]) -> list[str]:
+    """The model card's lines on the head: protocol, bias labels, headline metrics and, for the
+    discovered-groups probe, the discovery's quality."""
+    head = info["head"]
+    if head is None:
+        return ["- **Head**: none (the encoder alone)"]
+    labels = "yes (oracle)" if head["uses_bias_labels"] else "no"
+    lines = [
+        f"- **Head**: {head['protocol']}",
+        f"- **Bias labels used by the head**: {labels}",
+        "",
+        f"Headline metrics on the {head['split']} split (percent):",
+        "",
+        "| metric | value |",
+        "| --- | --- |",
+        *(f"| {name} | {_percent(value)} |" for name, value in head["metrics"].items()),
+    ]
+    discovery = info.get("discovery") or {}
+    quality = discovery.get("train", {}) if isinstance(discovery, dict) else {}
+    if quality.get("bias_labels"):
+        lines += [
+            "",
+            "Bias discovery (train split, graded with the bias labels it did not use): "
+            + ", ".join(
+                f"{name} {_percent(quality.get(name))}" for name in ("precision", "recall", "auroc")
+            ),
+        ]
+    return lines
+
+
 def model_card(spec: ModelSpec, config_text: str) -> str:
     """The folder's README.md: data, method, seed, head, headline metrics, use, config."""
-    info, head = spec.info, spec.info["head"]
+    info = spec.info
     lines = [
         f"# {info['method']} on {info['dataset']} (seed {info['seed']}), encoder "
         f"E_{info['encoder']}",
@@ -257,31 +293,7 @@ def model_card(spec: ModelSpec, config_text: str) -> str:
         f"{info['encoder']} ({info['model']['backbone']}, {info['feature_dim']} features)",
         f"- **Seed**: {info['seed']}",
     ]
-    if head is None:
-        lines.append("- **Head**: none (the encoder alone)")
-    else:
-        labels = "yes (oracle)" if head["uses_bias_labels"] else "no"
-        lines += [
-            f"- **Head**: {head['protocol']}",
-            f"- **Bias labels used by the head**: {labels}",
-            "",
-            f"Headline metrics on the {head['split']} split (percent):",
-            "",
-            "| metric | value |",
-            "| --- | --- |",
-            *(f"| {name} | {_percent(value)} |" for name, value in head["metrics"].items()),
-        ]
-        discovery = info.get("discovery") or {}
-        quality = discovery.get("train", {}) if isinstance(discovery, dict) else {}
-        if quality.get("bias_labels"):
-            lines += [
-                "",
-                "Bias discovery (train split, graded with the bias labels it did not use): "
-                + ", ".join(
-                    f"{name} {_percent(quality.get(name))}"
-                    for name in ("precision", "recall", "auroc")
-                ),
-            ]
+    lines += _head_lines(info)
     lines += [
         "",
         "## Use",

@@ -190,18 +190,21 @@ def knn_accuracy(
     temperature: float,
     device: torch.device,
     seed: int = 0,
-    limit: int = KNN_SAMPLE_LIMIT,
 ) -> float:
     """Top-1 accuracy of the weighted kNN classifier (bank: train, queries: val).
 
-    Each split is capped at ``limit`` samples (a subset seeded by ``seed``); unlabelled training
-    samples (y = -1) are left out of the bank.
+    Each split is capped at :data:`KNN_SAMPLE_LIMIT` samples (a subset seeded by ``seed``);
+    unlabelled training samples (y = -1) are left out of the bank.
     """
     bank, _, _, bank_index = extract_features(
-        method, sample_subset(labelled_subset(train_set), limit, seed), prepare, None, device
+        method,
+        sample_subset(labelled_subset(train_set), KNN_SAMPLE_LIMIT, seed),
+        prepare,
+        None,
+        device,
     )
     queries, _, _, query_index = extract_features(
-        method, sample_subset(val_set, limit, seed + 1), prepare, None, device
+        method, sample_subset(val_set, KNN_SAMPLE_LIMIT, seed + 1), prepare, None, device
     )
     predictions = knn_predict(
         bank, train_set.targets[bank_index], queries, train_set.num_classes, k, temperature

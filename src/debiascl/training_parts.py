@@ -127,6 +127,65 @@ def _check_labels(config: Config, train_set: BiasedDataset) -> None:
         )
 
 
+def _epoch_size(config: Config, train_set: BiasedDataset, repeats: torch.Tensor | None) -> int:
+    """Training samples per epoch (``repeats``' sum when given); at least one batch.
+
+    Raises:
+        DebiasclError: fewer samples per epoch than ``train.batch_size``.
+    """
+    if repeats is not None and repeats.shape != (len(train_set),):
+        raise ValueError(f"repeats: expected shape ({len(train_set)},), got {tuple(repeats.shape)}")
+    epoch_size = len(train_set) if repeats is None else int(repeats.sum())
+    if epoch_size < config.train.batch_size:
+        raise DebiasclError(
+            f"dataset '{config.data.name}' gives {epoch_size} training samples per "
+            f"epoch, fewer than train.batch_size = {config.train.batch_size}; lower it"
+        )
+    return epoch_size
+
+
+def _training_method(
+    config: Config, train_set: BiasedDataset, runtime: Runtime, channels_last: bool
+) -> Method:
+    """The run's method on its device in training mode (channels_last and DDP-wrapped encoders
+    where they apply)."""
+    device = runtime.device
+    method = build_method(config, train_set, gather_distributed=runtime.world_size > 1).to(device)
+    if channels_last:
+        method = method.to(memory_format=torch.channels_last)
+    if runtime.world_size > 1:
+        method = prepare_distributed(method, device)
+    return method.train()
+
+
+def _batches(
+    config: Config,
+    train_set: BiasedDataset,
+    runtime: Runtime,
+    repeats: torch.Tensor | None,
+    probabilities: torch.Tensor | None,
+) -> tuple[EpochBatchSampler, DataLoader]:
+    """This rank's batch sampler (from epoch 0) and the loader that reads its batches."""
+    sampler = EpochBatchSampler(
+        len(train_set),
+        config.train.batch_size,
+        config.train.seed,
+        0,
+        (runtime.rank, runtime.world_size),
+        repeats=repeats,
+        probabilities=probabilities,
+    )
+    loader = batch_loader(
+        train_set,
+        sampler,
+        resolve_workers(config.data.num_workers, train_set, runtime.world_size),
+        runtime.device,
+        # Its own generator: creating an iterator must not draw from the global RNG.
+        generator=torch.Generator().manual_seed(mix_seed(config.train.seed, 1)),
+    )
+    return sampler, loader
+
+
 def build_training(
     config: Config, runtime: Runtime, repeats: torch.Tensor | None = None
 ) -> TrainingParts:
@@ -146,14 +205,7 @@ def build_training(
     data, device = config.data, runtime.device
     train_set = configured_dataset(data, "train", data.download, runtime.world_size)
     _check_labels(config, train_set)
-    if repeats is not None and repeats.shape != (len(train_set),):
-        raise ValueError(f"repeats: expected shape ({len(train_set)},), got {tuple(repeats.shape)}")
-    epoch_size = len(train_set) if repeats is None else int(repeats.sum())
-    if epoch_size < config.train.batch_size:
-        raise DebiasclError(
-            f"dataset '{data.name}' gives {epoch_size} training samples per "
-            f"epoch, fewer than train.batch_size = {config.train.batch_size}; lower it"
-        )
+    epoch_size = _epoch_size(config, train_set, repeats)
     # A discovery made here must not move the seeded random state the weights are drawn from.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         groups = run_on_main(runtime, lambda: training_groups(config, train_set, device))
@@ -165,35 +217,14 @@ def build_training(
     )
     if use_malloc_tuning(config.train.malloc_tuning, device, train_set.kind):
         tune_malloc()
-    method = build_method(config, train_set, gather_distributed=runtime.world_size > 1).to(device)
-    if channels_last:
-        method = method.to(memory_format=torch.channels_last)
-    if runtime.world_size > 1:
-        method = prepare_distributed(method, device)
-    method = method.train()
+    method = _training_method(config, train_set, runtime, channels_last)
     optimizers = build_optimizers(method.param_groups(config.optim), config.optim)
     schedulers = {
         name: MultiStepLR(optimizer, config.optim.milestones, config.optim.gamma)
         for name, optimizer in optimizers.items()
     }
-    sampler = EpochBatchSampler(
-        len(train_set),
-        config.train.batch_size,
-        config.train.seed,
-        0,
-        runtime.rank,
-        runtime.world_size,
-        repeats=repeats,
-        probabilities=balanced_probabilities(groups) if balanced else None,
-    )
-    loader = batch_loader(
-        train_set,
-        sampler,
-        resolve_workers(data.num_workers, train_set, runtime.world_size),
-        device,
-        # Its own generator: creating an iterator must not draw from the global RNG.
-        generator=torch.Generator().manual_seed(mix_seed(config.train.seed, 1)),
-    )
+    probabilities = balanced_probabilities(groups) if balanced else None
+    sampler, loader = _batches(config, train_set, runtime, repeats, probabilities)
     return TrainingParts(
         train_set,
         views,

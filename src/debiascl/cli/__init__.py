@@ -2,6 +2,12 @@
 
 Each sub-command module exposes ``register(subparsers)``, which adds its parser and sets
 ``func`` (a callable taking the parsed namespace and returning an exit status).
+
+This package is the one place where functions import debiascl modules: each ``run_*`` imports
+the modules it runs (torch and the heavy libraries with them) when it runs, so that
+``debiascl --help``, the listings and argument errors import no torch (README, "What debiascl
+guarantees"; ``tests/test_cli_light.py``). Nothing imports this package, and the import-cycle
+check counts these imports too (``tests/test_code_shape.py``).
 """
 
 from __future__ import annotations

@@ -104,6 +104,15 @@ def parse_seeds(text: str, option: str = "--seeds", limit: int = MAX_RUNS) -> li
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``compare`` and ``demo`` sub-commands."""
+    compare = _add_compare(subparsers)
+    _add_grid_options(compare)
+    compare.set_defaults(func=run_compare)
+    _add_demo(subparsers)
+
+
+def _add_compare(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """The ``compare`` sub-command with what it runs: data set, methods, seeds, settings, probes
+    and the bias signal."""
     compare = subparsers.add_parser(
         "compare",
         help="train and evaluate several methods x seeds and tabulate them",
@@ -155,6 +164,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "short run of that method, train.groups_epochs epochs, at runs/discovery-<signal>/); "
         f"default: {DEFAULT_SIGNAL}",
     )
+    return compare
+
+
+def _add_grid_options(compare: argparse.ArgumentParser) -> None:
+    """``compare``'s grid of settings, the rule that picks a point, the reference method and
+    the run limit."""
     compare.add_argument(
         "--grid",
         action="append",
@@ -200,8 +215,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="refuse to plan more than N runs (methods x grid points x seeds), checked before "
         f"anything is planned (default: {MAX_RUNS})",
     )
-    compare.set_defaults(func=run_compare)
 
+
+def _add_demo(subparsers: argparse._SubParsersAction) -> None:
+    """The ``demo`` sub-command: ``compare`` with :data:`DEMO`'s settings."""
     demo = subparsers.add_parser(
         "demo",
         help=f"compare {', '.join(DEMO['methods'])} on the built-in digits benchmark (CPU)",

@@ -79,10 +79,11 @@ class EpochBatchSampler(Sampler[list[int]]):
     Global batch g is ``order[g * G:(g + 1) * G]`` with ``order`` from :func:`epoch_order`
     (G = global batch size, the incomplete last batch dropped); rank r takes its contiguous
     slice of G / world_size indices, so the ranks together see exactly the batches of a single
-    process. Batches before ``start`` are skipped without being loaded (used to resume in the
-    middle of an epoch). ``repeats`` (num_samples,) makes sample i appear repeats[i] times;
-    ``probabilities`` (num_samples,) draws the epoch with replacement instead (group-balanced
-    sampling); see :func:`epoch_order`.
+    process (``shard``: this process's (rank, world_size)). Batches before ``start`` are
+    skipped without being loaded (used to resume in the middle of an epoch). ``repeats``
+    (num_samples,) makes sample i appear repeats[i] times; ``probabilities`` (num_samples,)
+    draws the epoch with replacement instead (group-balanced sampling); see
+    :func:`epoch_order`.
     """
 
     def __init__(
@@ -91,8 +92,7 @@ class EpochBatchSampler(Sampler[list[int]]):
         global_batch: int,
         seed: int,
         epoch: int,
-        rank: int = 0,
-        world_size: int = 1,
+        shard: tuple[int, int] = (0, 1),
         start: int = 0,
         repeats: torch.Tensor | None = None,
         probabilities: torch.Tensor | None = None,
@@ -103,6 +103,7 @@ class EpochBatchSampler(Sampler[list[int]]):
         self.global_batch = global_batch
         self.seed = seed
         self.epoch = epoch
+        rank, world_size = shard
         self.local_batch = global_batch // world_size
         self.offset = rank * self.local_batch
         self.start = start

@@ -139,6 +139,9 @@ def wcl_loss(
     Jang & Wang, "Difficulty-Based Sampling for Debiased Contrastive Representation Learning",
     CVPR 2023.
 
+    Many parameters because: the public functional loss takes both encoders' two views and the
+    settings of its module (:class:`~debiascl.losses.modules.WCLLoss`), like the other losses.
+
     Args:
         zd1, zd2: (B, D) E_d's projections of the two views.
         zb1, zb2: (B, D') E_b's projections of the same views.

@@ -38,7 +38,7 @@ from debiascl.data.base import BiasedDataset
 from debiascl.evaluate import LoadedRun, load_run
 from debiascl.records import read_metrics
 from debiascl.registry import named_object
-from debiascl.report.labels import feature_text, named
+from debiascl.report.labels import Names, feature_text, named
 from debiascl.report.plots import (
     curve_panels,
     plot_sample_grid,
@@ -168,8 +168,7 @@ def write_report(
             max_samples=config.eval.tsne_samples,
             seed=config.train.seed,
             title=title,
-            class_names=test_set.class_names,
-            attribute_names=test_set.attribute_names,
+            names=Names.of(test_set),
         )
     ]
     log = metrics_path(run.run_dir)

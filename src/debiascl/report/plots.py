@@ -20,7 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from debiascl.metrics import mean_and_stderr
-from debiascl.report.labels import named
+from debiascl.report.labels import Names, named
 from debiascl.report.tables import short_label
 from debiascl.report.weights import WeightCells, easy_hard_negatives
 
@@ -93,8 +93,7 @@ def plot_tsne(
     max_samples: int = 2000,
     seed: int = 0,
     title: str = "",
-    class_names: Sequence[str] | None = None,
-    attribute_names: Sequence[str] | None = None,
+    names: Names | None = None,
 ) -> Path:
     """t-SNE of representations, coloured by class (left) and by bias attribute (right).
 
@@ -109,7 +108,7 @@ def plot_tsne(
         max_samples: a random subset of at most this many samples is embedded.
         seed: seeds the subset and t-SNE.
         title: figure title.
-        class_names, attribute_names: names of the class and attribute ids, for the legends.
+        names: of the class and attribute ids, for the legends (None: the ids alone).
 
     Returns:
         ``path``.
@@ -126,8 +125,9 @@ def plot_tsne(
         features[keep]
     )
     figure, axes = _figure(1, 2, (12, 5.5))
-    _colour_panel(figure, axes[0, 0], embedding, y[keep], class_names, "class")
-    _colour_panel(figure, axes[0, 1], embedding, a[keep], attribute_names, "bias attribute")
+    names = names or Names()
+    _colour_panel(figure, axes[0, 0], embedding, y[keep], names.classes, "class")
+    _colour_panel(figure, axes[0, 1], embedding, a[keep], names.attributes, "bias attribute")
     figure.suptitle(title or f"t-SNE of {len(keep)} test representations")
     figure.tight_layout()
     return _save(figure, path)
@@ -149,8 +149,7 @@ def plot_easy_hard_negatives(
     anchors: torch.Tensor,
     path: str | Path,
     k: int = 5,
-    class_names: Sequence[str] | None = None,
-    attribute_names: Sequence[str] | None = None,
+    names: Names | None = None,
 ) -> Path:
     """Image grid: per anchor row, the anchor, its k easiest and its k hardest negatives by w.
 
@@ -161,15 +160,16 @@ def plot_easy_hard_negatives(
         anchors: (m,) pool positions of the anchors.
         path: PNG to write.
         k: negatives of each kind.
-        class_names, attribute_names: shown beside the ids in the captions when given.
+        names: of the class and attribute ids, shown beside them in the captions.
 
     Returns:
         ``path``.
     """
     easy, hard = easy_hard_negatives(weights, anchors, k)
+    names = names or Names()
 
     def label(i: int) -> str:
-        return f"y={named(int(y[i]), class_names)}\na={named(int(a[i]), attribute_names)}"
+        return f"y={named(int(y[i]), names.classes)}\na={named(int(a[i]), names.attributes)}"
 
     figure, axes = _figure(len(anchors), 2 * k + 1, (1.3 * (2 * k + 1), 2.0 * len(anchors)))
     for row, anchor in enumerate(anchors.tolist()):

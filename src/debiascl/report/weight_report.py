@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from debiascl.evaluate import LoadedRun
+from debiascl.report.labels import Names
 from debiascl.report.plots import plot_easy_hard_negatives, plot_weight_cells
 from debiascl.report.tables import write_rows
 from debiascl.report.weights import (
@@ -110,10 +111,8 @@ def _write_easy_hard(run: LoadedRun, pool: WeightPool, num_anchors: int, k: int)
         a,
         pool.positions,
         min(k, len(y) - 1),
-        test_set.class_names,
-        test_set.attribute_names,
+        Names.of(test_set),
         features=pool.inputs if table else None,
-        feature_names=getattr(test_set, "feature_names", None),
     )
     written = write_rows(rows, run.run_dir / "easy_hard_negatives")
     if not table:
@@ -126,8 +125,7 @@ def _write_easy_hard(run: LoadedRun, pool: WeightPool, num_anchors: int, k: int)
                 anchors,
                 run.run_dir / "easy_hard_negatives.png",
                 min(k, len(y) - 1),
-                test_set.class_names,
-                test_set.attribute_names,
+                Names.of(test_set),
             )
         )
     return written

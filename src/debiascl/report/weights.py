@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from debiascl.losses import relative_difficulty
-from debiascl.report.labels import feature_text, named
+from debiascl.report.labels import Names, feature_text, named
 
 RELATIONS = (
     "same class, same bias",
@@ -81,10 +81,8 @@ def easy_hard_rows(
     a: torch.Tensor,
     index: torch.Tensor,
     k: int = 5,
-    class_names: Sequence[str] | None = None,
-    attribute_names: Sequence[str] | None = None,
+    names: Names | None = None,
     features: torch.Tensor | None = None,
-    feature_names: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """The easy/hard negatives as table rows (one row per anchor x negative).
 
@@ -93,26 +91,28 @@ def easy_hard_rows(
         y, a: (n,) classes and bias attributes of the pool.
         index: (n,) dataset index of each pool sample.
         k: negatives of each kind.
-        class_names, attribute_names: names of the ids, shown beside them when given.
+        names: of the class and attribute ids, shown beside them when given, and of the F
+            features (default x0, x1, ...).
         features: (n, F) table rows of the pool, shown (the first :data:`MAX_SHOWN_FEATURES`
-            values) when given; feature_names: their F names (default x0, x1, ...).
+            values) when given.
 
     Returns:
         Rows with, for the anchor and then the negative, its dataset index, ``_y``, ``_class``
         (with class names), ``_a``, ``_bias`` (with attribute names) and ``_features`` (with
         features); and kind ("easy"/"hard"), rank and w.
     """
+    names = names or Names()
 
     def columns(prefix: str, position: int) -> dict[str, Any]:
         label, bias = int(y[position]), int(a[position])
         described: dict[str, Any] = {prefix: int(index[position]), f"{prefix}_y": label}
-        if class_names:
-            described[f"{prefix}_class"] = class_names[label]
+        if names.classes:
+            described[f"{prefix}_class"] = names.classes[label]
         described[f"{prefix}_a"] = bias
-        if attribute_names:
-            described[f"{prefix}_bias"] = attribute_names[bias] if bias >= 0 else "unknown"
+        if names.attributes:
+            described[f"{prefix}_bias"] = names.attributes[bias] if bias >= 0 else "unknown"
         if features is not None:
-            described[f"{prefix}_features"] = feature_text(features[position], feature_names)
+            described[f"{prefix}_features"] = feature_text(features[position], names.features)
         return described
 
     easy, hard = easy_hard_negatives(weights, anchors, k)
