@@ -13,7 +13,7 @@ import pytest
 from fakes import DATASET, FakePipeline
 
 import debiascl.compare.execute
-import debiascl.discover
+import debiascl.discovery.run
 import debiascl.evaluate.loaded_run
 import debiascl.features
 from debiascl.cli import main
@@ -295,7 +295,7 @@ def test_each_run_is_loaded_once_and_each_split_extracted_once(
         return real_extract(method, dataset, *args)
 
     monkeypatch.setattr(debiascl.compare.execute, "load_run", counting_load)
-    monkeypatch.setattr(debiascl.discover, "load_run", counting_load)
+    monkeypatch.setattr(debiascl.discovery.run, "load_run", counting_load)
     monkeypatch.setattr(debiascl.evaluate.loaded_run, "extract_features", counting_extract)
     out = tmp_path / "cmp"
     settings = RunSettings(

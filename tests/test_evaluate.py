@@ -341,8 +341,8 @@ def test_val_evaluation_scores_the_discovered_groups(tmp_path: Path):
     """On val, each evaluation's worst accuracy over the discovered val groups (no bias label)."""
     from fakes import tiny_config
 
-    from debiascl.discover import discover_run
     from debiascl.discovery import read_discovery
+    from debiascl.discovery.run import discover_run
 
     run_dir = train(tiny_config("wcl"), tmp_path / "run")
     discover_run(run_dir, plots=False)

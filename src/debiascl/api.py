@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from debiascl.config import Config, apply_mapping, build_config, list_presets, validate
-from debiascl.discover import ensure_discovery
 from debiascl.discovery import read_discovery
+from debiascl.discovery.run import ensure_discovery
 from debiascl.distributed import resolve_device
 from debiascl.errors import DebiasclError
 from debiascl.evaluate import evaluate_run

@@ -19,8 +19,8 @@ import torch
 
 from debiascl.config import Config
 from debiascl.data.base import BiasedDataset
-from debiascl.discover import check_same_data, ensure_discovery
 from debiascl.discovery import group_ids, read_discovery
+from debiascl.discovery.run import check_same_data, ensure_discovery
 from debiascl.errors import DebiasclError
 from debiascl.rundir import check_finished
 

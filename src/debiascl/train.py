@@ -27,7 +27,7 @@ from typing import Protocol
 
 from debiascl.callable_module import make_callable
 from debiascl.config import Config
-from debiascl.discovery_stage import needs_discovery_stage, train_with_discovery_stage
+from debiascl.discovery.stage import needs_discovery_stage, train_with_discovery_stage
 from debiascl.distributed import Runtime, run_on_main, setup_runtime
 from debiascl.methods import METHODS
 from debiascl.registry import named_object

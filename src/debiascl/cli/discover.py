@@ -53,7 +53,7 @@ def _percent(value: float | None) -> str:
 def run(args: argparse.Namespace) -> int:
     """Discover, print what was found; returns the exit status."""
     check_finished_runs(args.run_dir, args.bias_run)
-    from debiascl.discover import discover_run
+    from debiascl.discovery.run import discover_run
     from debiascl.distributed import resolve_device
 
     summary = discover_run(

@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table, write the plots; returns the exit status."""
     check_finished_runs(args.run_dir, args.bias_run)
-    from debiascl.discover import ensure_discovery
+    from debiascl.discovery.run import ensure_discovery
     from debiascl.distributed import resolve_device
     from debiascl.evaluate import evaluate_splits, load_run
     from debiascl.report import write_report
