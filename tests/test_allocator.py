@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from debiascl import allocator, training_parts
+from debiascl import allocator
 from debiascl.allocator import M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, THRESHOLD, tune_malloc
 from debiascl.config import build_config
 from debiascl.distributed import Runtime
-from debiascl.training_parts import use_malloc_tuning
+from debiascl.training import build as training_build
+from debiascl.training.build import use_malloc_tuning
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -98,10 +99,10 @@ def test_building_a_cpu_image_run_tunes_malloc_unless_turned_off(
     monkeypatch: pytest.MonkeyPatch, setting: bool
 ) -> None:
     calls: list[None] = []
-    monkeypatch.setattr(training_parts, "tune_malloc", lambda: calls.append(None) or True)
+    monkeypatch.setattr(training_build, "tune_malloc", lambda: calls.append(None) or True)
     config = build_config(
         overrides={"data.name": "biased-digits-binary", "method.name": "simclr"},
         sets=["train.batch_size=8", "data.num_workers=0", f"train.malloc_tuning={setting}"],
     )
-    training_parts.build_training(config, Runtime(0, 1, torch.device("cpu")))
+    training_build.build_training(config, Runtime(0, 1, torch.device("cpu")))
     assert len(calls) == int(setting)

@@ -29,7 +29,7 @@ from debiascl.errors import DebiasclError
 from debiascl.groups import true_groups
 from debiascl.methods import METHODS, group_dro_update
 from debiascl.train import train
-from debiascl.trainer import StepRunner
+from debiascl.training.loop import StepRunner
 
 DIGITS_8PX = {"image_size": 8}
 

@@ -31,7 +31,7 @@ import debiascl.atomic
 import debiascl.compare
 import debiascl.metrics_log
 import debiascl.train
-import debiascl.trainer
+import debiascl.training.loop
 from debiascl.checkpoint import load_checkpoint
 from debiascl.cli import main
 from debiascl.compare import RunSettings, compare, finished_results, plan_runs
@@ -252,7 +252,7 @@ def test_the_log_is_fsynced_before_each_checkpoint_that_records_its_size(
 ) -> None:
     events: list[tuple[str, int]] = []
     log = tmp_path / "run" / "metrics.jsonl"
-    real_fsync, real_save = os.fsync, debiascl.trainer.save_checkpoint
+    real_fsync, real_save = os.fsync, debiascl.training.loop.save_checkpoint
 
     def fsync(fd: int) -> None:
         real_fsync(fd)
@@ -264,7 +264,7 @@ def test_the_log_is_fsynced_before_each_checkpoint_that_records_its_size(
         real_save(path, state)
 
     monkeypatch.setattr(debiascl.metrics_log.os, "fsync", fsync)
-    monkeypatch.setattr(debiascl.trainer, "save_checkpoint", save)
+    monkeypatch.setattr(debiascl.training.loop, "save_checkpoint", save)
     assert main(train_args(tmp_path / "run", "--set", "train.checkpoint_every=2")) == 0
     checkpoints = [k for k, (name, _) in enumerate(events) if name == "checkpoint"]
     assert len(checkpoints) == 2  # after step 2, and at the end of the epoch

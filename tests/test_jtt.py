@@ -20,7 +20,7 @@ from debiascl.errors import DebiasclError
 from debiascl.jtt import bias_conflicting, composition, upweight_repeats
 from debiascl.rundir import ERROR_SET_FILE, STAGE1_DIR, checkpoint_path, resumable
 from debiascl.train import train
-from debiascl.trainer import Trainer
+from debiascl.training.loop import Trainer
 
 BATCH = 128
 T = 2  # stage-1 epochs

@@ -31,8 +31,8 @@ from debiascl.features import knn_accuracy
 from debiascl.methods import METHODS, build_method
 from debiascl.rundir import prepare_run_dir
 from debiascl.train import train
-from debiascl.trainer import StepRunner
-from debiascl.training_parts import build_optimizers, use_channels_last
+from debiascl.training.build import build_optimizers, use_channels_last
+from debiascl.training.loop import StepRunner
 
 TRAIN_SIZE = 1079  # biased-digits training split
 

@@ -23,8 +23,8 @@ from debiascl.checkpoint import load_checkpoint, seed_everything
 from debiascl.config import build_config
 from debiascl.distributed import prepare_distributed
 from debiascl.methods import Method, build_method
-from debiascl.trainer import StepRunner
-from debiascl.training_parts import build_optimizers
+from debiascl.training.build import build_optimizers
+from debiascl.training.loop import StepRunner
 
 GLOBAL_BATCH = 16
 # The protocol build_method needs from a data set: the 8 px biased-digits images.

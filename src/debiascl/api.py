@@ -32,7 +32,7 @@ from debiascl.model_folder import (
     is_model_folder,
     read_model_folder,
 )
-from debiascl.train import train as _train
+from debiascl.training.run import train as _train
 
 
 def _spec(path: str | Path, encoder: str | None, probe_groups: str | None, head: bool) -> ModelSpec:

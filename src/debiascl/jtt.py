@@ -63,7 +63,7 @@ from debiascl.rundir import (
     stage1_path,
     train_done_path,
 )
-from debiascl.trainer import Trainer
+from debiascl.training.loop import Trainer
 
 LOGGER = logging.getLogger("debiascl")
 

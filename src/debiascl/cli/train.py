@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         },
         sets=args.sets,
     )
-    from debiascl.train import train
+    from debiascl.training.run import train
 
     run_dir = train(config, Path(args.out), resume=args.resume)
     if os.environ.get("RANK", "0") == "0":

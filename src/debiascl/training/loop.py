@@ -54,7 +54,7 @@ from debiascl.methods import Method
 from debiascl.metrics_log import MetricsLog
 from debiascl.models import ModelInfo
 from debiascl.rundir import checkpoint_path, config_path, mark_finished
-from debiascl.training_parts import build_training
+from debiascl.training.build import build_training
 
 LOGGER = logging.getLogger("debiascl")
 AUTOCAST_DTYPES = {"32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
