@@ -29,8 +29,8 @@ from fakes import train_args as shared_train_args
 
 import debiascl.atomic
 import debiascl.compare
-import debiascl.metrics_log
 import debiascl.train
+import debiascl.training.log
 import debiascl.training.loop
 from debiascl.checkpoint import load_checkpoint
 from debiascl.cli import main
@@ -263,7 +263,7 @@ def test_the_log_is_fsynced_before_each_checkpoint_that_records_its_size(
         events.append(("checkpoint", state["metrics_offset"]))
         real_save(path, state)
 
-    monkeypatch.setattr(debiascl.metrics_log.os, "fsync", fsync)
+    monkeypatch.setattr(debiascl.training.log.os, "fsync", fsync)
     monkeypatch.setattr(debiascl.training.loop, "save_checkpoint", save)
     assert main(train_args(tmp_path / "run", "--set", "train.checkpoint_every=2")) == 0
     checkpoints = [k for k, (name, _) in enumerate(events) if name == "checkpoint"]

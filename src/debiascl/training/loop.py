@@ -51,10 +51,10 @@ from debiascl.distributed import (
 from debiascl.errors import DebiasclError
 from debiascl.features import KnnMonitor
 from debiascl.methods import Method
-from debiascl.metrics_log import MetricsLog
 from debiascl.models import ModelInfo
 from debiascl.rundir import checkpoint_path, config_path, mark_finished
 from debiascl.training.build import build_training
+from debiascl.training.log import MetricsLog
 
 LOGGER = logging.getLogger("debiascl")
 AUTOCAST_DTYPES = {"32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
