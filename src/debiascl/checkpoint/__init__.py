@@ -19,7 +19,7 @@ from debiascl.checkpoint.file_format import (
 )
 from debiascl.checkpoint.rebuild import load_trained
 from debiascl.checkpoint.resume import (
-    Progress,
+    TrainingCounters,
     TrainingState,
     check_resumable,
     open_run_dir,
@@ -30,7 +30,7 @@ __all__ = [
     "FORMAT",
     "REQUIRED_KEYS",
     "VERSION",
-    "Progress",
+    "TrainingCounters",
     "TrainingState",
     "capture_rng_state",
     "check_compatible",

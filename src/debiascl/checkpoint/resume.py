@@ -1,7 +1,8 @@
 """The resume policy: what a resumed run must share with its checkpoint, and what comes back.
 
-:class:`Progress` holds the counters of a run in training; :class:`TrainingState` turns a trainer's
-objects (method, optimizers, schedulers, scaler, counters) into a checkpoint dict
+:class:`TrainingCounters` holds the counters of a run in training (where it stands: epoch,
+position, steps; not the compare command's progress lines); :class:`TrainingState` turns a
+trainer's objects (method, optimizers, schedulers, scaler, counters) into a checkpoint dict
 (:mod:`debiascl.checkpoint.file_format`) and back. Resuming refuses settings that change the result
 (:func:`check_resumable`) and weights that do not fit, and restores each rank's RNG state (or
 reseeds when the number of processes changed), so a resumed run equals an uninterrupted one.
@@ -93,7 +94,7 @@ def open_run_dir(run_dir: Path, resume: bool, keep: Collection[str] = ()) -> dic
 
 
 @dataclass
-class Progress:
+class TrainingCounters:
     """Where training stands; saved in checkpoints (all plain numbers)."""
 
     epoch: int = 0
@@ -137,7 +138,7 @@ class TrainingState:
         optimizers, schedulers: one per parameter group name ("d", "b").
         scaler: the fp16 GradScaler (saved only when enabled).
         model_info: what rebuilds the model (:class:`debiascl.models.ModelInfo`).
-        progress: the counters of :class:`Progress`.
+        progress: the counters of :class:`TrainingCounters`.
     """
 
     method: torch.nn.Module
@@ -145,7 +146,7 @@ class TrainingState:
     schedulers: dict[str, LRScheduler]
     scaler: torch.amp.GradScaler
     model_info: ModelInfo
-    progress: Progress = field(default_factory=Progress)
+    progress: TrainingCounters = field(default_factory=TrainingCounters)
 
     def to_checkpoint(
         self, config: Config, rng: list[dict[str, Any]], metrics_offset: int, world_size: int
@@ -219,6 +220,6 @@ class TrainingState:
             scheduler.load_state_dict(state["schedulers"][name])
         if state["scaler"] is not None and self.scaler.is_enabled():
             self.scaler.load_state_dict(state["scaler"])
-        self.progress = Progress(
-            **{key: state[key] for key in Progress.__dataclass_fields__ if key in state}
+        self.progress = TrainingCounters(
+            **{key: state[key] for key in TrainingCounters.__dataclass_fields__ if key in state}
         )

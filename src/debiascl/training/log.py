@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from debiascl.atomic import write_error
-from debiascl.checkpoint import Progress
+from debiascl.checkpoint import TrainingCounters
 from debiascl.rundir import metrics_path, tensorboard_path
 
 LOGGER = logging.getLogger("debiascl")
@@ -85,7 +85,7 @@ class MetricsLog:
 
     def log_step(
         self,
-        progress: Progress,
+        progress: TrainingCounters,
         lr: dict[str, float],
         loss: float,
         logs: dict[str, Any],
@@ -104,7 +104,7 @@ class MetricsLog:
             }
         )
 
-    def log_epoch(self, progress: Progress, lr: dict[str, float]) -> None:
+    def log_epoch(self, progress: TrainingCounters, lr: dict[str, float]) -> None:
         """An "epoch" record: the means of the epoch's finite steps, skips and wall time."""
         means = {
             key: total / max(progress.epoch_steps, 1) for key, total in progress.epoch_sums.items()

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from debiascl.batch import Batch
 from debiascl.checkpoint import (
-    Progress,
+    TrainingCounters,
     TrainingState,
     capture_rng_state,
     open_run_dir,
@@ -159,7 +159,7 @@ class Trainer:
         self.knn = KnnMonitor(config, parts.train_set, parts.views.prepare, device, world)
 
     @property
-    def progress(self) -> Progress:
+    def progress(self) -> TrainingCounters:
         """Where training stands (restored from the checkpoint on resume)."""
         return self.state.progress
 
