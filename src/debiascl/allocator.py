@@ -11,7 +11,7 @@ from the heap and the heap keeps up to 2 GiB of freed memory. The process's peak
 unchanged; its resident size stays near that peak between steps.
 
 ``train.malloc_tuning`` (default true) turns it on for training on the CPU from images
-(:func:`debiascl.training_parts.build_training`); it is a no-op off glibc, and a process
+(:func:`debiascl.training.build.build_training`); it is a no-op off glibc, and a process
 started with either ``MALLOC_*`` variable keeps the user's setting.
 """
 

@@ -2,7 +2,7 @@
 
 - ``discovered``: the (class, flag) groups of the bias discovery of the finished run
   ``train.groups_from`` (its ``discovered.csv``; when it has none, its E_b discovers them first
-  through :func:`debiascl.discover.ensure_discovery`, which writes them there). Only the data
+  through :func:`debiascl.discovery.run.ensure_discovery`, which writes them there). Only the data
   and y made them: no bias label reaches training.
 - ``true``: the (class, bias attribute) groups, the oracle; refused on data without a bias
   attribute for every training sample.

@@ -20,7 +20,7 @@ training set with lambda_up further copies of the error set, i.e. lambda_up + 1 
 sample; the paper's hyper-parameters were tuned with that script.)
 
 The stage machinery (:func:`train_stage1`, :func:`train_stage2`) also serves the runs that
-discover their own groups first (:mod:`debiascl.discovery_stage`).
+discover their own groups first (:mod:`debiascl.discovery.stage`).
 
 ``run_dir/config.yaml`` (the JTT config) is written when the run starts. Resume
 (``resume=True``; possible as soon as ``run_dir/stage1`` exists, see

@@ -5,7 +5,7 @@ A run directory (``debiascl train --out RUN_DIR``) holds:
 - ``config.yaml``: the resolved configuration, written when the run starts;
 - ``checkpoints/last.pt``: the training state (:mod:`debiascl.checkpoint`);
 - ``metrics.jsonl`` and ``tb/``: the training log and its TensorBoard events
-  (:mod:`debiascl.metrics_log`);
+  (:mod:`debiascl.training.log`);
 - ``train_done``: written last by training, holding the final step;
 - ``stage1/`` and ``error_set.json``: JTT's stage-1 ERM run and error set (:mod:`debiascl.jtt`);
 - ``results.json`` / ``results_<encoder>.json``: evaluations on test, ``results_val.json`` /

@@ -199,7 +199,7 @@ class TrainConfig:
     ``group_weighting`` "balanced" weights each sample's loss by n / (G * n_g) instead (needs
     groups and a method that reads sample weights). ``discovered`` without ``groups_from``
     discovers first, in a stage-1 run of method ``groups_signal`` for ``groups_epochs`` epochs
-    (:mod:`debiascl.discovery_stage`).
+    (:mod:`debiascl.discovery.stage`).
     """
 
     epochs: int = 20

@@ -18,8 +18,8 @@ grades the discovery (precision, recall, AUROC of the flag and score against the
 bias-conflicting samples, :func:`discovery_quality`) where it is known.
 
 This module is pure: tensors in, tensors out, plus the two files a discovery writes into a run
-directory (``discovered.csv``, ``discovery.json``); :mod:`debiascl.discover` runs it on a trained
-run.
+directory (``discovered.csv``, ``discovery.json``); :mod:`debiascl.discovery.run` runs it on a
+trained run.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Two stages, as JTT's (:mod:`debiascl.jtt`, whose stage machinery this reuses):
 1. a short classifier run, method ``train.groups_signal`` (gce: LfF's bias-amplified model, or
    erm: JTT's early-stopped stage 1) for ``train.groups_epochs`` epochs, into
    ``run_dir/stage1``; its classifier then discovers the groups there (``discovered.csv``, the
-   ``erm`` / ``gce`` signal of :mod:`debiascl.discover`), from the data and y only;
+   ``erm`` / ``gce`` signal of :mod:`debiascl.discovery.run`), from the data and y only;
 2. the run's own method into ``run_dir`` on those groups: its configuration is the run's with
    ``train.groups_from`` set to ``run_dir/stage1``, which ``run_dir/config.yaml`` records.
 

@@ -149,7 +149,8 @@ class Method(nn.Module):
     """Its run of a seed discovers the bias groups for the methods without a bias encoder."""
     driver: ClassVar[str | None] = None
     """``"module:function"`` of a training driver with several stages (see
-    :func:`debiascl.train.train`); None: one run of :class:`debiascl.trainer.Trainer`."""
+    :func:`debiascl.training.run.train`); None: one run of
+    :class:`debiascl.training.loop.Trainer`."""
     analyses: ClassVar[tuple[str, ...]] = ()
     """``"module:function"`` of the analyses of a trained run that only this method supports;
     :func:`debiascl.report.write_report` calls each as

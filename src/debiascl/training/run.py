@@ -8,15 +8,15 @@ It writes (names and states: :mod:`debiascl.rundir`):
 - ``metrics.jsonl``: one JSON object per line, ``kind`` "step" (every ``train.log_every``
   steps), "epoch" (means over the epoch) or "knn" (the weighted kNN monitor), each with
   ``epoch`` (1-based) and ``step`` (batches done so far, counting skipped ones)
-  (:mod:`debiascl.metrics_log`);
+  (:mod:`debiascl.training.log`);
 - ``tb/``: the same numbers as TensorBoard events;
 - ``train_done``: written last, holding the final step;
 - ``.lock``: held by the training process for the whole run (:func:`debiascl.rundir.hold_run_dir`).
 
-A method trains with :class:`debiascl.trainer.Trainer` (the loop; determinism and DDP are
+A method trains with :class:`debiascl.training.loop.Trainer` (the loop; determinism and DDP are
 described there), unless its class names a driver of several stages (``Method.driver``, e.g.
 JTT's :func:`debiascl.jtt.train_jtt`), which ``train`` calls instead; a run on discovered groups
-without ``train.groups_from`` discovers them first (:mod:`debiascl.discovery_stage`).
+without ``train.groups_from`` discovers them first (:mod:`debiascl.discovery.stage`).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class Driver(Protocol):
 
 def method_driver(method: str) -> Driver | None:
     """The driver a method's class names (``"module:function"`` in ``Method.driver``), or None
-    for single-stage methods, which :class:`~debiascl.trainer.Trainer` trains directly."""
+    for single-stage methods, which :class:`~debiascl.training.loop.Trainer` trains directly."""
     target = METHODS[method].driver
     if target is None:
         return None
