@@ -73,7 +73,6 @@ from debiascl.compare.execute import (
     execute_run,
     finished_results,
     results_mismatch,
-    run_state,
     stderr_line,
 )
 from debiascl.compare.plan import (
@@ -140,7 +139,6 @@ __all__ = [
     "results_mismatch",
     "results_rows",
     "run_dir_for",
-    "run_state",
     "write_tables",
 ]
 

@@ -38,8 +38,8 @@ from debiascl.rundir import (
     done_marker_path,
     hold_run_dir,
     results_filename,
+    run_state,
 )
-from debiascl.rundir import run_state as run_dir_state
 from debiascl.train import train
 
 Progress = Callable[[str], None]
@@ -48,18 +48,6 @@ Progress = Callable[[str], None]
 def stderr_line(message: str) -> None:
     """The default :data:`Progress`: ``compare: <message>`` on stderr."""
     print(f"compare: {message}", file=sys.stderr, flush=True)
-
-
-def run_state(run_dir: Path) -> str:
-    """What is left to do for a run: "done", "trained", "checkpoint" (resume) or "new".
-
-    "checkpoint" is whatever :func:`debiascl.rundir.resumable` can continue (a checkpoint, or
-    JTT's stage 1). The comparison holds the run's lock, so it is never running elsewhere.
-    """
-    if done_marker_path(run_dir).is_file():
-        return "done"
-    state = run_dir_state(run_dir)
-    return {RunState.FINISHED: "trained", RunState.RESUMABLE: "checkpoint"}.get(state, "new")
 
 
 def check_same_settings(run: PlannedRun) -> None:
@@ -215,12 +203,13 @@ def execute_run(
     Returns:
         split -> results dict, for each of ``run.splits``.
     """
-    state = run_state(run.run_dir)
-    if state != "new":
+    done = done_marker_path(run.run_dir).is_file()  # trained and evaluated earlier
+    state = run_state(run.run_dir)  # never RUNNING: the comparison holds the run's lock
+    if done or state is not RunState.FRESH:
         check_same_settings(run)
     results_of: dict[str, dict[str, Any]] = {}
     pending = run.splits
-    if state == "done":
+    if done:
         results_of = _reusable_results(run, progress)
         pending = tuple(split for split in run.splits if split not in results_of)
         if not pending:
@@ -261,18 +250,18 @@ def _reusable_results(run: PlannedRun, progress: Progress) -> dict[str, dict[str
     return results_of
 
 
-def _train(run: PlannedRun, state: str, progress: Progress) -> None:
-    """Train a "new" run (emptying a folder without a checkpoint first) or resume a
-    "checkpoint" one; a "trained" run needs nothing."""
-    if state == "new":
+def _train(run: PlannedRun, state: RunState, progress: Progress) -> None:
+    """Train a FRESH run (emptying a folder without a checkpoint first) or resume a RESUMABLE
+    one (a checkpoint, or JTT's stage 1); a FINISHED run needs nothing."""
+    if state is RunState.RESUMABLE:
+        progress("resuming training from its last checkpoint")
+        train(run.config, run.run_dir, resume=True)
+    elif state is not RunState.FINISHED:
         if any(entry.name != LOCK_NAME for entry in run.run_dir.iterdir()):
             progress("no checkpoint in the existing folder: starting over")
             _empty(run.run_dir)
         progress("training")
         train(run.config, run.run_dir)
-    elif state == "checkpoint":
-        progress("resuming training from its last checkpoint")
-        train(run.config, run.run_dir, resume=True)
 
 
 def _empty(folder: Path) -> None:
