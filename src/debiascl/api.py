@@ -32,6 +32,7 @@ from debiascl.model_folder import (
     is_model_folder,
     read_model_folder,
 )
+from debiascl.registry import needs_discovery
 from debiascl.train import train as _train
 
 
@@ -138,7 +139,7 @@ def evaluate(
     """
     resolved = resolve_device(device)
     groups = tuple(probe_groups)
-    if "discovered" in groups:
+    if needs_discovery(groups):
         ensure_discovery(run_dir, device=resolved, plots=False)
     return evaluate_run(run_dir, encoder, resolved, probe, probe_groups=groups, split=split)
 

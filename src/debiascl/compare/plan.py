@@ -27,6 +27,7 @@ from debiascl.grid import (
     point_sets,
 )
 from debiascl.methods import METHODS, bias_discovery_method
+from debiascl.registry import needs_discovery
 
 RUNS_DIR = "runs"
 
@@ -174,7 +175,7 @@ def _plan_run(
         groups_run = discovery
         config.train.groups_from = str(discovery.resolve())
     bias_run = None
-    if "discovered" in settings.probe_groups and not own_discovery(method, settings.signal):
+    if needs_discovery(settings.probe_groups) and not own_discovery(method, settings.signal):
         bias_run = discovery
     probe_groups = tuple(settings.probe_groups)
     return PlannedRun(
