@@ -134,7 +134,8 @@ def test_group_ids_are_the_one_encoding_for_tensors_and_arrays() -> None:
     ids = group_ids(y, other, 2)
     assert ids.tolist() == [2, 1, 2, 0, 3, -1]  # 2y + value; unknown value: no group
     assert group_ids(y.numpy(), other.numpy(), 2).tolist() == ids.tolist()
-    assert [divmod(int(g), 2) for g in ids[:5]] == list(zip(y[:5].tolist(), other[:5].tolist()))
+    pairs = list(zip(y[:5].tolist(), other[:5].tolist(), strict=True))
+    assert [divmod(int(g), 2) for g in ids[:5]] == pairs
     assert dense_group_ids(torch.tensor([7, 3, 7, 12])).tolist() == [1, 0, 1, 2]
 
 
