@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fakes import install_plugin
+from fakes import install_plugin, restore_registries
 
 from debiascl.cli import main
 from debiascl.evaluate import probe_groups_of
@@ -26,8 +26,7 @@ LABEL = "linear probe (fast), parity groups (no bias labels)"
 def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """README's toy probe group kind (section "Adding a probe group kind ..."); the registry
     and sys.modules are restored afterwards."""
-    PROBE_GROUP_KINDS.lookup("true")  # the built-ins are registered before the copy
-    monkeypatch.setattr(PROBE_GROUP_KINDS, "_info", dict(PROBE_GROUP_KINDS._info))
+    restore_registries(monkeypatch, PROBE_GROUP_KINDS)
     yield from install_plugin(
         "toy_probe_groups.py", tmp_path / "plugin", PROBE_GROUP_KINDS, monkeypatch
     )

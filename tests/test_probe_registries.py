@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fakes import install_plugin
+from fakes import install_plugin, restore_registries
 
 from debiascl.cli.options import probe_groups
 from debiascl.config import build_config
@@ -38,10 +38,7 @@ DIGITS = {"image_size": 8}
 @pytest.fixture(autouse=True)
 def registries_restored(monkeypatch: pytest.MonkeyPatch) -> None:
     """Names registered or declared by a test are forgotten after it."""
-    for registry in (PROBE_PROTOCOLS, PROBE_GROUP_KINDS, METRICS):
-        registry.lookup(next(iter(registry)))  # the built-ins are registered before the copy
-        for attribute in ("_declared", "_entries", "_info"):
-            monkeypatch.setattr(registry, attribute, dict(getattr(registry, attribute)))
+    restore_registries(monkeypatch, PROBE_PROTOCOLS, PROBE_GROUP_KINDS, METRICS)
 
 
 def _separable(n: int = 60) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,6 +86,7 @@ def test_declared_but_unregistered_names_are_one_user_error() -> None:
     PROBE_GROUP_KINDS.declare(
         "ghost_groups",
         "json",
+        marker=None,
         summary="x",
         label="y",
         bias_labels=False,
@@ -122,6 +120,7 @@ def test_a_registered_probe_group_kind_is_a_choice_with_its_info() -> None:
         "bias_labels": False,
         "discovery": True,
         "fitted_on": "train",
+        "marker": None,
     }
     assert needs_discovery(["class", "halves"]) and not needs_discovery(["class", "val"])
     assert PROBE_GROUP_KINDS.info("val")["fitted_on"] == "val"

@@ -162,7 +162,8 @@ PROBE_GROUP_KINDS: Registry[Any] = Registry("probe_groups")
 or None (:data:`debiascl.evaluate.probe_groups.GroupsBuilder`), filled by
 ``register_probe_groups``; info ``summary`` (what balances the loss, in the probe's protocol
 label), ``label`` (the tables' name), ``bias_labels`` (uses bias labels), ``discovery`` (reads
-the run's bias discovery) and ``fitted_on`` (the split the probe is fitted on)."""
+the run's bias discovery), ``fitted_on`` (the split the probe is fitted on) and ``marker`` (its
+points in the trade-off plot, or None: a circle)."""
 METRICS: Registry[Any] = Registry("metric")
 """The metrics :func:`debiascl.metrics.group_metrics` composes, in order:
 ``(Scored, metrics so far) -> new entries`` (:data:`debiascl.metrics.Metric`), filled by
@@ -272,7 +273,7 @@ for _name, _summary in (
     ),
 ):
     PROBE_PROTOCOLS.declare(_name, "debiascl.evaluate.probes", summary=_summary)
-for _name, _summary, _label, _bias_labels, _discovery, _fitted_on in (
+for _name, _summary, _label, _bias_labels, _discovery, _fitted_on, _marker in (
     (
         "discovered",
         "discovered groups (class x discovery flag; no bias label used)",
@@ -280,6 +281,7 @@ for _name, _summary, _label, _bias_labels, _discovery, _fitted_on in (
         False,
         True,
         "train",
+        "^",
     ),
     (
         "true",
@@ -288,6 +290,7 @@ for _name, _summary, _label, _bias_labels, _discovery, _fitted_on in (
         True,
         False,
         "train",
+        "D",
     ),
     (
         "class",
@@ -296,6 +299,7 @@ for _name, _summary, _label, _bias_labels, _discovery, _fitted_on in (
         False,
         False,
         "train",
+        "v",
     ),
     (
         "val",
@@ -304,6 +308,7 @@ for _name, _summary, _label, _bias_labels, _discovery, _fitted_on in (
         False,
         False,
         "val",
+        None,
     ),
 ):
     PROBE_GROUP_KINDS.declare(
@@ -314,6 +319,7 @@ for _name, _summary, _label, _bias_labels, _discovery, _fitted_on in (
         bias_labels=_bias_labels,
         discovery=_discovery,
         fitted_on=_fitted_on,
+        marker=_marker,
     )
 for _name in (
     "accuracy",

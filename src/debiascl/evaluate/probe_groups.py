@@ -55,6 +55,7 @@ def register_probe_groups(
     label: str = "",
     bias_labels: bool = False,
     discovery: bool = False,
+    marker: str | None = None,
 ) -> Callable[[GroupsBuilder], GroupsBuilder]:
     """Decorator: register a probe group kind under ``name`` (``--probe-groups NAME``; results
     key ``probe_<name>``). A declared built-in takes its declaration's info.
@@ -65,6 +66,7 @@ def register_probe_groups(
         label: its name in the tables (default: ``name`` groups).
         bias_labels: whether the groups use bias labels (the tables and model.json say so).
         discovery: whether it reads the run's bias discovery (``inputs.discovered``).
+        marker: its matplotlib marker in the trade-off plot (None: a circle, as the plain probe).
     """
 
     def register(builder: GroupsBuilder) -> GroupsBuilder:
@@ -72,6 +74,7 @@ def register_probe_groups(
             return PROBE_GROUP_KINDS.add(name, builder)
         info = {"summary": summary or f"{name} groups", "label": label or f"{name} groups"}
         info |= {"bias_labels": bias_labels, "discovery": discovery, "fitted_on": "train"}
+        info["marker"] = marker
         return PROBE_GROUP_KINDS.add(name, builder, **info)
 
     return register
