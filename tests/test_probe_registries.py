@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -205,3 +206,11 @@ class _Run:
 
     def __init__(self, train: object) -> None:
         self.splits, self.run_dir = {"train": train}, Path("run")
+
+
+def test_true_probe_groups_put_samples_without_a_bias_attribute_in_one_group() -> None:
+    train = SimpleNamespace(name="partial", num_attributes=2)
+    y, a = torch.tensor([0, 0, 1, 1, 0, 1]), torch.tensor([0, 1, 1, -1, -1, 0])
+    features = {"train": (torch.zeros(6, 1), y, a, torch.arange(6))}
+    groups = probe_groups_of("true", _Run(train), features)["train"]
+    assert groups.tolist() == [0, 1, 3, -1, -1, 2]

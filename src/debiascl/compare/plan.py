@@ -76,7 +76,7 @@ class RunSettings:
     None keeps the lower layer's value), then ``sets`` (``[METHOD,...:]key=value`` strings; with
     the prefix, for those methods only: :func:`debiascl.grid.method_sets`).
     ``probe_groups`` adds group-robust probes to every run's evaluation
-    (:data:`debiascl.choices.PROBE_GROUPS`). ``signal`` (:data:`debiascl.choices.SIGNALS`)
+    (:data:`debiascl.registry.PROBE_GROUP_KINDS`). ``signal`` (:data:`debiascl.choices.SIGNALS`)
     discovers the groups of the discovered probes and of ``train.groups=discovered``:
     :func:`discovery_run_dir` of the seed.
     """
