@@ -10,15 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from debiascl.atomic import remove_path, write_text_atomic
-from debiascl.choices import PROBE_GROUPS
 from debiascl.compare.plan import PlannedRun
 from debiascl.grid import point_name
 from debiascl.metrics import mean_and_stderr
+from debiascl.registry import PROBE_GROUP_KINDS
 from debiascl.report.plots import plot_tradeoff
 from debiascl.report.tables import (
-    GROUP_LABELS,
     SUPERVISED_LABEL,
     flatten_results,
+    group_label,
     markdown_table,
     short_label,
     write_rows,
@@ -42,14 +42,14 @@ def evaluation_label(results: dict[str, Any], evaluation: str = "main") -> str:
 
     "linear probe (<protocol>)" for the plain probe, :data:`SUPERVISED_LABEL` for a supervised
     method's classifier, and for a group-robust probe ``probe_<kind>`` the probe label followed
-    by :data:`GROUP_LABELS` [kind] (which says whether bias labels were used).
+    by its :func:`group_label` (which says whether bias labels were used).
     """
     source = results["main"] if evaluation == "main" else evaluation
     if source == "classifier":
         return SUPERVISED_LABEL
     label = f"linear probe ({results['probe_protocol']})"
     kind = source.removeprefix("probe_") if source.startswith("probe_") else None
-    return label if kind is None else f"{label}, {GROUP_LABELS[kind]}"
+    return label if kind is None else f"{label}, {group_label(kind)}"
 
 
 def results_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -65,7 +65,7 @@ def results_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     """
     flat = flatten_results(results)
     evaluations = ["main"] + [
-        f"probe_{kind}" for kind in PROBE_GROUPS if f"probe_{kind}" in results
+        f"probe_{kind}" for kind in PROBE_GROUP_KINDS if f"probe_{kind}" in results
     ]
     rows = []
     for evaluation in evaluations:

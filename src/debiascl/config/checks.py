@@ -8,7 +8,7 @@ from typing import Any
 
 from debiascl.config.sections import MAX_IMAGE_SIZE, MAX_SEED, Config, TrainConfig
 from debiascl.errors import DebiasclError
-from debiascl.registry import AUGMENTATIONS, BACKBONES, HEADS, METHODS
+from debiascl.registry import AUGMENTATIONS, BACKBONES, HEADS, METHODS, PROBE_PROTOCOLS
 
 CHOICES: dict[str, Collection[str]] = {
     "data.augmentation": AUGMENTATIONS,
@@ -21,7 +21,7 @@ CHOICES: dict[str, Collection[str]] = {
     "train.group_sampling": ("none", "balanced"),
     "train.group_weighting": ("none", "balanced"),
     "train.groups_signal": ("gce", "erm"),
-    "eval.probe": ("fast", "authors"),
+    "eval.probe": PROBE_PROTOCOLS,
 }
 
 

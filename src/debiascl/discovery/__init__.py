@@ -1,7 +1,7 @@
 """Bias discovery without bias labels (SPEC section 9), by layer.
 
-- :mod:`~debiascl.discovery.scores`: pure scoring (kNN conflict scores, classifier scores), the
-  group-id encoding, balanced weights, the discovery's quality, and the two files a discovery
+- :mod:`~debiascl.discovery.scores`: pure scoring (kNN conflict scores, classifier scores),
+  balanced weights, the discovery's quality, and the two files a discovery
   writes into a run directory (``discovered.csv``, ``discovery.json``); its public names are
   re-exported here (``from debiascl.discovery import read_discovery``);
 - :mod:`~debiascl.discovery.run`: the per-run pipeline (a trained run's bias signal -> those
@@ -20,7 +20,6 @@ from debiascl.discovery.scores import (
     classifier_scores,
     conflict_scores,
     discovery_quality,
-    group_ids,
     nearest_neighbours,
     read_discovery,
     write_discovery,
@@ -35,7 +34,6 @@ __all__ = [
     "classifier_scores",
     "conflict_scores",
     "discovery_quality",
-    "group_ids",
     "nearest_neighbours",
     "read_discovery",
     "write_discovery",

@@ -20,6 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from debiascl.metrics import mean_and_stderr
+from debiascl.registry import PROBE_GROUP_KINDS
 from debiascl.report.labels import Names, named
 from debiascl.report.tables import short_label
 from debiascl.report.weights import WeightCells, easy_hard_negatives
@@ -330,9 +331,6 @@ def plot_sample_grid(
     return _save(figure, path)
 
 
-GROUP_MARKERS = {"discovered": "^", "true": "D", "class": "v"}
-
-
 def tradeoff_metrics(rows: list[dict[str, Any]]) -> tuple[str, str]:
     """The (x, y) metrics of the trade-off plot that every row has.
 
@@ -361,7 +359,7 @@ def plot_tradeoff(rows: list[dict[str, Any]], path: str | Path, title: str = "")
 
     One point per method and evaluation. Supervised methods (evaluated by their own classifier)
     are drawn as squares, plain probes as circles, group-robust probes with
-    :data:`GROUP_MARKERS` in the method's colour.
+    its kind's ``marker`` (:data:`debiascl.registry.PROBE_GROUP_KINDS`) in the method's colour.
 
     Args:
         rows: :func:`results_rows` dicts (several seeds per method).
@@ -386,8 +384,8 @@ def plot_tradeoff(rows: list[dict[str, Any]], path: str | Path, title: str = "")
         kind = short_label(evaluation)
         if kind == "own classifier":
             label, marker = f"{method} (supervised)", "s"
-        elif kind in GROUP_MARKERS:
-            label, marker = f"{method} [{kind} groups]", GROUP_MARKERS[kind]
+        elif kind in PROBE_GROUP_KINDS and PROBE_GROUP_KINDS.info(kind).get("marker"):
+            label, marker = f"{method} [{kind} groups]", PROBE_GROUP_KINDS.info(kind)["marker"]
         else:
             label, marker = method, "o"
         axis.errorbar(

@@ -11,24 +11,24 @@ from typing import Any
 
 from debiascl.evaluate import evaluation_keys
 from debiascl.metrics import mean_and_stderr
+from debiascl.registry import PROBE_GROUP_KINDS
 
 SUPERVISED_LABEL = "own classifier (supervised)"
 """The evaluation label of supervised methods (scored by their own classifier)."""
 
-GROUP_LABELS = {
-    "discovered": "discovered groups (no bias labels)",
-    "true": "true groups (oracle: bias labels)",
-    "class": "class-balanced (no bias labels)",
-    "val": "trained on val (no bias labels)",
-}
-"""How the tables name each group-robust probe (:data:`debiascl.choices.PROBE_GROUPS`)."""
+
+def group_label(kind: str) -> str:
+    """How the tables name the group-robust probe ``kind``: its ``label``
+    (:data:`debiascl.registry.PROBE_GROUP_KINDS`)."""
+    return PROBE_GROUP_KINDS.info(kind)["label"]
 
 
 def short_label(evaluation: str) -> str:
     """plain, discovered, true or own classifier: an evaluation label's short name."""
     if evaluation == SUPERVISED_LABEL:
         return "own classifier"
-    return next((k for k, text in GROUP_LABELS.items() if evaluation.endswith(text)), "plain")
+    kinds = PROBE_GROUP_KINDS
+    return next((k for k in kinds if evaluation.endswith(group_label(k))), "plain")
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
