@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from debiascl import train as train_module  # the module that `debiascl train` imports when it runs
 from debiascl.checkpoint import save_checkpoint
 from debiascl.cli import main
 from debiascl.config import list_presets
 from debiascl.data import list_datasets
 from debiascl.errors import DebiasclError, user_message
 from debiascl.methods import METHODS
+from debiascl.training import run as train_module  # what `debiascl train` imports when it runs
 
 
 def test_help_lists_datasets_methods_and_presets(capsys: pytest.CaptureFixture[str]) -> None:
