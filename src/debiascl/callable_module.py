@@ -1,8 +1,9 @@
 """Modules that are also the public API function of their name.
 
 ``debiascl.train``, ``debiascl.evaluate`` and ``debiascl.discover`` are modules (their
-functions, e.g. ``debiascl.evaluate.evaluate_run``, and ``mock.patch("debiascl.train.X")``
-keep working) and, called, are the public API functions :func:`debiascl.api.train`,
+functions, e.g. ``debiascl.evaluate.evaluate_run``, keep working; ``train`` and ``discover``
+re-export :mod:`debiascl.training.run` and :mod:`debiascl.discovery.run`, where a test patches
+them) and, called, are the public API functions :func:`debiascl.api.train`,
 :func:`debiascl.api.evaluate` and :func:`debiascl.api.discover`: Python sets a package's
 attribute to its submodule when the submodule is imported, so a function of the same name
 would be replaced by the module the moment anything imports it.
