@@ -20,6 +20,7 @@ from debiascl.cli.compare import parse_seeds
 from debiascl.compare import RunSettings, compare, plan_runs, run_dir_for
 from debiascl.errors import DebiasclError
 from debiascl.grid import parse_grid
+from debiascl.results import RunResults
 from debiascl.rundir import RunDirBusy
 from debiascl.selection import selection_metric
 
@@ -329,8 +330,12 @@ def test_cli_grid(fake: FakePipeline, tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 def test_auto_selects_by_accuracy_where_val_has_no_bias_labels() -> None:
-    grouped = {"main": "probe", "probe": {"metrics": {"accuracy": 0.7, "worst_group": 0.2}}}
-    plain = {"main": "classifier", "classifier": {"metrics": {"accuracy": 0.7}}}
+    grouped = RunResults.from_json(
+        {"main": "probe", "probe": {"metrics": {"accuracy": 0.7, "worst_group": 0.2}}}
+    )
+    plain = RunResults.from_json(
+        {"main": "classifier", "classifier": {"metrics": {"accuracy": 0.7}}}
+    )
     assert selection_metric("auto", [grouped, plain]) == "worst_group"
     assert selection_metric("auto", [plain]) == "accuracy"
     assert selection_metric("worst_class", [grouped]) == "worst_class"

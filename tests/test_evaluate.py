@@ -23,6 +23,7 @@ from debiascl.evaluate import (
 )
 from debiascl.evaluate.probes import FAST_WEIGHT_DECAYS
 from debiascl.report.text import format_results
+from debiascl.results import RunResults
 from debiascl.rundir import check_finished
 from debiascl.train import train
 
@@ -122,7 +123,7 @@ def test_format_results_lists_each_evaluation_with_its_protocol():
         "probe": {"protocol": "linear probe (fast)", "metrics": {**metrics, "accuracy": 0.5}},
         "knn": {"protocol": "weighted kNN", "metrics": metrics},
     }
-    text = format_results(results)
+    text = format_results(RunResults.from_json(results))
     assert "main result: classifier" in text
     assert "linear probe (fast)" in text
     accuracy_row = next(line for line in text.splitlines() if line.startswith("accuracy"))
@@ -209,7 +210,7 @@ def test_evaluate_run_end_to_end(trained_run: tuple[str, Path]):
         )
     assert "linear probe (fast)" in saved["probe"]["protocol"]
     assert saved["probe_protocol"] == "fast" and saved["encoder"] == "d"
-    assert "main result" in format_results(results)
+    assert "main result" in format_results(RunResults.from_json(results))
 
 
 @pytest.mark.slow

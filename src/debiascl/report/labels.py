@@ -1,5 +1,5 @@
-"""How reports name ids and show feature rows (shared by the tables, the weight analysis and
-the plots)."""
+"""How reports name ids, evaluations and feature rows (shared by the tables, the weight analysis
+and the plots): every label is rendered from a record, never parsed back."""
 
 from __future__ import annotations
 
@@ -7,6 +7,17 @@ from collections.abc import Sequence
 
 import torch
 
+from debiascl.results import Evaluation
+
+SUPERVISED_LABEL = "own classifier (supervised)"
+"""The evaluation label of supervised methods (scored by their own classifier)."""
+GROUP_LABELS = {
+    "discovered": "discovered groups (no bias labels)",
+    "true": "true groups (oracle: bias labels)",
+    "class": "class-balanced (no bias labels)",
+    "val": "trained on val (no bias labels)",
+}
+"""How the tables name each group-robust probe (:data:`debiascl.choices.PROBE_GROUPS`)."""
 MAX_SHOWN_FEATURES = 8
 """Feature values shown per table row in the easy/hard negatives table."""
 
@@ -25,3 +36,24 @@ def feature_text(values: torch.Tensor, names: Sequence[str] | None) -> str:
     ]
     hidden = values.shape[0] - len(shown)
     return ", ".join(shown) + (f", ... (+{hidden} more)" if hidden > 0 else "")
+
+
+def evaluation_label(evaluation: Evaluation) -> str:
+    """An evaluation's label in the tables (their ``evaluation`` column).
+
+    "linear probe (<protocol>)" for the plain probe, :data:`SUPERVISED_LABEL` for a supervised
+    method's classifier, and for a group-robust probe the probe label followed by
+    :data:`GROUP_LABELS` [groups] (which says whether bias labels were used).
+    """
+    if evaluation.kind == "classifier":
+        return SUPERVISED_LABEL
+    label = f"linear probe ({evaluation.protocol})"
+    return label if evaluation.groups is None else f"{label}, {GROUP_LABELS[evaluation.groups]}"
+
+
+def short_name(evaluation: Evaluation) -> str:
+    """An evaluation's short name in probes.md and the trade-off plot: "plain", the probe group
+    kind of a group-robust probe, or "own classifier"."""
+    if evaluation.kind == "classifier":
+        return "own classifier"
+    return "plain" if evaluation.groups is None else evaluation.groups
