@@ -17,7 +17,7 @@ import debiascl.compare.execute as execute_module
 from debiascl import selection
 from debiascl.cli import main
 from debiascl.cli.compare import parse_seeds
-from debiascl.compare import RunSettings, compare, plan_runs, run_dir_for
+from debiascl.compare import CompareOptions, RunSettings, compare, plan_runs, run_dir_for
 from debiascl.errors import DebiasclError
 from debiascl.grid import parse_grid
 from debiascl.results import RunResults
@@ -43,7 +43,9 @@ def run_grid(
 ) -> list[dict[str, Any]]:
     settings = RunSettings(epochs=2, device="cpu", probe_groups=probe_groups)
     axes = [parse_grid(text) for text in grid]
-    return compare(DATASET, list(methods), list(seeds), out, settings, grid=axes, **options)
+    return compare(
+        DATASET, list(methods), list(seeds), out, settings, CompareOptions(grid=axes, **options)
+    )
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -129,7 +131,9 @@ def test_an_axis_with_a_method_prefix_varies_only_that_method(
 
 def test_rerun_resumes_and_old_folders_keep_working(fake: FakePipeline, tmp_path: Path) -> None:
     # an old comparison (no grid) ...
-    compare(DATASET, ["simclr"], [0, 1], tmp_path, RunSettings(epochs=2), report=False)
+    compare(
+        DATASET, ["simclr"], [0, 1], tmp_path, RunSettings(epochs=2), CompareOptions(report=False)
+    )
     assert len(fake.train_calls) == 2
     fake.train_calls.clear()
     fake.evaluate_calls.clear()
@@ -159,7 +163,9 @@ def test_paired_difference_against_a_hand_computation(fake: FakePipeline, tmp_pa
         fake.values |= {("simclr", seed): reference[seed], ("dcl", seed): dcl[seed]}
         fake.values[("wcl", seed)] = wcl[seed]
     methods = ["simclr", "dcl", "wcl"]
-    compare(DATASET, methods, list(seeds), tmp_path, RunSettings(epochs=2), report=False)
+    compare(
+        DATASET, methods, list(seeds), tmp_path, RunSettings(epochs=2), CompareOptions(report=False)
+    )
     # dcl: mean 0.06, sample sd sqrt((0 + 0.0009 + 0.0001 + 0.0009 + 0.0025) / 4) = 0.033166,
     # stderr 0.014832, t_{0.975,4} = 2.776: half-width 0.041174 -> [0.018826, 0.101174]
     half = 2.776 * math.sqrt(0.0044 / 4) / math.sqrt(5)
@@ -186,11 +192,18 @@ def test_paired_difference_against_a_hand_computation(fake: FakePipeline, tmp_pa
 
 def test_paired_differences_are_skipped_with_a_note(fake: FakePipeline, tmp_path: Path) -> None:
     settings = RunSettings(epochs=2)
-    compare(DATASET, ["dcl", "wcl"], [0, 1], tmp_path, settings, report=False)
+    compare(DATASET, ["dcl", "wcl"], [0, 1], tmp_path, settings, CompareOptions(report=False))
     markdown = (tmp_path / "summary.md").read_text()
     assert "No paired differences: the reference method 'simclr' is not compared." in markdown
     assert not (tmp_path / "paired.csv").exists()
-    compare(DATASET, ["dcl", "wcl"], [0], tmp_path / "one", settings, reference="dcl", report=False)
+    compare(
+        DATASET,
+        ["dcl", "wcl"],
+        [0],
+        tmp_path / "one",
+        settings,
+        CompareOptions(reference="dcl", report=False),
+    )
     markdown = (tmp_path / "one" / "summary.md").read_text()
     assert "No paired difference for wcl: 1 seed(s) in common with dcl, 2 needed." in markdown
 
@@ -288,7 +301,7 @@ def test_select_seeds_choose_only_once_every_point_has_them(
 def test_select_seeds_errors(fake: FakePipeline, tmp_path: Path) -> None:
     settings = RunSettings(epochs=2)
     with pytest.raises(DebiasclError, match=r"select_seeds: .* give a grid too"):
-        compare(DATASET, ["simclr"], [0, 1], tmp_path, settings, select_seeds=[0])
+        compare(DATASET, ["simclr"], [0, 1], tmp_path, settings, CompareOptions(select_seeds=[0]))
     with pytest.raises(DebiasclError, match=r"select_seeds: \[4\] are not among the seeds"):
         run_grid(tmp_path, seeds=(0, 1), select_seeds=(0, 4))
     with pytest.raises(DebiasclError, match="select_seeds: give distinct seeds"):

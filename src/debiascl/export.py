@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from debiascl.model_folder import (
     ModelSpec,
 )
 from debiascl.models import ModelInfo
+from debiascl.results import RunResults
 from debiascl.rundir import (
     check_finished,
     config_path,
@@ -79,7 +81,7 @@ def _preprocessing(dataset: Any, views: Any) -> dict[str, Any]:
     }
 
 
-def _results(run_dir: Path, encoder: str, product: str) -> dict[str, Any]:
+def _results(run_dir: Path, encoder: str, product: str) -> RunResults:
     """The test results of ``encoder``'s evaluation, or a one-line error asking for it."""
     path = run_dir / results_filename(encoder, product, "test")
     try:
@@ -93,22 +95,24 @@ def _results(run_dir: Path, encoder: str, product: str) -> dict[str, Any]:
         raise DebiasclError(f"cannot read '{path}': {error}") from None
     if not isinstance(results, dict):
         raise DebiasclError(f"'{path}' holds a {type(results).__name__}, expected a JSON object")
-    return results
+    try:
+        return RunResults.from_json(results)
+    except DebiasclError as error:
+        raise DebiasclError(f"'{path}': {error}") from None
 
 
 def _encoder_flag(encoder: str, product: str) -> str:
     return "" if encoder == product else f" --encoder {encoder}"
 
 
-def _headline(evaluation: dict[str, Any]) -> dict[str, Any]:
-    """The summary metrics (and the worst group's name) of one evaluation of a results file."""
-    metrics = evaluation.get("metrics", {})
+def _headline(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The summary metrics (and the worst group's name) of one evaluation's metrics."""
     keep = (*SUMMARY_METRICS, "worst_group_name")
     return {name: metrics[name] for name in keep if metrics.get(name) is not None}
 
 
 def _probe_head(
-    run_dir: Path, encoder: str, product: str, kind: str, results: dict[str, Any]
+    run_dir: Path, encoder: str, product: str, kind: str, results: RunResults
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The tensors and model.json entry of the probe ``kind`` ("plain" or a group kind) that
     the run's evaluation fitted and scored; errors say which command makes it."""
@@ -121,14 +125,13 @@ def _probe_head(
             f"group probe; run `debiascl discover {run_dir}`, then {again.removeprefix('run ')}"
         )
     path = probe_path(run_dir, encoder, kind)
-    key = "probe" if kind == "plain" else f"probe_{kind}"
-    if not path.is_file() or key not in results:
+    evaluation = results.get("probe" if kind == "plain" else f"probe_{kind}")
+    if not path.is_file() or evaluation is None:
         raise DebiasclError(
             f"run '{run_dir}' has no evaluated {kind} probe of E_{encoder}; {again} first"
         )
     tensors, metadata = read_probe(path)
-    evaluation = results[key]
-    if evaluation.get("head_sha256") != probe_digest(tensors):
+    if evaluation.details.get("head_sha256") != probe_digest(tensors):
         raise DebiasclError(
             f"the saved probe '{path}' is not the one {results_filename(encoder, product)} "
             f"scored (another evaluation replaced one of them); {again} again"
@@ -136,16 +139,16 @@ def _probe_head(
     entry = {
         "kind": "probe",
         "probe_groups": None if kind == "plain" else kind,
-        "protocol": evaluation.get("protocol"),
+        "protocol": evaluation.description,
         "probe_protocol": metadata["protocol"],
-        "weight_decay": evaluation.get("weight_decay"),
+        "weight_decay": evaluation.details.get("weight_decay"),
         "uses_bias_labels": kind == "true",
-        "metrics": _headline(evaluation),
+        "metrics": _headline(evaluation.metrics),
     }
     return tensors, entry
 
 
-def _classifier_head(method: Any, results: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict]:
+def _classifier_head(method: Any, results: RunResults) -> tuple[dict[str, torch.Tensor], dict]:
     """A supervised method's own classifier (its encoder's linear head) as head tensors."""
     linear = method.encoders()[method.product_encoder].head
     tensors = {
@@ -154,13 +157,14 @@ def _classifier_head(method: Any, results: dict[str, Any]) -> tuple[dict[str, to
         "mean": torch.zeros(linear.in_features),
         "std": torch.ones(1),
     }
-    evaluation = results.get("classifier", {})
+    evaluation = results.get("classifier")
+    description = None if evaluation is None else evaluation.description
     entry = {
         "kind": "classifier",
         "probe_groups": None,
-        "protocol": evaluation.get("protocol", "the supervised method's own classifier"),
+        "protocol": description or "the supervised method's own classifier",
         "uses_bias_labels": False,
-        "metrics": _headline(evaluation),
+        "metrics": _headline({} if evaluation is None else evaluation.metrics),
     }
     return tensors, entry
 
@@ -227,8 +231,8 @@ def run_model(
         else:
             kind = "plain" if probe_groups in (None, "none") else probe_groups
             tensors, info["head"] = _probe_head(run_dir, key, product, kind, results)
-        info["head"]["split"] = results.get("split", "test")
-        info["discovery"] = results.get("discovery") if probe_groups == "discovered" else None
+        info["head"]["split"] = results.split
+        info["discovery"] = results.discovery if probe_groups == "discovered" else None
     state = {name: value.detach().cpu().clone() for name, value in backbone.state_dict().items()}
     return ModelSpec(info, _preprocessing(train_set, views), state, tensors)
 

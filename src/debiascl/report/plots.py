@@ -99,6 +99,8 @@ def plot_tsne(
 ) -> Path:
     """t-SNE of representations, coloured by class (left) and by bias attribute (right).
 
+    9 parameters: the three (n,) arrays drawn, the output, and optional settings and id names.
+
     Each panel has a legend of the classes / attribute values ("id name") when they are at most
     :data:`MAX_LEGEND_ENTRIES`, else a colour bar of the ids.
 
@@ -154,6 +156,8 @@ def plot_easy_hard_negatives(
     attribute_names: Sequence[str] | None = None,
 ) -> Path:
     """Image grid: per anchor row, the anchor, its k easiest and its k hardest negatives by w.
+
+    9 parameters: the pool's five arrays, the output, and the optional k and id names.
 
     Args:
         images: (n, C, H, W) un-normalised pool images in [0, 1].
