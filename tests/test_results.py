@@ -163,3 +163,16 @@ def test_labels_are_rendered_from_the_records() -> None:
     plain = erm.get("probe")
     assert plain is not None and evaluation_label(plain) == "linear probe (fast)"
     assert short_name(plain) == "plain"
+
+
+def test_the_reader_checks_every_evaluation_the_writer_makes() -> None:
+    """results_problem knows the evaluations by their keys, the class and val probes too."""
+    data = json.loads((FIXTURES / "simclr_results_val.json").read_text())
+    data["main"] = "probe_class"
+    assert results_problem(data) is None
+    data["probe_class"]["metrics"]["accuracy"] = "high"
+    assert "probe_class.metrics.accuracy is 'high'" in str(results_problem(data))
+    data["probe_class"] = [0.5]
+    assert "'probe_class' is not an evaluation mapping" in str(results_problem(data))
+    with pytest.raises(DebiasclError, match="'probe_class' is not an evaluation mapping"):
+        RunResults.from_json(data)

@@ -122,11 +122,11 @@ def _keys_text() -> str:
     return f"{', '.join(EVALUATION_KINDS)} or {GROUP_PROBE_PREFIX}<probe group kind>"
 
 
-def is_evaluation_key(key: str, value: Any) -> bool:
-    """Whether a results file's top-level ``key`` holds an evaluation (a mapping with
-    ``metrics``, under probe, knn, classifier or probe_<kind>; probe_protocol is a label)."""
-    named = key in EVALUATION_KINDS or key.startswith(GROUP_PROBE_PREFIX)
-    return named and isinstance(value, Mapping) and "metrics" in value
+def is_evaluation_key(key: str) -> bool:
+    """Whether a results file's top-level ``key`` names an evaluation: probe, knn, classifier
+    or probe_<kind> (``probe_protocol`` is a label)."""
+    grouped = key.startswith(GROUP_PROBE_PREFIX) and key != "probe_protocol"
+    return key in EVALUATION_KINDS or grouped
 
 
 @dataclass(frozen=True)
@@ -156,13 +156,16 @@ class RunResults:
         """The record of a results file's content (as :func:`json.load` returns it).
 
         Raises:
-            DebiasclError: ``data`` is not a mapping, or ``main`` names no evaluation of it.
+            DebiasclError: ``data`` is not a mapping, an evaluation is not one, or ``main``
+                names no evaluation of it.
         """
         if not isinstance(data, Mapping):
             raise DebiasclError(f"results: a {type(data).__name__}, expected a mapping")
         evaluations, labels = [], {}
         for key, value in data.items():
-            if is_evaluation_key(key, value):
+            if is_evaluation_key(key):
+                if not isinstance(value, Mapping):
+                    raise DebiasclError(f"results: '{key}' is not an evaluation mapping")
                 evaluations.append(Evaluation.from_json(key, value, data))
             elif key not in ("main", "discovery", "results_file"):
                 labels[key] = value
