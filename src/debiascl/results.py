@@ -151,6 +151,11 @@ class RunResults:
     discovery: Mapping[str, Any] | None = None
     results_file: str | None = None
 
+    def __post_init__(self) -> None:
+        """Refuse a headline that is none of the evaluations."""
+        if self.main not in {evaluation.key for evaluation in self.evaluations}:
+            raise DebiasclError(f"results: 'main' names {self.main!r}, which they do not hold")
+
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RunResults:
         """The record of a results file's content (as :func:`json.load` returns it).
@@ -170,10 +175,7 @@ class RunResults:
             elif key not in ("main", "discovery", "results_file"):
                 labels[key] = value
         discovery, results_file = data.get("discovery"), data.get("results_file")
-        results = cls(labels, tuple(evaluations), data.get("main"), discovery, results_file)
-        if results.main not in {evaluation.key for evaluation in evaluations}:
-            raise DebiasclError(f"results: 'main' names {results.main!r}, which they do not hold")
-        return results
+        return cls(labels, tuple(evaluations), data.get("main"), discovery, results_file)
 
     def to_json(self) -> dict[str, Any]:
         """The results file's content, key for key and in the order the writer has always
@@ -200,9 +202,7 @@ class RunResults:
     @property
     def headline(self) -> Evaluation:
         """The headline evaluation (:attr:`main`)."""
-        headline = self.get(self.main)
-        assert headline is not None  # checked by from_json
-        return headline
+        return next(e for e in self.evaluations if e.key == self.main)
 
     @property
     def group_probes(self) -> list[Evaluation]:
