@@ -24,10 +24,13 @@ from safetensors.torch import save_file
 
 from debiascl import __version__
 from debiascl.checkpoint import load_trained
+from debiascl.config import Config
+from debiascl.data.base import BiasedDataset
 from debiascl.data.loading import configured_dataset, configured_views
 from debiascl.data.views import ImageViews
 from debiascl.errors import DebiasclError
 from debiascl.evaluate import PROBE_GROUPS, SUMMARY_METRICS, probe_digest, read_probe
+from debiascl.methods.base import Method
 from debiascl.model_folder import (
     ENCODER_FILE,
     FORMAT,
@@ -205,7 +208,28 @@ def run_model(
     train_set = configured_dataset(data, "train", download=False)
     views = configured_views(data, train_set)
     backbone = method.encoders()[key].backbone
-    info: dict[str, Any] = {
+    info = _run_info(run_dir, config, method, key, train_set)
+    tensors = None
+    if head:
+        product = method.product_encoder
+        results = _results(run_dir, key, product)
+        own = method.supervised and key == product and probe_groups is None
+        if own:
+            tensors, info["head"] = _classifier_head(method, results)
+        else:
+            kind = "plain" if probe_groups in (None, "none") else probe_groups
+            tensors, info["head"] = _probe_head(run_dir, key, product, kind, results)
+        info["head"]["split"] = results.split
+        info["discovery"] = results.discovery if probe_groups == "discovered" else None
+    state = {name: value.detach().cpu().clone() for name, value in backbone.state_dict().items()}
+    return ModelSpec(info, _preprocessing(train_set, views), state, tensors)
+
+
+def _run_info(
+    run_dir: Path, config: Config, method: Method, key: str, train_set: BiasedDataset
+) -> dict[str, Any]:
+    """model.json's description of a run's encoder ``key`` (its head added by the caller)."""
+    return {
         "format": FORMAT,
         "version": VERSION,
         "debiascl_version": __version__,
@@ -221,20 +245,6 @@ def run_model(
         "class_names": list(train_set.class_names),
         "head": None,
     }
-    tensors = None
-    if head:
-        product = method.product_encoder
-        results = _results(run_dir, key, product)
-        own = method.supervised and key == product and probe_groups is None
-        if own:
-            tensors, info["head"] = _classifier_head(method, results)
-        else:
-            kind = "plain" if probe_groups in (None, "none") else probe_groups
-            tensors, info["head"] = _probe_head(run_dir, key, product, kind, results)
-        info["head"]["split"] = results.split
-        info["discovery"] = results.discovery if probe_groups == "discovered" else None
-    state = {name: value.detach().cpu().clone() for name, value in backbone.state_dict().items()}
-    return ModelSpec(info, _preprocessing(train_set, views), state, tensors)
 
 
 # ----------------------------------------------------------------------------- writing
@@ -261,31 +271,7 @@ def model_card(spec: ModelSpec, config_text: str) -> str:
         f"{info['encoder']} ({info['model']['backbone']}, {info['feature_dim']} features)",
         f"- **Seed**: {info['seed']}",
     ]
-    if head is None:
-        lines.append("- **Head**: none (the encoder alone)")
-    else:
-        labels = "yes (oracle)" if head["uses_bias_labels"] else "no"
-        lines += [
-            f"- **Head**: {head['protocol']}",
-            f"- **Bias labels used by the head**: {labels}",
-            "",
-            f"Headline metrics on the {head['split']} split (percent):",
-            "",
-            "| metric | value |",
-            "| --- | --- |",
-            *(f"| {name} | {_percent(value)} |" for name, value in head["metrics"].items()),
-        ]
-        discovery = info.get("discovery") or {}
-        quality = discovery.get("train", {}) if isinstance(discovery, dict) else {}
-        if quality.get("bias_labels"):
-            lines += [
-                "",
-                "Bias discovery (train split, graded with the bias labels it did not use): "
-                + ", ".join(
-                    f"{name} {_percent(quality.get(name))}"
-                    for name in ("precision", "recall", "auroc")
-                ),
-            ]
+    lines += _head_lines(head, info.get("discovery"))
     lines += [
         "",
         "## Use",
@@ -312,6 +298,34 @@ def model_card(spec: ModelSpec, config_text: str) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _head_lines(head: dict[str, Any] | None, discovery: Any) -> list[str]:
+    """The model card's head, its headline metrics and (with bias labels) the discovery's
+    quality."""
+    if head is None:
+        return ["- **Head**: none (the encoder alone)"]
+    labels = "yes (oracle)" if head["uses_bias_labels"] else "no"
+    lines = [
+        f"- **Head**: {head['protocol']}",
+        f"- **Bias labels used by the head**: {labels}",
+        "",
+        f"Headline metrics on the {head['split']} split (percent):",
+        "",
+        "| metric | value |",
+        "| --- | --- |",
+        *(f"| {name} | {_percent(value)} |" for name, value in head["metrics"].items()),
+    ]
+    quality = (discovery or {}).get("train", {}) if isinstance(discovery or {}, dict) else {}
+    if quality.get("bias_labels"):
+        lines += [
+            "",
+            "Bias discovery (train split, graded with the bias labels it did not use): "
+            + ", ".join(
+                f"{name} {_percent(quality.get(name))}" for name in ("precision", "recall", "auroc")
+            ),
+        ]
+    return lines
 
 
 def _save_program(classifier: Classifier, input_shape: tuple[int, ...], path: Path) -> bool:
