@@ -252,6 +252,15 @@ def readme_plugin(name: str) -> str:
     return re.search(rf"```py\n(# {re.escape(name)}\n.*?)```", README.read_text(), re.DOTALL)[1]
 
 
+def restore_registries(monkeypatch: pytest.MonkeyPatch, *registries: Any) -> None:
+    """Names a test registers or declares in ``registries`` are forgotten after it (their
+    built-ins are registered first, so the copies hold them)."""
+    for registry in registries:
+        registry.lookup(next(iter(registry)))
+        for attribute in ("_declared", "_entries", "_info"):
+            monkeypatch.setattr(registry, attribute, dict(getattr(registry, attribute)))
+
+
 def install_plugin(
     name: str, folder: Path, registry: Any, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Path]:

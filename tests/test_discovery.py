@@ -21,12 +21,11 @@ from debiascl.discovery import (
     balanced_weights,
     conflict_scores,
     discovery_quality,
-    group_ids,
     nearest_neighbours,
     read_discovery,
 )
 from debiascl.evaluate import fit_linear_probe, probe_groups_of
-from debiascl.metrics import group_counts
+from debiascl.metrics import dense_group_ids, group_counts, group_ids
 
 TINY = ["--epochs", "2", "--batch-size", "128", "--device", "cpu"]
 TINY_SETS = ["--set", "data.options.image_size=8", "--set", "train.knn_every=0"]
@@ -130,9 +129,14 @@ def test_balanced_weights_give_every_group_the_same_total() -> None:
     assert weights[0] == pytest.approx(9 / (3 * 6)) and weights[-1] == pytest.approx(3.0)
 
 
-def test_group_ids_number_the_present_pairs() -> None:
-    ids = group_ids(torch.tensor([1, 0, 1, 0, 1]), torch.tensor([0, 1, 0, 0, 1]))
-    assert ids.tolist() == [2, 1, 2, 0, 3]
+def test_group_ids_are_the_one_encoding_for_tensors_and_arrays() -> None:
+    y, other = torch.tensor([1, 0, 1, 0, 1, 2]), torch.tensor([0, 1, 0, 0, 1, -1])
+    ids = group_ids(y, other, 2)
+    assert ids.tolist() == [2, 1, 2, 0, 3, -1]  # 2y + value; unknown value: no group
+    assert group_ids(y.numpy(), other.numpy(), 2).tolist() == ids.tolist()
+    pairs = list(zip(y[:5].tolist(), other[:5].tolist(), strict=True))
+    assert [divmod(int(g), 2) for g in ids[:5]] == pairs
+    assert dense_group_ids(torch.tensor([7, 3, 7, 12])).tolist() == [1, 0, 1, 2]
 
 
 def test_weighted_probe_equals_the_probe_on_replicated_samples() -> None:
@@ -181,7 +185,7 @@ def test_group_balanced_probe_raises_the_worst_group_on_a_spurious_feature() -> 
 
     plain = fit_linear_probe(train_h, train_y, 2)
     balanced = fit_linear_probe(
-        train_h, train_y, 2, sample_weights=balanced_weights(group_ids(train_y, train_a))
+        train_h, train_y, 2, sample_weights=balanced_weights(group_ids(train_y, train_a, 2))
     )
     assert worst_group(plain) < 0.5 < worst_group(balanced)
 
@@ -445,10 +449,10 @@ def test_the_class_balanced_probe_is_the_ablation_without_bias_labels(
     assert "class-balanced" in balanced["protocol"]
     assert results["probe_true"]["num_groups"] == 4
     capsys.readouterr()
-    y = torch.tensor([3, 1, 3, 7, 1])  # its groups are the classes, densely numbered
+    y = torch.tensor([3, 1, 3, 7, 1])  # its groups are the classes: g = y * 1 + 0
     features = {
         split: (torch.zeros(5, 2), y, torch.full((5,), -1), torch.arange(5))
         for split in ("train", "val")
     }
     groups = probe_groups_of("class", None, features)
-    assert all(torch.equal(groups[split], torch.tensor([1, 0, 1, 2, 0])) for split in features)
+    assert all(torch.equal(groups[split], y) for split in features)

@@ -86,7 +86,7 @@ def test_probe_spec_reads_the_eval_config_and_its_seed_fixes_the_authors_probe()
 
 def test_unknown_probe_protocol_is_a_user_error():
     x, y = _separable(20, seed=5)
-    with pytest.raises(DebiasclError, match="probe protocol"):
+    with pytest.raises(DebiasclError, match=r"'eval.probe' = 'svm': expected one of fast, authors"):
         linear_probe(x, y, x, 3, ProbeSpec("svm"))
 
 

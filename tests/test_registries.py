@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from fakes import restore_registries
 from test_views import ImageSet, TableSet
 from torch import nn
 
@@ -23,10 +24,7 @@ IMAGES = SimpleNamespace(name="toy", kind="image", input_shape=(3, 8, 8), num_cl
 @pytest.fixture(autouse=True)
 def registries_restored(monkeypatch: pytest.MonkeyPatch) -> None:
     """Names registered or declared by a test are forgotten after it."""
-    for registry in (BACKBONES, HEADS, AUGMENTATIONS):
-        registry.lookup(next(iter(registry)))  # the built-ins are registered before the copy
-        for attribute in ("_declared", "_entries", "_info"):
-            monkeypatch.setattr(registry, attribute, dict(getattr(registry, attribute)))
+    restore_registries(monkeypatch, BACKBONES, HEADS, AUGMENTATIONS)
 
 
 def test_a_registered_backbone_and_head_are_built_by_their_builders() -> None:

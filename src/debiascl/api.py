@@ -32,6 +32,7 @@ from debiascl.model_folder import (
     is_model_folder,
     read_model_folder,
 )
+from debiascl.registry import needs_discovery
 from debiascl.train import train as _train
 
 
@@ -76,8 +77,9 @@ def load_classifier(
     Args:
         path: a model folder, or a finished run directory that ``debiascl eval`` scored.
         encoder: see :func:`load_encoder`.
-        probe_groups: for a run: "none" (the plain probe), "discovered", "true" or "class" (that
-            group-robust probe, fitted by ``eval --probe-groups``); None: the run's headline
+        probe_groups: for a run: "none" (the plain probe) or a probe group kind of
+            :data:`debiascl.registry.PROBE_GROUP_KINDS` (that group-robust probe, fitted by
+            ``eval --probe-groups``); None: the run's headline
             (a supervised method's own classifier, else the plain probe).
 
     Returns:
@@ -127,9 +129,11 @@ def evaluate(
     Args:
         run_dir: the run.
         encoder: "d" or "b" (None: the product encoder).
-        probe: "fast" or "authors" (None: the run's ``eval.probe``).
-        probe_groups: group-robust probes to add: "discovered" (discovers first when the run
-            has no discovery), "true", "class".
+        probe: a probe protocol of :data:`debiascl.registry.PROBE_PROTOCOLS` (None: the run's
+            ``eval.probe``).
+        probe_groups: group-robust probes to add, kinds of
+            :data:`debiascl.registry.PROBE_GROUP_KINDS` (one that reads the discovery, e.g.
+            "discovered", discovers first when the run has none).
         split: "test" (results.json) or "val" (results_val.json).
         device: "cpu", "cuda" or "auto".
 
@@ -138,7 +142,7 @@ def evaluate(
     """
     resolved = resolve_device(device)
     groups = tuple(probe_groups)
-    if "discovered" in groups:
+    if needs_discovery(groups):
         ensure_discovery(run_dir, device=resolved, plots=False)
     return evaluate_run(run_dir, encoder, resolved, probe, probe_groups=groups, split=split)
 

@@ -30,8 +30,8 @@ class Batch:
         a: (B,) int64 bias attributes, given to training only for the oracle
             (``train.groups: true``); None otherwise.
         group: (B,) int64 group id of each sample in [0, G) (``train.groups``: discovered
-            (class, flag) or true (class, attribute) pairs, numbered by
-            :func:`debiascl.discovery.group_ids`); None without groups.
+            (class, flag) or true (class, attribute) groups, numbered 0..G-1 in the order of
+            their :func:`debiascl.metrics.group_ids`); None without groups.
         group_sizes: (G,) int64 training samples of each group; None without groups.
         weight: (B,) float32 loss weight of each sample, n / (G * n_g) of its group
             (``train.group_weighting: balanced``; mean 1 over the training set); None otherwise.

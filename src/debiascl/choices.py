@@ -24,17 +24,6 @@ DEFAULT_SIGNAL = "knn"
 of the seed, or WCL's and triplet's own); erm and gce the classifier of a short run of that
 method (``train.groups_epochs`` epochs) planned per seed."""
 
-PROBE_GROUPS = {
-    "discovered": "discovered groups (class x discovery flag; no bias label used)",
-    "true": "true groups (class x bias attribute; oracle, uses bias labels)",
-    "class": "classes (class-balanced; no bias label used)",
-    "val": "no groups: fitted on the val split instead of train (held-out labels; no bias "
-    "label used)",
-}
-"""Extra probes: name -> what balances its loss (``results.json`` key ``probe_<name>``). ``val``
-is the held-out ablation (LaBonte et al. 2023): a plain probe fitted on the val split, its L2
-strength chosen on train; its val scores are not held out."""
-
 SELECT_RULES = ("auto", "worst_group", "accuracy", "worst_class", "discovered_worst_group")
 """``--select``: the val metric of each run's main evaluation that picks a method's grid point.
 

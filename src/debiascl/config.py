@@ -31,7 +31,7 @@ import yaml
 
 from debiascl.errors import DebiasclError
 from debiascl.records import read_text
-from debiascl.registry import AUGMENTATIONS, BACKBONES, HEADS, METHODS
+from debiascl.registry import AUGMENTATIONS, BACKBONES, HEADS, METHODS, PROBE_PROTOCOLS
 
 PRESET_DIR = Path(__file__).parent / "configs"
 MAX_IMAGE_SIZE = 4096
@@ -313,7 +313,7 @@ CHOICES: dict[str, Collection[str]] = {
     "train.group_sampling": ("none", "balanced"),
     "train.group_weighting": ("none", "balanced"),
     "train.groups_signal": ("gce", "erm"),
-    "eval.probe": ("fast", "authors"),
+    "eval.probe": PROBE_PROTOCOLS,
 }
 
 

@@ -38,7 +38,7 @@ from sklearn.metrics import roc_auc_score
 from debiascl.atomic import write_json, write_text_atomic
 from debiascl.choices import DEFAULT_K
 from debiascl.errors import DebiasclError
-from debiascl.metrics import group_name, majority_aligned
+from debiascl.metrics import group_ids, group_name, majority_aligned
 from debiascl.records import discovery_summary_problem, read_json, read_text
 from debiascl.rundir import SCORES_FILE, discovery_paths
 
@@ -145,12 +145,6 @@ def classifier_scores(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return 1 - probabilities.gather(1, y.long()[:, None]).squeeze(1)
 
 
-def group_ids(y: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-    """(n,) int64 dense ids 0..G-1 of the distinct (y, other) pairs present (sorted pairs)."""
-    pairs = torch.stack([y.long().cpu(), other.long().cpu()], dim=1)
-    return torch.unique(pairs, dim=0, return_inverse=True)[1]
-
-
 def balanced_weights(groups: torch.Tensor) -> torch.Tensor:
     """Per-sample loss weights that give every group the same total weight (SPEC 9).
 
@@ -243,8 +237,9 @@ class SplitDiscovery:
 
     @property
     def groups(self) -> torch.Tensor:
-        """(n,) int64 discovered group id of each sample: (class, flag) pairs, densely numbered."""
-        return group_ids(self.y, self.flag)
+        """(n,) int64 discovered group id of each sample: g = 2 * class + flag
+        (:func:`debiascl.metrics.group_ids`)."""
+        return group_ids(self.y, self.flag, 2)
 
 
 def write_discovery(

@@ -29,7 +29,7 @@ from debiascl.data.base import BiasedDataset
 from debiascl.data.loading import configured_dataset, configured_views
 from debiascl.data.views import ImageViews
 from debiascl.errors import DebiasclError
-from debiascl.evaluate import PROBE_GROUPS, SUMMARY_METRICS, probe_digest, read_probe
+from debiascl.evaluate import SUMMARY_METRICS, probe_digest, read_probe
 from debiascl.methods.base import Method
 from debiascl.model_folder import (
     ENCODER_FILE,
@@ -43,6 +43,7 @@ from debiascl.model_folder import (
     ModelSpec,
 )
 from debiascl.models import ModelInfo
+from debiascl.registry import PROBE_GROUP_KINDS
 from debiascl.results import RunResults
 from debiascl.rundir import (
     check_finished,
@@ -54,8 +55,6 @@ from debiascl.rundir import (
 )
 
 LOGGER = logging.getLogger("debiascl")
-HEAD_CHOICES = ("none", *PROBE_GROUPS)
-"""``--probe-groups`` of export: the plain probe ("none") or a group-robust probe."""
 
 
 def _preprocessing(dataset: Any, views: Any) -> dict[str, Any]:
@@ -122,7 +121,8 @@ def _probe_head(
     flag = _encoder_flag(encoder, product)
     groups = "" if kind == "plain" else f" --probe-groups {kind}"
     again = f"run `debiascl eval {run_dir}{flag}{groups}`"
-    if kind == "discovered" and not discovery_paths(run_dir)[0].is_file():
+    needs = kind != "plain" and PROBE_GROUP_KINDS.info(kind)["discovery"]
+    if needs and not discovery_paths(run_dir)[0].is_file():
         raise DebiasclError(
             f"run '{run_dir}' has no bias discovery (discovered.csv), so it has no discovered-"
             f"group probe; run `debiascl discover {run_dir}`, then {again.removeprefix('run ')}"
@@ -145,7 +145,7 @@ def _probe_head(
         "protocol": evaluation.description,
         "probe_protocol": metadata["protocol"],
         "weight_decay": evaluation.details.get("weight_decay"),
-        "uses_bias_labels": kind == "true",
+        "uses_bias_labels": kind != "plain" and PROBE_GROUP_KINDS.info(kind)["bias_labels"],
         "metrics": _headline(evaluation.metrics),
     }
     return tensors, entry
@@ -184,7 +184,7 @@ def run_model(
         run_dir: a finished run directory.
         encoder: "d" or "b" (None: the method's product encoder).
         probe_groups: the head: "none" (the plain probe) or a key of
-            :data:`debiascl.evaluate.PROBE_GROUPS` (that group-robust probe); None: the
+            :data:`debiascl.registry.PROBE_GROUP_KINDS` (that group-robust probe); None: the
             method's headline evaluation (own classifier for supervised methods, else the
             plain probe).
         head: False for the encoder alone (no evaluation needed).
@@ -194,10 +194,9 @@ def run_model(
             evaluation did not fit (naming the command that fits it), or stale files.
     """
     run_dir = check_finished(run_dir)
-    if probe_groups is not None and probe_groups not in HEAD_CHOICES:
-        raise DebiasclError(
-            f"probe groups '{probe_groups}': expected one of {', '.join(HEAD_CHOICES)}"
-        )
+    heads = ("none", *PROBE_GROUP_KINDS)
+    if probe_groups is not None and probe_groups not in heads:
+        raise DebiasclError(f"probe groups '{probe_groups}': expected one of {', '.join(heads)}")
     config, method = load_trained(run_dir, "cpu")
     key = method.product_encoder if encoder is None else encoder
     if key not in method.encoders():

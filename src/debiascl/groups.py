@@ -7,8 +7,9 @@
 - ``true``: the (class, bias attribute) groups, the oracle; refused on data without a bias
   attribute for every training sample.
 
-Both are numbered by :func:`debiascl.discovery.group_ids` (dense ids of the (y, other) pairs
-present, in sorted order), the same numbering the group-robust probe uses.
+Both are the groups of the one encoding (:func:`debiascl.metrics.group_ids`: 2y + flag, or
+y * A + a), the groups the group-robust probes balance, numbered 0..G-1 in that order
+(:func:`debiascl.metrics.dense_group_ids`) so that a method keeps one value per group.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import torch
 from debiascl.config import Config
 from debiascl.data.base import BiasedDataset
 from debiascl.discover import check_same_data, ensure_discovery
-from debiascl.discovery import group_ids, read_discovery
+from debiascl.discovery import read_discovery
 from debiascl.errors import DebiasclError
+from debiascl.metrics import dense_group_ids
 from debiascl.rundir import check_finished
 
 
@@ -43,7 +45,7 @@ def true_groups(train_set: BiasedDataset) -> torch.Tensor:
             f"setting 'train.groups' = 'true': data set '{train_set.name}' has {detail}; use "
             "train.groups=discovered with train.groups_from"
         )
-    return group_ids(train_set.targets, train_set.attributes)
+    return dense_group_ids(train_set.groups)
 
 
 def discovered_groups(
@@ -72,7 +74,7 @@ def discovered_groups(
             f"train split ({len(train_set)} samples, each with a class); run `debiascl discover "
             f"{source}` again"
         )
-    return train.groups
+    return dense_group_ids(train.groups)
 
 
 def training_groups(

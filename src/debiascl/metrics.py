@@ -1,11 +1,13 @@
 """Group-robustness metrics from (y_true, y_pred, a) (SPEC section 7).
 
 One function, :func:`group_metrics`, computes every number that evaluation reports, so the probe,
-the kNN classifier and a supervised method's own classifier are all scored the same way.
+the kNN classifier and a supervised method's own classifier are all scored the same way. It
+composes the metrics of :data:`debiascl.registry.METRICS`: a new metric is one function
+registered with :func:`register_metric` (README, "Adding a metric").
 
 Conventions:
-    - group id g = y * num_attributes + a (SPEC 8: g = 2y + a for a binary target and bias),
-      keys written readably as ``"y=1,a=0"``;
+    - group id g = y * num_attributes + a (:func:`group_ids`, the one encoding; SPEC 8: g = 2y
+      + a for a binary target and bias), keys written readably as ``"y=1,a=0"``;
     - a group or class with no test samples is *absent*: it is left out of ``per_group`` /
       ``per_class``, listed under ``absent_groups`` / ``absent_classes``, and ignored by the
       worst / mean over groups; it is never reported as 0 or NaN;
@@ -16,13 +18,17 @@ Conventions:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
+from debiascl.registry import METRICS
+
 ArrayLike = np.ndarray | torch.Tensor | Sequence[int]
+Ids = TypeVar("Ids", np.ndarray, torch.Tensor)
 
 
 def _as_int_array(values: ArrayLike, name: str) -> np.ndarray:
@@ -33,6 +39,35 @@ def _as_int_array(values: ArrayLike, name: str) -> np.ndarray:
     if array.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
     return array.astype(np.int64)
+
+
+def group_ids(y: Ids, values: Ids, num_values: int) -> Ids:
+    """The one group-id encoding: g = y * num_values + value (SPEC 8: g = 2y + a for a binary
+    target and bias), -1 where the value is unknown (< 0); ``divmod(g, num_values)`` gives
+    (y, value) back.
+
+    The true groups (value: the bias attribute, ``num_values`` A), the discovered ones (the
+    discovery's flag, 2), the classes (0, 1) and every probe group kind number their groups so.
+
+    Args:
+        y: (n,) classes (tensor or array).
+        values: (n,) the other part of each group, in [0, num_values) or < 0 where unknown.
+        num_values: how many values the other part takes (>= 1).
+
+    Returns:
+        (n,) int64 group ids, a tensor (on ``y``'s device) for tensors, else a numpy array.
+    """
+    if isinstance(y, torch.Tensor):
+        y, values = y.long(), torch.as_tensor(values, device=y.device).long()
+        return torch.where(values < 0, -1, y * num_values + values)
+    y, values = _as_int_array(y, "y"), _as_int_array(values, "values")
+    return np.where(values < 0, -1, y * num_values + values)
+
+
+def dense_group_ids(groups: torch.Tensor) -> torch.Tensor:
+    """(n,) int64 ids 0..G-1 of the distinct :func:`group_ids` present, in increasing order:
+    the index of each sample's group where a (G,) vector holds one value per group (training)."""
+    return torch.unique(groups, return_inverse=True)[1]
 
 
 def group_name(y: int, a: int) -> str:
@@ -52,10 +87,8 @@ def group_counts(y: ArrayLike, a: ArrayLike, num_classes: int, num_attributes: i
     Returns:
         (C, A) int64 counts.
     """
-    y = _as_int_array(y, "y")
-    a = _as_int_array(a, "a")
-    known = a >= 0
-    flat = np.bincount(y[known] * num_attributes + a[known], minlength=num_classes * num_attributes)
+    groups = group_ids(_as_int_array(y, "y"), _as_int_array(a, "a"), num_attributes)
+    flat = np.bincount(groups[groups >= 0], minlength=num_classes * num_attributes)
     return flat.reshape(num_classes, num_attributes)
 
 
@@ -89,8 +122,42 @@ def majority_aligned(
     return aligned, known
 
 
-def _accuracy(correct: np.ndarray) -> float:
-    return float(correct.mean())
+@dataclass(frozen=True)
+class Scored:
+    """One classifier's predictions on a split, as every metric reads them.
+
+    Attributes:
+        y_true: (n,) int64 true classes; correct: (n,) bool, prediction == y_true.
+        a: (n,) int64 bias attributes, -1 where unknown.
+        num_classes: C; num_attributes: A (0 without a bias attribute).
+        train_counts: (C, A) float64 training samples per group, or None.
+        aligned, known: (n,) bool bias-aligned samples and where alignment is defined, or None
+            (no groups, or neither ``aligned`` nor train counts given).
+    """
+
+    y_true: np.ndarray
+    correct: np.ndarray
+    a: np.ndarray
+    num_classes: int
+    num_attributes: int
+    train_counts: np.ndarray | None = None
+    aligned: np.ndarray | None = None
+    known: np.ndarray | None = None
+
+    @property
+    def has_groups(self) -> bool:
+        """A bias attribute is known for some sample (the group metrics apply)."""
+        return self.num_attributes > 0 and bool((self.a >= 0).any())
+
+
+Metric = Callable[[Scored, dict[str, Any]], dict[str, Any]]
+"""A metric: (the predictions, the entries of the metrics before it) -> its entries ({} where
+it does not apply)."""
+
+
+def register_metric(name: str) -> Callable[[Metric], Metric]:
+    """Decorator: add a metric to :func:`group_metrics` (after those registered before it)."""
+    return lambda metric: METRICS.add(name, metric)
 
 
 def group_metrics(
@@ -102,7 +169,8 @@ def group_metrics(
     train_group_counts: np.ndarray | torch.Tensor | None = None,
     aligned: ArrayLike | None = None,
 ) -> dict[str, Any]:
-    """Every test metric of SPEC section 7 from labels, predictions and bias attributes.
+    """Every test metric of SPEC section 7 from labels, predictions and bias attributes: the
+    entries of each metric of :data:`debiascl.registry.METRICS`, in order.
 
     Args:
         y_true: (n,) true classes in [0, num_classes).
@@ -124,8 +192,26 @@ def group_metrics(
         counts ``avg_acc_train_weighted`` = sum_g p_train(g) acc(g), the training proportions
         renormalised over groups present in the test split; with alignment
         ``aligned_accuracy`` / ``conflicting_accuracy`` (a subset with no samples is left out
-        and listed under ``absent_alignment``).
+        and listed under ``absent_alignment``); then a registered metric's entries.
     """
+    scored = _scored(y_true, y_pred, a, num_classes, num_attributes, train_group_counts)
+    if scored.has_groups:
+        scored = _with_alignment(scored, aligned)
+    result: dict[str, Any] = {}
+    for metric in METRICS.values():
+        result.update(metric(scored, result))
+    return result
+
+
+def _scored(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    a: ArrayLike,
+    num_classes: int,
+    num_attributes: int,
+    train_group_counts: np.ndarray | torch.Tensor | None,
+) -> Scored:
+    """The checked inputs of :func:`group_metrics` (ValueError naming what is wrong)."""
     y_true = _as_int_array(y_true, "y_true")
     y_pred = _as_int_array(y_pred, "y_pred")
     a = _as_int_array(a, "a")
@@ -142,80 +228,9 @@ def group_metrics(
         )
     if a.min() < -1 or (num_attributes > 0 and a.max() >= num_attributes):
         raise ValueError(f"a must lie in [-1, {num_attributes}), got {a.min()}..{a.max()}")
-    correct = y_true == y_pred
-    result: dict[str, Any] = {"num_samples": int(y_true.size), "accuracy": _accuracy(correct)}
-    result.update(_class_metrics(y_true, correct, num_classes))
-    if num_attributes == 0 or not (a >= 0).any():
-        return result
-    result.update(_group_part(y_true, a, correct, num_classes, num_attributes, train_group_counts))
-    if aligned is None and train_group_counts is not None:
-        counts = np.asarray(train_group_counts).reshape(num_classes, num_attributes)
-        aligned_mask, known = majority_aligned(y_true, a, counts)
-    elif aligned is not None:
-        aligned_mask = _as_int_array(aligned, "aligned").astype(bool)
-        if aligned_mask.shape != y_true.shape:
-            raise ValueError(f"aligned must have shape {y_true.shape}, got {aligned_mask.shape}")
-        known = np.ones_like(aligned_mask)
-    else:
-        return result
-    result.update(_alignment_part(correct, aligned_mask, known))
-    return result
-
-
-def _class_metrics(y_true: np.ndarray, correct: np.ndarray, num_classes: int) -> dict[str, Any]:
-    per_class = {
-        f"y={c}": _accuracy(correct[y_true == c]) for c in range(num_classes) if (y_true == c).any()
-    }
-    absent = [f"y={c}" for c in range(num_classes) if not (y_true == c).any()]
-    return {
-        "per_class": per_class,
-        "absent_classes": absent,
-        "worst_class": min(per_class.values()),
-    }
-
-
-def _group_part(
-    y_true: np.ndarray,
-    a: np.ndarray,
-    correct: np.ndarray,
-    num_classes: int,
-    num_attributes: int,
-    train_group_counts: np.ndarray | torch.Tensor | None,
-) -> dict[str, Any]:
-    per_group: dict[str, float] = {}
-    sizes: dict[str, int] = {}
-    absent: list[str] = []
-    for y in range(num_classes):
-        for value in range(num_attributes):
-            members = (y_true == y) & (a == value)
-            if members.any():
-                per_group[group_name(y, value)] = _accuracy(correct[members])
-                sizes[group_name(y, value)] = int(members.sum())
-            else:
-                absent.append(group_name(y, value))
-    worst_name = min(per_group, key=per_group.__getitem__)
-    part: dict[str, Any] = {
-        "per_group": per_group,
-        "group_sizes": sizes,
-        "absent_groups": absent,
-        "worst_group": per_group[worst_name],
-        "worst_group_name": worst_name,
-        "mean_group": float(np.mean(list(per_group.values()))),
-    }
-    if train_group_counts is not None:
-        part["avg_acc_train_weighted"] = _train_weighted(
-            per_group, train_group_counts, num_classes, num_attributes
-        )
-    return part
-
-
-def _train_weighted(
-    per_group: dict[str, float],
-    train_group_counts: np.ndarray | torch.Tensor,
-    num_classes: int,
-    num_attributes: int,
-) -> float:
-    """sum_g p_train(g) acc(g) over the groups present in the test split."""
+    scored = Scored(y_true, y_true == y_pred, a, num_classes, num_attributes)
+    if train_group_counts is None or not scored.has_groups:
+        return scored
     if isinstance(train_group_counts, torch.Tensor):
         train_group_counts = train_group_counts.cpu().numpy()
     counts = np.asarray(train_group_counts, dtype=np.float64)
@@ -224,24 +239,115 @@ def _train_weighted(
             f"train_group_counts must have {num_classes} x {num_attributes} entries, "
             f"got shape {counts.shape}"
         )
-    counts = counts.reshape(num_classes, num_attributes)
+    return replace(scored, train_counts=counts.reshape(num_classes, num_attributes))
+
+
+def _with_alignment(scored: Scored, aligned: ArrayLike | None) -> Scored:
+    """``scored`` with its alignment: ``aligned`` given (every sample known), else the train
+    counts' majority (:func:`majority_aligned`), else none."""
+    if aligned is not None:
+        mask = _as_int_array(aligned, "aligned").astype(bool)
+        if mask.shape != scored.y_true.shape:
+            raise ValueError(f"aligned must have shape {scored.y_true.shape}, got {mask.shape}")
+        return replace(scored, aligned=mask, known=np.ones_like(mask))
+    if scored.train_counts is None:
+        return scored
+    mask, known = majority_aligned(scored.y_true, scored.a, scored.train_counts)
+    return replace(scored, aligned=mask, known=known)
+
+
+def _accuracy(correct: np.ndarray) -> float:
+    return float(correct.mean())
+
+
+@register_metric("accuracy")
+def accuracy(scored: Scored, _: dict[str, Any]) -> dict[str, Any]:
+    """``num_samples`` and ``accuracy`` (top-1)."""
+    return {"num_samples": int(scored.y_true.size), "accuracy": _accuracy(scored.correct)}
+
+
+@register_metric("per_class")
+def per_class(scored: Scored, _: dict[str, Any]) -> dict[str, Any]:
+    """``per_class`` accuracy of each class present (``"y=0"``) and the ``absent_classes``."""
+    present = [c for c in range(scored.num_classes) if (scored.y_true == c).any()]
+    return {
+        "per_class": {f"y={c}": _accuracy(scored.correct[scored.y_true == c]) for c in present},
+        "absent_classes": [f"y={c}" for c in range(scored.num_classes) if c not in present],
+    }
+
+
+@register_metric("worst_class")
+def worst_class(_: Scored, result: dict[str, Any]) -> dict[str, Any]:
+    """``worst_class``: the lowest per-class accuracy."""
+    return {"worst_class": min(result["per_class"].values())}
+
+
+@register_metric("per_group")
+def per_group(scored: Scored, _: dict[str, Any]) -> dict[str, Any]:
+    """``per_group`` accuracy and ``group_sizes`` of each group present (``"y=1,a=0"``), and the
+    ``absent_groups`` (with a bias attribute)."""
+    if not scored.has_groups:
+        return {}
+    groups = group_ids(scored.y_true, scored.a, scored.num_attributes)
+    accuracies: dict[str, float] = {}
+    sizes: dict[str, int] = {}
+    absent: list[str] = []
+    for group in range(scored.num_classes * scored.num_attributes):
+        members, name = groups == group, group_name(*divmod(group, scored.num_attributes))
+        if members.any():
+            accuracies[name] = _accuracy(scored.correct[members])
+            sizes[name] = int(members.sum())
+        else:
+            absent.append(name)
+    return {"per_group": accuracies, "group_sizes": sizes, "absent_groups": absent}
+
+
+@register_metric("worst_group")
+def worst_group(_: Scored, result: dict[str, Any]) -> dict[str, Any]:
+    """``worst_group``: the lowest per-group accuracy, and ``worst_group_name`` its group."""
+    if "per_group" not in result:
+        return {}
+    name = min(result["per_group"], key=result["per_group"].__getitem__)
+    return {"worst_group": result["per_group"][name], "worst_group_name": name}
+
+
+@register_metric("mean_group")
+def mean_group(_: Scored, result: dict[str, Any]) -> dict[str, Any]:
+    """``mean_group``: the unweighted mean accuracy over the groups present."""
+    if "per_group" not in result:
+        return {}
+    return {"mean_group": float(np.mean(list(result["per_group"].values())))}
+
+
+@register_metric("avg_acc_train_weighted")
+def train_weighted(scored: Scored, result: dict[str, Any]) -> dict[str, Any]:
+    """``avg_acc_train_weighted`` = sum_g p_train(g) acc(g) over the groups present in the
+    scored split (with train counts)."""
+    if "per_group" not in result or scored.train_counts is None:
+        return {}
     total = weighted = 0.0
-    for y in range(num_classes):
-        for value in range(num_attributes):
-            accuracy = per_group.get(group_name(y, value))
-            if accuracy is not None:
-                total += counts[y, value]
-                weighted += counts[y, value] * accuracy
+    for (y, value), count in np.ndenumerate(scored.train_counts):
+        accuracy = result["per_group"].get(group_name(y, value))
+        if accuracy is not None:
+            total += count
+            weighted += count * accuracy
     if total == 0:
         raise ValueError("train_group_counts gives no training sample to any test group")
-    return float(weighted / total)
+    return {"avg_acc_train_weighted": float(weighted / total)}
 
 
-def _alignment_part(correct: np.ndarray, aligned: np.ndarray, known: np.ndarray) -> dict[str, Any]:
+@register_metric("alignment")
+def alignment(scored: Scored, _: dict[str, Any]) -> dict[str, Any]:
+    """``aligned_accuracy`` / ``conflicting_accuracy`` and their sizes (with alignment); a
+    subset without samples is listed under ``absent_alignment``."""
+    if scored.aligned is None or scored.known is None:
+        return {}
     part: dict[str, Any] = {"absent_alignment": []}
-    for key, members in (("aligned", aligned & known), ("conflicting", ~aligned & known)):
+    members_of = {"aligned": scored.aligned, "conflicting": ~scored.aligned}
+    for key, members in members_of.items():
+        members = members & scored.known
         if members.any():
-            part[f"{key}_accuracy"] = _accuracy(correct[members])
+            part[f"{key}_accuracy"] = _accuracy(scored.correct[members])
             part[f"{key}_size"] = int(members.sum())
         else:
             part["absent_alignment"].append(key)

@@ -1,8 +1,9 @@
 """Registries of the named building blocks a config chooses from, and the built-ins' names.
 
 Each registry maps a name to what builds it (a method class, a data set's, a backbone's, a
-projection head's or an augmentation's builder), with the light facts a listing needs as
-``info`` (a method's kind, a backbone's data kind, an augmentation's data kinds). The modules
+projection head's or an augmentation's builder, a probe protocol's fit, a probe group kind's
+groups, a metric), with the light facts a listing needs as ``info`` (a method's kind, a
+backbone's data kind, an augmentation's data kinds, a probe group kind's labels). The modules
 that define the blocks fill them when imported (``register_method``, ``register_dataset``,
 ``BACKBONES.add`` ...). The built-in blocks are also *declared* here, by name, with the module
 that registers them and the little the choices need (a method's kind, a data set's summary),
@@ -16,12 +17,17 @@ This module imports nothing heavy, so config and the command line can import it.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 from debiascl.errors import DebiasclError
 
 T = TypeVar("T")
+
+
+class HalfRegisteredError(DebiasclError, LookupError):
+    """A declared name whose module did not register it: a user error on the command line (one
+    line), a LookupError to code that catches those."""
 
 
 class Registry(Mapping[str, T], Generic[T]):
@@ -48,7 +54,8 @@ class Registry(Mapping[str, T], Generic[T]):
         self._declared[name] = (module, info)
 
     def add(self, name: str, entry: T, **info: Any) -> T:
-        """Register ``entry`` under ``name``, with the light ``info`` a listing shows.
+        """Register ``entry`` under ``name``, with the light ``info`` a listing shows (a declared
+        name given no info takes its declaration's).
 
         Raises:
             ValueError: the name is registered already, or registered with other info than
@@ -56,6 +63,8 @@ class Registry(Mapping[str, T], Generic[T]):
         """
         if name in self._entries:
             raise ValueError(f"{self.setting} '{name}' is registered twice")
+        if name in self._declared and not info:
+            info = self._declared[name][1]
         if name in self._declared and self._declared[name][1] != info:
             raise ValueError(
                 f"{self.setting} '{name}' is registered with {info} but declared in "
@@ -107,7 +116,7 @@ class Registry(Mapping[str, T], Generic[T]):
             module = self._declared[name][0]
             importlib.import_module(module)
             if name not in self._entries:
-                raise LookupError(
+                raise HalfRegisteredError(
                     f"{self.setting} '{name}' is declared in debiascl.registry, but importing "
                     f"{module} did not register it"
                 )
@@ -144,6 +153,21 @@ AUGMENTATIONS: Registry[Any] = Registry("data.augmentation")
 """View pipeline builders ``(dataset, ViewSettings) -> ViewPipeline``
 (:data:`debiascl.data.views.ViewBuilder`), filled by ``register_augmentation``; info ``kinds``,
 the data kinds it applies to."""
+PROBE_PROTOCOLS: Registry[Any] = Registry("eval.probe")
+"""Linear probe protocols: fits ``(ProbeData, ProbeSpec) -> LinearProbe``
+(:data:`debiascl.evaluate.probes.ProbeFit`), filled by ``register_probe_protocol``; info
+``summary``."""
+PROBE_GROUP_KINDS: Registry[Any] = Registry("probe_groups")
+"""The groups a group-robust probe balances: ``(ProbeGroupInputs) -> split -> (n,) group ids``
+or None (:data:`debiascl.evaluate.probe_groups.GroupsBuilder`), filled by
+``register_probe_groups``; info ``summary`` (what balances the loss, in the probe's protocol
+label), ``label`` (the tables' name), ``bias_labels`` (uses bias labels), ``discovery`` (reads
+the run's bias discovery), ``fitted_on`` (the split the probe is fitted on) and ``marker`` (its
+points in the trade-off plot, or None: a circle)."""
+METRICS: Registry[Any] = Registry("metric")
+"""The metrics :func:`debiascl.metrics.group_metrics` composes, in order:
+``(Scored, metrics so far) -> new entries`` (:data:`debiascl.metrics.Metric`), filled by
+``register_metric``."""
 
 for _name, _supervised, _groups in (
     ("simclr", False, False),
@@ -241,6 +265,74 @@ for _name, _kinds in (
 ):
     AUGMENTATIONS.declare(_name, "debiascl.data.views", kinds=_kinds)
 
+for _name, _summary in (
+    ("fast", "standardised features, full-batch L-BFGS, L2 strength chosen on val"),
+    (
+        "authors",
+        "the authors' Adam probe (eval.probe_epochs, eval.probe_lr, eval.probe_batch_size)",
+    ),
+):
+    PROBE_PROTOCOLS.declare(_name, "debiascl.evaluate.probes", summary=_summary)
+for _name, _summary, _label, _bias_labels, _discovery, _fitted_on, _marker in (
+    (
+        "discovered",
+        "discovered groups (class x discovery flag; no bias label used)",
+        "discovered groups (no bias labels)",
+        False,
+        True,
+        "train",
+        "^",
+    ),
+    (
+        "true",
+        "true groups (class x bias attribute; oracle, uses bias labels)",
+        "true groups (oracle: bias labels)",
+        True,
+        False,
+        "train",
+        "D",
+    ),
+    (
+        "class",
+        "classes (class-balanced; no bias label used)",
+        "class-balanced (no bias labels)",
+        False,
+        False,
+        "train",
+        "v",
+    ),
+    (
+        "val",
+        "no groups: fitted on the val split instead of train (held-out labels; no bias label used)",
+        "trained on val (no bias labels)",
+        False,
+        False,
+        "val",
+        None,
+    ),
+):
+    PROBE_GROUP_KINDS.declare(
+        _name,
+        "debiascl.evaluate.probe_groups",
+        summary=_summary,
+        label=_label,
+        bias_labels=_bias_labels,
+        discovery=_discovery,
+        fitted_on=_fitted_on,
+        marker=_marker,
+    )
+for _name in (
+    "accuracy",
+    "per_class",
+    "worst_class",
+    "per_group",
+    "worst_group",
+    "mean_group",
+    "avg_acc_train_weighted",
+    "alignment",
+):
+    METRICS.declare(_name, "debiascl.metrics")
+
 
 def named_object(target: str) -> Any:
     """The object ``"module:name"`` names (a method's ``driver`` or ``analyses``), imported.
@@ -269,6 +361,12 @@ def self_supervised_methods() -> tuple[str, ...]:
 def other_methods() -> tuple[str, ...]:
     """The methods that read class labels or groups, in registration order (imports nothing)."""
     return tuple(name for name in METHODS if name not in self_supervised_methods())
+
+
+def needs_discovery(probe_groups: Iterable[str]) -> bool:
+    """Whether a probe group kind of ``probe_groups`` reads the run's bias discovery (its
+    ``discovery`` info; imports nothing)."""
+    return any(PROBE_GROUP_KINDS.info(kind)["discovery"] for kind in probe_groups)
 
 
 def list_datasets() -> list[str]:

@@ -23,8 +23,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from debiascl.choices import PROBE_GROUPS
 from debiascl.errors import DebiasclError
+from debiascl.registry import PROBE_GROUP_KINDS
 
 EVALUATION_KINDS = ("probe", "knn", "classifier")
 """What scored an evaluation: a linear probe on the frozen features, the weighted kNN, or a
@@ -67,7 +67,8 @@ class Evaluation:
         kind: one of :data:`EVALUATION_KINDS`.
         metrics: :func:`debiascl.metrics.group_metrics`' mapping (accuracies as fractions).
         groups: the probe group kind a group-robust probe balances its loss over (a key of
-            :data:`debiascl.choices.PROBE_GROUPS`); None for the plain probe, kNN, classifier.
+            :data:`debiascl.registry.PROBE_GROUP_KINDS`); None for the plain probe, kNN,
+            classifier.
         protocol: a probe's protocol ("fast" or "authors"); None for kNN and the classifier.
         split: the split scored ("test" or "val"; None where the file does not say).
         encoder: the encoder whose features were scored ("d" or "b"; None where unknown).
@@ -129,6 +130,12 @@ def is_evaluation_key(key: str) -> bool:
     return key in EVALUATION_KINDS or grouped
 
 
+def _reads_discovery(groups: str | None) -> bool:
+    """Whether the probe group kind ``groups`` reads the run's bias discovery (its registry
+    ``discovery`` info; False for no kind or one not registered here)."""
+    return groups in PROBE_GROUP_KINDS and bool(PROBE_GROUP_KINDS.info(groups)["discovery"])
+
+
 @dataclass(frozen=True)
 class RunResults:
     """The content of one results file: a run's labels, its evaluations and its headline.
@@ -179,15 +186,15 @@ class RunResults:
 
     def to_json(self) -> dict[str, Any]:
         """The results file's content, key for key and in the order the writer has always
-        used: labels, probe, knn, main, each group-robust probe (discovery after the
-        discovered one), classifier, results_file."""
+        used: labels, probe, knn, main, each group-robust probe (discovery after the first
+        that reads it, the discovered one), classifier, results_file."""
         data = dict(self.labels)
         for evaluation in self.evaluations:
             data[evaluation.key] = evaluation.to_json()
             if evaluation.key == "knn":
                 data["main"] = self.main
-            if evaluation.groups == "discovered" and self.discovery is not None:
-                data["discovery"] = self.discovery
+            if self.discovery is not None and _reads_discovery(evaluation.groups):
+                data.setdefault("discovery", self.discovery)
         data.setdefault("main", self.main)
         if self.discovery is not None:
             data.setdefault("discovery", self.discovery)
@@ -206,10 +213,10 @@ class RunResults:
 
     @property
     def group_probes(self) -> list[Evaluation]:
-        """The group-robust probes, in :data:`debiascl.choices.PROBE_GROUPS` order (kinds it
-        does not list after them, in file order)."""
+        """The group-robust probes, in :data:`debiascl.registry.PROBE_GROUP_KINDS` order (kinds
+        it does not hold after them, in file order)."""
         probes = [e for e in self.evaluations if e.groups is not None]
-        known = {kind: rank for rank, kind in enumerate(PROBE_GROUPS)}
+        known = {kind: rank for rank, kind in enumerate(PROBE_GROUP_KINDS)}
         return sorted(probes, key=lambda e: known.get(e.groups, len(known)))
 
     def in_table_order(self) -> list[Evaluation]:

@@ -27,7 +27,12 @@ from debiascl.cli.options import (
 )
 from debiascl.errors import DebiasclError
 from debiascl.grid import parse_grid
-from debiascl.registry import METHODS, other_methods, self_supervised_methods
+from debiascl.registry import (
+    METHODS,
+    PROBE_PROTOCOLS,
+    other_methods,
+    self_supervised_methods,
+)
 
 DEMO: dict[str, Any] = {
     "dataset": "biased-digits-binary",
@@ -142,7 +147,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_device_option(compare, training=True)
     compare.add_argument(
-        "--probe", choices=("fast", "authors"), help="linear probe protocol (default: fast)"
+        "--probe", choices=tuple(PROBE_PROTOCOLS), help="linear probe protocol (default: fast)"
     )
     add_probe_groups_option(compare)
     compare.add_argument(

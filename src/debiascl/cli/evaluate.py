@@ -17,6 +17,7 @@ from debiascl.cli.options import (
     add_probe_groups_option,
     check_finished_runs,
 )
+from debiascl.registry import PROBE_PROTOCOLS, needs_discovery
 from debiascl.rundir import EVAL_SPLITS
 
 
@@ -43,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_device_option(parser)
     parser.add_argument(
         "--probe",
-        choices=("fast", "authors"),
+        choices=tuple(PROBE_PROTOCOLS),
         help="linear probe protocol (default: the run's eval.probe)",
     )
     parser.add_argument(
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from debiascl.results import RunResults
 
     device = resolve_device(args.device)
-    if "discovered" in args.probe_groups:
+    if needs_discovery(args.probe_groups):
         ensure_discovery(
             args.run_dir, args.bias_run, args.k, args.threshold, device, plots=not args.no_plots
         )

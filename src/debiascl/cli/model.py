@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from debiascl.cli.options import add_device_option
+from debiascl.cli.options import add_device_option, probe_groups_metavar
 
 INPUT_HELP = (
     "an image folder, a folder with metadata.csv (filename[, split, id, y]), or a CSV of table "
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     export.add_argument(
         "--probe-groups",
-        metavar="none|discovered|true|class|val",
+        metavar=probe_groups_metavar(),
         help="the head: the plain probe (none) or that group-robust probe; default: the "
         "method's headline (own classifier for supervised methods, else the plain probe)",
     )

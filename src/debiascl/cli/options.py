@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from debiascl.choices import DEFAULT_K, DEFAULT_THRESHOLD, PROBE_GROUPS
+from debiascl.choices import DEFAULT_K, DEFAULT_THRESHOLD
+from debiascl.registry import PROBE_GROUP_KINDS
 from debiascl.rundir import check_finished
 
 SET_HELP = "any setting, e.g. --set method.tau_plus=0.1 (repeatable)"
@@ -50,17 +51,24 @@ def add_discovery_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def probe_groups_metavar() -> str:
+    """``none|discovered|true|class|val``: the probe group kinds (a plugin's too)."""
+    return "|".join(("none", *PROBE_GROUP_KINDS))
+
+
 def add_probe_groups_option(parser: argparse.ArgumentParser) -> None:
-    """``--probe-groups none|discovered|true[,...]``, parsed into a tuple of names."""
+    """``--probe-groups none|discovered|true[,...]``, parsed into a tuple of names; the help
+    lists each kind of :data:`debiascl.registry.PROBE_GROUP_KINDS` with its summary."""
+    kinds = "; ".join(
+        f"{kind}: {PROBE_GROUP_KINDS.info(kind)['summary']}" for kind in PROBE_GROUP_KINDS
+    )
     parser.add_argument(
         "--probe-groups",
         type=probe_groups,
         default=(),
-        metavar="none|discovered|true|class|val",
-        help="also fit group-robust probes whose loss balances these groups (comma-separated): "
-        "discovered (class x discovery flag, no bias label used), true (class x bias attribute, "
-        "the oracle), class (the classes alone: the class-balance ablation) or val (no "
-        "balancing, fitted on the val split: the held-out-data ablation); default: none",
+        metavar=probe_groups_metavar(),
+        help="also fit group-robust probes whose loss balances these groups (comma-separated; "
+        f"default: none): {kinds}",
     )
 
 
@@ -69,11 +77,11 @@ def probe_groups(text: str) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
     if names in ((), ("none",)):
         return ()
-    unknown = [name for name in names if name not in PROBE_GROUPS]
+    unknown = [name for name in names if name not in PROBE_GROUP_KINDS]
     if unknown:
         raise argparse.ArgumentTypeError(
             f"unknown {', '.join(unknown)}; expected none or a comma-separated choice of "
-            f"{', '.join(PROBE_GROUPS)}"
+            f"{', '.join(PROBE_GROUP_KINDS)}"
         )
     return names
 

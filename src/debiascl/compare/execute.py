@@ -28,6 +28,7 @@ from debiascl.evaluate import LoadedRun, evaluate_splits, load_run
 from debiascl.grid import point_name
 from debiascl.methods import METHODS
 from debiascl.records import file_digest, read_json, results_problem
+from debiascl.registry import needs_discovery
 from debiascl.report import write_report
 from debiascl.rundir import (
     LOCK_NAME,
@@ -230,7 +231,7 @@ def execute_run(
         _train(run, state, progress)
     loaded = load_run(run.run_dir, str(resolve_device(run.config.train.device)))
     probe_groups = planned_probe_groups(run)
-    if "discovered" in probe_groups:
+    if needs_discovery(probe_groups):
         source = "the run itself" if run.bias_run is None else f"the run {run.bias_run}"
         progress(f"discovering the bias with {source}")
         discoveries.discover(run, loaded, plots=report)

@@ -27,6 +27,7 @@ from debiascl.grid import (
     point_sets,
 )
 from debiascl.methods import METHODS, bias_discovery_method
+from debiascl.registry import needs_discovery
 
 RUNS_DIR = "runs"
 
@@ -75,7 +76,7 @@ class RunSettings:
     None keeps the lower layer's value), then ``sets`` (``[METHOD,...:]key=value`` strings; with
     the prefix, for those methods only: :func:`debiascl.grid.method_sets`).
     ``probe_groups`` adds group-robust probes to every run's evaluation
-    (:data:`debiascl.choices.PROBE_GROUPS`). ``signal`` (:data:`debiascl.choices.SIGNALS`)
+    (:data:`debiascl.registry.PROBE_GROUP_KINDS`). ``signal`` (:data:`debiascl.choices.SIGNALS`)
     discovers the groups of the discovered probes and of ``train.groups=discovered``:
     :func:`discovery_run_dir` of the seed.
     """
@@ -174,7 +175,7 @@ def _plan_run(
         groups_run = discovery
         config.train.groups_from = str(discovery.resolve())
     bias_run = None
-    if "discovered" in settings.probe_groups and not own_discovery(method, settings.signal):
+    if needs_discovery(settings.probe_groups) and not own_discovery(method, settings.signal):
         bias_run = discovery
     probe_groups = tuple(settings.probe_groups)
     return PlannedRun(

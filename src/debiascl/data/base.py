@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from debiascl.errors import DebiasclError
-from debiascl.metrics import group_counts, majority_aligned
+from debiascl.metrics import group_counts, group_ids, majority_aligned
 from debiascl.registry import DATASETS, check_dataset
 
 SPLITS = ("train", "val", "test")
@@ -90,11 +90,11 @@ class BiasedDataset(Dataset):
 
     @property
     def groups(self) -> torch.Tensor:
-        """(n,) int64 group id g = y * num_attributes + a (SPEC 8); -1 where a is unknown."""
+        """(n,) int64 group id g = y * num_attributes + a, -1 where a is unknown (SPEC 8,
+        :func:`debiascl.metrics.group_ids`)."""
         if self.num_attributes == 0:
             return torch.full_like(self.targets, -1)
-        groups = self.targets * self.num_attributes + self.attributes
-        return torch.where(self.attributes < 0, torch.full_like(groups, -1), groups)
+        return group_ids(self.targets, self.attributes, self.num_attributes)
 
     @property
     def group_counts(self) -> torch.Tensor:

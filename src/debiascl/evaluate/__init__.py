@@ -17,7 +17,8 @@ The package's modules, whose public names it re-exports:
   :func:`fit_linear_probe`, :class:`LinearProbe`, the protocols) and its saved files;
 - :mod:`~debiascl.evaluate.loaded_run`: a finished run loaded once (:func:`load_run`), its
   features extracted once per split (:meth:`LoadedRun.features`);
-- :mod:`~debiascl.evaluate.probe_groups`: the groups that balance a group-robust probe;
+- :mod:`~debiascl.evaluate.probe_groups`: the groups that balance a group-robust probe, one
+  registered function per kind (:func:`register_probe_groups`);
 - :mod:`~debiascl.evaluate.evaluation`: :func:`evaluate_splits` and :func:`evaluate_run`.
 
 The module is also callable: ``debiascl.evaluate(run_dir, ...)`` is :func:`debiascl.api.evaluate`
@@ -27,29 +28,35 @@ The module is also callable: ``debiascl.evaluate(run_dir, ...)`` is :func:`debia
 from __future__ import annotations
 
 from debiascl.callable_module import make_callable
-from debiascl.choices import PROBE_GROUPS
 from debiascl.evaluate.evaluation import (
     SUMMARY_METRICS,
     evaluate_run,
     evaluate_splits,
 )
 from debiascl.evaluate.loaded_run import LoadedRun, load_run
-from debiascl.evaluate.probe_groups import probe_groups_of
+from debiascl.evaluate.probe_groups import (
+    ProbeGroupInputs,
+    probe_groups_of,
+    register_probe_groups,
+)
 from debiascl.evaluate.probes import (
     LinearProbe,
+    ProbeData,
     ProbeSpec,
     fit_linear_probe,
     linear_probe,
     probe_digest,
     read_probe,
+    register_probe_protocol,
     save_probe,
 )
 
 __all__ = [
-    "PROBE_GROUPS",
     "SUMMARY_METRICS",
     "LinearProbe",
     "LoadedRun",
+    "ProbeData",
+    "ProbeGroupInputs",
     "ProbeSpec",
     "evaluate_run",
     "evaluate_splits",
@@ -59,6 +66,8 @@ __all__ = [
     "probe_digest",
     "probe_groups_of",
     "read_probe",
+    "register_probe_groups",
+    "register_probe_protocol",
     "save_probe",
 ]
 

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from debiascl.atomic import write_json
-from debiascl.choices import PROBE_GROUPS
 from debiascl.config import groups_read
 from debiascl.discovery import SplitDiscovery, balanced_weights, read_discovery
 from debiascl.errors import DebiasclError
@@ -35,6 +34,7 @@ from debiascl.evaluate.probes import (
 from debiascl.features import knn_predict, predict_classes
 from debiascl.metrics import group_counts, group_metrics
 from debiascl.records import file_digest
+from debiascl.registry import PROBE_GROUP_KINDS, needs_discovery
 from debiascl.results import Evaluation, RunResults
 from debiascl.rundir import EVAL_SPLITS, checkpoint_path, final_step, probe_path, results_filename
 
@@ -92,7 +92,8 @@ def evaluate_splits(
         encoder: "d" or "b" (None: the method's product encoder, E_d for wcl).
         device: where to run the network and fit the probe.
         probe: "fast" or "authors" (None: ``config.eval.probe``).
-        probe_groups: group-robust probes to add (keys of :data:`PROBE_GROUPS`): each weights
+        probe_groups: group-robust probes to add (names of
+            :data:`debiascl.registry.PROBE_GROUP_KINDS`): each weights
             the probe's training loss so that every group weighs the same
             (:func:`debiascl.discovery.balanced_weights`) and, for "fast", picks the L2 strength
             by the worst val accuracy over the same kind of groups. "discovered" needs a
@@ -113,7 +114,7 @@ def evaluate_splits(
     run = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir, device)
     key = run.encoder_key(encoder)
     features = _labelled_features(run, key, splits)
-    discovery = read_discovery(run.run_dir) if "discovered" in probe_groups else None
+    discovery = read_discovery(run.run_dir) if needs_discovery(probe_groups) else None
     spec = ProbeSpec.from_config(run.config, probe, run.device)
     probes = fit_probes(run, features, spec, probe_groups, discovery)
     scorer = _Scorer(
@@ -164,8 +165,9 @@ class FittedProbes:
     Attributes:
         plain: fitted on train, unweighted.
         balanced: probe group kind -> the probe whose loss is balanced over those groups
-            ("val": the plain probe fitted on val instead, last).
-        groups: probe group kind (but "val") -> split -> (n,) the group ids that balance it.
+            ("val": the plain probe fitted on val instead).
+        groups: probe group kind (but those without groups, "val") -> split -> (n,) the group
+            ids that balance it.
     """
 
     plain: LinearProbe
@@ -181,10 +183,13 @@ def fit_probes(
     discovery: Discovery | None,
 ) -> FittedProbes:
     """Fit the plain probe and one probe per kind of ``probe_groups`` (see
-    :func:`evaluate_splits`) on ``features``; ``discovery``: the run's, read for "discovered".
+    :func:`evaluate_splits`) on ``features``: unweighted on the kind's ``fitted_on`` split
+    without groups, else balanced over its train groups; ``discovery``: the run's, read for a
+    kind that needs it.
 
     Raises:
-        DebiasclError: "val" without labelled val samples, or groups that cannot be formed.
+        DebiasclError: an unknown kind, or groups that cannot be formed ("val" without
+            labelled val samples).
     """
     num_classes = run.splits["train"].num_classes
 
@@ -200,22 +205,14 @@ def fit_probes(
 
     plain = fit()
     discovered = None if discovery is None else discovery[0]
-    groups = {
-        kind: probe_groups_of(kind, run, features, discovered)
-        for kind in probe_groups
-        if kind != "val"
-    }
+    of_kind = {kind: probe_groups_of(kind, run, features, discovered) for kind in probe_groups}
+    groups = {kind: ids for kind, ids in of_kind.items() if ids is not None}
     balanced = {
-        kind: fit(balanced_weights(split_groups["train"]), split_groups.get("val"))
-        for kind, split_groups in groups.items()
+        kind: fit(balanced_weights(groups[kind]["train"]), groups[kind].get("val"))
+        if kind in groups
+        else fit(fitted_on=PROBE_GROUP_KINDS.info(kind)["fitted_on"])
+        for kind in probe_groups
     }
-    if "val" in probe_groups:
-        if "val" not in features:
-            raise DebiasclError(
-                f"probe groups 'val': data set '{run.config.data.name}' has no labelled val "
-                "samples to fit the held-out probe on"
-            )
-        balanced["val"] = fit(fitted_on="val")
     return FittedProbes(plain, balanced, groups)
 
 
@@ -239,7 +236,7 @@ class _Scorer:
         metrics = group_metrics(
             y, predictions, a, dataset.num_classes, dataset.num_attributes, self.counts
         )
-        if split == "val" and self.discovery is not None:
+        if split == "val" and "discovered" in self.probes.groups:
             correct = predictions.cpu() == y.cpu()
             metrics["discovered_worst_group"] = selection_accuracy(
                 correct, self.probes.groups["discovered"]["val"]
@@ -248,16 +245,15 @@ class _Scorer:
 
     def results(self, split: str, labels: dict[str, Any], path: str) -> RunResults:
         """``split``'s results (``labels``: the run's, :func:`_results_labels`; ``path``: the
-        file they are written to): probe, knn, each balanced probe (and the discovery with the
-        discovered one), the classifier of a supervised method, which is then the headline."""
+        file they are written to): probe, knn, each balanced probe (and the discovery, read for
+        a kind that needs it), the classifier of a supervised method, which is then the
+        headline."""
         method = self.run.method
         evaluations = [self._probe(self.probes.plain, split, None), self._knn(split)]
         evaluations += [
             self._probe(probe, split, kind) for kind, probe in self.probes.balanced.items()
         ]
-        discovery = None
-        if "discovered" in self.probes.balanced and self.discovery is not None:
-            discovery = self.discovery[1]
+        discovery = None if self.discovery is None else self.discovery[1]
         main = "probe"
         if method.supervised:
             prepare, device, dataset = self.run.prepare, self.run.device, self.run.splits[split]
@@ -305,8 +301,9 @@ class _Scorer:
         details: dict[str, Any] = {}
         if kind is not None:
             groups = self.probes.groups.get(kind)
-            description = f"{description}, loss balanced over {PROBE_GROUPS[kind]}"
-            details["uses_bias_labels"] = kind == "true"
+            info = PROBE_GROUP_KINDS.info(kind)
+            description = f"{description}, loss balanced over {info['summary']}"
+            details["uses_bias_labels"] = info["bias_labels"]
             details["num_groups"] = (
                 None if groups is None else int(groups["train"].unique().numel())
             )

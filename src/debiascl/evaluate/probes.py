@@ -1,6 +1,7 @@
 """The linear probe on frozen features: its protocols, its fit and its saved files.
 
-Probe protocols:
+Probe protocols (:data:`debiascl.registry.PROBE_PROTOCOLS`; a new one is a function
+registered with :func:`register_probe_protocol`):
     - ``fast`` (default): features standardised with the train split's mean and std, a linear
       classifier fitted full-batch by L-BFGS (cross-entropy + L2 penalty, zero init, so the fit is
       deterministic and converges to the convex optimum in a few hundred iterations; chosen over
@@ -19,6 +20,7 @@ scored (:func:`probe_digest` proves it).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +33,8 @@ from torch import nn
 from debiascl.atomic import write_atomic
 from debiascl.config import Config
 from debiascl.errors import DebiasclError
+from debiascl.registry import PROBE_PROTOCOLS
 
-PROBE_PROTOCOLS = ("fast", "authors")
 FAST_WEIGHT_DECAYS = (1e-5, 1e-4, 1e-3, 1e-2)
 FAST_DEFAULT_WEIGHT_DECAY = 1e-4
 FAST_MAX_ITER = 300
@@ -44,7 +46,7 @@ class ProbeSpec:
     """How a linear probe is fitted (the eval config's probe settings).
 
     Attributes:
-        protocol: "fast" or "authors" (:data:`PROBE_PROTOCOLS`).
+        protocol: a name of :data:`debiascl.registry.PROBE_PROTOCOLS` ("fast", "authors").
         epochs, lr, batch_size: the "authors" protocol's settings.
         seed: seeds the "authors" initialisation and shuffling.
         device: where to fit.
@@ -221,6 +223,76 @@ def _fit_adam(
     return linear
 
 
+@dataclass(frozen=True)
+class ProbeData:
+    """What a probe protocol fits on, on the fitting device.
+
+    Attributes:
+        features: (n, F) float frozen representations of the train split.
+        labels: (n,) int64 classes.
+        num_classes: C.
+        weights: (n,) float per-sample loss weights, or None (unweighted).
+        val_features, val_y: (n_val, F) and (n_val,) to choose a setting on, or None.
+        val_groups: (n_val,) group ids: choose by the worst accuracy over them, or None.
+    """
+
+    features: torch.Tensor
+    labels: torch.Tensor
+    num_classes: int
+    weights: torch.Tensor | None = None
+    val_features: torch.Tensor | None = None
+    val_y: torch.Tensor | None = None
+    val_groups: torch.Tensor | None = None
+
+
+ProbeFit = Callable[[ProbeData, ProbeSpec], LinearProbe]
+"""A probe protocol: fits a :class:`LinearProbe` (its ``protocol`` the spec's) on the data."""
+
+
+def register_probe_protocol(name: str, summary: str = "") -> Callable[[ProbeFit], ProbeFit]:
+    """Decorator: register a probe protocol's fit under ``name`` (``eval.probe``, ``--probe``);
+    a declared built-in takes its declaration's summary."""
+
+    def register(fit: ProbeFit) -> ProbeFit:
+        return PROBE_PROTOCOLS.add(name, fit, **({"summary": summary} if summary else {}))
+
+    return register
+
+
+@register_probe_protocol("authors")
+def fit_authors(data: ProbeData, spec: ProbeSpec) -> LinearProbe:
+    """The authors' protocol: Adam on the raw features (no standardisation)."""
+    linear = _fit_adam(data.features, data.labels, data.num_classes, spec, data.weights)
+    device = data.features.device
+    zero, one = torch.zeros(data.features.shape[1], device=device), torch.ones(1, device=device)
+    return LinearProbe(linear, zero, one, spec.protocol, AUTHORS_WEIGHT_DECAY)
+
+
+@register_probe_protocol("fast")
+def fit_fast(data: ProbeData, spec: ProbeSpec) -> LinearProbe:
+    """Standardised features, L-BFGS; the L2 strength among ``FAST_WEIGHT_DECAYS`` with the
+    highest (worst-group) val accuracy, ties to the stronger penalty, or
+    ``FAST_DEFAULT_WEIGHT_DECAY`` without val data."""
+    mean = data.features.mean(dim=0)
+    std = data.features.std(dim=0).clamp_min(1e-6)
+    standardised = (data.features - mean) / std
+
+    def fit(weight_decay: float) -> LinearProbe:
+        linear = _fit_lbfgs(standardised, data.labels, data.num_classes, weight_decay, data.weights)
+        return LinearProbe(linear, mean, std, spec.protocol, weight_decay)
+
+    if data.val_features is None or data.val_y is None:
+        return fit(FAST_DEFAULT_WEIGHT_DECAY)
+    best: tuple[float, float, LinearProbe] | None = None
+    for weight_decay in FAST_WEIGHT_DECAYS:
+        probe = fit(weight_decay)
+        correct = probe.predict(data.val_features) == data.val_y.cpu()
+        accuracy = selection_accuracy(correct, data.val_groups)
+        if best is None or (accuracy, weight_decay) >= best[:2]:
+            best = (accuracy, weight_decay, probe)
+    return best[2]
+
+
 def fit_linear_probe(
     train_features: torch.Tensor,
     train_y: torch.Tensor,
@@ -231,7 +303,8 @@ def fit_linear_probe(
     sample_weights: torch.Tensor | None = None,
     val_groups: torch.Tensor | None = None,
 ) -> LinearProbe:
-    """Fit a linear classifier on frozen features (see the module docstring for the protocols).
+    """Fit a linear classifier on frozen features with the protocol ``spec.protocol`` (see the
+    module docstring; :data:`debiascl.registry.PROBE_PROTOCOLS`).
 
     Args:
         train_features: (n, F) frozen representations of the train split.
@@ -248,38 +321,23 @@ def fit_linear_probe(
 
     Returns:
         The fitted :class:`LinearProbe`.
+
+    Raises:
+        DebiasclError: an unknown (or declared but unregistered) protocol.
     """
-    if spec.protocol not in PROBE_PROTOCOLS:
-        raise DebiasclError(
-            f"probe protocol '{spec.protocol}': expected one of {', '.join(PROBE_PROTOCOLS)}"
-        )
+    fit = PROBE_PROTOCOLS.lookup(spec.protocol)
     device = spec.device
-    features = train_features.to(device).float()
-    labels = train_y.to(device).long()
     weights = None if sample_weights is None else sample_weights.to(device).float()
-    if spec.protocol == "authors":
-        linear = _fit_adam(features, labels, num_classes, spec, weights)
-        zero, one = torch.zeros(features.shape[1], device=device), torch.ones(1, device=device)
-        return LinearProbe(linear, zero, one, spec.protocol, AUTHORS_WEIGHT_DECAY)
-    mean = features.mean(dim=0)
-    std = features.std(dim=0).clamp_min(1e-6)
-    standardised = (features - mean) / std
-    if val_features is None or val_y is None:
-        linear = _fit_lbfgs(standardised, labels, num_classes, FAST_DEFAULT_WEIGHT_DECAY, weights)
-        return LinearProbe(linear, mean, std, spec.protocol, FAST_DEFAULT_WEIGHT_DECAY)
-    best: tuple[float, float, LinearProbe] | None = None
-    for weight_decay in FAST_WEIGHT_DECAYS:
-        probe = LinearProbe(
-            _fit_lbfgs(standardised, labels, num_classes, weight_decay, weights),
-            mean,
-            std,
-            spec.protocol,
-            weight_decay,
-        )
-        accuracy = selection_accuracy(probe.predict(val_features) == val_y.cpu(), val_groups)
-        if best is None or (accuracy, weight_decay) >= best[:2]:
-            best = (accuracy, weight_decay, probe)
-    return best[2]
+    data = ProbeData(
+        train_features.to(device).float(),
+        train_y.to(device).long(),
+        num_classes,
+        weights,
+        val_features,
+        val_y,
+        val_groups,
+    )
+    return fit(data, spec)
 
 
 def selection_accuracy(correct: torch.Tensor, groups: torch.Tensor | None) -> float:

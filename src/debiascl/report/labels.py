@@ -7,17 +7,11 @@ from collections.abc import Sequence
 
 import torch
 
+from debiascl.registry import PROBE_GROUP_KINDS
 from debiascl.results import Evaluation
 
 SUPERVISED_LABEL = "own classifier (supervised)"
 """The evaluation label of supervised methods (scored by their own classifier)."""
-GROUP_LABELS = {
-    "discovered": "discovered groups (no bias labels)",
-    "true": "true groups (oracle: bias labels)",
-    "class": "class-balanced (no bias labels)",
-    "val": "trained on val (no bias labels)",
-}
-"""How the tables name each group-robust probe (:data:`debiascl.choices.PROBE_GROUPS`)."""
 MAX_SHOWN_FEATURES = 8
 """Feature values shown per table row in the easy/hard negatives table."""
 
@@ -42,13 +36,19 @@ def evaluation_label(evaluation: Evaluation) -> str:
     """An evaluation's label in the tables (their ``evaluation`` column).
 
     "linear probe (<protocol>)" for the plain probe, :data:`SUPERVISED_LABEL` for a supervised
-    method's classifier, and for a group-robust probe the probe label followed by
-    :data:`GROUP_LABELS` [groups] (which says whether bias labels were used).
+    method's classifier, and for a group-robust probe the probe label followed by its
+    :func:`group_label` (which says whether bias labels were used).
     """
     if evaluation.kind == "classifier":
         return SUPERVISED_LABEL
     label = f"linear probe ({evaluation.protocol})"
-    return label if evaluation.groups is None else f"{label}, {GROUP_LABELS[evaluation.groups]}"
+    return label if evaluation.groups is None else f"{label}, {group_label(evaluation.groups)}"
+
+
+def group_label(kind: str) -> str:
+    """How the tables name the group-robust probe ``kind``: its ``label``
+    (:data:`debiascl.registry.PROBE_GROUP_KINDS`)."""
+    return PROBE_GROUP_KINDS.info(kind)["label"]
 
 
 def short_name(evaluation: Evaluation) -> str:

@@ -20,6 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from debiascl.metrics import mean_and_stderr
+from debiascl.registry import PROBE_GROUP_KINDS
 from debiascl.report.labels import named
 from debiascl.report.tables import EvaluationRow
 from debiascl.report.weights import WeightCells, easy_hard_negatives
@@ -335,9 +336,6 @@ def plot_sample_grid(
     return _save(figure, path)
 
 
-GROUP_MARKERS = {"discovered": "^", "true": "D", "class": "v"}
-
-
 def tradeoff_metrics(rows: Sequence[dict[str, Any]]) -> tuple[str, str]:
     """The (x, y) metrics of the trade-off plot that every row has.
 
@@ -362,7 +360,7 @@ def plot_tradeoff(rows: Sequence[EvaluationRow], path: str | Path, title: str = 
 
     One point per method and evaluation. Supervised methods (evaluated by their own classifier)
     are drawn as squares, plain probes as circles, group-robust probes with
-    :data:`GROUP_MARKERS` in the method's colour.
+    its kind's ``marker`` (:data:`debiascl.registry.PROBE_GROUP_KINDS`) in the method's colour.
 
     Args:
         rows: :func:`debiascl.compare.results_rows` rows (several seeds per method).
@@ -411,6 +409,9 @@ def _series_style(method: str, row: EvaluationRow) -> tuple[str, str]:
     groups = row.evaluation.groups
     if row.evaluation.kind == "classifier":
         return f"{method} (supervised)", "s"
-    if groups in GROUP_MARKERS:
-        return f"{method} [{groups} groups]", GROUP_MARKERS[groups]
+    marker = (
+        None if groups not in PROBE_GROUP_KINDS else PROBE_GROUP_KINDS.info(groups).get("marker")
+    )
+    if marker:
+        return f"{method} [{groups} groups]", marker
     return method, "o"

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from debiascl.losses import relative_difficulty
+from debiascl.metrics import group_ids
 from debiascl.report.labels import feature_text, named
 
 RELATIONS = (
@@ -225,19 +226,20 @@ def group_cells(
     class_names: Sequence[str] | None = None,
     attribute_names: Sequence[str] | None = None,
 ) -> WeightCells:
-    """w by anchor group x negative group, g = y * num_attributes + a (samples with a = -1 are
-    left out), the authors' weight analysis.
+    """w by anchor group x negative group, g = y * num_attributes + a
+    (:func:`debiascl.metrics.group_ids`; samples with a = -1 are left out), the authors' weight
+    analysis.
 
     Args:
         weights: (n, n) pool weights; y, a: (n,) classes and bias attributes.
         num_classes, num_attributes: the grid has num_classes * num_attributes rows and columns.
         class_names, attribute_names: shown beside the ids in the labels.
     """
-    groups = torch.where(a >= 0, y * num_attributes + a, torch.full_like(y, -1))
+    groups = group_ids(y, a, num_attributes)
     labels = [
-        f"g{c * num_attributes + b}: y={named(c, class_names)}, a={named(b, attribute_names)}"
-        for c in range(num_classes)
-        for b in range(num_attributes)
+        f"g{g}: y={named(c, class_names)}, a={named(b, attribute_names)}"
+        for g in range(num_classes * num_attributes)
+        for c, b in [divmod(g, num_attributes)]
     ]
     values = cell_weights(weights, groups, groups, len(labels), len(labels))
     return WeightCells("anchor group x negative group", labels, labels, values)
