@@ -355,3 +355,19 @@ def test_val_evaluation_scores_the_discovered_groups(tmp_path: Path):
         assert 0.0 <= metrics["discovered_worst_group"] <= metrics["accuracy"]
     test = evaluate_run(run_dir, probe_groups=("discovered",))
     assert "discovered_worst_group" not in test["probe"]["metrics"]  # test has no discovery
+    written = json.loads((run_dir / "results_val.json").read_text())
+    assert written == val
+    _assert_previous_layout(written, "simclr_results_val.json")
+
+
+def _assert_previous_layout(written: dict, fixture: str) -> None:
+    """``written`` has the layout of the results file of the version before typed results
+    (tests/fixtures/results_6ae1610): its keys in that order, each evaluation's too."""
+    previous = json.loads(
+        (Path(__file__).parent / "fixtures/results_6ae1610" / fixture).read_text()
+    )
+    assert set(written) <= set(previous)
+    assert [key for key in previous if key in written] == list(written)
+    for key, entry in written.items():
+        if isinstance(entry, dict) and "metrics" in entry:
+            assert list(entry) == list(previous[key]), key
