@@ -17,7 +17,7 @@ import debiascl.discovery.run
 import debiascl.evaluate.loaded_run
 import debiascl.features
 from debiascl.cli import main
-from debiascl.compare import RunSettings, compare, plan_runs, run_dir_for
+from debiascl.compare import CompareOptions, RunSettings, compare, plan_runs, run_dir_for
 from debiascl.config import load_config
 from debiascl.errors import DebiasclError
 from debiascl.rundir import checkpoint_path
@@ -33,7 +33,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakePipeline:
 def run_compare(out: Path, methods: tuple[str, ...] = ("simclr", "wcl"), **options: Any) -> list:
     options.setdefault("epochs", 2)
     settings = RunSettings(device="cpu", **options)
-    return compare(DATASET, list(methods), [0, 1], out, settings, report=False)
+    return compare(DATASET, list(methods), [0, 1], out, settings, CompareOptions(report=False))
 
 
 def test_finished_runs_are_skipped(fake: FakePipeline, tmp_path: Path) -> None:
@@ -138,7 +138,7 @@ def test_tables_hold_every_run_and_the_standard_error(
     fake.values = {("dcl", 0): 0.5, ("dcl", 1): 0.6, ("dcl", 2): 0.8, ("erm", 0): 0.9}
     fake.values |= {("erm", 1): 0.9, ("erm", 2): 0.9}
     settings = RunSettings(epochs=2, device="cpu")
-    compare(DATASET, ["dcl", "erm"], [0, 1, 2], tmp_path, settings, report=False)
+    compare(DATASET, ["dcl", "erm"], [0, 1, 2], tmp_path, settings, CompareOptions(report=False))
     with (tmp_path / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert [(row["method"], row["seed"]) for row in rows] == [

@@ -17,9 +17,10 @@ import debiascl.compare.execute as execute_module
 from debiascl import selection
 from debiascl.cli import main
 from debiascl.cli.compare import parse_seeds
-from debiascl.compare import RunSettings, compare, plan_runs, run_dir_for
+from debiascl.compare import CompareOptions, RunSettings, compare, plan_runs, run_dir_for
 from debiascl.errors import DebiasclError
 from debiascl.grid import parse_grid
+from debiascl.results import RunResults
 from debiascl.rundir import RunDirBusy
 from debiascl.selection import selection_metric
 
@@ -42,7 +43,9 @@ def run_grid(
 ) -> list[dict[str, Any]]:
     settings = RunSettings(epochs=2, device="cpu", probe_groups=probe_groups)
     axes = [parse_grid(text) for text in grid]
-    return compare(DATASET, list(methods), list(seeds), out, settings, grid=axes, **options)
+    return compare(
+        DATASET, list(methods), list(seeds), out, settings, CompareOptions(grid=axes, **options)
+    )
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -128,7 +131,9 @@ def test_an_axis_with_a_method_prefix_varies_only_that_method(
 
 def test_rerun_resumes_and_old_folders_keep_working(fake: FakePipeline, tmp_path: Path) -> None:
     # an old comparison (no grid) ...
-    compare(DATASET, ["simclr"], [0, 1], tmp_path, RunSettings(epochs=2), report=False)
+    compare(
+        DATASET, ["simclr"], [0, 1], tmp_path, RunSettings(epochs=2), CompareOptions(report=False)
+    )
     assert len(fake.train_calls) == 2
     fake.train_calls.clear()
     fake.evaluate_calls.clear()
@@ -158,7 +163,9 @@ def test_paired_difference_against_a_hand_computation(fake: FakePipeline, tmp_pa
         fake.values |= {("simclr", seed): reference[seed], ("dcl", seed): dcl[seed]}
         fake.values[("wcl", seed)] = wcl[seed]
     methods = ["simclr", "dcl", "wcl"]
-    compare(DATASET, methods, list(seeds), tmp_path, RunSettings(epochs=2), report=False)
+    compare(
+        DATASET, methods, list(seeds), tmp_path, RunSettings(epochs=2), CompareOptions(report=False)
+    )
     # dcl: mean 0.06, sample sd sqrt((0 + 0.0009 + 0.0001 + 0.0009 + 0.0025) / 4) = 0.033166,
     # stderr 0.014832, t_{0.975,4} = 2.776: half-width 0.041174 -> [0.018826, 0.101174]
     half = 2.776 * math.sqrt(0.0044 / 4) / math.sqrt(5)
@@ -185,11 +192,18 @@ def test_paired_difference_against_a_hand_computation(fake: FakePipeline, tmp_pa
 
 def test_paired_differences_are_skipped_with_a_note(fake: FakePipeline, tmp_path: Path) -> None:
     settings = RunSettings(epochs=2)
-    compare(DATASET, ["dcl", "wcl"], [0, 1], tmp_path, settings, report=False)
+    compare(DATASET, ["dcl", "wcl"], [0, 1], tmp_path, settings, CompareOptions(report=False))
     markdown = (tmp_path / "summary.md").read_text()
     assert "No paired differences: the reference method 'simclr' is not compared." in markdown
     assert not (tmp_path / "paired.csv").exists()
-    compare(DATASET, ["dcl", "wcl"], [0], tmp_path / "one", settings, reference="dcl", report=False)
+    compare(
+        DATASET,
+        ["dcl", "wcl"],
+        [0],
+        tmp_path / "one",
+        settings,
+        CompareOptions(reference="dcl", report=False),
+    )
     markdown = (tmp_path / "one" / "summary.md").read_text()
     assert "No paired difference for wcl: 1 seed(s) in common with dcl, 2 needed." in markdown
 
@@ -287,7 +301,7 @@ def test_select_seeds_choose_only_once_every_point_has_them(
 def test_select_seeds_errors(fake: FakePipeline, tmp_path: Path) -> None:
     settings = RunSettings(epochs=2)
     with pytest.raises(DebiasclError, match=r"select_seeds: .* give a grid too"):
-        compare(DATASET, ["simclr"], [0, 1], tmp_path, settings, select_seeds=[0])
+        compare(DATASET, ["simclr"], [0, 1], tmp_path, settings, CompareOptions(select_seeds=[0]))
     with pytest.raises(DebiasclError, match=r"select_seeds: \[4\] are not among the seeds"):
         run_grid(tmp_path, seeds=(0, 1), select_seeds=(0, 4))
     with pytest.raises(DebiasclError, match="select_seeds: give distinct seeds"):
@@ -329,8 +343,12 @@ def test_cli_grid(fake: FakePipeline, tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 def test_auto_selects_by_accuracy_where_val_has_no_bias_labels() -> None:
-    grouped = {"main": "probe", "probe": {"metrics": {"accuracy": 0.7, "worst_group": 0.2}}}
-    plain = {"main": "classifier", "classifier": {"metrics": {"accuracy": 0.7}}}
+    grouped = RunResults.from_json(
+        {"main": "probe", "probe": {"metrics": {"accuracy": 0.7, "worst_group": 0.2}}}
+    )
+    plain = RunResults.from_json(
+        {"main": "classifier", "classifier": {"metrics": {"accuracy": 0.7}}}
+    )
     assert selection_metric("auto", [grouped, plain]) == "worst_group"
     assert selection_metric("auto", [plain]) == "accuracy"
     assert selection_metric("worst_class", [grouped]) == "worst_class"

@@ -14,7 +14,7 @@ from fakes import DATASET, FakePipeline
 
 import debiascl.evaluate.loaded_run
 import debiascl.features
-from debiascl.compare import RunSettings, compare
+from debiascl.compare import CompareOptions, RunSettings, compare
 from debiascl.config import load_config
 from debiascl.errors import DebiasclError
 from debiascl.grid import parse_grid
@@ -35,7 +35,9 @@ def test_one_discovery_run_per_seed_gives_the_probes_and_the_training_groups(
         sets=("train.groups=discovered", "train.groups_epochs=3"),
         signal="gce",
     )
-    compare(DATASET, ["gdro", "simclr", "wcl"], [0, 1], tmp_path, settings, report=False)
+    compare(
+        DATASET, ["gdro", "simclr", "wcl"], [0, 1], tmp_path, settings, CompareOptions(report=False)
+    )
     helpers = [tmp_path / "runs/discovery-gce" / f"seed{seed}" for seed in (0, 1)]
     # the discovery runs train first, as gce runs of train.groups_epochs epochs on no groups
     assert [call for call, _ in fake.train_calls[:2]] == ["gce/0", "gce/1"]
@@ -58,7 +60,9 @@ def test_one_discovery_run_per_seed_gives_the_probes_and_the_training_groups(
 def test_a_run_cannot_train_on_the_groups_it_discovers(fake: FakePipeline, tmp_path: Path) -> None:
     settings = RunSettings(epochs=2, device="cpu", sets=("train.groups=discovered",))
     with pytest.raises(DebiasclError, match="the triplet runs discover the groups"):
-        compare(DATASET, ["triplet", "simclr"], [0], tmp_path, settings, report=False)
+        compare(
+            DATASET, ["triplet", "simclr"], [0], tmp_path, settings, CompareOptions(report=False)
+        )
     assert fake.train_calls == []  # refused while planning
 
 
@@ -66,7 +70,7 @@ def test_training_groups_without_the_discovered_probe_still_plan_the_discovery_r
     fake: FakePipeline, tmp_path: Path
 ) -> None:
     settings = RunSettings(epochs=2, device="cpu", sets=("train.groups=discovered",))
-    compare(DATASET, ["gdro"], [0], tmp_path, settings, report=False)
+    compare(DATASET, ["gdro"], [0], tmp_path, settings, CompareOptions(report=False))
     assert [call for call, _ in fake.train_calls] == ["triplet/0", "gdro/0"]  # knn: triplet
     config = load_config(tmp_path / "runs/gdro/seed0/config.yaml")
     assert config.train.groups_from == str((tmp_path / "runs/triplet/seed0").resolve())
@@ -102,7 +106,7 @@ def test_label_free_selection_never_reads_a_bias_label(
     )
     grid = [parse_grid("erm:optim.lr=0.003,0.3")]
     run = {"grid": grid, "select": "discovered_worst_group", "report": False}
-    compare(DATASET, ["erm"], [0], tmp_path, settings, **run)
+    compare(DATASET, ["erm"], [0], tmp_path, settings, CompareOptions(**run))
     before = _selection_of(tmp_path)
 
     real_extract = debiascl.features.extract_features
@@ -118,7 +122,7 @@ def test_label_free_selection_never_reads_a_bias_label(
     for marker in tmp_path.glob("runs/erm/*/seed0/done"):
         marker.unlink()
     shutil.rmtree(tmp_path / "runs/discovery-gce/seed0/probes", ignore_errors=True)
-    compare(DATASET, ["erm"], [0], tmp_path, settings, **run)
+    compare(DATASET, ["erm"], [0], tmp_path, settings, CompareOptions(**run))
     after = _selection_of(tmp_path)
     assert after[0] == before[0]
     assert after[1] == pytest.approx(before[1], abs=0)

@@ -23,6 +23,7 @@ from debiascl.evaluate import (
 )
 from debiascl.evaluate.probes import FAST_WEIGHT_DECAYS
 from debiascl.report.text import format_results
+from debiascl.results import RunResults
 from debiascl.rundir import check_finished
 from debiascl.train import train
 
@@ -122,7 +123,7 @@ def test_format_results_lists_each_evaluation_with_its_protocol():
         "probe": {"protocol": "linear probe (fast)", "metrics": {**metrics, "accuracy": 0.5}},
         "knn": {"protocol": "weighted kNN", "metrics": metrics},
     }
-    text = format_results(results)
+    text = format_results(RunResults.from_json(results))
     assert "main result: classifier" in text
     assert "linear probe (fast)" in text
     accuracy_row = next(line for line in text.splitlines() if line.startswith("accuracy"))
@@ -209,7 +210,7 @@ def test_evaluate_run_end_to_end(trained_run: tuple[str, Path]):
         )
     assert "linear probe (fast)" in saved["probe"]["protocol"]
     assert saved["probe_protocol"] == "fast" and saved["encoder"] == "d"
-    assert "main result" in format_results(results)
+    assert "main result" in format_results(RunResults.from_json(results))
 
 
 @pytest.mark.slow
@@ -354,3 +355,19 @@ def test_val_evaluation_scores_the_discovered_groups(tmp_path: Path):
         assert 0.0 <= metrics["discovered_worst_group"] <= metrics["accuracy"]
     test = evaluate_run(run_dir, probe_groups=("discovered",))
     assert "discovered_worst_group" not in test["probe"]["metrics"]  # test has no discovery
+    written = json.loads((run_dir / "results_val.json").read_text())
+    assert written == val
+    _assert_previous_layout(written, "simclr_results_val.json")
+
+
+def _assert_previous_layout(written: dict, fixture: str) -> None:
+    """``written`` has the layout of the results file of the version before typed results
+    (tests/fixtures/results_6ae1610): its keys in that order, each evaluation's too."""
+    previous = json.loads(
+        (Path(__file__).parent / "fixtures/results_6ae1610" / fixture).read_text()
+    )
+    assert set(written) <= set(previous)
+    assert [key for key in previous if key in written] == list(written)
+    for key, entry in written.items():
+        if isinstance(entry, dict) and "metrics" in entry:
+            assert list(entry) == list(previous[key]), key

@@ -34,7 +34,7 @@ import debiascl.training.log
 import debiascl.training.loop
 from debiascl.checkpoint import load_checkpoint
 from debiascl.cli import main
-from debiascl.compare import RunSettings, compare, finished_results, plan_runs
+from debiascl.compare import CompareOptions, RunSettings, compare, finished_results, plan_runs
 from debiascl.errors import DebiasclError
 from debiascl.rundir import LOCK_NAME, checkpoint_path, hold_run_dir
 
@@ -193,7 +193,14 @@ def test_compare_trains_the_other_runs_and_tabulates_them(
     fake = FakePipeline().install(monkeypatch)
     settings = RunSettings(epochs=1, device="cpu")
     with pytest.raises(DebiasclError, match=r"1 of 2 runs were skipped .* the tables hold the"):
-        compare(DATASET, ["simclr", "wcl"], [0], tmp_path / "out", settings, report=False)
+        compare(
+            DATASET,
+            ["simclr", "wcl"],
+            [0],
+            tmp_path / "out",
+            settings,
+            CompareOptions(report=False),
+        )
     assert fake.train_calls == [("wcl/0", False)]
     rows = (tmp_path / "out" / "results.csv").read_text().splitlines()
     assert len(rows) == 2 and rows[1].startswith("wcl,0,")

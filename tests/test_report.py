@@ -34,6 +34,7 @@ from debiascl.report.weights import (
     relation_cells,
     weight_summary,
 )
+from debiascl.results import RunResults
 from debiascl.train import train
 
 
@@ -384,12 +385,16 @@ def _results(method: str, seed: int, accuracy: float, worst: float) -> dict:
     return results
 
 
+def _typed(*args: object) -> RunResults:
+    return RunResults.from_json(_results(*args))
+
+
 def test_flatten_results_uses_the_main_evaluation():
-    row = flatten_results(_results("erm", 0, 0.8, 0.4))
+    row = flatten_results(_typed("erm", 0, 0.8, 0.4))
     assert row["main.accuracy"] == 0.99 and row["probe.accuracy"] == 0.8
     assert row["knn.worst_group"] == 0.0 and row["supervised"] is True
     assert not any("per_group" in key for key in row)
-    probe = flatten_results(_results("wcl", 0, 0.8, 0.4))
+    probe = flatten_results(_typed("wcl", 0, 0.8, 0.4))
     assert probe["main.worst_group"] == 0.4
     assert probe["main.group[y=0,a=0]"] == 1.0 and probe["main.class[y=1]"] == 0.8
     assert "main.group[y=1,a=1]" not in probe  # absent from the test split: no column, never 0
@@ -397,9 +402,9 @@ def test_flatten_results_uses_the_main_evaluation():
 
 def test_write_tables_mean_and_stderr(tmp_path: Path):
     rows = [
-        flatten_results(_results("wcl", 0, 0.80, 0.40)),
-        flatten_results(_results("wcl", 1, 0.90, 0.60)),
-        flatten_results(_results("simclr", 0, 0.70, 0.20)),
+        flatten_results(_typed("wcl", 0, 0.80, 0.40)),
+        flatten_results(_typed("wcl", 1, 0.90, 0.60)),
+        flatten_results(_typed("simclr", 0, 0.70, 0.20)),
     ]
     paths = write_tables(rows, tmp_path)
     assert {p.name for p in paths} == {

@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,13 @@ from safetensors.torch import save_file
 
 from debiascl import __version__
 from debiascl.checkpoint import load_trained
+from debiascl.config import Config
+from debiascl.data.base import BiasedDataset
 from debiascl.data.loading import configured_dataset, configured_views
 from debiascl.data.views import ImageViews
 from debiascl.errors import DebiasclError
 from debiascl.evaluate import SUMMARY_METRICS, probe_digest, read_probe
+from debiascl.methods.base import Method
 from debiascl.model_folder import (
     ENCODER_FILE,
     FORMAT,
@@ -40,6 +44,7 @@ from debiascl.model_folder import (
 )
 from debiascl.models import ModelInfo
 from debiascl.registry import PROBE_GROUP_KINDS
+from debiascl.results import RunResults
 from debiascl.rundir import (
     check_finished,
     config_path,
@@ -78,7 +83,7 @@ def _preprocessing(dataset: Any, views: Any) -> dict[str, Any]:
     }
 
 
-def _results(run_dir: Path, encoder: str, product: str) -> dict[str, Any]:
+def _results(run_dir: Path, encoder: str, product: str) -> RunResults:
     """The test results of ``encoder``'s evaluation, or a one-line error asking for it."""
     path = run_dir / results_filename(encoder, product, "test")
     try:
@@ -92,22 +97,24 @@ def _results(run_dir: Path, encoder: str, product: str) -> dict[str, Any]:
         raise DebiasclError(f"cannot read '{path}': {error}") from None
     if not isinstance(results, dict):
         raise DebiasclError(f"'{path}' holds a {type(results).__name__}, expected a JSON object")
-    return results
+    try:
+        return RunResults.from_json(results)
+    except DebiasclError as error:
+        raise DebiasclError(f"'{path}': {error}") from None
 
 
 def _encoder_flag(encoder: str, product: str) -> str:
     return "" if encoder == product else f" --encoder {encoder}"
 
 
-def _headline(evaluation: dict[str, Any]) -> dict[str, Any]:
-    """The summary metrics (and the worst group's name) of one evaluation of a results file."""
-    metrics = evaluation.get("metrics", {})
+def _headline(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The summary metrics (and the worst group's name) of one evaluation's metrics."""
     keep = (*SUMMARY_METRICS, "worst_group_name")
     return {name: metrics[name] for name in keep if metrics.get(name) is not None}
 
 
 def _probe_head(
-    run_dir: Path, encoder: str, product: str, kind: str, results: dict[str, Any]
+    run_dir: Path, encoder: str, product: str, kind: str, results: RunResults
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The tensors and model.json entry of the probe ``kind`` ("plain" or a group kind) that
     the run's evaluation fitted and scored; errors say which command makes it."""
@@ -121,14 +128,13 @@ def _probe_head(
             f"group probe; run `debiascl discover {run_dir}`, then {again.removeprefix('run ')}"
         )
     path = probe_path(run_dir, encoder, kind)
-    key = "probe" if kind == "plain" else f"probe_{kind}"
-    if not path.is_file() or key not in results:
+    evaluation = results.get("probe" if kind == "plain" else f"probe_{kind}")
+    if not path.is_file() or evaluation is None:
         raise DebiasclError(
             f"run '{run_dir}' has no evaluated {kind} probe of E_{encoder}; {again} first"
         )
     tensors, metadata = read_probe(path)
-    evaluation = results[key]
-    if evaluation.get("head_sha256") != probe_digest(tensors):
+    if evaluation.details.get("head_sha256") != probe_digest(tensors):
         raise DebiasclError(
             f"the saved probe '{path}' is not the one {results_filename(encoder, product)} "
             f"scored (another evaluation replaced one of them); {again} again"
@@ -136,16 +142,16 @@ def _probe_head(
     entry = {
         "kind": "probe",
         "probe_groups": None if kind == "plain" else kind,
-        "protocol": evaluation.get("protocol"),
+        "protocol": evaluation.description,
         "probe_protocol": metadata["protocol"],
-        "weight_decay": evaluation.get("weight_decay"),
+        "weight_decay": evaluation.details.get("weight_decay"),
         "uses_bias_labels": kind != "plain" and PROBE_GROUP_KINDS.info(kind)["bias_labels"],
-        "metrics": _headline(evaluation),
+        "metrics": _headline(evaluation.metrics),
     }
     return tensors, entry
 
 
-def _classifier_head(method: Any, results: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict]:
+def _classifier_head(method: Any, results: RunResults) -> tuple[dict[str, torch.Tensor], dict]:
     """A supervised method's own classifier (its encoder's linear head) as head tensors."""
     linear = method.encoders()[method.product_encoder].head
     tensors = {
@@ -154,13 +160,14 @@ def _classifier_head(method: Any, results: dict[str, Any]) -> tuple[dict[str, to
         "mean": torch.zeros(linear.in_features),
         "std": torch.ones(1),
     }
-    evaluation = results.get("classifier", {})
+    evaluation = results.get("classifier")
+    description = None if evaluation is None else evaluation.description
     entry = {
         "kind": "classifier",
         "probe_groups": None,
-        "protocol": evaluation.get("protocol", "the supervised method's own classifier"),
+        "protocol": description or "the supervised method's own classifier",
         "uses_bias_labels": False,
-        "metrics": _headline(evaluation),
+        "metrics": _headline({} if evaluation is None else evaluation.metrics),
     }
     return tensors, entry
 
@@ -200,7 +207,28 @@ def run_model(
     train_set = configured_dataset(data, "train", download=False)
     views = configured_views(data, train_set)
     backbone = method.encoders()[key].backbone
-    info: dict[str, Any] = {
+    info = _run_info(run_dir, config, method, key, train_set)
+    tensors = None
+    if head:
+        product = method.product_encoder
+        results = _results(run_dir, key, product)
+        own = method.supervised and key == product and probe_groups is None
+        if own:
+            tensors, info["head"] = _classifier_head(method, results)
+        else:
+            kind = "plain" if probe_groups in (None, "none") else probe_groups
+            tensors, info["head"] = _probe_head(run_dir, key, product, kind, results)
+        info["head"]["split"] = results.split
+        info["discovery"] = results.discovery if probe_groups == "discovered" else None
+    state = {name: value.detach().cpu().clone() for name, value in backbone.state_dict().items()}
+    return ModelSpec(info, _preprocessing(train_set, views), state, tensors)
+
+
+def _run_info(
+    run_dir: Path, config: Config, method: Method, key: str, train_set: BiasedDataset
+) -> dict[str, Any]:
+    """model.json's description of a run's encoder ``key`` (its head added by the caller)."""
+    return {
         "format": FORMAT,
         "version": VERSION,
         "debiascl_version": __version__,
@@ -216,26 +244,6 @@ def run_model(
         "class_names": list(train_set.class_names),
         "head": None,
     }
-    tensors = _add_head(info, run_dir, method, probe_groups) if head else None
-    state = {name: value.detach().cpu().clone() for name, value in backbone.state_dict().items()}
-    return ModelSpec(info, _preprocessing(train_set, views), state, tensors)
-
-
-def _add_head(
-    info: dict[str, Any], run_dir: Path, method: Any, probe_groups: str | None
-) -> dict[str, torch.Tensor]:
-    """The head's tensors for encoder ``info["encoder"]``; fills ``info``'s ``head`` (with the
-    split it was fitted on) and ``discovery`` (for the discovered-groups probe)."""
-    key, product = info["encoder"], method.product_encoder
-    results = _results(run_dir, key, product)
-    if method.supervised and key == product and probe_groups is None:
-        tensors, info["head"] = _classifier_head(method, results)
-    else:
-        kind = "plain" if probe_groups in (None, "none") else probe_groups
-        tensors, info["head"] = _probe_head(run_dir, key, product, kind, results)
-    info["head"]["split"] = results.get("split", "test")
-    info["discovery"] = results.get("discovery") if probe_groups == "discovered" else None
-    return tensors
 
 
 # ----------------------------------------------------------------------------- writing
@@ -245,39 +253,9 @@ def _percent(value: Any) -> str:
     return f"{100 * value:.2f}" if isinstance(value, float) else str(value)
 
 
-def _head_lines(info: dict[str, Any]) -> list[str]:
-    """The model card's lines on the head: protocol, bias labels, headline metrics and, for the
-    discovered-groups probe, the discovery's quality."""
-    head = info["head"]
-    if head is None:
-        return ["- **Head**: none (the encoder alone)"]
-    labels = "yes (oracle)" if head["uses_bias_labels"] else "no"
-    lines = [
-        f"- **Head**: {head['protocol']}",
-        f"- **Bias labels used by the head**: {labels}",
-        "",
-        f"Headline metrics on the {head['split']} split (percent):",
-        "",
-        "| metric | value |",
-        "| --- | --- |",
-        *(f"| {name} | {_percent(value)} |" for name, value in head["metrics"].items()),
-    ]
-    discovery = info.get("discovery") or {}
-    quality = discovery.get("train", {}) if isinstance(discovery, dict) else {}
-    if quality.get("bias_labels"):
-        lines += [
-            "",
-            "Bias discovery (train split, graded with the bias labels it did not use): "
-            + ", ".join(
-                f"{name} {_percent(quality.get(name))}" for name in ("precision", "recall", "auroc")
-            ),
-        ]
-    return lines
-
-
 def model_card(spec: ModelSpec, config_text: str) -> str:
     """The folder's README.md: data, method, seed, head, headline metrics, use, config."""
-    info = spec.info
+    info, head = spec.info, spec.info["head"]
     lines = [
         f"# {info['method']} on {info['dataset']} (seed {info['seed']}), encoder "
         f"E_{info['encoder']}",
@@ -292,7 +270,7 @@ def model_card(spec: ModelSpec, config_text: str) -> str:
         f"{info['encoder']} ({info['model']['backbone']}, {info['feature_dim']} features)",
         f"- **Seed**: {info['seed']}",
     ]
-    lines += _head_lines(info)
+    lines += _head_lines(head, info.get("discovery"))
     lines += [
         "",
         "## Use",
@@ -319,6 +297,34 @@ def model_card(spec: ModelSpec, config_text: str) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _head_lines(head: dict[str, Any] | None, discovery: Any) -> list[str]:
+    """The model card's head, its headline metrics and (with bias labels) the discovery's
+    quality."""
+    if head is None:
+        return ["- **Head**: none (the encoder alone)"]
+    labels = "yes (oracle)" if head["uses_bias_labels"] else "no"
+    lines = [
+        f"- **Head**: {head['protocol']}",
+        f"- **Bias labels used by the head**: {labels}",
+        "",
+        f"Headline metrics on the {head['split']} split (percent):",
+        "",
+        "| metric | value |",
+        "| --- | --- |",
+        *(f"| {name} | {_percent(value)} |" for name, value in head["metrics"].items()),
+    ]
+    quality = (discovery or {}).get("train", {}) if isinstance(discovery or {}, dict) else {}
+    if quality.get("bias_labels"):
+        lines += [
+            "",
+            "Bias discovery (train split, graded with the bias labels it did not use): "
+            + ", ".join(
+                f"{name} {_percent(quality.get(name))}" for name in ("precision", "recall", "auroc")
+            ),
+        ]
+    return lines
 
 
 def _save_program(classifier: Classifier, input_shape: tuple[int, ...], path: Path) -> bool:

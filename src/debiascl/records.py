@@ -28,12 +28,11 @@ from typing import Any
 
 from debiascl.choices import SIGNALS
 from debiascl.errors import DebiasclError
+from debiascl.results import is_evaluation_key
 
 DIGEST_CHUNK = 1 << 22
 """Bytes read at a time by :func:`file_digest`."""
 RESULTS_TEXT_FIELDS = ("dataset", "method", "encoder", "split", "probe_protocol", "main")
-EVALUATIONS = ("probe", "knn", "classifier", "probe_discovered", "probe_true")
-"""The evaluations a results file may hold (each a mapping with ``metrics``)."""
 NUMBER_MAPS = ("per_class", "per_group", "group_sizes")
 """Metrics that map a class or group name to a number."""
 
@@ -120,9 +119,9 @@ def results_problem(results: Any) -> str | None:
     """What is wrong with the shape of a results file's content, or None when it is sound.
 
     Sound: a mapping with the text labels (:data:`RESULTS_TEXT_FIELDS`), an integer ``seed``,
-    ``main`` naming one of its evaluations, and each evaluation (:data:`EVALUATIONS`) a mapping
-    whose ``metrics`` hold numbers (or None), names, lists of names and per-class / per-group
-    mappings of numbers.
+    ``main`` naming one of its evaluations, and each evaluation (probe, knn, classifier,
+    probe_<kind>: :func:`debiascl.results.is_evaluation_key`) a mapping whose ``metrics`` hold
+    numbers (or None), names, lists of names and per-class / per-group mappings of numbers.
     """
     if not isinstance(results, dict):
         return f"it holds a JSON {type(results).__name__}, not a results mapping"
@@ -131,12 +130,11 @@ def results_problem(results: Any) -> str | None:
             return f"'{key}' is {results.get(key)!r}, expected text"
     if not isinstance(results.get("seed"), int) or isinstance(results.get("seed"), bool):
         return f"'seed' is {results.get('seed')!r}, expected an integer"
-    if results["main"] not in EVALUATIONS or results["main"] not in results:
+    if not is_evaluation_key(results["main"]) or results["main"] not in results:
         return f"'main' names {results['main']!r}, which it does not hold"
-    for key in EVALUATIONS:
-        if key not in results:
+    for key, evaluation in results.items():
+        if not is_evaluation_key(key):
             continue
-        evaluation = results[key]
         if not isinstance(evaluation, dict) or not isinstance(evaluation.get("protocol"), str):
             return f"'{key}' is not an evaluation mapping with a protocol"
         problem = _metrics_problem(evaluation.get("metrics"), key)

@@ -1,19 +1,21 @@
 """Choosing and judging in a comparison: the grid point each method is reported at, and paired
 differences to a reference method over seeds.
 
-Both read evaluation results dicts (:func:`debiascl.evaluate.evaluate_run`): the selection the
-val results of every grid point x seed, the paired differences the test results of the reported
-points. Their Markdown is rendered by :mod:`debiascl.report.text`.
+Both read results records (:class:`debiascl.results.RunResults`): the selection the val results
+of every grid point x seed, the paired differences the test results of the reported points, each
+judged by the :func:`debiascl.results.headline_metric` rule. Their Markdown is rendered by
+:mod:`debiascl.report.text`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from debiascl.errors import DebiasclError
 from debiascl.grid import select_point
+from debiascl.results import RunResults, headline_metric
 from debiascl.stats import paired_difference
 
 
@@ -34,24 +36,28 @@ class Selection:
     points: int
 
 
-def _main_metric(results: dict[str, Any], metric: str) -> float | None:
-    """``metric`` of a results dict's main evaluation (None when it does not have it)."""
-    value = results[results["main"]]["metrics"].get(metric)
+SELECT_FALLBACK = "accuracy"
+"""``--select auto``'s metric where the val split has no bias labels."""
+
+
+def _main_metric(results: RunResults, metric: str) -> float | None:
+    """``metric`` of a run's headline evaluation (None when it does not have it)."""
+    value = results.headline.metrics.get(metric)
     return None if value is None else float(value)
 
 
-def selection_metric(rule: str, val_results: Sequence[dict[str, Any]]) -> str:
+def selection_metric(rule: str, val_results: Sequence[RunResults]) -> str:
     """The val metric a :data:`debiascl.choices.SELECT_RULES` rule stands for: ``auto`` is
-    worst_group when the val results have group metrics (the val split has bias labels), else
-    accuracy."""
+    worst_group when any val result has group metrics (the val split has bias labels), else
+    accuracy (:func:`debiascl.results.headline_metric`)."""
     if rule != "auto":
         return rule
-    grouped = any(_main_metric(results, "worst_group") is not None for results in val_results)
-    return "worst_group" if grouped else "accuracy"
+    headlines = [results.headline.metrics for results in val_results]
+    return headline_metric(headlines, fallback=SELECT_FALLBACK, any_holds=True)
 
 
 def select_points(
-    val_runs: Sequence[tuple[str, str, dict[str, Any] | None]], rule: str
+    val_runs: Sequence[tuple[str, str, RunResults | None]], rule: str
 ) -> dict[str, Selection]:
     """Per method, the grid point with the best mean val score over its seeds.
 
@@ -91,12 +97,13 @@ def select_points(
 
 
 def paired_differences(
-    test_of: dict[tuple[str, int], dict[str, Any]], reference: str
+    test_of: dict[tuple[str, int], RunResults], reference: str
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Each method's mean paired difference to ``reference`` over their common seeds, on test.
 
-    The metrics are accuracy and worst-group accuracy of the main evaluation (worst-class where
-    the data has no bias labels); each difference has its 95% Student-t confidence interval
+    The metrics are accuracy and the headline metric of the main evaluation
+    (:func:`debiascl.results.headline_metric`: worst-group accuracy, worst-class where the data
+    has no bias labels); each difference has its 95% Student-t confidence interval
     (:func:`debiascl.stats.paired_difference`).
 
     Args:
@@ -109,13 +116,12 @@ def paired_differences(
         interval, or "no detectable difference"); one-line notes for what was skipped (a missing
         reference, a method with fewer than 2 seeds in common with it).
     """
-    metrics_of: dict[str, dict[int, dict[str, Any]]] = {}
+    metrics_of: dict[str, dict[int, Mapping[str, Any]]] = {}
     for (method, seed), results in test_of.items():
-        metrics_of.setdefault(method, {})[seed] = results[results["main"]]["metrics"]
+        metrics_of.setdefault(method, {})[seed] = results.headline.metrics
     if reference not in metrics_of:
         return [], [f"No paired differences: the reference method '{reference}' is not compared."]
-    grouped = all("worst_group" in m for seeds in metrics_of.values() for m in seeds.values())
-    metrics = ("accuracy", "worst_group" if grouped else "worst_class")
+    metrics = ("accuracy", headline_metric(m for s in metrics_of.values() for m in s.values()))
     base = metrics_of[reference]
     rows, notes = [], []
     for method, by_seed in metrics_of.items():

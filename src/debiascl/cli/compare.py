@@ -281,7 +281,7 @@ def _summarise(
 def run_compare(args: argparse.Namespace) -> int:
     """Run ``debiascl compare``; returns the exit status."""
     check_comparison(args.dataset, _names(args.methods), parse_seeds(args.seeds))
-    from debiascl.compare import RunSettings, compare
+    from debiascl.compare import CompareOptions, RunSettings, compare
 
     started = time.perf_counter()
     compare(
@@ -301,14 +301,16 @@ def run_compare(args: argparse.Namespace) -> int:
             probe_groups=args.probe_groups,
             signal=args.signal,
         ),
-        grid=[parse_grid(text) for text in args.grid],
-        select=args.select,
-        select_seeds=None
-        if args.select_seeds is None
-        else parse_seeds(args.select_seeds, "--select-seeds", args.max_runs),
-        reference=args.reference,
-        report=not args.no_plots,
-        max_runs=args.max_runs,
+        CompareOptions(
+            grid=[parse_grid(text) for text in args.grid],
+            select=args.select,
+            select_seeds=None
+            if args.select_seeds is None
+            else parse_seeds(args.select_seeds, "--select-seeds", args.max_runs),
+            reference=args.reference,
+            report=not args.no_plots,
+            max_runs=args.max_runs,
+        ),
     )
     _summarise(
         Path(args.out),
@@ -322,7 +324,7 @@ def run_compare(args: argparse.Namespace) -> int:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run ``debiascl demo`` (``--quick``: the seconds-long version); returns the exit status."""
-    from debiascl.compare import RunSettings, compare
+    from debiascl.compare import CompareOptions, RunSettings, compare
 
     settings = QUICK_DEMO if args.quick else DEMO
     out_dir = Path(args.out or ("debiascl-demo-quick" if args.quick else "debiascl-demo"))
@@ -339,7 +341,7 @@ def run_demo(args: argparse.Namespace) -> int:
             device=args.device,
             probe_groups=settings["probe_groups"],
         ),
-        report=settings["report"],
+        CompareOptions(report=settings["report"]),
     )
     _summarise(
         out_dir,

@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from debiascl.evaluate import evaluate_splits, load_run
     from debiascl.report import write_report
     from debiascl.report.text import format_results
+    from debiascl.results import RunResults
 
     device = resolve_device(args.device)
     if needs_discovery(args.probe_groups):
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     results = evaluate_splits(
         run, (args.split,), encoder=args.encoder, probe=args.probe, probe_groups=args.probe_groups
     )[args.split]
-    print(format_results(results))
+    print(format_results(RunResults.from_json(results)))
     print(f"\nresults: {results['results_file']}")
     if args.no_plots:
         return 0

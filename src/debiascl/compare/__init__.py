@@ -61,6 +61,7 @@ trained, discovering, evaluated, reused where possible) and :mod:`~debiascl.comp
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,7 @@ __all__ = [
     "RUNS_DIR",
     "SUMMARY_STEM",
     "TRAINED_ON",
+    "CompareOptions",
     "PlannedRun",
     "Progress",
     "RunSettings",
@@ -143,25 +145,44 @@ __all__ = [
 ]
 
 
+@dataclass(frozen=True)
+class CompareOptions:
+    """How a comparison chooses, judges and reports its runs (what they share to train and
+    evaluate is :class:`RunSettings`).
+
+    Attributes:
+        grid: hyper-parameter axes (:func:`debiascl.grid.parse_grid`); every point x seed is
+            evaluated on val and test, and each method is reported at the point ``select``
+            picks on val.
+        select: a :data:`SELECT_RULES` entry.
+        select_seeds: some of the seeds: a method's grid points are trained on these only, and
+            the point chosen on their val results then on the other seeds too (None: every
+            point on every seed).
+        reference: the method the others are compared with, paired by seed (skipped, with a
+            note in summary.md, when it is not among the methods).
+        report: write each run's plots (t-SNE, training curves, WCL's weight analyses).
+        max_runs: the most runs (methods x grid points x seeds) the comparison may plan
+            (:data:`MAX_RUNS`); checked before anything is planned.
+    """
+
+    grid: Sequence[GridAxis] = ()
+    select: str = "auto"
+    select_seeds: Sequence[int] | None = None
+    reference: str = DEFAULT_REFERENCE
+    report: bool = True
+    max_runs: int = MAX_RUNS
+
+
 def compare(
     dataset: str,
     methods: Sequence[str],
     seeds: Sequence[int],
     out_dir: str | Path,
     settings: RunSettings = RunSettings(),  # noqa: B008 (a frozen dataclass)
-    *,
-    grid: Sequence[GridAxis] = (),
-    select: str = "auto",
-    select_seeds: Sequence[int] | None = None,
-    reference: str = DEFAULT_REFERENCE,
-    report: bool = True,
+    options: CompareOptions = CompareOptions(),
     progress: Progress = stderr_line,
-    max_runs: int = MAX_RUNS,
 ) -> list[dict[str, Any]]:
     """Train and evaluate every method x seed on ``dataset`` and write the comparison tables.
-
-    12 parameters: the command line's options, keyword-only after ``settings``; the runs'
-    shared settings are grouped in :class:`RunSettings`, the tables' in :class:`TableSettings`.
 
     With the discovered-groups probe (``settings.probe_groups``), the bias-discovery (triplet)
     run of each seed runs first: its E_b discovers the bias for that seed's single-encoder runs (WCL
@@ -174,35 +195,25 @@ def compare(
         seeds: one run per seed and method.
         out_dir: the comparison folder (see the module docstring for its layout).
         settings: what every run shares (:class:`RunSettings`).
-        grid: hyper-parameter axes (:func:`debiascl.grid.parse_grid`); every point x seed is
-            evaluated on val and test, and each method is reported at the point ``select``
-            picks on val.
-        select: a :data:`SELECT_RULES` entry.
-        select_seeds: some of ``seeds``: a method's grid points are trained on these only, and
-            the point chosen on their val results then on the other seeds too (None: every
-            point on every seed).
-        reference: the method the others are compared with, paired by seed (skipped, with a
-            note in summary.md, when it is not among ``methods``).
-        report: write each run's plots (t-SNE, training curves, WCL's weight analyses).
+        options: the grid, the selection, the reference method, the plots and the plan's size
+            limit (:class:`CompareOptions`).
         progress: receives the progress lines (default: stderr).
-        max_runs: the most runs (methods x grid points x seeds) the comparison may plan
-            (:data:`MAX_RUNS`); checked before anything is planned.
 
     Returns:
-        The rows of ``results.csv`` (:func:`results_rows`), in the order methods x seeds; in a
-        grid (:func:`grid_rows`) methods x points x seeds, test then val.
+        The rows of ``results.csv`` (:func:`results_rows`' cells), in the order methods x
+        seeds; in a grid (:func:`grid_rows`) methods x points x seeds, test then val.
     """
+    grid, select, select_seeds = options.grid, options.select, options.select_seeds
     _check_select(select, settings)
-    check_plan_size(methods, len(seeds), grid, max_runs)  # first: nothing iterates the seeds
+    check_plan_size(methods, len(seeds), grid, options.max_runs)  # first: nothing iterates seeds
     runs = plan_runs(dataset, methods, seeds, out_dir, settings, grid)
     selecting = first_round_seeds(runs, seeds, select_seeds, grid)
     helpers = bias_runs(dataset, runs, out_dir, settings)
-    tables = TableSettings(
-        dataset, bool(grid), select, select_seeds, reference, bool(settings.probe_groups)
-    )
+    probes = bool(settings.probe_groups)
+    tables = TableSettings(dataset, bool(grid), select, select_seeds, options.reference, probes)
     out_dir = Path(out_dir)
     _make_out_dir(out_dir)
-    executor = _execute(runs, helpers, selecting, tables, report, progress)
+    executor = _execute(runs, helpers, selecting, tables, options.report, progress)
     rows, summary_rows = write_comparison(runs, executor.results_of, out_dir, tables)
     if executor.busy:
         raise _skipped(executor, len(helpers), bool(summary_rows), select_seeds is not None)

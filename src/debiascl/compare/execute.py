@@ -21,7 +21,7 @@ from debiascl.checkpoint import check_resumable
 from debiascl.choices import DEFAULT_K, DEFAULT_THRESHOLD
 from debiascl.compare.plan import PlannedRun
 from debiascl.config import load_config
-from debiascl.discover import FoundBias, check_bias_run, find_bias, record_discovery
+from debiascl.discovery.run import FoundBias, check_bias_run, find_bias, record_discovery
 from debiascl.distributed import resolve_device
 from debiascl.errors import DebiasclError
 from debiascl.evaluate import LoadedRun, evaluate_splits, load_run
@@ -41,7 +41,7 @@ from debiascl.rundir import (
     results_filename,
     run_state,
 )
-from debiascl.train import train
+from debiascl.training.run import train
 
 Progress = Callable[[str], None]
 

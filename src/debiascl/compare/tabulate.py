@@ -13,18 +13,12 @@ from debiascl.atomic import remove_path, write_text_atomic
 from debiascl.compare.plan import PlannedRun
 from debiascl.grid import point_name
 from debiascl.metrics import mean_and_stderr
-from debiascl.registry import PROBE_GROUP_KINDS
+from debiascl.report.labels import evaluation_label, short_name
 from debiascl.report.plots import plot_tradeoff
-from debiascl.report.tables import (
-    SUPERVISED_LABEL,
-    flatten_results,
-    group_label,
-    markdown_table,
-    short_label,
-    write_rows,
-)
+from debiascl.report.tables import EvaluationRow, flatten_results, markdown_table, write_rows
 from debiascl.report.tables import write_tables as write_report_tables
 from debiascl.report.text import paired_table, selection_table
+from debiascl.results import RunResults, headline_metric
 from debiascl.selection import Selection, paired_differences, select_points
 
 RESULTS_STEM = "results"
@@ -37,59 +31,44 @@ ResultsOf = dict[Path, dict[str, dict[str, Any]]]
 """Run directory -> split -> the finished run's results dict."""
 
 
-def evaluation_label(results: dict[str, Any], evaluation: str = "main") -> str:
-    """The label of an evaluation in the tables.
-
-    "linear probe (<protocol>)" for the plain probe, :data:`SUPERVISED_LABEL` for a supervised
-    method's classifier, and for a group-robust probe ``probe_<kind>`` the probe label followed
-    by its :func:`group_label` (which says whether bias labels were used).
-    """
-    source = results["main"] if evaluation == "main" else evaluation
-    if source == "classifier":
-        return SUPERVISED_LABEL
-    label = f"linear probe ({results['probe_protocol']})"
-    kind = source.removeprefix("probe_") if source.startswith("probe_") else None
-    return label if kind is None else f"{label}, {group_label(kind)}"
-
-
-def results_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+def results_rows(results: RunResults) -> list[EvaluationRow]:
     """Table rows of one run: its main evaluation, then each group-robust probe.
 
-    Each row has method, seed, the evaluation's label (:func:`evaluation_label`) and its
-    metrics: :func:`debiascl.report.flatten_results`' ``<evaluation>.*`` values without the
-    prefix, the scalars and the per-class / per-group accuracies (``class[y=0]``,
-    ``group[y=0,a=1]``; a group absent from the run's test split has no column in its row), and
+    Each row's cells have method, seed, the evaluation's label
+    (:func:`debiascl.report.labels.evaluation_label`) and its metrics:
+    :func:`debiascl.report.flatten_results`' ``<evaluation>.*`` values without the prefix, the
+    scalars and the per-class / per-group accuracies (``class[y=0]``, ``group[y=0,a=1]``; a
+    group absent from the run's test split has no column in its row), and
     ``training_groups``: the ``train.groups`` the run trained on (none, discovered, true). The
     discovered-groups row adds the discovery's quality on the train split where the data has
     bias labels (``discovery_precision``, ``discovery_recall``, ``discovery_auroc``).
     """
     flat = flatten_results(results)
-    evaluations = ["main"] + [
-        f"probe_{kind}" for kind in PROBE_GROUP_KINDS if f"probe_{kind}" in results
-    ]
+    shown = [("main", results.headline)]
+    shown += [(probe.key, probe) for probe in results.group_probes]
+    quality = results.discovery_quality
     rows = []
-    for evaluation in evaluations:
-        row: dict[str, Any] = {
-            "method": results["method"],
-            "seed": results["seed"],
-            "evaluation": evaluation_label(results, evaluation),
-            "training_groups": results.get("training_groups", "none"),
+    for name, evaluation in shown:
+        cells: dict[str, Any] = {
+            "method": results.method,
+            "seed": results.seed,
+            "evaluation": evaluation_label(evaluation),
+            "training_groups": results.training_groups,
         }
-        prefix = f"{evaluation}."
-        row |= {key.removeprefix(prefix): v for key, v in flat.items() if key.startswith(prefix)}
-        quality = results.get("discovery", {}).get("train", {})
-        if evaluation == "probe_discovered" and quality.get("bias_labels"):
-            row |= {f"discovery_{key}": quality[key] for key in ("precision", "recall", "auroc")}
-        rows.append(row)
+        prefix = f"{name}."
+        cells |= {key.removeprefix(prefix): v for key, v in flat.items() if key.startswith(prefix)}
+        if evaluation.groups == "discovered" and quality.get("bias_labels"):
+            cells |= {f"discovery_{key}": quality[key] for key in ("precision", "recall", "auroc")}
+        rows.append(EvaluationRow(evaluation, cells))
     return rows
 
 
-def grid_rows(run: PlannedRun, results: dict[str, Any]) -> list[dict[str, Any]]:
+def grid_rows(run: PlannedRun, results: RunResults) -> list[EvaluationRow]:
     """:func:`results_rows` of one evaluation of a grid's run, with its ``point`` (name) after
     the method and its ``split`` after the seed."""
     labels = {"method": run.method, "point": point_name(run.point), "seed": run.seed}
-    labels["split"] = results.get("split", "test")
-    return [labels | row for row in results_rows(results)]
+    labels["split"] = results.split
+    return [EvaluationRow(row.evaluation, labels | row.cells) for row in results_rows(results)]
 
 
 def write_tables(
@@ -120,51 +99,50 @@ TRAINED_ON = {
 """probes.md's ``trained on`` column: which groups (``train.groups``) the training read."""
 
 
-def probes_table(rows: list[dict[str, Any]]) -> str:
+def probes_table(rows: Sequence[EvaluationRow]) -> str:
     """Markdown: per method, worst-group and average accuracy of each probe, and the discovery.
 
     One row per method; the groups its training read (:data:`TRAINED_ON`), then columns
-    ``<metric>: <evaluation>`` (plain, discovered, true, class, val, or own classifier) in
-    percent, mean ± standard error over seeds, then the discovery's precision, recall and AUROC
-    (train split) where measured.
+    ``<metric>: <evaluation>`` (plain, discovered, true, class, val, or own classifier:
+    :func:`debiascl.report.labels.short_name`) in percent, mean ± standard error over seeds,
+    then the discovery's precision, recall and AUROC (train split) where measured.
     """
-    evaluations = list(dict.fromkeys(row["evaluation"] for row in rows))
-    short = {evaluation: short_label(evaluation) for evaluation in evaluations}
-    metrics = (
-        ("worst_group", "accuracy")
-        if all("worst_group" in r for r in rows)
-        else (
-            "worst_class",
-            "accuracy",
-        )
-    )
+    short: dict[str, str] = {}
+    for row in rows:
+        short.setdefault(row.cells["evaluation"], short_name(row.evaluation))
+    cells = [row.cells for row in rows]
+    metrics = (headline_metric(cells), "accuracy")
     table = []
-    for method in dict.fromkeys(row["method"] for row in rows):
-        groups = next(r.get("training_groups", "none") for r in rows if r["method"] == method)
+    for method in dict.fromkeys(row["method"] for row in cells):
+        groups = next(r.get("training_groups", "none") for r in cells if r["method"] == method)
         line: dict[str, Any] = {"method": method, "trained on": TRAINED_ON[groups]}
         for metric in metrics:
-            for evaluation in evaluations:
+            for evaluation, name in short.items():
                 values = [
                     100 * r[metric]
-                    for r in rows
+                    for r in cells
                     if (r["method"], r["evaluation"]) == (method, evaluation) and metric in r
                 ]
-                line[f"{metric}: {short[evaluation]}"] = _mean_text(values)
+                line[f"{metric}: {name}"] = _mean_text(values)
         for key in ("discovery_precision", "discovery_recall", "discovery_auroc"):
             values = [
-                100 * r[key] for r in rows if r["method"] == method and r.get(key) is not None
+                100 * r[key] for r in cells if r["method"] == method and r.get(key) is not None
             ]
             if values:
                 line[key] = _mean_text(values)
         table.append(line)
-    return (
-        "Mean ± standard error over seeds (%). Linear probes on the frozen representation: "
-        "plain; discovered = balanced over the groups a bias encoder found (no bias label used); "
-        "true = balanced over the true groups (oracle: uses the bias labels); class = balanced "
-        "over the classes alone (no bias label used); val = fitted on the val split, unbalanced "
-        "(the held-out-data ablation). Supervised methods: their own classifier, and the "
-        "probes on its features.\n\n" + markdown_table(table)
-    )
+    return PROBES_INTRO + markdown_table(table)
+
+
+PROBES_INTRO = (
+    "Mean ± standard error over seeds (%). Linear probes on the frozen representation: "
+    "plain; discovered = balanced over the groups a bias encoder found (no bias label used); "
+    "true = balanced over the true groups (oracle: uses the bias labels); class = balanced "
+    "over the classes alone (no bias label used); val = fitted on the val split, unbalanced "
+    "(the held-out-data ablation). Supervised methods: their own classifier, and the "
+    "probes on its features.\n\n"
+)
+"""The opening paragraph of probes.md (:func:`probes_table`)."""
 
 
 def _mean_text(values: list[float]) -> str:
@@ -188,9 +166,17 @@ def selections_of(
         if run.run_dir in results_of and (select_seeds is None or run.seed in select_seeds)
     ]
     return select_points(
-        [(run.method, point_name(run.point), results_of[run.run_dir].get("val")) for run in scored],
+        [
+            (run.method, point_name(run.point), _val_results(results_of[run.run_dir]))
+            for run in scored
+        ],
         select,
     )
+
+
+def _val_results(splits: dict[str, dict[str, Any]]) -> RunResults | None:
+    """A run's val results as a record (None where it has none)."""
+    return None if "val" not in splits else RunResults.from_json(splits["val"])
 
 
 @dataclass(frozen=True)
@@ -227,6 +213,12 @@ def write_comparison(
     done = [run for run in runs if run.run_dir in results_of]
     if not done:
         return [], []
+    typed = {
+        run.run_dir: {
+            split: RunResults.from_json(r) for split, r in results_of[run.run_dir].items()
+        }
+        for run in done
+    }
     sections = []
     reported = done
     if tables.grid:
@@ -237,26 +229,27 @@ def write_comparison(
             row
             for run in done
             for split in run.splits
-            for row in grid_rows(run, results_of[run.run_dir][split])
+            for row in grid_rows(run, typed[run.run_dir][split])
         ]
         summary_rows = [
-            row for run in reported for row in grid_rows(run, results_of[run.run_dir]["test"])
+            row for run in reported for row in grid_rows(run, typed[run.run_dir]["test"])
         ]
     else:
-        rows = [row for run in done for row in results_rows(results_of[run.run_dir]["test"])]
+        rows = [row for run in done for row in results_rows(typed[run.run_dir]["test"])]
         summary_rows = rows
     paired, notes = paired_differences(
-        {(run.method, run.seed): results_of[run.run_dir]["test"] for run in reported},
+        {(run.method, run.seed): typed[run.run_dir]["test"] for run in reported},
         tables.reference,
     )
     sections.append(paired_table(paired, notes))
-    write_tables(rows, out_dir, summary_rows, notes="\n".join(sections))
+    cells, summary_cells = [row.cells for row in rows], [row.cells for row in summary_rows]
+    write_tables(cells, out_dir, summary_cells, notes="\n".join(sections))
     _write_paired(paired, notes, out_dir)
     title = f"{tables.dataset}: mean ± stderr over seeds"
     plot_tradeoff(summary_rows, out_dir / PLOT_NAME, title=title)
     if tables.probes:
         write_text_atomic(out_dir / PROBES_TABLE, probes_table(summary_rows))
-    return rows, summary_rows
+    return cells, summary_cells
 
 
 def _write_paired(paired: list[dict[str, Any]], notes: list[str], out_dir: Path) -> None:

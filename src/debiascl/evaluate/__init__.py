@@ -32,7 +32,6 @@ from debiascl.evaluate.evaluation import (
     SUMMARY_METRICS,
     evaluate_run,
     evaluate_splits,
-    evaluation_keys,
 )
 from debiascl.evaluate.loaded_run import LoadedRun, load_run
 from debiascl.evaluate.probe_groups import (
@@ -61,7 +60,6 @@ __all__ = [
     "ProbeSpec",
     "evaluate_run",
     "evaluate_splits",
-    "evaluation_keys",
     "fit_linear_probe",
     "linear_probe",
     "load_run",

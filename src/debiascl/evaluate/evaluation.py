@@ -35,6 +35,7 @@ from debiascl.features import knn_predict, predict_classes
 from debiascl.metrics import group_counts, group_metrics
 from debiascl.records import file_digest
 from debiascl.registry import PROBE_GROUP_KINDS, needs_discovery
+from debiascl.results import Evaluation, RunResults
 from debiascl.rundir import EVAL_SPLITS, checkpoint_path, final_step, probe_path, results_filename
 
 SUMMARY_METRICS = (
@@ -99,37 +100,42 @@ def evaluate_splits(
             discovery in the run directory (:func:`debiascl.discover.discover_run`).
 
     Returns:
-        split -> its results dict (also written to :func:`debiascl.rundir.results_filename`:
-        ``results.json`` on test, ``results_val.json`` on val, ``results_<encoder>[_val].json``
-        for a non-product encoder): run labels, ``checkpoint_sha256`` (the checkpoint it was
-        computed from, :func:`debiascl.records.file_digest`), ``split``, ``encoder``,
-        ``probe_protocol`` ("fast" or "authors"), ``probe`` and ``knn`` (and ``classifier``
-        for supervised methods, and ``probe_<kind>`` for each of ``probe_groups``) each with
-        a ``protocol`` label and the :func:`group_metrics` dict, ``main`` naming the headline
-        evaluation and, with the discovered groups, ``discovery`` (the discovery's settings and
-        quality).
+        split -> its results dict (:meth:`debiascl.results.RunResults.to_json`, also written to
+        :func:`debiascl.rundir.results_filename`: ``results.json`` on test,
+        ``results_val.json`` on val, ``results_<encoder>[_val].json`` for a non-product
+        encoder): run labels, ``checkpoint_sha256`` (the checkpoint it was computed from,
+        :func:`debiascl.records.file_digest`), ``split``, ``encoder``, ``probe_protocol``
+        ("fast" or "authors"), ``probe`` and ``knn`` (and ``classifier`` for supervised
+        methods, and ``probe_<kind>`` for each of ``probe_groups``) each with a ``protocol``
+        label and the :func:`group_metrics` dict, ``main`` naming the headline evaluation and,
+        with the discovered groups, ``discovery`` (the discovery's settings and quality).
     """
-    for split in splits:
-        if split not in EVAL_SPLITS:
-            raise DebiasclError(f"split '{split}': expected one of {', '.join(EVAL_SPLITS)}")
+    _check_splits(splits)
     run = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir, device)
     key = run.encoder_key(encoder)
     features = _labelled_features(run, key, splits)
     discovery = read_discovery(run.run_dir) if needs_discovery(probe_groups) else None
     spec = ProbeSpec.from_config(run.config, probe, run.device)
     probes = fit_probes(run, features, spec, probe_groups, discovery)
-    counts = _train_counts(run, features)
-    scorer = _Scorer(run, key, spec.protocol, features, probes, discovery, counts)
+    scorer = _Scorer(
+        run, key, spec.protocol, features, probes, discovery, _train_counts(run, features)
+    )
     train_step = final_step(run.run_dir)
     evaluated = {}
-    for split, header in _results_headers(scorer, splits, train_step).items():
-        results = header | scorer.evaluations(split)
+    for split, labels in _results_labels(scorer, splits, train_step).items():
         path = run.run_dir / results_filename(key, run.method.product_encoder, split)
-        results["results_file"] = str(path)
+        results = scorer.results(split, labels, str(path)).to_json()
         write_json(path, results)
         evaluated[split] = results
     _save_probes(run, key, probes, train_step)
     return evaluated
+
+
+def _check_splits(splits: Sequence[str]) -> None:
+    """Refuse a split that is not evaluated (:data:`debiascl.rundir.EVAL_SPLITS`)."""
+    for split in splits:
+        if split not in EVAL_SPLITS:
+            raise DebiasclError(f"split '{split}': expected one of {', '.join(EVAL_SPLITS)}")
 
 
 def _labelled_features(run: LoadedRun, key: str, splits: Sequence[str]) -> Features:
@@ -237,53 +243,74 @@ class _Scorer:
             )
         return metrics
 
-    def evaluations(self, split: str) -> dict[str, Any]:
-        """``split``'s evaluations of a results dict: probe, knn, main, each balanced probe
-        (and the discovery after the discovered one), the classifier of a supervised method."""
-        method, config, key = self.run.method, self.run.config, self.key
-        scored_h = self.features[split][0]
-        train_h, train_y, *_ = self.features["train"]
-        dataset = self.run.splits[split]
-        k, temperature = config.eval.knn_k, config.method.temperature
-        results: dict[str, Any] = {
-            "probe": self._probe_entry(self.probes.plain, split, ""),
-            "knn": {
-                "protocol": f"weighted kNN (k={k}, t={temperature}) on frozen E_{key} features",
-                "metrics": self.metrics(
-                    split,
-                    knn_predict(train_h, train_y, scored_h, dataset.num_classes, k, temperature),
-                ),
-            },
-            "main": "probe",
-        }
-        for kind, probe in self.probes.balanced.items():
-            results[f"probe_{kind}"] = self._probe_entry(probe, split, kind)
-            if PROBE_GROUP_KINDS.info(kind)["discovery"] and self.discovery is not None:
-                results["discovery"] = self.discovery[1]
+    def results(self, split: str, labels: dict[str, Any], path: str) -> RunResults:
+        """``split``'s results (``labels``: the run's, :func:`_results_labels`; ``path``: the
+        file they are written to): probe, knn, each balanced probe (and the discovery, read for
+        a kind that needs it), the classifier of a supervised method, which is then the
+        headline."""
+        method = self.run.method
+        evaluations = [self._probe(self.probes.plain, split, None), self._knn(split)]
+        evaluations += [
+            self._probe(probe, split, kind) for kind, probe in self.probes.balanced.items()
+        ]
+        discovery = None if self.discovery is None else self.discovery[1]
+        main = "probe"
         if method.supervised:
-            prepare, device = self.run.prepare, self.run.device
+            prepare, device, dataset = self.run.prepare, self.run.device, self.run.splits[split]
             predictions = predict_classes(method, dataset, prepare, device, FEATURE_BATCH_SIZE)
-            results["classifier"] = {
-                "protocol": f"the supervised method's own classifier ({method.name})",
-                "metrics": self.metrics(split, predictions),
-            }
-            results["main"] = "classifier"
-        return results
+            description = f"the supervised method's own classifier ({method.name})"
+            evaluations.append(self._evaluation("classifier", split, predictions, description))
+            main = "classifier"
+        return RunResults(labels, tuple(evaluations), main, discovery, path)
 
-    def _probe_entry(self, probe: LinearProbe, split: str, kind: str) -> dict[str, Any]:
-        """The results entry of the plain probe (``kind`` "") or of a balanced one."""
-        label = f"linear probe ({self.protocol}) on frozen E_{self.key} features"
-        entry: dict[str, Any] = {"protocol": label}
-        if kind:
+    def _evaluation(
+        self,
+        kind: str,
+        split: str,
+        predictions: torch.Tensor,
+        description: str,
+        groups: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> Evaluation:
+        """The record of ``predictions`` (n,) on ``split`` scored by ``kind``."""
+        return Evaluation(
+            kind=kind,
+            metrics=self.metrics(split, predictions),
+            groups=groups,
+            protocol=self.protocol if kind == "probe" else None,
+            split=split,
+            encoder=self.key,
+            description=description,
+            details=details or {},
+        )
+
+    def _knn(self, split: str) -> Evaluation:
+        """The weighted kNN's evaluation on ``split`` (neighbours: the train features)."""
+        k, temperature = self.run.config.eval.knn_k, self.run.config.method.temperature
+        train_h, train_y, *_ = self.features["train"]
+        num_classes = self.run.splits[split].num_classes
+        predictions = knn_predict(
+            train_h, train_y, self.features[split][0], num_classes, k, temperature
+        )
+        description = f"weighted kNN (k={k}, t={temperature}) on frozen E_{self.key} features"
+        return self._evaluation("knn", split, predictions, description)
+
+    def _probe(self, probe: LinearProbe, split: str, kind: str | None) -> Evaluation:
+        """The evaluation of the plain probe (``kind`` None) or of a balanced one."""
+        description = f"linear probe ({self.protocol}) on frozen E_{self.key} features"
+        details: dict[str, Any] = {}
+        if kind is not None:
             groups = self.probes.groups.get(kind)
             info = PROBE_GROUP_KINDS.info(kind)
-            entry["protocol"] = f"{label}, loss balanced over {info['summary']}"
-            entry["uses_bias_labels"] = info["bias_labels"]
-            entry["num_groups"] = None if groups is None else int(groups["train"].unique().numel())
-        entry["weight_decay"] = probe.weight_decay
-        entry["head_sha256"] = probe_digest(probe.state())
-        entry["metrics"] = self.metrics(split, probe.predict(self.features[split][0]))
-        return entry
+            description = f"{description}, loss balanced over {info['summary']}"
+            details["uses_bias_labels"] = info["bias_labels"]
+            details["num_groups"] = (
+                None if groups is None else int(groups["train"].unique().numel())
+            )
+        details["weight_decay"] = probe.weight_decay
+        details["head_sha256"] = probe_digest(probe.state())
+        predictions = probe.predict(self.features[split][0])
+        return self._evaluation("probe", split, predictions, description, kind, details)
 
 
 def _train_counts(run: LoadedRun, features: Features) -> np.ndarray | None:
@@ -295,10 +322,10 @@ def _train_counts(run: LoadedRun, features: Features) -> np.ndarray | None:
     return group_counts(y, a, train_set.num_classes, train_set.num_attributes)
 
 
-def _results_headers(
+def _results_labels(
     scorer: _Scorer, splits: Sequence[str], train_step: int | None
 ) -> dict[str, dict[str, Any]]:
-    """Split -> the run's labels that open its results dict (method, seed, split, checkpoint
+    """Split -> the run's labels that open its results file (method, seed, split, checkpoint
     digest, sample counts, names, train group counts, probe protocol)."""
     run, counts = scorer.run, scorer.counts
     config, method = run.config, run.method
@@ -333,11 +360,3 @@ def _save_probes(run: LoadedRun, key: str, probes: FittedProbes, train_step: int
         metadata = {"encoder": key, "kind": kind, "method": run.method.name}
         metadata["train_step"] = str(train_step)
         save_probe(probe_path(run.run_dir, key, kind), probe, metadata)
-
-
-def evaluation_keys(results: dict[str, Any]) -> list[str]:
-    """The evaluations a results dict holds, in table order: main, classifier, probe,
-    each group-robust probe, knn."""
-    kinds = PROBE_GROUP_KINDS
-    order = ["main", "classifier", "probe", *(f"probe_{kind}" for kind in kinds), "knn"]
-    return [key for key in order if key == "main" or key in results]

@@ -131,8 +131,6 @@ def wcl_loss(
 ) -> Tensor:
     """WCL's weighted, debiased contrastive loss for the debiased encoder E_d (SPEC 3.3).
 
-    Nine parameters: both encoders' two views plus the hyper-parameters every other loss takes.
-
     ``Ng_a = max((sum_j w(a,j) * neg_{a,j} - tau_plus * N * pos_a) / (1 - tau_plus),
     N * exp(-1/t))`` and ``L_a = -log(pos_a / (pos_a + Ng_a))``, with neg and pos from E_d and
     the detached weights w of :func:`relative_difficulty`. No gradient reaches E_b. From

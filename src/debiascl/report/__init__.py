@@ -62,6 +62,17 @@ def most_flagged(scores: torch.Tensor, flags: torch.Tensor, limit: int) -> torch
     return positions[order][:limit]
 
 
+def _group_names(dataset: BiasedDataset, index: torch.Tensor) -> list[str]:
+    """The true group of each of the (n,) dataset indices ``index``: "y=<class>, a=<bias>"
+    (the class alone where the bias is unknown)."""
+    y, a = dataset.targets[index], dataset.attributes[index]
+    return [
+        f"y={named(label, dataset.class_names)}"
+        + (f", a={named(bias, dataset.attribute_names)}" if bias >= 0 else "")
+        for label, bias in zip(y.tolist(), a.tolist(), strict=True)
+    ]
+
+
 def write_discovery_report(
     dataset: BiasedDataset,
     index: torch.Tensor,
@@ -89,12 +100,7 @@ def write_discovery_report(
         The paths written.
     """
     out_dir = Path(out_dir)
-    y, a = dataset.targets[index], dataset.attributes[index]
-    names = [
-        f"y={named(label, dataset.class_names)}"
-        + (f", a={named(bias, dataset.attribute_names)}" if bias >= 0 else "")
-        for label, bias in zip(y.tolist(), a.tolist(), strict=True)
-    ]
+    names = _group_names(dataset, index)
     written = [
         plot_score_histogram(
             scores, names, threshold, out_dir / "discovery_scores.png", f"{title}: conflict scores"

@@ -1,5 +1,5 @@
-"""How reports name ids and show feature rows (shared by the tables, the weight analysis and
-the plots)."""
+"""How reports name ids, evaluations and feature rows (shared by the tables, the weight analysis
+and the plots): every label is rendered from a record, never parsed back."""
 
 from __future__ import annotations
 
@@ -9,9 +9,14 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from debiascl.registry import PROBE_GROUP_KINDS
+from debiascl.results import Evaluation
+
 if TYPE_CHECKING:
     from debiascl.data.base import BiasedDataset
 
+SUPERVISED_LABEL = "own classifier (supervised)"
+"""The evaluation label of supervised methods (scored by their own classifier)."""
 MAX_SHOWN_FEATURES = 8
 """Feature values shown per table row in the easy/hard negatives table."""
 
@@ -46,3 +51,30 @@ def feature_text(values: torch.Tensor, names: Sequence[str] | None) -> str:
     ]
     hidden = values.shape[0] - len(shown)
     return ", ".join(shown) + (f", ... (+{hidden} more)" if hidden > 0 else "")
+
+
+def evaluation_label(evaluation: Evaluation) -> str:
+    """An evaluation's label in the tables (their ``evaluation`` column).
+
+    "linear probe (<protocol>)" for the plain probe, :data:`SUPERVISED_LABEL` for a supervised
+    method's classifier, and for a group-robust probe the probe label followed by its
+    :func:`group_label` (which says whether bias labels were used).
+    """
+    if evaluation.kind == "classifier":
+        return SUPERVISED_LABEL
+    label = f"linear probe ({evaluation.protocol})"
+    return label if evaluation.groups is None else f"{label}, {group_label(evaluation.groups)}"
+
+
+def group_label(kind: str) -> str:
+    """How the tables name the group-robust probe ``kind``: its ``label``
+    (:data:`debiascl.registry.PROBE_GROUP_KINDS`)."""
+    return PROBE_GROUP_KINDS.info(kind)["label"]
+
+
+def short_name(evaluation: Evaluation) -> str:
+    """An evaluation's short name in probes.md and the trade-off plot: "plain", the probe group
+    kind of a group-robust probe, or "own classifier"."""
+    if evaluation.kind == "classifier":
+        return "own classifier"
+    return "plain" if evaluation.groups is None else evaluation.groups

@@ -22,8 +22,9 @@ from matplotlib.figure import Figure
 from debiascl.metrics import mean_and_stderr
 from debiascl.registry import PROBE_GROUP_KINDS
 from debiascl.report.labels import Names, named
-from debiascl.report.tables import short_label
+from debiascl.report.tables import EvaluationRow
 from debiascl.report.weights import WeightCells, easy_hard_negatives
+from debiascl.results import headline_metric
 
 MAX_LEGEND_ENTRIES = 20
 """t-SNE panels with more distinct values use a colour bar instead of a legend."""
@@ -331,19 +332,15 @@ def plot_sample_grid(
     return _save(figure, path)
 
 
-def tradeoff_metrics(rows: list[dict[str, Any]]) -> tuple[str, str]:
+def tradeoff_metrics(rows: Sequence[dict[str, Any]]) -> tuple[str, str]:
     """The (x, y) metrics of the trade-off plot that every row has.
 
     x: the average accuracy weighted by training group proportions when available, else plain
-    accuracy; y: worst-group accuracy when the data has a bias attribute, else worst-class.
+    accuracy; y: the headline metric (:func:`debiascl.results.headline_metric`: worst-group
+    accuracy when the data has a bias attribute, else worst-class).
     """
-
-    def everywhere(key: str) -> bool:
-        return all(row.get(key) is not None for row in rows)
-
-    x = "avg_acc_train_weighted" if everywhere("avg_acc_train_weighted") else "accuracy"
-    y = "worst_group" if everywhere("worst_group") else "worst_class"
-    return x, y
+    weighted = all(row.get("avg_acc_train_weighted") is not None for row in rows)
+    return "avg_acc_train_weighted" if weighted else "accuracy", headline_metric(rows)
 
 
 AXIS_LABELS = {
@@ -354,7 +351,7 @@ AXIS_LABELS = {
 }
 
 
-def plot_tradeoff(rows: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+def plot_tradeoff(rows: Sequence[EvaluationRow], path: str | Path, title: str = "") -> Path:
     """Average vs worst-group accuracy, one point per method (mean ± stderr over seeds).
 
     One point per method and evaluation. Supervised methods (evaluated by their own classifier)
@@ -362,32 +359,25 @@ def plot_tradeoff(rows: list[dict[str, Any]], path: str | Path, title: str = "")
     its kind's ``marker`` (:data:`debiascl.registry.PROBE_GROUP_KINDS`) in the method's colour.
 
     Args:
-        rows: :func:`results_rows` dicts (several seeds per method).
+        rows: :func:`debiascl.compare.results_rows` rows (several seeds per method).
         path: the PNG to write.
         title: the figure title.
 
     Returns:
         ``path``.
     """
-    x_key, y_key = tradeoff_metrics(rows)
+    x_key, y_key = tradeoff_metrics([row.cells for row in rows])
     figure = Figure(figsize=(6.5, 5.0))
     FigureCanvasAgg(figure)
     axis = figure.add_subplot(1, 1, 1)
-    methods = list(dict.fromkeys(row["method"] for row in rows))
-    series = list(dict.fromkeys((row["method"], row["evaluation"]) for row in rows))
-    for method, evaluation in series:
-        members = [
-            row for row in rows if (row["method"], row["evaluation"]) == (method, evaluation)
-        ]
-        x_mean, x_err = mean_and_stderr([100 * row[x_key] for row in members])
-        y_mean, y_err = mean_and_stderr([100 * row[y_key] for row in members])
-        kind = short_label(evaluation)
-        if kind == "own classifier":
-            label, marker = f"{method} (supervised)", "s"
-        elif kind in PROBE_GROUP_KINDS and PROBE_GROUP_KINDS.info(kind).get("marker"):
-            label, marker = f"{method} [{kind} groups]", PROBE_GROUP_KINDS.info(kind)["marker"]
-        else:
-            label, marker = method, "o"
+    methods = list(dict.fromkeys(row.cells["method"] for row in rows))
+    series: dict[tuple[str, str], list[EvaluationRow]] = {}
+    for row in rows:
+        series.setdefault((row.cells["method"], row.cells["evaluation"]), []).append(row)
+    for (method, _), members in series.items():
+        x_mean, x_err = mean_and_stderr([100 * row.cells[x_key] for row in members])
+        y_mean, y_err = mean_and_stderr([100 * row.cells[y_key] for row in members])
+        label, marker = _series_style(method, members[0])
         axis.errorbar(
             x_mean,
             y_mean,
@@ -408,3 +398,16 @@ def plot_tradeoff(rows: list[dict[str, Any]], path: str | Path, title: str = "")
     path = Path(path)
     figure.savefig(path, dpi=120)
     return path
+
+
+def _series_style(method: str, row: EvaluationRow) -> tuple[str, str]:
+    """The label and marker of a trade-off point: the method, its evaluation's kind."""
+    groups = row.evaluation.groups
+    if row.evaluation.kind == "classifier":
+        return f"{method} (supervised)", "s"
+    marker = (
+        None if groups not in PROBE_GROUP_KINDS else PROBE_GROUP_KINDS.info(groups).get("marker")
+    )
+    if marker:
+        return f"{method} [{groups} groups]", marker
+    return method, "o"

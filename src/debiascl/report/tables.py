@@ -6,29 +6,21 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from debiascl.evaluate import evaluation_keys
 from debiascl.metrics import mean_and_stderr
-from debiascl.registry import PROBE_GROUP_KINDS
-
-SUPERVISED_LABEL = "own classifier (supervised)"
-"""The evaluation label of supervised methods (scored by their own classifier)."""
+from debiascl.results import Evaluation, RunResults
 
 
-def group_label(kind: str) -> str:
-    """How the tables name the group-robust probe ``kind``: its ``label``
-    (:data:`debiascl.registry.PROBE_GROUP_KINDS`)."""
-    return PROBE_GROUP_KINDS.info(kind)["label"]
+@dataclass(frozen=True)
+class EvaluationRow:
+    """One row of a comparison's tables: the evaluation it shows, and its cells (the row of
+    results.csv: labels, then the evaluation's metrics)."""
 
-
-def short_label(evaluation: str) -> str:
-    """plain, discovered, true or own classifier: an evaluation label's short name."""
-    if evaluation == SUPERVISED_LABEL:
-        return "own classifier"
-    kinds = PROBE_GROUP_KINDS
-    return next((k for k in kinds if evaluation.endswith(group_label(k))), "plain")
+    evaluation: Evaluation
+    cells: dict[str, Any]
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
@@ -59,7 +51,7 @@ PER_PART_COLUMNS = {"per_class": "class", "per_group": "group"}
 """Per-class / per-group accuracy dicts of a results.json -> their column prefix."""
 
 
-def flatten_results(results: dict[str, Any]) -> dict[str, Any]:
+def flatten_results(results: RunResults) -> dict[str, Any]:
     """One flat table row of a ``results.json``: labels plus ``<evaluation>.<metric>`` values.
 
     The metrics are every scalar accuracy and each per-class and per-group accuracy, named
@@ -69,16 +61,17 @@ def flatten_results(results: dict[str, Any]) -> dict[str, Any]:
     ``probe_discovered.<metric>`` and ``probe_true.<metric>``.
     """
     row: dict[str, Any] = {
-        key: results[key] for key in ("method", "dataset", "seed", "encoder", "supervised")
+        key: results.label(key) for key in ("method", "dataset", "seed", "encoder", "supervised")
     }
-    for evaluation in evaluation_keys(results):
-        source = results["main"] if evaluation == "main" else evaluation
-        for metric, value in results[source]["metrics"].items():
+    shown = [("main", results.headline)]
+    shown += [(evaluation.key, evaluation) for evaluation in results.in_table_order()]
+    for name, evaluation in shown:
+        for metric, value in evaluation.metrics.items():
             if isinstance(value, float):
-                row[f"{evaluation}.{metric}"] = value
+                row[f"{name}.{metric}"] = value
             elif metric in PER_PART_COLUMNS:
                 prefix = PER_PART_COLUMNS[metric]
-                row |= {f"{evaluation}.{prefix}[{key}]": v for key, v in value.items()}
+                row |= {f"{name}.{prefix}[{key}]": v for key, v in value.items()}
     return row
 
 
@@ -118,10 +111,18 @@ def write_tables(
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = write_rows(rows, out_dir / rows_stem)
     rows = rows if summary_rows is None else summary_rows
-    groups: dict[tuple, list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault(tuple(row.get(key) for key in group_by), []).append(row)
-    metrics = [
+    metrics = _metric_columns(rows, group_by)
+    summary, readable = _summarise(rows, group_by, metrics)
+    markdown = _summary_markdown(readable, group_by, [m for m in metrics if "[" in m])
+    if notes:
+        markdown += "\n" + notes
+    return paths + write_rows(summary, out_dir / "summary", markdown)
+
+
+def _metric_columns(rows: list[dict[str, Any]], group_by: Sequence[str]) -> list[str]:
+    """The columns of ``rows`` that are averaged: numeric (or empty) in every row, not all
+    booleans, neither a ``group_by`` key nor the seed."""
+    return [
         key
         for key in dict.fromkeys(key for row in rows for key in row)
         if key not in group_by
@@ -129,6 +130,17 @@ def write_tables(
         and all(isinstance(r.get(key), int | float | type(None)) for r in rows)
         and not all(isinstance(r.get(key), bool | type(None)) for r in rows)
     ]
+
+
+def _summarise(
+    rows: list[dict[str, Any]], group_by: Sequence[str], metrics: list[str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Per group of ``rows`` (same ``group_by`` values): (its summary row: n runs and each
+    metric's mean and stderr, its readable row: ``mean ± stderr`` text, in percent for
+    metrics in [0, 1])."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row.get(key) for key in group_by), []).append(row)
     summary, readable = [], []
     for labels, members in groups.items():
         entry: dict[str, Any] = dict(zip(group_by, labels, strict=True))
@@ -144,7 +156,14 @@ def write_tables(
                 shown[metric] = f"{scale * mean:.2f}{spread}"
         summary.append(entry)
         readable.append(shown)
-    per_part = [metric for metric in metrics if "[" in metric]
+    return summary, readable
+
+
+def _summary_markdown(
+    readable: list[dict[str, Any]], group_by: Sequence[str], per_part: list[str]
+) -> str:
+    """summary.md: the scalar metrics of each group, then (``per_part``: the per-class /
+    per-group metrics) one row per such metric and one column per group."""
     markdown = "Mean ± standard error over runs (percent for accuracies).\n\n"
     markdown += markdown_table(
         [{key: value for key, value in shown.items() if key not in per_part} for shown in readable]
@@ -157,6 +176,4 @@ def write_tables(
         ]
         markdown += "\nPer-class and per-group accuracy (%), mean ± standard error over runs.\n\n"
         markdown += markdown_table(transposed)
-    if notes:
-        markdown += "\n" + notes
-    return paths + write_rows(summary, out_dir / "summary", markdown)
+    return markdown

@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from debiascl.evaluate import SUMMARY_METRICS, evaluation_keys
+from debiascl.evaluate import SUMMARY_METRICS
 from debiascl.report.tables import markdown_table
+from debiascl.results import RunResults
 from debiascl.selection import Selection
 
 
@@ -16,26 +17,26 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:6.2f}"
 
 
-def format_results(results: dict[str, Any]) -> str:
+def format_results(results: RunResults) -> str:
     """A readable text table of the summary metrics (percent) of each evaluation in ``results``."""
-    columns = [key for key in evaluation_keys(results) if key != "main"]
+    columns = results.in_table_order()
     header = (
-        f"{results['method']} on {results['dataset']} {results.get('split', 'test')} split "
-        f"(seed {results['seed']}, "
-        f"encoder E_{results['encoder']}); main result: {results['main']}"
+        f"{results.method} on {results.label('dataset')} {results.split} split "
+        f"(seed {results.seed}, "
+        f"encoder E_{results.label('encoder')}); main result: {results.main}"
     )
     lines = [header]
-    lines += [f"  {key:<16} = {results[key]['protocol']}" for key in columns]
-    lines.append(f"{'metric (%)':<24}" + "".join(f"{key:>18}" for key in columns))
+    lines += [f"  {e.key:<16} = {e.description}" for e in columns]
+    lines.append(f"{'metric (%)':<24}" + "".join(f"{e.key:>18}" for e in columns))
     for metric in SUMMARY_METRICS:
-        values = [results[key]["metrics"].get(metric) for key in columns]
+        values = [e.metrics.get(metric) for e in columns]
         if all(value is None for value in values):
             continue
         lines.append(f"{metric:<24}" + "".join(f"{_percent(v):>18}" for v in values))
-    main = results[results["main"]]["metrics"]
+    main = results.headline.metrics
     if "worst_group_name" in main:
-        lines.append(f"worst group ({results['main']}): {main['worst_group_name']}")
-    quality = results.get("discovery", {}).get("train", {})
+        lines.append(f"worst group ({results.main}): {main['worst_group_name']}")
+    quality = results.discovery_quality
     if quality.get("bias_labels"):
         lines.append(
             "discovery (train, graded with the bias labels it did not use): "
@@ -45,7 +46,7 @@ def format_results(results: dict[str, Any]) -> str:
             )
         )
     if main.get("absent_groups"):
-        split = results.get("split", "test")
+        split = results.split
         lines.append(f"absent groups (no {split} sample): {', '.join(main['absent_groups'])}")
     return "\n".join(lines)
 
