@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fakes import install_plugin, restore_registries
+from fakes import final_model, install_plugin, restore_registries
 
 from debiascl.cli import main
 from debiascl.registry import AUGMENTATIONS, BACKBONES
@@ -33,11 +33,6 @@ def _train(plugin: Path, run: Path, epochs: int, *extra: str) -> int:
     return main([*command, "--epochs", str(epochs), "--device", "cpu", *SETS, *TOYS, *extra])
 
 
-def _weights(run: Path) -> dict[str, torch.Tensor]:
-    """The trained model's tensors in the run's last checkpoint."""
-    return torch.load(run / "checkpoints" / "last.pt", weights_only=False)["model"]
-
-
 @pytest.mark.slow
 def test_a_plugin_backbone_and_augmentation_train_resume_and_evaluate(
     plugin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -49,7 +44,7 @@ def test_a_plugin_backbone_and_augmentation_train_resume_and_evaluate(
 
     config = (straight / "config.yaml").read_text()
     assert "backbone: pool_cnn" in config and "augmentation: flip_noise" in config
-    straight_weights, resumed_weights = _weights(straight), _weights(resumed)
+    straight_weights, resumed_weights = final_model(straight), final_model(resumed)
     assert straight_weights["encoder_d.backbone.0.weight"].shape == (32, 3, 3, 3)
     # the toy views draw from torch's generator, which the checkpoint carries: exact resume
     assert straight_weights.keys() == resumed_weights.keys()

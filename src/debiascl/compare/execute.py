@@ -30,6 +30,7 @@ from debiascl.methods import METHODS
 from debiascl.records import file_digest, read_json, results_problem
 from debiascl.registry import needs_discovery
 from debiascl.report import write_report
+from debiascl.results import RunResults
 from debiascl.rundir import (
     LOCK_NAME,
     RunDirBusy,
@@ -274,15 +275,15 @@ def _empty(folder: Path) -> None:
 
 class Executor:
     """Runs planned runs one after another, numbering them ``[k/total]``, and keeps their
-    results (``results_of``: run directory -> split -> results) and the runs another process
-    held (``busy``)."""
+    results (``results_of``: run directory -> split -> the results as a record, read once) and
+    the runs another process held (``busy``)."""
 
     def __init__(self, report: bool, progress: Progress, total: int) -> None:
         self.report = report
         self.progress = progress
         self.total = total
         self.started = time.perf_counter()
-        self.results_of: dict[Path, dict[str, dict[str, Any]]] = {}
+        self.results_of: dict[Path, dict[str, RunResults]] = {}
         self.busy: list[str] = []
         self.discoveries = SharedDiscoveries()
         self.held: set[Path] = set()
@@ -302,12 +303,15 @@ class Executor:
                 continue
             try:
                 with hold_run_dir(run.run_dir):
-                    self.results_of[run.run_dir] = execute_run(
+                    results = execute_run(
                         run,
                         self.report,
                         lambda message, p=prefix: self.progress(f"{p}: {message}"),
                         self.discoveries,
                     )
+                self.results_of[run.run_dir] = {
+                    split: RunResults.from_json(data) for split, data in results.items()
+                }
             except RunDirBusy as error:
                 self.progress(f"{prefix}: skipped, in use by another process ({error.holder})")
                 self.busy.append(f"{run.run_dir} ({error.holder})")

@@ -27,8 +27,8 @@ PLOT_NAME = "tradeoff.png"
 PROBES_TABLE = "probes.md"
 PAIRED_STEM = "paired"
 
-ResultsOf = dict[Path, dict[str, dict[str, Any]]]
-"""Run directory -> split -> the finished run's results dict."""
+ResultsOf = dict[Path, dict[str, RunResults]]
+"""Run directory -> split -> the finished run's results."""
 
 
 def results_rows(results: RunResults) -> list[EvaluationRow]:
@@ -166,17 +166,9 @@ def selections_of(
         if run.run_dir in results_of and (select_seeds is None or run.seed in select_seeds)
     ]
     return select_points(
-        [
-            (run.method, point_name(run.point), _val_results(results_of[run.run_dir]))
-            for run in scored
-        ],
+        [(run.method, point_name(run.point), results_of[run.run_dir].get("val")) for run in scored],
         select,
     )
-
-
-def _val_results(splits: dict[str, dict[str, Any]]) -> RunResults | None:
-    """A run's val results as a record (None where it has none)."""
-    return None if "val" not in splits else RunResults.from_json(splits["val"])
 
 
 @dataclass(frozen=True)
@@ -213,12 +205,6 @@ def write_comparison(
     done = [run for run in runs if run.run_dir in results_of]
     if not done:
         return [], []
-    typed = {
-        run.run_dir: {
-            split: RunResults.from_json(r) for split, r in results_of[run.run_dir].items()
-        }
-        for run in done
-    }
     sections = []
     reported = done
     if tables.grid:
@@ -229,16 +215,16 @@ def write_comparison(
             row
             for run in done
             for split in run.splits
-            for row in grid_rows(run, typed[run.run_dir][split])
+            for row in grid_rows(run, results_of[run.run_dir][split])
         ]
         summary_rows = [
-            row for run in reported for row in grid_rows(run, typed[run.run_dir]["test"])
+            row for run in reported for row in grid_rows(run, results_of[run.run_dir]["test"])
         ]
     else:
-        rows = [row for run in done for row in results_rows(typed[run.run_dir]["test"])]
+        rows = [row for run in done for row in results_rows(results_of[run.run_dir]["test"])]
         summary_rows = rows
     paired, notes = paired_differences(
-        {(run.method, run.seed): typed[run.run_dir]["test"] for run in reported},
+        {(run.method, run.seed): results_of[run.run_dir]["test"] for run in reported},
         tables.reference,
     )
     sections.append(paired_table(paired, notes))
