@@ -43,7 +43,7 @@ from debiascl.model_folder import (
     ModelSpec,
 )
 from debiascl.models import ModelInfo
-from debiascl.registry import PROBE_GROUP_KINDS
+from debiascl.registry import PROBE_GROUP_KINDS, needs_discovery
 from debiascl.results import RunResults
 from debiascl.rundir import (
     check_finished,
@@ -219,7 +219,8 @@ def run_model(
             kind = "plain" if probe_groups in (None, "none") else probe_groups
             tensors, info["head"] = _probe_head(run_dir, key, product, kind, results)
         info["head"]["split"] = results.split
-        info["discovery"] = results.discovery if probe_groups == "discovered" else None
+        reads_discovery = probe_groups not in (None, "none") and needs_discovery((probe_groups,))
+        info["discovery"] = results.discovery if reads_discovery else None
     state = {name: value.detach().cpu().clone() for name, value in backbone.state_dict().items()}
     return ModelSpec(info, _preprocessing(train_set, views), state, tensors)
 

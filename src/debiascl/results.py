@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from debiascl.errors import DebiasclError
-from debiascl.registry import PROBE_GROUP_KINDS
+from debiascl.registry import PROBE_GROUP_KINDS, needs_discovery
 
 EVALUATION_KINDS = ("probe", "knn", "classifier")
 """What scored an evaluation: a linear probe on the frozen features, the weighted kNN, or a
@@ -113,6 +113,13 @@ class Evaluation:
             details=details,
         )
 
+    @property
+    def reads_discovery(self) -> bool:
+        """Whether this is the probe of a group kind that reads the run's bias discovery (the
+        kind's registry ``discovery`` info; False for other evaluations and for a kind not
+        registered here)."""
+        return self.groups in PROBE_GROUP_KINDS and needs_discovery((self.groups,))
+
     def to_json(self) -> dict[str, Any]:
         """The evaluation's mapping in a results file: protocol, details, metrics."""
         entry: dict[str, Any] = {} if self.description is None else {"protocol": self.description}
@@ -128,12 +135,6 @@ def is_evaluation_key(key: str) -> bool:
     or probe_<kind> (``probe_protocol`` is a label)."""
     grouped = key.startswith(GROUP_PROBE_PREFIX) and key != "probe_protocol"
     return key in EVALUATION_KINDS or grouped
-
-
-def _reads_discovery(groups: str | None) -> bool:
-    """Whether the probe group kind ``groups`` reads the run's bias discovery (its registry
-    ``discovery`` info; False for no kind or one not registered here)."""
-    return groups in PROBE_GROUP_KINDS and bool(PROBE_GROUP_KINDS.info(groups)["discovery"])
 
 
 @dataclass(frozen=True)
@@ -193,7 +194,7 @@ class RunResults:
             data[evaluation.key] = evaluation.to_json()
             if evaluation.key == "knn":
                 data["main"] = self.main
-            if self.discovery is not None and _reads_discovery(evaluation.groups):
+            if self.discovery is not None and evaluation.reads_discovery:
                 data.setdefault("discovery", self.discovery)
         data.setdefault("main", self.main)
         if self.discovery is not None:

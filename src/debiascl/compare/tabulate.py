@@ -57,7 +57,7 @@ def results_rows(results: RunResults) -> list[EvaluationRow]:
         }
         prefix = f"{name}."
         cells |= {key.removeprefix(prefix): v for key, v in flat.items() if key.startswith(prefix)}
-        if evaluation.groups == "discovered" and quality.get("bias_labels"):
+        if evaluation.reads_discovery and quality.get("bias_labels"):
             cells |= {f"discovery_{key}": quality[key] for key in ("precision", "recall", "auroc")}
         rows.append(EvaluationRow(evaluation, cells))
     return rows

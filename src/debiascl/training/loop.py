@@ -8,8 +8,9 @@ Determinism. The data order of epoch e (a permutation, or with ``train.group_sam
 balanced`` n draws with replacement) comes from a generator seeded by (seed, e) only;
 augmentations draw from torch's global RNG, seeded once and saved in checkpoints; the kNN
 monitor runs under a forked RNG, so it never changes the training trajectory. Hence on CPU a
-run is reproducible bit for bit, and ``resume=True`` continues from the last checkpoint, in
-the middle of an epoch, exactly as if the run had not stopped.
+run is reproducible bit for bit with the same number of threads (another thread count sums in
+another order and ends elsewhere within the seeds' noise), and ``resume=True`` continues from
+the last checkpoint, in the middle of an epoch, exactly as if the run had not stopped.
 
 Distributed (``torchrun``): ``train.batch_size`` is the GLOBAL batch; each of the K ranks takes a
 contiguous slice of batch_size / K samples of every global batch, the losses gather the
