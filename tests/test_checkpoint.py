@@ -8,6 +8,7 @@ import os
 import pickle
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import torch
 from fakes import minimal_state, train_args
 
 import debiascl.data.loading
+import debiascl.training.loop
 from debiascl.checkpoint import (
     FORMAT,
     VERSION,
@@ -232,6 +234,46 @@ def _untimed_records(run_dir: Path) -> list[dict]:
     return [
         {k: v for k, v in r.items() if k not in ("samples_per_s", "wall_time_s")} for r in records
     ]
+
+
+def test_checkpoint_epochs_saves_every_nth_epoch_and_the_last_and_a_run_resumes_from_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def config(epochs: int):
+        return build_config(
+            preset="biased-digits",
+            overrides={"method.name": "simclr", "train.epochs": epochs, "train.batch_size": 256},
+            sets=[
+                "data.options.image_size=8",
+                "train.knn_every=0",
+                "train.device=cpu",
+                "train.checkpoint_every=1000",  # no save within an epoch
+                "train.checkpoint_epochs=2",
+            ],
+        )
+
+    saved: list[int] = []
+    real_save = debiascl.training.loop.save_checkpoint
+
+    def recording_save(path: Path, state: dict) -> None:
+        saved.append(state["epoch"])
+        real_save(path, state)
+        if state["epoch"] == 2:  # what a run killed during epoch 3 leaves behind
+            (tmp_path / "killed" / "checkpoints").mkdir(parents=True)
+            shutil.copy(path, tmp_path / "killed" / "checkpoints" / "last.pt")
+            shutil.copy(path.parent.parent / "config.yaml", tmp_path / "killed" / "config.yaml")
+
+    monkeypatch.setattr(debiascl.training.loop, "save_checkpoint", recording_save)
+    uninterrupted = train(config(5), tmp_path / "run")
+    assert saved == [2, 4, 5]
+    saved.clear()
+    train(config(5), tmp_path / "killed", resume=True)
+    assert saved == [4, 5]
+    got = load_checkpoint(checkpoint_path(tmp_path / "killed"))
+    want = load_checkpoint(checkpoint_path(uninterrupted))
+    assert got["global_step"] == want["global_step"]
+    for key in want["model"]:
+        assert torch.equal(got["model"][key], want["model"][key]), key
 
 
 def test_load_trained_rebuilds_the_method(tmp_path: Path) -> None:

@@ -44,6 +44,7 @@ RESUMABLE_SETTINGS = frozenset(
         "train.progress",
         "train.log_every",
         "train.checkpoint_every",
+        "train.checkpoint_epochs",
         "train.knn_every",
         "train.knn_k",
         "data.root",

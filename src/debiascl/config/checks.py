@@ -123,6 +123,7 @@ def _check_train(config: Config) -> None:
     check_setting(t.batch_size >= 2, "train.batch_size", ">= 2", t.batch_size)
     check_setting(t.log_every >= 1, "train.log_every", ">= 1", t.log_every)
     check_setting(t.checkpoint_every >= 1, "train.checkpoint_every", ">= 1", t.checkpoint_every)
+    check_setting(t.checkpoint_epochs >= 1, "train.checkpoint_epochs", ">= 1", t.checkpoint_epochs)
     check_setting(
         t.knn_every >= 0, "train.knn_every", ">= 0 (0 turns the monitor off)", t.knn_every
     )

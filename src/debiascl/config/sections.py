@@ -189,6 +189,9 @@ class TrainConfig:
 
     ``channels_last``: null (auto) uses the channels_last memory layout where it helps, for
     CUDA training of images with a ResNet backbone; true or false force it on or off.
+    ``checkpoint_every``: save the checkpoint every this many steps within an epoch;
+    ``checkpoint_epochs``: and at the end of every this many epochs (1: each epoch; the last
+    epoch always). Neither changes the result: a run resumes exactly from any checkpoint.
     ``malloc_tuning``: on the CPU with images, raise glibc's malloc thresholds so that freed
     buffers are reused instead of being handed back to the kernel (:mod:`debiascl.allocator`).
 
@@ -211,6 +214,7 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 10
     checkpoint_every: int = 100
+    checkpoint_epochs: int = 1
     knn_every: int = 5
     knn_k: int = 200
     max_consecutive_skips: int = 10

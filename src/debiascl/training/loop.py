@@ -304,4 +304,5 @@ class Trainer:
                 self.metrics.log_knn(epoch, progress.global_step, accuracy)
         progress.epoch += 1
         progress.start_epoch()
-        self.save()
+        if epoch % train.checkpoint_epochs == 0 or epoch == train.epochs:
+            self.save()

@@ -3,7 +3,8 @@
 It writes (names and states: :mod:`debiascl.rundir`):
 
 - ``config.yaml``: the resolved configuration;
-- ``checkpoints/last.pt``: every ``train.checkpoint_every`` steps and at each epoch end
+- ``checkpoints/last.pt``: every ``train.checkpoint_every`` steps and at the end of every
+  ``train.checkpoint_epochs``-th epoch (1: each) and of the last
   (atomic, see :mod:`debiascl.checkpoint`);
 - ``metrics.jsonl``: one JSON object per line, ``kind`` "step" (every ``train.log_every``
   steps), "epoch" (means over the epoch) or "knn" (the weighted kNN monitor), each with
