@@ -45,6 +45,14 @@ def _private_image_cache(
     monkeypatch.setenv("DEBIASCL_CACHE_DIR", str(tmp_path_factory.mktemp("image-cache")))
 
 
+@pytest.fixture(autouse=True)
+def _forget_loaded_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plugins a test loads are not handed to the worker processes of later tests."""
+    import debiascl.plugins
+
+    monkeypatch.setattr(debiascl.plugins, "_LOADED", [])
+
+
 def _checked(read: Callable[..., Any], where: str) -> Callable[..., Any]:
     """``read`` (readouterr, subprocess.run, communicate), failing when its output holds a
     traceback."""

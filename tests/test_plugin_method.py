@@ -55,7 +55,8 @@ def test_a_plugin_method_trains_evaluates_and_compares_through_the_cli(
 
     out = tmp_path / "cmp"
     compare = ["compare", "--methods", "toy,simclr", "--seeds", "0", "--out", str(out), *TINY]
-    assert main([*compare, "--no-plots", "--plugin", str(plugin)]) == 0
+    # two jobs: the runs go to worker processes, which load the plugin too
+    assert main([*compare, "--no-plots", "--jobs", "2", "--plugin", str(plugin)]) == 0
     summary = (out / "summary.md").read_text()
     assert "| toy |" in summary and "| simclr |" in summary
     capsys.readouterr()

@@ -38,6 +38,8 @@ ENTRY_POINT_GROUP = "debiascl.plugins"
 DEBUG_ENV = "DEBIASCL_DEBUG"
 """Set to 1: a failing plugin raises its own exception with the full traceback."""
 PACKAGE_DIR = Path(__file__).resolve().parent
+_LOADED: list[str] = []
+"""The plugins :func:`load_plugin` imported in this process (files as absolute paths)."""
 
 
 def _where(error: BaseException) -> str:
@@ -102,7 +104,7 @@ def load_plugin(spec: str) -> ModuleType:
         path = Path(spec).expanduser().resolve()
         if not path.is_file():
             raise DebiasclError(f"plugin '{spec}': no such file")
-        return _imported(spec, lambda: _import_file(path))
+        return _remember(str(path), _imported(spec, lambda: _import_file(path)))
     if spec.startswith("."):
         raise DebiasclError(
             f"plugin '{spec}': a relative module name; give an absolute module name or the "
@@ -119,7 +121,19 @@ def load_plugin(spec: str) -> ModuleType:
                 ) from None
             raise
 
-    return _imported(spec, load)
+    return _remember(spec, _imported(spec, load))
+
+
+def _remember(spec: str, module: ModuleType) -> ModuleType:
+    if spec not in _LOADED:
+        _LOADED.append(spec)
+    return module
+
+
+def loaded_plugins() -> list[str]:
+    """The plugins imported in this process so far, as :func:`load_plugin` specs (a
+    comparison's worker processes import them too)."""
+    return list(_LOADED)
 
 
 def load_plugins(specs: Sequence[str] = ()) -> list[ModuleType]:

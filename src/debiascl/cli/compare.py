@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from debiascl.choices import (
     DEFAULT_REFERENCE,
@@ -22,6 +22,7 @@ from debiascl.choices import (
 )
 from debiascl.cli.options import (
     add_device_option,
+    add_jobs_option,
     add_probe_groups_option,
     add_settings_options,
 )
@@ -34,15 +35,25 @@ from debiascl.registry import (
     self_supervised_methods,
 )
 
+if TYPE_CHECKING:
+    from debiascl.compare import CompareOptions
+
 DEMO: dict[str, Any] = {
     "dataset": "biased-digits-binary",
     "methods": (*self_supervised_methods(), "gdro"),
     "seeds": (0, 1, 2),
-    "epochs": 50,
+    "epochs": 30,
     "batch_size": 128,
-    "sets": ("data.options.image_size=8", "train.knn_every=10", "gdro:train.groups=discovered"),
+    "sets": (
+        "data.options.image_size=8",
+        "train.knn_every=10",
+        "train.channels_last=true",
+        "train.checkpoint_epochs=10",
+        "gdro:train.groups=discovered",
+    ),
     "probe_groups": ("discovered", "true"),
     "report": True,
+    "plot_seeds": (0,),
 }
 """The demo's settings, on top of the dataset's preset (configs/biased-digits-binary.yaml).
 
@@ -155,6 +166,7 @@ def _add_compare(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
         "e.g. --set gdro:train.groups=discovered (repeatable)",
     )
     add_device_option(compare, training=True)
+    add_jobs_option(compare, "1 (one run at a time, in this process)")
     compare.add_argument(
         "--probe", choices=tuple(PROBE_PROTOCOLS), help="linear probe protocol (default: fast)"
     )
@@ -213,6 +225,11 @@ def _add_grid_options(compare: argparse.ArgumentParser) -> None:
         "--no-plots", action="store_true", help="skip each run's t-SNE and weight plots"
     )
     compare.add_argument(
+        "--plot-seeds",
+        metavar="S1,S2-S3,...",
+        help="draw the plots only for the runs of these seeds, e.g. 0 (default: every run)",
+    )
+    compare.add_argument(
         "--max-runs",
         type=int,
         default=MAX_RUNS,
@@ -244,12 +261,14 @@ def _add_demo(subparsers: argparse._SubParsersAction) -> None:
         help="one seed of one epoch, no per-run plots: seconds, not minutes",
     )
     add_device_option(demo, training=True)
+    add_jobs_option(demo, "one per usable CPU, each run single-threaded")
     demo.set_defaults(func=run_demo)
 
 
 def _summarise(
-    out_dir: Path, seconds: float, plots: bool, probe_groups: bool, grid: bool = False
+    out_dir: Path, seconds: float, options: CompareOptions, probe_groups: bool, grid: bool = False
 ) -> None:
+    """Print the comparison's table, its time and where its files are."""
     from debiascl.compare import (
         PAIRED_STEM,
         PLOT_NAME,
@@ -270,11 +289,11 @@ def _summarise(
         print(f"paired differences:  {out_dir / f'{PAIRED_STEM}.csv'} (and .md, .json)")
     print(f"average vs worst-group plot: {out_dir / PLOT_NAME}")
     runs = out_dir / RUNS_DIR / "<method>" / ("<point>/seed<k>" if grid else "seed<k>")
-    what = (
-        "results.json, t-SNE, training curves, WCL's easy/hard negatives"
-        if plots
-        else "results.json, metrics.jsonl, checkpoints"
-    )
+    what = "results.json, metrics.jsonl, checkpoints"
+    if options.report:
+        plotted = options.plot_seeds
+        which = "" if plotted is None else f" (seed {', '.join(map(str, plotted))})"
+        what += f"; plots{which}: t-SNE, training curves, WCL's easy/hard negatives"
     print(f"each run: {runs} ({what})")
 
 
@@ -284,6 +303,20 @@ def run_compare(args: argparse.Namespace) -> int:
     from debiascl.compare import CompareOptions, RunSettings, compare
 
     started = time.perf_counter()
+    options = CompareOptions(
+        grid=[parse_grid(text) for text in args.grid],
+        select=args.select,
+        select_seeds=None
+        if args.select_seeds is None
+        else parse_seeds(args.select_seeds, "--select-seeds", args.max_runs),
+        reference=args.reference,
+        report=not args.no_plots,
+        plot_seeds=None
+        if args.plot_seeds is None
+        else parse_seeds(args.plot_seeds, "--plot-seeds", args.max_runs),
+        max_runs=args.max_runs,
+        jobs=args.jobs or 1,
+    )
     compare(
         args.dataset,
         [METHODS.canonical(name) for name in _names(args.methods)],
@@ -301,21 +334,12 @@ def run_compare(args: argparse.Namespace) -> int:
             probe_groups=args.probe_groups,
             signal=args.signal,
         ),
-        CompareOptions(
-            grid=[parse_grid(text) for text in args.grid],
-            select=args.select,
-            select_seeds=None
-            if args.select_seeds is None
-            else parse_seeds(args.select_seeds, "--select-seeds", args.max_runs),
-            reference=args.reference,
-            report=not args.no_plots,
-            max_runs=args.max_runs,
-        ),
+        options,
     )
     _summarise(
         Path(args.out),
         time.perf_counter() - started,
-        plots=not args.no_plots,
+        options,
         probe_groups=bool(args.probe_groups),
         grid=bool(args.grid),
     )
@@ -325,10 +349,16 @@ def run_compare(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     """Run ``debiascl demo`` (``--quick``: the seconds-long version); returns the exit status."""
     from debiascl.compare import CompareOptions, RunSettings, compare
+    from debiascl.compare.workers import usable_cpus
 
     settings = QUICK_DEMO if args.quick else DEMO
     out_dir = Path(args.out or ("debiascl-demo-quick" if args.quick else "debiascl-demo"))
     started = time.perf_counter()
+    options = CompareOptions(
+        report=settings["report"],
+        plot_seeds=settings["plot_seeds"],
+        jobs=args.jobs or usable_cpus(),
+    )
     compare(
         settings["dataset"],
         settings["methods"],
@@ -341,12 +371,12 @@ def run_demo(args: argparse.Namespace) -> int:
             device=args.device,
             probe_groups=settings["probe_groups"],
         ),
-        CompareOptions(report=settings["report"]),
+        options,
     )
     _summarise(
         out_dir,
         time.perf_counter() - started,
-        plots=settings["report"],
+        options,
         probe_groups=bool(settings["probe_groups"]),
     )
     return 0

@@ -99,6 +99,26 @@ def add_device_option(parser: argparse.ArgumentParser, training: bool = False) -
     )
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1, else a usage error saying so."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got '{text}'")
+    return int(text)
+
+
+def add_jobs_option(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--jobs N``: runs executed at a time, each in a worker process with its share of the
+    CPUs (``default`` says what None means)."""
+    parser.add_argument(
+        "--jobs",
+        type=positive_int,
+        metavar="N",
+        help="train and evaluate N runs at a time in worker processes, each with usable CPUs / N "
+        "threads unless OMP_NUM_THREADS is set (a run is bit-exact for a given thread count, so "
+        f"results can differ in their last bits from --jobs 1's); default: {default}",
+    )
+
+
 def check_finished_runs(*run_dirs: str | None) -> None:
     """Check the given run directories before a command imports torch (a path error is quick).
 

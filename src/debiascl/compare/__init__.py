@@ -67,7 +67,6 @@ from typing import Any
 
 from debiascl.choices import DEFAULT_REFERENCE, MAX_RUNS, SELECT_RULES
 from debiascl.compare.execute import (
-    Executor,
     Progress,
     SharedDiscoveries,
     check_same_settings,
@@ -76,6 +75,7 @@ from debiascl.compare.execute import (
     results_mismatch,
     stderr_line,
 )
+from debiascl.compare.executor import Executor
 from debiascl.compare.plan import (
     HELPER_SETS,
     RUNS_DIR,
@@ -161,8 +161,11 @@ class CompareOptions:
         reference: the method the others are compared with, paired by seed (skipped, with a
             note in summary.md, when it is not among the methods).
         report: write each run's plots (t-SNE, training curves, WCL's weight analyses).
+        plot_seeds: with ``report``, only the runs of these seeds get plots (None: every run).
         max_runs: the most runs (methods x grid points x seeds) the comparison may plan
             (:data:`MAX_RUNS`); checked before anything is planned.
+        jobs: runs executed at a time; above 1, in worker processes that share the CPUs out
+            (:mod:`debiascl.compare.workers`).
     """
 
     grid: Sequence[GridAxis] = ()
@@ -170,7 +173,9 @@ class CompareOptions:
     select_seeds: Sequence[int] | None = None
     reference: str = DEFAULT_REFERENCE
     report: bool = True
+    plot_seeds: Sequence[int] | None = None
     max_runs: int = MAX_RUNS
+    jobs: int = 1
 
 
 def compare(
@@ -205,6 +210,8 @@ def compare(
     """
     grid, select, select_seeds = options.grid, options.select, options.select_seeds
     _check_select(select, settings)
+    if options.jobs < 1:
+        raise DebiasclError(f"jobs: expected an integer >= 1, got {options.jobs}")
     check_plan_size(methods, len(seeds), grid, options.max_runs)  # first: nothing iterates seeds
     runs = plan_runs(dataset, methods, seeds, out_dir, settings, grid)
     selecting = first_round_seeds(runs, seeds, select_seeds, grid)
@@ -213,7 +220,7 @@ def compare(
     tables = TableSettings(dataset, bool(grid), select, select_seeds, options.reference, probes)
     out_dir = Path(out_dir)
     _make_out_dir(out_dir)
-    executor = _execute(runs, helpers, selecting, tables, options.report, progress)
+    executor = _execute(runs, helpers, selecting, tables, options, progress)
     rows, summary_rows = write_comparison(runs, executor.results_of, out_dir, tables)
     if executor.busy:
         raise _skipped(executor, len(helpers), bool(summary_rows), select_seeds is not None)
@@ -236,11 +243,12 @@ def _execute(
     helpers: list[PlannedRun],
     selecting: dict[str, tuple[int, ...]],
     tables: TableSettings,
-    report: bool,
+    options: CompareOptions,
     progress: Progress,
 ) -> Executor:
     """Run the discovery runs and each method's first round (:func:`first_round_seeds`), then,
-    with ``tables.select_seeds``, each method's chosen point on its other seeds.
+    with ``tables.select_seeds``, each method's chosen point on its other seeds; ``options``
+    gives the plots and the number of jobs.
 
     Returns:
         The executor, holding the results and the runs another process held.
@@ -248,7 +256,8 @@ def _execute(
     first_round = [run for run in runs if run not in helpers and run.seed in selecting[run.method]]
     later = [run for run in runs if run.seed not in selecting[run.method]]
     later_count = len({(run.method, run.seed) for run in later})  # one point each is run
-    executor = Executor(report, progress, len(helpers) + len(first_round) + later_count)
+    total = len(helpers) + len(first_round) + later_count
+    executor = Executor(options.report, options.plot_seeds, progress, total, options.jobs)
     executor.run_all(helpers + first_round)
     if not executor.busy and tables.select_seeds is not None:
         selections = selections_of(runs, executor.results_of, tables.select, tables.select_seeds)

@@ -3,16 +3,16 @@ earlier comparison left in its run directory.
 
 A run is trained (or resumed from its checkpoint), loaded once, discovers its bias where planned
 (:class:`SharedDiscoveries`), is evaluated on the planned splits whose results cannot be reused
-(:func:`finished_results`), gets its plots, and then its ``done`` marker. The :class:`Executor`
-holds each run directory's lock while it works on it and skips the runs another process holds.
+(:func:`finished_results`), gets its plots, and then its ``done`` marker, all while holding the
+run directory's lock (:func:`run_locked`; a run another process holds is left alone).
 """
 
 from __future__ import annotations
 
 import shutil
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +25,10 @@ from debiascl.discovery.run import FoundBias, check_bias_run, find_bias, record_
 from debiascl.distributed import resolve_device
 from debiascl.errors import DebiasclError
 from debiascl.evaluate import LoadedRun, evaluate_splits, load_run
-from debiascl.grid import point_name
 from debiascl.methods import METHODS
 from debiascl.records import file_digest, read_json, results_problem
 from debiascl.registry import needs_discovery
 from debiascl.report import write_report
-from debiascl.results import RunResults
 from debiascl.rundir import (
     LOCK_NAME,
     RunDirBusy,
@@ -237,6 +235,27 @@ def execute_run(
     return {split: results_of[split] for split in run.splits}
 
 
+@dataclass(frozen=True)
+class RunOutcome:
+    """What became of one run: its results dict on each planned split, or ``holder`` ("pid N
+    on host H") when another process held its directory and it was skipped."""
+
+    results: dict[str, dict[str, Any]] | None = None
+    holder: str | None = None
+
+
+def run_locked(
+    run: PlannedRun, report: bool, progress: Progress, discoveries: SharedDiscoveries
+) -> RunOutcome:
+    """:func:`execute_run` holding the run directory's lock, or the holder when another
+    process holds it (nothing done)."""
+    try:
+        with hold_run_dir(run.run_dir):
+            return RunOutcome(results=execute_run(run, report, progress, discoveries))
+    except RunDirBusy as error:
+        return RunOutcome(holder=error.holder)
+
+
 def _reusable_results(run: PlannedRun, progress: Progress) -> dict[str, dict[str, Any]]:
     """Split -> the results of a finished run that can be reused (:func:`finished_results`);
     says once per reason why the others are evaluated again."""
@@ -271,59 +290,3 @@ def _empty(folder: Path) -> None:
     for entry in folder.iterdir():
         if entry.name != LOCK_NAME:
             remove_path(entry)
-
-
-class Executor:
-    """Runs planned runs one after another, numbering them ``[k/total]``, and keeps their
-    results (``results_of``: run directory -> split -> the results as a record, read once) and
-    the runs another process held (``busy``)."""
-
-    def __init__(self, report: bool, progress: Progress, total: int) -> None:
-        self.report = report
-        self.progress = progress
-        self.total = total
-        self.started = time.perf_counter()
-        self.results_of: dict[Path, dict[str, RunResults]] = {}
-        self.busy: list[str] = []
-        self.discoveries = SharedDiscoveries()
-        self.held: set[Path] = set()
-        """Run directories another process held (runs discovering with them are skipped)."""
-
-    def run_all(self, runs: Sequence[PlannedRun]) -> None:
-        """Bring each run to the finished state (:func:`execute_run`), skipping held ones."""
-        for run in runs:
-            number = len(self.results_of) + len(self.busy) + 1
-            point = f" {point_name(run.point)}" if run.point else ""
-            prefix = f"[{number}/{self.total}] {run.method}{point} seed {run.seed}"
-            run_started = time.perf_counter()
-            held = next((p for p in (run.bias_run, run.groups_run) if p in self.held), None)
-            if held is not None:  # its bias discovery needs a run held elsewhere
-                self.progress(f"{prefix}: skipped, its bias run {held} is held")
-                self.busy.append(f"{run.run_dir} (waits for its bias run {held})")
-                continue
-            try:
-                with hold_run_dir(run.run_dir):
-                    results = execute_run(
-                        run,
-                        self.report,
-                        lambda message, p=prefix: self.progress(f"{p}: {message}"),
-                        self.discoveries,
-                    )
-                self.results_of[run.run_dir] = {
-                    split: RunResults.from_json(data) for split, data in results.items()
-                }
-            except RunDirBusy as error:
-                self.progress(f"{prefix}: skipped, in use by another process ({error.holder})")
-                self.busy.append(f"{run.run_dir} ({error.holder})")
-                self.held.add(run.run_dir)
-                continue
-            now = time.perf_counter()
-            self.progress(
-                f"{prefix}: finished in {_duration(now - run_started)} "
-                f"(elapsed {_duration(now - self.started)})"
-            )
-
-
-def _duration(seconds: float) -> str:
-    minutes, seconds = divmod(round(seconds), 60)
-    return f"{minutes}m{seconds:02d}s"
