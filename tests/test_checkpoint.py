@@ -239,7 +239,7 @@ def _untimed_records(run_dir: Path) -> list[dict]:
 def test_checkpoint_epochs_saves_every_nth_epoch_and_the_last_and_a_run_resumes_from_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def config(epochs: int):
+    def config(epochs: int, checkpoint_epochs: int = 2):
         return build_config(
             preset="biased-digits",
             overrides={"method.name": "simclr", "train.epochs": epochs, "train.batch_size": 256},
@@ -248,7 +248,7 @@ def test_checkpoint_epochs_saves_every_nth_epoch_and_the_last_and_a_run_resumes_
                 "train.knn_every=0",
                 "train.device=cpu",
                 "train.checkpoint_every=1000",  # no save within an epoch
-                "train.checkpoint_epochs=2",
+                f"train.checkpoint_epochs={checkpoint_epochs}",
             ],
         )
 
@@ -258,7 +258,8 @@ def test_checkpoint_epochs_saves_every_nth_epoch_and_the_last_and_a_run_resumes_
     def recording_save(path: Path, state: dict) -> None:
         saved.append(state["epoch"])
         real_save(path, state)
-        if state["epoch"] == 2:  # what a run killed during epoch 3 leaves behind
+        if state["epoch"] == 2 and not (tmp_path / "killed").exists():
+            # what a run killed during epoch 3 leaves behind
             (tmp_path / "killed" / "checkpoints").mkdir(parents=True)
             shutil.copy(path, tmp_path / "killed" / "checkpoints" / "last.pt")
             shutil.copy(path.parent.parent / "config.yaml", tmp_path / "killed" / "config.yaml")
@@ -269,11 +270,15 @@ def test_checkpoint_epochs_saves_every_nth_epoch_and_the_last_and_a_run_resumes_
     saved.clear()
     train(config(5), tmp_path / "killed", resume=True)
     assert saved == [4, 5]
-    got = load_checkpoint(checkpoint_path(tmp_path / "killed"))
+    saved.clear()
+    every_epoch = train(config(5, checkpoint_epochs=1), tmp_path / "every-epoch")
+    assert saved == [1, 2, 3, 4, 5]  # the default; saving more often changes no number
     want = load_checkpoint(checkpoint_path(uninterrupted))
-    assert got["global_step"] == want["global_step"]
-    for key in want["model"]:
-        assert torch.equal(got["model"][key], want["model"][key]), key
+    for other in (tmp_path / "killed", every_epoch):
+        got = load_checkpoint(checkpoint_path(other))
+        assert got["global_step"] == want["global_step"]
+        for key in want["model"]:
+            assert torch.equal(got["model"][key], want["model"][key]), key
 
 
 def test_load_trained_rebuilds_the_method(tmp_path: Path) -> None:
