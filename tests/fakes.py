@@ -190,6 +190,23 @@ class FakePipeline:
         return self
 
 
+TINY_DIGITS_CLI = [
+    "--dataset",
+    "biased-digits-binary",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "512",
+    "--device",
+    "cpu",
+    "--set",
+    "data.options.image_size=8",
+    "--set",
+    "train.knn_every=0",
+]
+"""CLI flags of a seconds-long CPU run on the built-in digits (train or compare)."""
+
+
 def minimal_state(**extra: object) -> dict:
     """The smallest state dict a checkpoint accepts (every required key), updated by ``extra``."""
     state = {key: 0 for key in ckpt.REQUIRED_KEYS}

@@ -10,30 +10,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import DATASET, FakePipeline
+from fakes import DATASET, TINY_DIGITS_CLI, FakePipeline
 
 import debiascl.compare.execute
 import debiascl.compare.workers as workers
 from debiascl.cli import main
-from debiascl.compare import CompareOptions, RunSettings, compare, run_dir_for
+from debiascl.compare import (
+    CompareOptions,
+    Executor,
+    PlannedRun,
+    RunSettings,
+    compare,
+    run_dir_for,
+)
 from debiascl.errors import DebiasclError
 from debiascl.rundir import hold_run_dir
 
-TINY = [
-    "--dataset",
-    "biased-digits-binary",
-    "--epochs",
-    "1",
-    "--batch-size",
-    "512",
-    "--device",
-    "cpu",
-    "--set",
-    "data.options.image_size=8",
-    "--set",
-    "train.knn_every=0",
-    "--no-plots",
-]
+TINY = [*TINY_DIGITS_CLI, "--no-plots"]
 
 
 def _compare(out: Path, jobs: int, *extra: str) -> subprocess.CompletedProcess:
@@ -142,3 +135,11 @@ def test_bad_jobs_or_plot_seeds_are_one_line_errors(
         status = stop.code
     assert status == 2
     assert message in capsys.readouterr().err
+
+
+def test_runs_that_wait_for_each_other_are_refused_not_waited_for_forever() -> None:
+    first = PlannedRun("simclr", 0, None, Path("a"), bias_run=Path("b"))  # type: ignore[arg-type]
+    second = PlannedRun("simclr", 1, None, Path("b"), bias_run=Path("a"))  # type: ignore[arg-type]
+    executor = Executor(report=False, plot_seeds=None, progress=print, total=2, jobs=2)
+    with pytest.raises(RuntimeError, match="runs that wait for each other"):
+        executor.run_all([first, second])

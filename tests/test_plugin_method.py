@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from fakes import TINY_DIGITS_CLI as TINY
 from fakes import install_plugin, readme_plugin
 
 from debiascl.cli import main
@@ -17,21 +18,6 @@ from debiascl.registry import METHODS
 
 TOY_METHOD = readme_plugin("toy_method.py")
 """The README's one-file method (section "Adding a method: one file")."""
-
-TINY = [
-    "--dataset",
-    "biased-digits-binary",
-    "--epochs",
-    "1",
-    "--batch-size",
-    "512",
-    "--device",
-    "cpu",
-    "--set",
-    "data.options.image_size=8",
-    "--set",
-    "train.knn_every=0",
-]
 
 
 @pytest.fixture

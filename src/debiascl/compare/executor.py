@@ -92,6 +92,8 @@ class Executor:
             unfinished = {run.run_dir for run in waiting} | {s.run.run_dir for s in flying.values()}
             while waiting and len(flying) < pool.jobs:
                 ready = next((run for run in waiting if not _reads(run, unfinished)), None)
+                if ready is None and not flying:
+                    raise RuntimeError(f"runs that wait for each other: {waiting}")
                 if ready is None:
                     break
                 waiting.remove(ready)
@@ -148,8 +150,10 @@ class Executor:
 
 
 def _reads(run: PlannedRun, unfinished: set[Path]) -> bool:
-    """Whether ``run`` reads one of the ``unfinished`` runs (its bias or groups run)."""
-    return any(path in unfinished for path in (run.bias_run, run.groups_run) if path)
+    """Whether ``run`` reads one of the ``unfinished`` runs (its bias or groups run, itself
+    aside)."""
+    read = (run.bias_run, run.groups_run)
+    return any(path in unfinished for path in read if path and path != run.run_dir)
 
 
 def _duration(seconds: float) -> str:
