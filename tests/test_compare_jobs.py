@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from fakes import DATASET, TINY_DIGITS_CLI, FakePipeline
 
+import debiascl.cli.compare as cli_compare
 import debiascl.compare.execute
 import debiascl.compare.workers as workers
 from debiascl.cli import main
@@ -143,3 +145,14 @@ def test_runs_that_wait_for_each_other_are_refused_not_waited_for_forever() -> N
     executor = Executor(report=False, plot_seeds=None, progress=print, total=2, jobs=2)
     with pytest.raises(RuntimeError, match="runs that wait for each other"):
         executor.run_all([first, second])
+
+
+def test_the_demo_takes_a_job_per_cpu_up_to_four_and_one_on_cuda(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(workers, "usable_cpus", lambda: 16)
+    assert cli_compare._demo_jobs("cpu") == cli_compare.DEMO_MAX_JOBS == 4
+    monkeypatch.setattr(workers, "usable_cpus", lambda: 2)
+    assert cli_compare._demo_jobs("cpu") == 2
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert cli_compare._demo_jobs(None) == cli_compare._demo_jobs("cuda") == 1

@@ -65,11 +65,15 @@ balanced over the groups its bias encoder discovers (no bias label used) and one
 the true groups (the oracle). The last row is a classifier trained, not only probed, without any
 bias label: GroupDRO on the groups that each seed's triplet run discovers.
 
-For speed (about 2 minutes on 2 CPU cores; README, "Performance"): one job per usable CPU, each
-run single-threaded (the same thread count on any machine), 30 epochs, the channels_last
-layout (the CNN's convolutions are about 1.3x faster in it on a CPU), a checkpoint every 10
-epochs instead of every epoch, and the per-run plots for seed 0 only.
+For speed (about 2 minutes on 2 CPU cores; README, "Performance"): on the CPU, one job per
+usable CPU up to :data:`DEMO_MAX_JOBS` (on 2 cores: two single-threaded runs at a time), 30
+epochs, the channels_last layout (the CNN's convolutions are about 1.3x faster in it on a
+CPU), a checkpoint every 10 epochs instead of every epoch, and the per-run plots for seed 0.
 """
+
+DEMO_MAX_JOBS = 4
+"""The most jobs ``demo`` takes by default: its runs wait for their seed's triplet run, so few
+are ready at once, and each worker process holds its own copy of torch (about 0.7 GB)."""
 
 QUICK_DEMO: dict[str, Any] = {
     **DEMO,
@@ -265,7 +269,7 @@ def _add_demo(subparsers: argparse._SubParsersAction) -> None:
         help="one seed of one epoch, no per-run plots: seconds, not minutes",
     )
     add_device_option(demo, training=True)
-    add_jobs_option(demo, "one per usable CPU, each run single-threaded")
+    add_jobs_option(demo, f"on the CPU one per usable CPU, at most {DEMO_MAX_JOBS}; on CUDA 1")
     demo.set_defaults(func=run_demo)
 
 
@@ -350,10 +354,20 @@ def run_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_jobs(device: str | None) -> int:
+    """The demo's default ``--jobs``: 1 on CUDA (its runs share the GPU), else one per usable
+    CPU up to :data:`DEMO_MAX_JOBS`."""
+    from debiascl.compare.workers import usable_cpus
+    from debiascl.distributed import resolve_device
+
+    if resolve_device(device or "auto").type == "cuda":
+        return 1
+    return min(usable_cpus(), DEMO_MAX_JOBS)
+
+
 def run_demo(args: argparse.Namespace) -> int:
     """Run ``debiascl demo`` (``--quick``: the seconds-long version); returns the exit status."""
     from debiascl.compare import CompareOptions, RunSettings, compare
-    from debiascl.compare.workers import usable_cpus
 
     settings = QUICK_DEMO if args.quick else DEMO
     out_dir = Path(args.out or ("debiascl-demo-quick" if args.quick else "debiascl-demo"))
@@ -361,7 +375,7 @@ def run_demo(args: argparse.Namespace) -> int:
     options = CompareOptions(
         report=settings["report"],
         plot_seeds=settings["plot_seeds"],
-        jobs=args.jobs or usable_cpus(),
+        jobs=args.jobs or _demo_jobs(args.device),
     )
     compare(
         settings["dataset"],
