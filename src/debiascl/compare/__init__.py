@@ -165,7 +165,8 @@ class CompareOptions:
         max_runs: the most runs (methods x grid points x seeds) the comparison may plan
             (:data:`MAX_RUNS`); checked before anything is planned.
         jobs: runs executed at a time; above 1, in worker processes that share the CPUs out
-            (:mod:`debiascl.compare.workers`).
+            (:mod:`debiascl.compare.workers`; started with ``spawn``, so a script calling
+            :func:`compare` needs the ``if __name__ == "__main__":`` guard).
     """
 
     grid: Sequence[GridAxis] = ()
