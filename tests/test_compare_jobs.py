@@ -25,6 +25,7 @@ from debiascl.compare import (
     compare,
     run_dir_for,
 )
+from debiascl.config import load_config
 from debiascl.errors import DebiasclError
 from debiascl.rundir import hold_run_dir
 
@@ -48,6 +49,9 @@ def test_two_jobs_give_the_tables_of_one_job_at_the_same_thread_count(tmp_path: 
     assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
     for table in ("probes.md", "summary.md", "paired.csv"):
         assert (tmp_path / "one" / table).read_text() == (tmp_path / "two" / table).read_text()
+    # the workers draw no progress bars (they would overwrite each other on a terminal)
+    assert load_config(run_dir_for(tmp_path / "one", "gdro", 1) / "config.yaml").train.progress
+    assert not load_config(run_dir_for(tmp_path / "two", "gdro", 1) / "config.yaml").train.progress
     # 2 triplet bias runs + 4 runs; gdro waited for its seed's triplet run to finish
     lines = two.stderr.splitlines()
     finished = [line for line in lines if ": finished in " in line]

@@ -18,6 +18,7 @@ import os
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
 from multiprocessing.queues import SimpleQueue
 
 from debiascl.compare.execute import RunOutcome, SharedDiscoveries, run_locked
@@ -72,9 +73,13 @@ def _send(line: str) -> None:
 
 
 def _run_in_worker(run: PlannedRun, report: bool, prefix: str) -> RunOutcome:
-    """One run in a worker: its progress lines go to the parent prefixed with ``prefix``; runs
-    this worker executes share its discoveries. A user error reaches the parent as a plain
-    :class:`DebiasclError` with the same message (any subclass's arguments may not pickle)."""
+    """One run in a worker: its progress lines go to the parent prefixed with ``prefix``, and it
+    draws no progress bar (``train.progress`` off: the bars of runs side by side would overwrite
+    each other on one terminal; a setting that changes no result); runs this worker executes
+    share its discoveries. A user error reaches the parent as a plain :class:`DebiasclError` with
+    the same message (any subclass's arguments may not pickle)."""
+    quiet = replace(run.config, train=replace(run.config.train, progress=False))
+    run = replace(run, config=quiet)
     try:
         return run_locked(run, report, lambda message: _send(f"{prefix}: {message}"), _discoveries)
     except DebiasclError as error:
