@@ -141,3 +141,25 @@ def test_the_package_and_its_losses_import_without_the_models() -> None:
         timeout=120,
     )
     assert done.stdout.splitlines() == ["[]", "WCL"]
+
+
+def test_torchvision_is_imported_only_by_what_needs_it() -> None:
+    """torchvision's import costs about as much as torch's: training, comparing, evaluating and
+    predicting on the built-in data do not pay it; a ResNet or a CIFAR loader does."""
+    probe = (
+        "import sys\n"
+        "import debiascl.api, debiascl.compare, debiascl.evaluate, debiascl.export\n"
+        "import debiascl.predict, debiascl.train\n"
+        "print('torchvision' in sys.modules)\n"
+        "from debiascl.models import resnet\n"
+        "print(resnet('resnet18')[1], 'torchvision' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+        check=True,
+        timeout=120,
+    )
+    assert done.stdout.splitlines() == ["False", "512 True"]

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-import torchvision
 from torch import nn
 
 from debiascl.config import ModelConfig
@@ -170,6 +169,8 @@ def resnet(name: str, in_channels: int = 3, cifar_stem: bool = False) -> tuple[n
         in_channels: input channels; the stem conv is rebuilt when it is not 3.
         cifar_stem: 3x3 stride-1 stem conv and no max-pool (for 32-96 px inputs).
     """
+    import torchvision.models  # here: torchvision's import costs about as much as torch's
+
     model = getattr(torchvision.models, name)(weights=None)
     if cifar_stem:
         model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
@@ -201,6 +202,8 @@ def _mlp_backbone(config: ModelConfig, features: int) -> tuple[nn.Module, int]:
 
 def _imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
     """torchvision's ImageNet weights for ``name`` (downloads them on first use)."""
+    import torchvision.models
+
     weights = torchvision.models.get_model_weights(name).DEFAULT
     try:
         return weights.get_state_dict(progress=False)

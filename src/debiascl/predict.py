@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from torchvision.datasets.folder import IMG_EXTENSIONS
 from tqdm import tqdm
 
 from debiascl.atomic import write_atomic
@@ -106,6 +105,8 @@ def _label(text: str | None, path: Path, line: int) -> int:
 
 
 def _folder_inputs(folder: Path, size: int) -> Inputs:
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
     files = sorted(
         path
         for path in folder.rglob("*")

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torchvision import datasets as tv_datasets
 
 from debiascl.data.base import BiasedDataset, download_torchvision, register_dataset
 from debiascl.data.images.datasets import (
@@ -91,13 +90,22 @@ def _cifar_batch(path: Path, label_key: str, num_classes: int) -> tuple[np.ndarr
 
 @dataclass(frozen=True)
 class _CifarSpec:
-    """Where CIFAR-10 and CIFAR-100 differ: torchvision's class (file names), label key, stats."""
+    """Where CIFAR-10 and CIFAR-100 differ: torchvision's class (its name in
+    ``torchvision.datasets``: file names), label key, stats."""
 
     name: str
-    source: type[tv_datasets.CIFAR10]
+    source: str
     label_key: str
     mean: tuple[float, ...]
     std: tuple[float, ...]
+
+
+def _torchvision_dataset(name: str) -> type:
+    """``torchvision.datasets.<name>`` (imported when a data set is first built: torchvision's
+    import costs about as much as torch's)."""
+    import torchvision.datasets
+
+    return getattr(torchvision.datasets, name)
 
 
 def _rows(part: int, index: torch.Tensor) -> np.ndarray:
@@ -112,7 +120,7 @@ def _cifar(
     options = image_options(
         spec.name, given, {"val_fraction": DEFAULT_VAL_FRACTION, "split_seed": 0, "image_size": 32}
     )
-    source = spec.source
+    source = _torchvision_dataset(spec.source)
     if download:
         download_torchvision(spec.name, root, lambda r: source(r, train=False, download=True))
     layout = f"torchvision's {source.base_folder}/ folder"
@@ -146,8 +154,8 @@ def _cifar(
     )
 
 
-CIFAR10 = _CifarSpec("cifar10", tv_datasets.CIFAR10, "labels", CIFAR10_MEAN, CIFAR10_STD)
-CIFAR100 = _CifarSpec("cifar100", tv_datasets.CIFAR100, "fine_labels", CIFAR100_MEAN, CIFAR100_STD)
+CIFAR10 = _CifarSpec("cifar10", "CIFAR10", "labels", CIFAR10_MEAN, CIFAR10_STD)
+CIFAR100 = _CifarSpec("cifar100", "CIFAR100", "fine_labels", CIFAR100_MEAN, CIFAR100_STD)
 
 
 @register_dataset("cifar10")
@@ -236,11 +244,10 @@ def build_stl10(
             "unlabeled": False,
         },
     )
+    stl10 = _torchvision_dataset("STL10")
     if download:
-        download_torchvision(
-            "stl10", root, lambda r: tv_datasets.STL10(r, split="test", download=True)
-        )
-    base = tv_datasets.STL10.base_folder
+        download_torchvision("stl10", root, lambda r: stl10(r, split="test", download=True))
+    base = stl10.base_folder
     folder = dataset_root("stl10", root, f"torchvision's {base}/ folder") / base
     if not folder.is_dir():
         raise DebiasclError(

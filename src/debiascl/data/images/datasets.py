@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
-import torchvision.transforms.functional as TF
 
 from debiascl.data.base import BiasedDataset
 from debiascl.data.images.decoding import load_image
@@ -88,6 +87,8 @@ class ArrayImageDataset(BiasedDataset):
         x = torch.tensor(self.parts[part][row], dtype=torch.float32).div_(255)
         size = self.input_shape[1]
         if x.shape[1:] != (size, size):
+            import torchvision.transforms.functional as TF  # imported when first needed
+
             x = TF.resize(x, [size, size], antialias=True).clamp_(0, 1)
         return x
 

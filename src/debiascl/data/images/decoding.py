@@ -6,9 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision.transforms.functional as TF
 from PIL import Image
-from torchvision.transforms import InterpolationMode
 
 from debiascl.errors import DebiasclError
 
@@ -32,6 +30,9 @@ def decode_image(path: Path, image_size: int, source: Path | None = None) -> tor
         raise DebiasclError(f"image file {path}{listed} does not exist") from error
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise DebiasclError(f"cannot read image {path}{listed}: {error}") from error
+    import torchvision.transforms.functional as TF  # imported when first needed
+    from torchvision.transforms import InterpolationMode
+
     rgb = TF.resize(rgb, image_size, interpolation=InterpolationMode.BILINEAR)
     rgb = TF.center_crop(rgb, [image_size, image_size])
     return TF.pil_to_tensor(rgb)

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 
 from debiascl.data.base import BiasedDataset, register_dataset
 from debiascl.data.images.datasets import (
@@ -159,6 +158,8 @@ def _image_folder(folder: Path, wnids: list[str]) -> tuple[list[str], torch.Tens
                 f"missing folder {folder / wnid}: expected one folder of images per class "
                 "in the class list"
             )
+    from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
+
     try:
         samples = make_dataset(str(folder), {w: k for k, w in enumerate(wnids)}, IMG_EXTENSIONS)
     except FileNotFoundError as error:
