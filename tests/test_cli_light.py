@@ -45,6 +45,19 @@ def run_cli(*argv: str, env: dict[str, str] | None = None) -> dict:
     return json.loads(done.stdout)
 
 
+def run_python(program: str) -> list[str]:
+    """Run ``program`` in a fresh interpreter with this checkout's package; its output lines."""
+    done = subprocess.run(
+        [sys.executable, "-c", program],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+        check=True,
+        timeout=120,
+    )
+    return done.stdout.splitlines()
+
+
 def heavy_modules(result: dict) -> list[str]:
     return [name for name in result["modules"] if name.split(".")[0] in HEAVY]
 
@@ -132,15 +145,7 @@ def test_the_package_and_its_losses_import_without_the_models() -> None:
         "print(sorted(name for name in sys.modules if name.startswith(heavy)))\n"
         "print(debiascl.methods.METHODS['wcl'].__name__)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", probe],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(SRC)},
-        check=True,
-        timeout=120,
-    )
-    assert done.stdout.splitlines() == ["[]", "WCL"]
+    assert run_python(probe) == ["[]", "WCL"]
 
 
 def test_torchvision_is_imported_only_by_what_needs_it() -> None:
@@ -154,12 +159,4 @@ def test_torchvision_is_imported_only_by_what_needs_it() -> None:
         "from debiascl.models import resnet\n"
         "print(resnet('resnet18')[1], 'torchvision' in sys.modules)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", probe],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(SRC)},
-        check=True,
-        timeout=120,
-    )
-    assert done.stdout.splitlines() == ["False", "512 True"]
+    assert run_python(probe) == ["False", "512 True"]
