@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from debiascl.data.loading import available_cpus
+
 
 def run_demo(jobs: int, folder: Path) -> tuple[float, str]:
     """Seconds ``debiascl demo --jobs jobs`` took (the whole process) and its probes table."""
@@ -35,7 +37,7 @@ def run_demo(jobs: int, folder: Path) -> tuple[float, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default = [1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2]
+    default = [1, available_cpus()]
     parser.add_argument("--jobs", type=int, nargs="+", default=default, help="values to time")
     args = parser.parse_args()
     threads = os.environ.get("OMP_NUM_THREADS", "torch's default")

@@ -101,7 +101,7 @@ def test_worker_environment_sets_the_thread_variables_the_user_did_not(
 
 
 def test_threads_per_worker_share_the_cpus_out(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(workers, "usable_cpus", lambda: 8)
+    monkeypatch.setattr(workers, "available_cpus", lambda: 8)
     assert [workers.threads_per_worker(jobs) for jobs in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]
 
 
@@ -154,9 +154,9 @@ def test_runs_that_wait_for_each_other_are_refused_not_waited_for_forever() -> N
 def test_the_demo_takes_a_job_per_cpu_up_to_four_and_one_on_cuda(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(workers, "usable_cpus", lambda: 16)
+    monkeypatch.setattr(workers, "available_cpus", lambda: 16)
     assert cli_compare._demo_jobs("cpu") == cli_compare.DEMO_MAX_JOBS == 4
-    monkeypatch.setattr(workers, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(workers, "available_cpus", lambda: 2)
     assert cli_compare._demo_jobs("cpu") == 2
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert cli_compare._demo_jobs(None) == cli_compare._demo_jobs("cuda") == 1

@@ -357,12 +357,12 @@ def run_compare(args: argparse.Namespace) -> int:
 def _demo_jobs(device: str | None) -> int:
     """The demo's default ``--jobs``: 1 on CUDA (its runs share the GPU), else one per usable
     CPU up to :data:`DEMO_MAX_JOBS`."""
-    from debiascl.compare.workers import usable_cpus
+    from debiascl.compare.workers import available_cpus
     from debiascl.distributed import resolve_device
 
     if resolve_device(device or "auto").type == "cuda":
         return 1
-    return min(usable_cpus(), DEMO_MAX_JOBS)
+    return min(available_cpus(), DEMO_MAX_JOBS)
 
 
 def run_demo(args: argparse.Namespace) -> int:

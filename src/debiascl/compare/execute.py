@@ -76,12 +76,6 @@ def check_same_settings(run: PlannedRun) -> None:
         ) from None
 
 
-def planned_probe_groups(run: PlannedRun) -> tuple[str, ...]:
-    """The group-robust probes planned for a run (supervised runs get them on their
-    classifier's features too, and their classifier a ``discovered_worst_group`` on val)."""
-    return run.probe_groups
-
-
 def results_mismatch(run: PlannedRun, results: dict[str, Any]) -> str | None:
     """Why ``results`` were not computed from ``run`` (another method, seed or data set, or
     another checkpoint, e.g. a file copied from another run), or None.
@@ -146,7 +140,7 @@ def finished_results(run: PlannedRun, split: str = "test") -> tuple[dict[str, An
             f"'{name}' was made with the '{results.get('probe_protocol')}' probe protocol, "
             f"planned '{planned_probe}'"
         )
-    missing = [kind for kind in planned_probe_groups(run) if f"probe_{kind}" not in results]
+    missing = [kind for kind in run.probe_groups if f"probe_{kind}" not in results]
     if missing:
         return None, f"'{name}' has no probe balanced over the {', '.join(missing)} groups"
     return results, ""
@@ -218,7 +212,7 @@ def execute_run(
     else:
         _train(run, state, progress)
     loaded = load_run(run.run_dir, str(resolve_device(run.config.train.device)))
-    probe_groups = planned_probe_groups(run)
+    probe_groups = run.probe_groups
     if needs_discovery(probe_groups):
         source = "the run itself" if run.bias_run is None else f"the run {run.bias_run}"
         progress(f"discovering the bias with {source}")

@@ -23,6 +23,7 @@ from multiprocessing.queues import SimpleQueue
 
 from debiascl.compare.execute import RunOutcome, SharedDiscoveries, run_locked
 from debiascl.compare.plan import PlannedRun
+from debiascl.data.loading import available_cpus
 from debiascl.errors import DebiasclError
 from debiascl.plugins import load_plugins, loaded_plugins
 
@@ -30,16 +31,9 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 """The environment variables that size the math libraries' thread pools in a worker."""
 
 
-def usable_cpus() -> int:
-    """The number of CPUs this process may run on (its affinity where the OS tells it)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
 def threads_per_worker(jobs: int) -> int:
     """The threads each of ``jobs`` workers gets: the usable CPUs shared out, at least 1."""
-    return max(1, usable_cpus() // jobs)
+    return max(1, available_cpus() // jobs)
 
 
 @contextmanager
